@@ -1,0 +1,1 @@
+//! Serf RPC protocol.

@@ -1,0 +1,1 @@
+//! Serf / memberlist wire formats.
