@@ -4,6 +4,7 @@
 
 pub mod config;
 pub mod handlers;
+pub mod logs;
 pub mod rpc_server;
 pub mod runtime;
 pub mod snapshot;

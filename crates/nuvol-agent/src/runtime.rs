@@ -295,7 +295,14 @@ impl AgentHandle {
         rx.await.map_err(|_| AgentError::Stopped)
     }
 
-    /// Resolves when the agent stops on its own (e.g. name conflict).
+    /// Stop the agent (after a leave through RPC, for instance).
+    pub async fn shutdown(&self, reason: &str) {
+        let r = reason.to_owned();
+        let _ = self.call(move |c| c.shutdown = Some(r)).await;
+    }
+
+    /// Resolves when the agent stops on its own (e.g. name conflict, or a
+    /// leave requested over RPC, reason "left").
     pub async fn stopped(&self) -> String {
         let mut rx = self.stopped.clone();
         loop {
@@ -373,6 +380,7 @@ struct Driver {
     handlers: Option<mpsc::Sender<Event>>,
     stats: Arc<DriverStats>,
     stop_tx: tokio::sync::watch::Sender<Option<String>>,
+    coalescer: nuvol_gossip::coalesce::Coalescer,
 }
 
 impl Driver {
@@ -421,11 +429,9 @@ impl Driver {
                     });
                 }
                 Output::Event(ev) => {
-                    let _ = self.events.send(ev.clone());
-                    if let Some(h) = &self.handlers {
-                        if h.try_send(ev).is_err() {
-                            tracing::warn!("event handler queue full, dropping event");
-                        }
+                    let now = self.ctx.now();
+                    if let Some(ev) = self.coalescer.push(ev, now) {
+                        self.dispatch(ev);
                     }
                 }
                 Output::QueryAck { handle, from } => {
@@ -467,8 +473,7 @@ impl Driver {
                 }
                 Output::Shutdown { reason } => {
                     tracing::error!(%reason, "agent shutting down");
-                    self.ctx.shutdown = Some(reason.clone());
-                    let _ = self.stop_tx.send(Some(reason));
+                    self.ctx.shutdown = Some(reason);
                 }
                 Output::SnapshotAlive { name, addr } => {
                     if let Some(s) = self.ctx.snapshot.as_mut() {
@@ -488,10 +493,23 @@ impl Driver {
         }
     }
 
+    /// Hand an event to RPC stream subscribers and the handler task.
+    fn dispatch(&mut self, ev: Event) {
+        let _ = self.events.send(ev.clone());
+        if let Some(h) = &self.handlers {
+            if h.try_send(ev).is_err() {
+                tracing::warn!("event handler queue full, dropping event");
+            }
+        }
+    }
+
     async fn run(mut self, mut rx: mpsc::Receiver<Input>) {
         let mut clock_save = tokio::time::interval(Duration::from_secs(1));
         loop {
-            let next = self.ctx.gossip.poll_timeout();
+            let mut next = self.ctx.gossip.poll_timeout();
+            if let Some(t) = self.coalescer.poll_timeout() {
+                next = next.min(t);
+            }
             let wake = self.ctx.start + next;
             tokio::select! {
                 input = rx.recv() => {
@@ -527,6 +545,9 @@ impl Driver {
                 _ = tokio::time::sleep_until(wake) => {
                     let now = self.ctx.now();
                     self.ctx.gossip.handle_timeout(now);
+                    for ev in self.coalescer.poll(now) {
+                        self.dispatch(ev);
+                    }
                 }
                 _ = clock_save.tick() => {
                     let (c, e, q) = self.ctx.gossip.clocks();
@@ -538,7 +559,11 @@ impl Driver {
                 }
             }
             self.route();
-            if self.ctx.shutdown.is_some() {
+            if let Some(reason) = self.ctx.shutdown.take() {
+                if let Some(s) = self.ctx.snapshot.as_mut() {
+                    let _ = s.sync();
+                }
+                let _ = self.stop_tx.send(Some(reason));
                 return;
             }
         }
@@ -646,6 +671,12 @@ pub async fn start(cfg: AgentConfig) -> Result<Running, AgentError> {
         }
         None => (None, None),
     };
+    let core_coalesce = (
+        core_cfg.coalesce_period,
+        core_cfg.quiescent_period,
+        core_cfg.user_coalesce_period,
+        core_cfg.user_quiescent_period,
+    );
     let start = Instant::now();
     let seed = rand::random::<u64>();
     let mut gossip = Gossip::new(core_cfg, advertise, cfg.tags.clone(), keyring, seed, Duration::ZERO)?;
@@ -689,6 +720,12 @@ pub async fn start(cfg: AgentConfig) -> Result<Running, AgentError> {
         handlers: handlers.as_ref().map(|(t, _)| t.clone()),
         stats: stats.clone(),
         stop_tx,
+        coalescer: nuvol_gossip::coalesce::Coalescer::new(
+            core_coalesce.0,
+            core_coalesce.1,
+            core_coalesce.2,
+            core_coalesce.3,
+        ),
     };
     tokio::spawn(driver.run(rx));
     tokio::spawn(udp_loop(udp, tx.clone(), stats.clone()));

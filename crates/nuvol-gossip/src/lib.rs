@@ -7,6 +7,7 @@
 //! What it wants done comes out of [`Gossip::drain_outputs`].
 
 pub mod broadcast;
+pub mod coalesce;
 pub mod config;
 pub mod coordinate;
 mod core;

@@ -139,10 +139,16 @@ fn init_logging(level: &str) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("NUVOL_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let _ = tracing_subscriber::registry()
+        .with(filter)
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_target(false),
+        )
+        .with(nuvol_agent::logs::BroadcastLayer)
         .try_init();
 }
 
@@ -204,6 +210,9 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<i32> {
         _ = term.recv() => leave_on_term,
         _ = int.recv() => !skip_leave_on_int,
         reason = agent.stopped() => {
+            if reason == "left" {
+                return Ok(0);
+            }
             eprintln!("nuvol: agent stopped: {reason}");
             return Ok(1);
         }
