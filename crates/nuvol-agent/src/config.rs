@@ -20,7 +20,10 @@ pub enum ConfigError {
     #[error("invalid config file {path}: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("invalid {field}: {message}")]
-    Invalid { field: &'static str, message: String },
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
 }
 
 fn invalid(field: &'static str, message: impl Into<String>) -> ConfigError {
@@ -285,23 +288,34 @@ impl FileConfig {
             .unwrap_or("lan")
             .parse()
             .map_err(|e: String| invalid("profile", e))?;
-        let protocol = self.protocol.unwrap_or(nuvol_gossip::config::SERF_PROTOCOL_MAX);
+        let protocol = self
+            .protocol
+            .unwrap_or(nuvol_gossip::config::SERF_PROTOCOL_MAX);
         if !(nuvol_gossip::config::SERF_PROTOCOL_MIN..=nuvol_gossip::config::SERF_PROTOCOL_MAX)
             .contains(&protocol)
         {
-            return Err(invalid("protocol", format!("{protocol} is not supported (2 to 5)")));
+            return Err(invalid(
+                "protocol",
+                format!("{protocol} is not supported (2 to 5)"),
+            ));
         }
-        let dur = |field: &'static str, v: Option<String>| -> Result<Option<Duration>, ConfigError> {
-            v.map(|s| parse_duration(&s).map_err(|e| invalid(field, e))).transpose()
-        };
-        let retry_interval = dur("retry-interval", self.retry_interval)?.unwrap_or(Duration::from_secs(30));
+        let dur =
+            |field: &'static str, v: Option<String>| -> Result<Option<Duration>, ConfigError> {
+                v.map(|s| parse_duration(&s).map_err(|e| invalid(field, e)))
+                    .transpose()
+            };
+        let retry_interval =
+            dur("retry-interval", self.retry_interval)?.unwrap_or(Duration::from_secs(30));
         if let Some(k) = &self.encrypt_key {
             nuvol_wire::security::parse_key(k).map_err(|e| invalid("encrypt", e.to_string()))?;
         }
         for h in &self.event_handlers {
             crate::handlers::HandlerSpec::parse(h).map_err(|e| invalid("event-handler", e))?;
         }
-        let log_level = self.log_level.unwrap_or_else(|| "info".into()).to_lowercase();
+        let log_level = self
+            .log_level
+            .unwrap_or_else(|| "info".into())
+            .to_lowercase();
         if !["trace", "debug", "info", "warn", "err", "error"].contains(&log_level.as_str()) {
             return Err(invalid("log-level", format!("unknown level {log_level:?}")));
         }
@@ -378,7 +392,8 @@ mod tests {
     #[test]
     fn file_refuses_unknown_keys_and_flags_override() {
         assert!(FileConfig::parse("nodename = 'x'").is_err());
-        let f = FileConfig::parse("node_name = 'a'\nprofile = 'wan'\n[tags]\nrole = 'web'").unwrap();
+        let f =
+            FileConfig::parse("node_name = 'a'\nprofile = 'wan'\n[tags]\nrole = 'web'").unwrap();
         let flags = FileConfig {
             node_name: Some("b".into()),
             ..Default::default()

@@ -51,7 +51,9 @@ pub(crate) async fn handler_task(agent: AgentHandle, mut rx: mpsc::Receiver<Even
                         }
                     }
                 }
-                Err(e) => tracing::error!(script = %spec.script, error = %e, "event handler failed"),
+                Err(e) => {
+                    tracing::error!(script = %spec.script, error = %e, "event handler failed")
+                }
             }
         }
     }

@@ -70,7 +70,9 @@ fn map(entries: Vec<(&str, Value)>) -> Value {
 
 fn get<'a>(v: &'a Value, key: &str) -> Option<&'a Value> {
     match v {
-        Value::Map(m) => m.iter().find_map(|(k, val)| (k.as_str() == Some(key)).then_some(val)),
+        Value::Map(m) => m
+            .iter()
+            .find_map(|(k, val)| (k.as_str() == Some(key)).then_some(val)),
         _ => None,
     }
 }
@@ -203,7 +205,11 @@ impl Reader {
                 return Err("request too large".into());
             }
             let mut chunk = [0u8; 8192];
-            let n = self.sock.read(&mut chunk).await.map_err(|e| e.to_string())?;
+            let n = self
+                .sock
+                .read(&mut chunk)
+                .await
+                .map_err(|e| e.to_string())?;
             if n == 0 {
                 return Err("client closed the connection".into());
             }
@@ -291,7 +297,10 @@ impl Client {
             Some(b) => encode(&[&h, b]),
             None => encode(&[&h]),
         };
-        self.out.send(bytes).await.map_err(|_| "writer closed".to_string())
+        self.out
+            .send(bytes)
+            .await
+            .map_err(|_| "writer closed".to_string())
     }
 
     async fn serve(&mut self, rd: &mut Reader) -> Result<(), String> {
@@ -344,8 +353,12 @@ impl Client {
                             get_bool(&body, "Coalesce"),
                         )
                         .await;
-                    self.send(seq, &r.err().map(|e| err_string(&e)).unwrap_or_default(), None)
-                        .await?;
+                    self.send(
+                        seq,
+                        &r.err().map(|e| err_string(&e)).unwrap_or_default(),
+                        None,
+                    )
+                    .await?;
                 }
                 "force-leave" => {
                     let body = rd.next().await?;
@@ -353,8 +366,12 @@ impl Client {
                         .agent
                         .force_leave(get_str(&body, "Node"), get_bool(&body, "Prune"))
                         .await;
-                    self.send(seq, &r.err().map(|e| err_string(&e)).unwrap_or_default(), None)
-                        .await?;
+                    self.send(
+                        seq,
+                        &r.err().map(|e| err_string(&e)).unwrap_or_default(),
+                        None,
+                    )
+                    .await?;
                 }
                 "join" => {
                     let body = rd.next().await?;
@@ -387,21 +404,33 @@ impl Client {
                         None => (members, String::new()),
                     };
                     let list = Value::Array(members.iter().map(member_value).collect());
-                    self.send(seq, &err, Some(map(vec![("Members", list)]))).await?;
+                    self.send(seq, &err, Some(map(vec![("Members", list)])))
+                        .await?;
                 }
                 "tags" => {
                     let body = rd.next().await?;
                     let r = self
                         .agent
-                        .set_tags(get_str_map(&body, "Tags"), get_str_list(&body, "DeleteTags"))
+                        .set_tags(
+                            get_str_map(&body, "Tags"),
+                            get_str_list(&body, "DeleteTags"),
+                        )
                         .await;
-                    self.send(seq, &r.err().map(|e| err_string(&e)).unwrap_or_default(), None)
-                        .await?;
+                    self.send(
+                        seq,
+                        &r.err().map(|e| err_string(&e)).unwrap_or_default(),
+                        None,
+                    )
+                    .await?;
                 }
                 "leave" => {
                     let r = self.agent.leave().await;
-                    self.send(seq, &r.err().map(|e| err_string(&e)).unwrap_or_default(), None)
-                        .await?;
+                    self.send(
+                        seq,
+                        &r.err().map(|e| err_string(&e)).unwrap_or_default(),
+                        None,
+                    )
+                    .await?;
                     // serf shuts the agent down after a leave.
                     self.agent.shutdown("left").await;
                     return Ok(());
@@ -447,7 +476,8 @@ impl Client {
                         }
                     };
                     if self.streams.contains_key(&seq) {
-                        self.send(seq, "Stream with given sequence exists", None).await?;
+                        self.send(seq, "Stream with given sequence exists", None)
+                            .await?;
                         continue;
                     }
                     self.send(seq, "", None).await?;
@@ -464,7 +494,8 @@ impl Client {
                     let body = rd.next().await?;
                     let level = get_str(&body, "LogLevel").to_uppercase();
                     let Some(min) = crate::logs::parse_level(&level) else {
-                        self.send(seq, &format!("Unknown log level: {level}"), None).await?;
+                        self.send(seq, &format!("Unknown log level: {level}"), None)
+                            .await?;
                         continue;
                     };
                     if self.monitor.is_some() {
@@ -481,12 +512,17 @@ impl Client {
                                     if l.level > min {
                                         continue;
                                     }
-                                    let b = encode(&[&header(seq, ""), &map(vec![("Log", s(&l.line))])]);
+                                    let b = encode(&[
+                                        &header(seq, ""),
+                                        &map(vec![("Log", s(&l.line))]),
+                                    ]);
                                     if out.send(b).await.is_err() {
                                         return;
                                     }
                                 }
-                                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                                    continue
+                                }
                                 Err(_) => return,
                             }
                         }
@@ -558,7 +594,11 @@ impl Client {
                 "respond" => {
                     let body = rd.next().await?;
                     let id = get_u64(&body, "ID");
-                    let inner = self.pending.lock().ok().and_then(|p| p.ids.get(&id).copied());
+                    let inner = self
+                        .pending
+                        .lock()
+                        .ok()
+                        .and_then(|p| p.ids.get(&id).copied());
                     let err = match inner {
                         Some(inner) => self
                             .agent
@@ -596,13 +636,20 @@ impl Client {
                         ),
                     };
                     let cv = map(vec![
-                        ("Vec", Value::Array(coord.vec.iter().map(|x| Value::F64(*x)).collect())),
+                        (
+                            "Vec",
+                            Value::Array(coord.vec.iter().map(|x| Value::F64(*x)).collect()),
+                        ),
                         ("Error", Value::F64(coord.error)),
                         ("Adjustment", Value::F64(coord.adjustment)),
                         ("Height", Value::F64(coord.height)),
                     ]);
-                    self.send(seq, "", Some(map(vec![("Coord", cv), ("Ok", Value::Boolean(ok))])))
-                        .await?;
+                    self.send(
+                        seq,
+                        "",
+                        Some(map(vec![("Coord", cv), ("Ok", Value::Boolean(ok))])),
+                    )
+                    .await?;
                 }
                 other => {
                     self.send(seq, "Unsupported command", None).await?;
@@ -666,7 +713,14 @@ impl Client {
                     ("intent_queue", n(iq as u64)),
                     ("event_queue", n(eq as u64)),
                     ("query_queue", n(qq as u64)),
-                    ("encrypted", s(if g.encryption_enabled() { "true" } else { "false" })),
+                    (
+                        "encrypted",
+                        s(if g.encryption_enabled() {
+                            "true"
+                        } else {
+                            "false"
+                        }),
+                    ),
                     ("packets_in", n(st.packets_in)),
                     ("packets_out", n(st.packets_out)),
                     ("packets_dropped", n(st.packets_dropped)),
@@ -695,7 +749,8 @@ fn filter_members(
     name: &str,
 ) -> Result<Vec<Member>, String> {
     let anchored = |e: &str| {
-        regex::Regex::new(&format!("^(?:{e})$")).map_err(|e| format!("Failed to compile regex: {e}"))
+        regex::Regex::new(&format!("^(?:{e})$"))
+            .map_err(|e| format!("Failed to compile regex: {e}"))
     };
     let tag_res: Vec<(String, regex::Regex)> = tags
         .iter()
@@ -738,7 +793,10 @@ async fn event_stream(
         let rec = match &ev {
             Event::Member { kind, members } => map(vec![
                 ("Event", s(kind.as_str())),
-                ("Members", Value::Array(members.iter().map(member_value).collect())),
+                (
+                    "Members",
+                    Value::Array(members.iter().map(member_value).collect()),
+                ),
             ]),
             Event::User {
                 ltime,

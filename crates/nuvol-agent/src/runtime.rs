@@ -125,7 +125,10 @@ impl AgentHandle {
         let job: Job = Box::new(move |ctx| {
             let _ = tx.send(f(ctx));
         });
-        self.tx.send(Input::Job(job)).await.map_err(|_| AgentError::Stopped)?;
+        self.tx
+            .send(Input::Job(job))
+            .await
+            .map_err(|_| AgentError::Stopped)?;
         rx.await.map_err(|_| AgentError::Stopped)
     }
 
@@ -174,7 +177,12 @@ impl AgentHandle {
         Ok(ok)
     }
 
-    async fn push_pull(&self, addr: SocketAddr, join: bool, ignore_old: bool) -> Result<(), String> {
+    async fn push_pull(
+        &self,
+        addr: SocketAddr,
+        join: bool,
+        ignore_old: bool,
+    ) -> Result<(), String> {
         let (token, data, timeout) = self
             .call(move |c| {
                 let (t, d) = c.gossip.start_push_pull(addr, join, ignore_old);
@@ -237,22 +245,21 @@ impl AgentHandle {
         .await?
     }
 
-    pub async fn user_event(&self, name: String, payload: Vec<u8>, coalesce: bool) -> Result<(), AgentError> {
-        self.call(move |c| {
-            let r = c.gossip.user_event(&name, &payload, coalesce);
-            r
-        })
-        .await?
-        .map_err(Into::into)
+    pub async fn user_event(
+        &self,
+        name: String,
+        payload: Vec<u8>,
+        coalesce: bool,
+    ) -> Result<(), AgentError> {
+        self.call(move |c| c.gossip.user_event(&name, &payload, coalesce))
+            .await?
+            .map_err(Into::into)
     }
 
     pub async fn force_leave(&self, node: String, prune: bool) -> Result<(), AgentError> {
-        self.call(move |c| {
-            let r = c.gossip.force_leave(&node, prune);
-            r
-        })
-        .await?
-        .map_err(Into::into)
+        self.call(move |c| c.gossip.force_leave(&node, prune))
+            .await?
+            .map_err(Into::into)
     }
 
     /// Start a query; updates arrive on the returned channel until `Done`.
@@ -272,12 +279,9 @@ impl AgentHandle {
     }
 
     pub async fn respond(&self, id: u64, payload: Vec<u8>) -> Result<(), AgentError> {
-        self.call(move |c| {
-            let r = c.gossip.respond(nuvol_gossip::InboundQueryId(id), payload);
-            r
-        })
-        .await?
-        .map_err(Into::into)
+        self.call(move |c| c.gossip.respond(nuvol_gossip::InboundQueryId(id), payload))
+            .await?
+            .map_err(Into::into)
     }
 
     pub async fn key_op(&self, op: KeyOp, key: Vec<u8>) -> Result<KeyOpResult, AgentError> {
@@ -335,7 +339,11 @@ pub async fn resolve(a: &str) -> Result<Vec<SocketAddr>, String> {
 }
 
 /// Connect, write `data`, read one stream frame back.
-async fn stream_exchange(addr: SocketAddr, data: &[u8], timeout: Duration) -> Result<StreamFrame, String> {
+async fn stream_exchange(
+    addr: SocketAddr,
+    data: &[u8],
+    timeout: Duration,
+) -> Result<StreamFrame, String> {
     let deadline = Instant::now() + timeout;
     let mut s = tokio::time::timeout_at(deadline, TcpStream::connect(addr))
         .await
@@ -420,7 +428,9 @@ impl Driver {
                     let remaining = deadline.saturating_sub(self.ctx.now());
                     tokio::spawn(async move {
                         let contacted = match stream_exchange(to, &data, remaining).await {
-                            Ok(StreamFrame::Plain(nuvol_wire::memberlist::StreamMsg::Ack(a))) => a.seq_no == seq,
+                            Ok(StreamFrame::Plain(nuvol_wire::memberlist::StreamMsg::Ack(a))) => {
+                                a.seq_no == seq
+                            }
                             // Encrypted acks are checked loosely: a reply at all means contact.
                             Ok(StreamFrame::Encrypted { .. }) => true,
                             _ => false,
@@ -459,7 +469,9 @@ impl Driver {
                     }
                 }
                 Output::KeyringChanged => {
-                    if let (Some(path), Some(kr)) = (&self.ctx.keyring_file, self.ctx.gossip.keyring()) {
+                    if let (Some(path), Some(kr)) =
+                        (&self.ctx.keyring_file, self.ctx.gossip.keyring())
+                    {
                         let text = kr.to_file_json();
                         if let Err(e) = crate::util::write_atomic(path, text.as_bytes(), 0o600) {
                             tracing::error!(error = %e, "failed to write keyring file");
@@ -606,14 +618,20 @@ fn load_keyring(cfg: &AgentConfig) -> Result<Option<Keyring>, AgentError> {
         }
     }
     if let Some(k) = &cfg.encrypt_key {
-        let key = nuvol_wire::security::parse_key(k).map_err(|e| AgentError::Keyring(e.to_string()))?;
+        let key =
+            nuvol_wire::security::parse_key(k).map_err(|e| AgentError::Keyring(e.to_string()))?;
         match kr.as_mut() {
             Some(r) => {
-                r.add_key(&key).map_err(|e| AgentError::Keyring(e.to_string()))?;
-                r.use_key(&key).map_err(|e| AgentError::Keyring(e.to_string()))?;
+                r.add_key(&key)
+                    .map_err(|e| AgentError::Keyring(e.to_string()))?;
+                r.use_key(&key)
+                    .map_err(|e| AgentError::Keyring(e.to_string()))?;
             }
             None => {
-                kr = Some(Keyring::new(vec![key.clone()], key).map_err(|e| AgentError::Keyring(e.to_string()))?)
+                kr = Some(
+                    Keyring::new(vec![key.clone()], key)
+                        .map_err(|e| AgentError::Keyring(e.to_string()))?,
+                )
             }
         }
         if let (Some(path), Some(r)) = (&cfg.keyring_file, &kr) {
@@ -633,17 +651,23 @@ pub struct Running {
 
 /// Bind the sockets and start the agent's tasks.
 pub async fn start(cfg: AgentConfig) -> Result<Running, AgentError> {
-    let udp = UdpSocket::bind(cfg.bind).await.map_err(|source| AgentError::Bind {
-        what: "UDP gossip",
-        addr: cfg.bind,
-        source,
-    })?;
-    let bound = udp.local_addr().map_err(|e| AgentError::Other(e.to_string()))?;
-    let tcp = TcpListener::bind(bound).await.map_err(|source| AgentError::Bind {
-        what: "TCP gossip",
-        addr: bound,
-        source,
-    })?;
+    let udp = UdpSocket::bind(cfg.bind)
+        .await
+        .map_err(|source| AgentError::Bind {
+            what: "UDP gossip",
+            addr: cfg.bind,
+            source,
+        })?;
+    let bound = udp
+        .local_addr()
+        .map_err(|e| AgentError::Other(e.to_string()))?;
+    let tcp = TcpListener::bind(bound)
+        .await
+        .map_err(|source| AgentError::Bind {
+            what: "TCP gossip",
+            addr: bound,
+            source,
+        })?;
     let advertise = match cfg.advertise {
         Some(a) => a,
         None if bound.ip().is_unspecified() => SocketAddr::new(pick_advertise_ip(), bound.port()),
@@ -666,7 +690,8 @@ pub async fn start(cfg: AgentConfig) -> Result<Running, AgentError> {
 
     let (snapshot, previous) = match &cfg.snapshot_path {
         Some(p) => {
-            let (s, prev) = Snapshot::open(p).map_err(|e| AgentError::Other(format!("snapshot {}: {e}", p.display())))?;
+            let (s, prev) = Snapshot::open(p)
+                .map_err(|e| AgentError::Other(format!("snapshot {}: {e}", p.display())))?;
             (Some(s), Some(prev))
         }
         None => (None, None),
@@ -679,7 +704,14 @@ pub async fn start(cfg: AgentConfig) -> Result<Running, AgentError> {
     );
     let start = Instant::now();
     let seed = rand::random::<u64>();
-    let mut gossip = Gossip::new(core_cfg, advertise, cfg.tags.clone(), keyring, seed, Duration::ZERO)?;
+    let mut gossip = Gossip::new(
+        core_cfg,
+        advertise,
+        cfg.tags.clone(),
+        keyring,
+        seed,
+        Duration::ZERO,
+    )?;
     if let Some(p) = &previous {
         gossip.restore_clocks(p.clock, p.event_clock, p.query_clock);
     }
@@ -729,7 +761,12 @@ pub async fn start(cfg: AgentConfig) -> Result<Running, AgentError> {
     };
     tokio::spawn(driver.run(rx));
     tokio::spawn(udp_loop(udp, tx.clone(), stats.clone()));
-    tokio::spawn(tcp_loop(tcp, tx.clone(), stats.clone(), handle.config.clone()));
+    tokio::spawn(tcp_loop(
+        tcp,
+        tx.clone(),
+        stats.clone(),
+        handle.config.clone(),
+    ));
     if let Some((_, hrx)) = handlers {
         tokio::spawn(crate::handler_task(handle.clone(), hrx));
     }
@@ -792,7 +829,12 @@ async fn udp_loop(udp: Arc<UdpSocket>, tx: mpsc::Sender<Input>, stats: Arc<Drive
     }
 }
 
-async fn tcp_loop(tcp: TcpListener, tx: mpsc::Sender<Input>, stats: Arc<DriverStats>, cfg: Arc<AgentConfig>) {
+async fn tcp_loop(
+    tcp: TcpListener,
+    tx: mpsc::Sender<Input>,
+    stats: Arc<DriverStats>,
+    cfg: Arc<AgentConfig>,
+) {
     let limit = Arc::new(tokio::sync::Semaphore::new(MAX_STREAMS));
     let timeout = nuvol_gossip::Config::new("x", cfg.profile).tcp_timeout;
     loop {

@@ -233,7 +233,8 @@ mod tests {
 
     #[test]
     fn reads_serf_written_lines() {
-        let text = "alive: serf1 127.0.0.1:7946\ncoordinate: {\"Vec\":[0]}\nclock: 3\nnot-alive: x\n";
+        let text =
+            "alive: serf1 127.0.0.1:7946\ncoordinate: {\"Vec\":[0]}\nclock: 3\nnot-alive: x\n";
         let p = parse(text);
         assert_eq!(p.alive.len(), 1);
         assert_eq!(p.clock, 3);

@@ -33,7 +33,12 @@ pub struct Coalescer {
 }
 
 impl Coalescer {
-    pub fn new(period: Duration, quiescent: Duration, user_period: Duration, user_quiescent: Duration) -> Self {
+    pub fn new(
+        period: Duration,
+        quiescent: Duration,
+        user_period: Duration,
+        user_quiescent: Duration,
+    ) -> Self {
         Coalescer {
             period,
             quiescent,
@@ -76,7 +81,12 @@ impl Coalescer {
                 } else if ltime == entry.0 {
                     entry.1.push(ev);
                 }
-                touch(&mut self.users_window, now, self.user_period, self.user_quiescent);
+                touch(
+                    &mut self.users_window,
+                    now,
+                    self.user_period,
+                    self.user_quiescent,
+                );
                 None
             }
             other => Some(other),
@@ -189,7 +199,10 @@ mod tests {
     fn period_caps_a_busy_window() {
         let mut c = Coalescer::new(3 * S, S, 3 * S, S);
         for i in 0..10u64 {
-            c.push(mev(MemberEventKind::Join, &format!("n{i}")), S * (i as u32) / 2);
+            c.push(
+                mev(MemberEventKind::Join, &format!("n{i}")),
+                S * (i as u32) / 2,
+            );
         }
         // Events every 0.5s never go quiet; the 3s period flushes.
         assert_eq!(c.poll_timeout(), Some(3 * S));
@@ -208,7 +221,10 @@ mod tests {
         assert!(c.push(ue(1, "a", true), S).is_none());
         assert!(c.push(ue(3, "c", true), S).is_none());
         assert!(c.push(ue(2, "b", true), S).is_none());
-        assert!(c.push(ue(5, "x", false), S).is_some(), "no-coalesce passes through");
+        assert!(
+            c.push(ue(5, "x", false), S).is_some(),
+            "no-coalesce passes through"
+        );
         let out = c.poll(2 * S);
         assert_eq!(out, vec![ue(3, "c", true)]);
     }

@@ -26,7 +26,9 @@ impl std::str::FromStr for Profile {
             "lan" | "" => Ok(Profile::Lan),
             "wan" => Ok(Profile::Wan),
             "local" => Ok(Profile::Local),
-            other => Err(format!("unknown profile {other:?} (expected lan, wan or local)")),
+            other => Err(format!(
+                "unknown profile {other:?} (expected lan, wan or local)"
+            )),
         }
     }
 }

@@ -230,8 +230,10 @@ impl Gossip {
         } else {
             rng.gen_range(Duration::ZERO..cfg.push_pull_interval)
         };
-        let stagger_probe = rng.gen_range(Duration::ZERO..cfg.probe_interval.max(Duration::from_millis(1)));
-        let stagger_gossip = rng.gen_range(Duration::ZERO..cfg.gossip_interval.max(Duration::from_millis(1)));
+        let stagger_probe =
+            rng.gen_range(Duration::ZERO..cfg.probe_interval.max(Duration::from_millis(1)));
+        let stagger_gossip =
+            rng.gen_range(Duration::ZERO..cfg.gossip_interval.max(Duration::from_millis(1)));
         let mut g = Gossip {
             serf: crate::serf::SerfState::new(&cfg, tags, now),
             cfg,
@@ -360,7 +362,8 @@ impl Gossip {
         }
         if !self.cfg.push_pull_interval.is_zero() && now >= self.next_push_pull {
             let n = self.node_map.len();
-            self.next_push_pull = now + crate::config::push_pull_scale(self.cfg.push_pull_interval, n);
+            self.next_push_pull =
+                now + crate::config::push_pull_scale(self.cfg.push_pull_interval, n);
             self.periodic_push_pull();
         }
         self.serf_timers(now);
@@ -559,7 +562,8 @@ impl Gossip {
                     .decrypt(&ciphertext, &aad)
                     .map_err(|e| GossipError::Decrypt(e.to_string()))
                     .and_then(|plain| {
-                        ml::parse_stream_plain(&plain).map_err(|e| GossipError::Decode(e.to_string()))
+                        ml::parse_stream_plain(&plain)
+                            .map_err(|e| GossipError::Decode(e.to_string()))
                     }),
             },
             StreamFrame::Plain(m) => {
@@ -577,7 +581,12 @@ impl Gossip {
     }
 
     /// Handle a stream someone opened to us. Returns the bytes to write back.
-    pub fn handle_stream(&mut self, from: SocketAddr, msg: StreamMsg, now: Duration) -> Option<Vec<u8>> {
+    pub fn handle_stream(
+        &mut self,
+        from: SocketAddr,
+        msg: StreamMsg,
+        now: Duration,
+    ) -> Option<Vec<u8>> {
         self.now = now.max(self.now);
         self.stats.streams_in += 1;
         let reply = match msg {
@@ -610,9 +619,15 @@ impl Gossip {
 
     /// Start a push/pull with `to` (join or anti-entropy). Returns the token
     /// and the bytes to send; pass the reply to `handle_push_pull_reply`.
-    pub fn start_push_pull(&mut self, to: SocketAddr, join: bool, ignore_old: bool) -> (u64, Vec<u8>) {
+    pub fn start_push_pull(
+        &mut self,
+        to: SocketAddr,
+        join: bool,
+        ignore_old: bool,
+    ) -> (u64, Vec<u8>) {
         let token = self.token();
-        self.pending_pp.insert(token, PendingPushPull { join, ignore_old });
+        self.pending_pp
+            .insert(token, PendingPushPull { join, ignore_old });
         tracing::debug!(%to, join, "initiating push/pull sync");
         let state = self.local_state(join);
         (token, self.seal_stream(state))
@@ -686,7 +701,11 @@ impl Gossip {
                         incarnation: r.incarnation,
                         node: r.name.clone(),
                         addr: r.addr,
-                        port: if r.port == 0 { self.advertise.port() } else { r.port },
+                        port: if r.port == 0 {
+                            self.advertise.port()
+                        } else {
+                            r.port
+                        },
                         meta: r.meta.clone(),
                         vsn,
                     };

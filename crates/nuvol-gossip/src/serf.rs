@@ -159,7 +159,12 @@ impl Gossip {
 
     /// All members Serf knows, including failed and left ones.
     pub fn members(&self) -> Vec<Member> {
-        let mut v: Vec<Member> = self.serf.members.values().map(|m| m.member.clone()).collect();
+        let mut v: Vec<Member> = self
+            .serf
+            .members
+            .values()
+            .map(|m| m.member.clone())
+            .collect();
         v.sort_by(|a, b| a.name.cmp(&b.name));
         v
     }
@@ -176,7 +181,11 @@ impl Gossip {
     }
 
     pub fn clocks(&self) -> (u64, u64, u64) {
-        (self.serf.clock, self.serf.event_clock, self.serf.query_clock)
+        (
+            self.serf.clock,
+            self.serf.event_clock,
+            self.serf.query_clock,
+        )
     }
 
     /// Restore Lamport clocks from a snapshot.
@@ -369,9 +378,14 @@ impl Gossip {
         match self.serf.recent_intents.get(node) {
             Some(i) if i.ltime >= ltime => false,
             _ => {
-                self.serf
-                    .recent_intents
-                    .insert(node.to_owned(), Intent { kind, ltime, at: now });
+                self.serf.recent_intents.insert(
+                    node.to_owned(),
+                    Intent {
+                        kind,
+                        ltime,
+                        at: now,
+                    },
+                );
                 true
             }
         }
@@ -672,7 +686,12 @@ impl Gossip {
     }
 
     /// Broadcast a user event (serf's `UserEvent`).
-    pub fn user_event(&mut self, name: &str, payload: &[u8], coalesce: bool) -> Result<(), GossipError> {
+    pub fn user_event(
+        &mut self,
+        name: &str,
+        payload: &[u8],
+        coalesce: bool,
+    ) -> Result<(), GossipError> {
         let limit = self.cfg.user_event_size_limit;
         if name.len() + payload.len() > limit {
             return Err(GossipError::UserEventTooLarge { limit });
@@ -704,7 +723,12 @@ impl Gossip {
     }
 
     /// Start a user query. Responses come back as `Output::Query*`.
-    pub fn query(&mut self, name: &str, payload: Vec<u8>, params: QueryParams) -> Result<QueryHandle, GossipError> {
+    pub fn query(
+        &mut self,
+        name: &str,
+        payload: Vec<u8>,
+        params: QueryParams,
+    ) -> Result<QueryHandle, GossipError> {
         self.start_query(name, payload, params, QueryKind::User)
     }
 
@@ -744,7 +768,11 @@ impl Gossip {
             port: self.advertise.port(),
             source_node: self.cfg.node_name.clone(),
             filters,
-            flags: if params.request_ack { QUERY_FLAG_ACK } else { 0 },
+            flags: if params.request_ack {
+                QUERY_FLAG_ACK
+            } else {
+                0
+            },
             relay_factor: params.relay_factor,
             timeout_ns: timeout.as_nanos().min(i64::MAX as u128) as i64,
             name: name.to_owned(),
@@ -869,7 +897,13 @@ impl Gossip {
         rebroadcast
     }
 
-    fn send_query_response(&mut self, dest: SocketAddr, dest_name: &str, relay_factor: u8, r: &sw::QueryResponse) {
+    fn send_query_response(
+        &mut self,
+        dest: SocketAddr,
+        dest_name: &str,
+        relay_factor: u8,
+        r: &sw::QueryResponse,
+    ) {
         let raw = SerfMessage::QueryResponse(r.clone()).encode();
         let mut b = vec![nuvol_wire::memberlist::MsgType::User as u8];
         b.extend_from_slice(&raw);
@@ -1007,7 +1041,10 @@ impl Gossip {
                     self.finish_query(handle);
                 }
             }
-            QueryKind::Conflict { responses, matching } => {
+            QueryKind::Conflict {
+                responses,
+                matching,
+            } => {
                 if let Ok(Some(rec)) = MemberRecord::decode(&r.payload) {
                     *responses += 1;
                     if rec.addr == Some(self.advertise.ip()) && rec.port == self.advertise.port() {
@@ -1030,13 +1067,20 @@ impl Gossip {
                 handle: QueryHandle(handle),
                 result,
             }),
-            QueryKind::Conflict { responses, matching } => {
+            QueryKind::Conflict {
+                responses,
+                matching,
+            } => {
                 self.serf.conflict_query_running = false;
                 let majority = responses / 2 + 1;
                 if matching >= majority {
                     tracing::info!(matching, responses, "majority in name conflict resolution");
                 } else {
-                    tracing::warn!(matching, responses, "minority in name conflict resolution, quitting");
+                    tracing::warn!(
+                        matching,
+                        responses,
+                        "minority in name conflict resolution, quitting"
+                    );
                     self.serf.state = SerfRunState::Shutdown;
                     self.out.push(Output::Shutdown {
                         reason: format!(
@@ -1081,7 +1125,9 @@ impl Gossip {
                 let mut resp = resp;
                 let mut payload = resp.encode();
                 // Trim the key list until the response fits (serf does the same).
-                while payload.len() + 64 > self.cfg.query_response_size_limit && !resp.keys.is_empty() {
+                while payload.len() + 64 > self.cfg.query_response_size_limit
+                    && !resp.keys.is_empty()
+                {
                     resp.keys.pop();
                     resp.message = "truncated key list response, showing first keys only".into();
                     payload = resp.encode();
@@ -1101,7 +1147,11 @@ impl Gossip {
             return resp;
         };
         if op == "list-keys" {
-            resp.keys = kr.keys().iter().map(|k| nuvol_wire::security::encode_key(k)).collect();
+            resp.keys = kr
+                .keys()
+                .iter()
+                .map(|k| nuvol_wire::security::encode_key(k))
+                .collect();
             resp.primary_key = nuvol_wire::security::encode_key(kr.primary());
             resp.result = true;
             return resp;
@@ -1139,7 +1189,12 @@ impl Gossip {
             num_nodes: self.num_alive(),
             ..Default::default()
         };
-        self.start_query(op.query_name(), payload, QueryParams::default(), QueryKind::Key(result))
+        self.start_query(
+            op.query_name(),
+            payload,
+            QueryParams::default(),
+            QueryKind::Key(result),
+        )
     }
 
     // ------------------------------------------------------------ tags
@@ -1172,11 +1227,10 @@ impl Gossip {
         };
         self.serf.clock += 1;
         self.handle_leave_intent(&l);
-        let others_alive = self
-            .serf
-            .members
-            .values()
-            .any(|m| m.member.name != self.cfg.node_name && m.member.status == MemberStatus::Alive);
+        let others_alive =
+            self.serf.members.values().any(|m| {
+                m.member.name != self.cfg.node_name && m.member.status == MemberStatus::Alive
+            });
         self.serf.next_handle += 1;
         let notify = self.serf.next_handle;
         if others_alive {
@@ -1238,11 +1292,10 @@ impl Gossip {
         };
         self.serf.clock += 1;
         self.handle_leave_intent(&l);
-        let has_others = self
-            .serf
-            .members
-            .values()
-            .any(|m| m.member.name != self.cfg.node_name && m.member.status == MemberStatus::Alive);
+        let has_others =
+            self.serf.members.values().any(|m| {
+                m.member.name != self.cfg.node_name && m.member.status == MemberStatus::Alive
+            });
         if has_others {
             let raw = SerfMessage::Leave(l).encode();
             self.serf.broadcasts.push(None, raw, None);
@@ -1333,7 +1386,9 @@ impl Gossip {
         for h in due {
             self.finish_query(h);
         }
-        self.serf.inbound.retain(|_, q| q.deadline + Duration::from_secs(1) > now);
+        self.serf
+            .inbound
+            .retain(|_, q| q.deadline + Duration::from_secs(1) > now);
         // Prunes.
         let (due, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut self.serf.prunes)
             .into_iter()
@@ -1420,6 +1475,10 @@ impl Gossip {
         let (name, addr) = failed[self.rng.gen_range(0..failed.len())].clone();
         tracing::info!(node = %name, %addr, "attempting reconnect");
         let (token, data) = self.start_push_pull(addr, true, false);
-        self.out.push(Output::PushPull { token, to: addr, data });
+        self.out.push(Output::PushPull {
+            token,
+            to: addr,
+            data,
+        });
     }
 }

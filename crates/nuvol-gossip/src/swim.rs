@@ -137,7 +137,10 @@ impl Gossip {
         let old_state = state.state;
         let old_meta = state.meta.clone();
         if !bootstrap && is_local {
-            if a.incarnation == state.incarnation && a.meta == state.meta && a.vsn[..] == state.vsn[..] {
+            if a.incarnation == state.incarnation
+                && a.meta == state.meta
+                && a.vsn[..] == state.vsn[..]
+            {
                 return;
             }
             let inc = state.incarnation.max(a.incarnation);
@@ -225,7 +228,8 @@ impl Gossip {
         if n < 2 || n - 2 < k {
             k = 0;
         }
-        let min = crate::config::suspicion_timeout(self.cfg.suspicion_mult, n, self.cfg.probe_interval);
+        let min =
+            crate::config::suspicion_timeout(self.cfg.suspicion_mult, n, self.cfg.probe_interval);
         let max = min * self.cfg.suspicion_max_timeout_mult;
         self.suspicions
             .insert(s.node.clone(), Suspicion::new(&s.from, k, min, max, now));
@@ -264,19 +268,21 @@ impl Gossip {
         if state.state.dead_or_left() {
             return;
         }
-        if d.node == self.cfg.node_name {
-            if !self.ml_left {
-                self.refute(d.incarnation);
-                tracing::warn!(from = %d.from, "refuting a dead message");
-                return;
-            }
+        if d.node == self.cfg.node_name && !self.ml_left {
+            self.refute(d.incarnation);
+            tracing::warn!(from = %d.from, "refuting a dead message");
+            return;
         }
         let msg = Message::Dead(d.clone()).encode();
         self.ml_broadcasts.push(Some(d.node.clone()), msg, notify);
         let now = self.now;
         if let Some(state) = self.node_map.get_mut(&d.node) {
             state.incarnation = d.incarnation;
-            state.state = if d.node == d.from { State::Left } else { State::Dead };
+            state.state = if d.node == d.from {
+                State::Left
+            } else {
+                State::Dead
+            };
             state.state_change = now;
         }
         self.serf_node_leave(&d.node);
@@ -313,7 +319,10 @@ impl Gossip {
             let name = self.nodes[self.probe_index].clone();
             self.probe_index += 1;
             let skip = name == self.cfg.node_name
-                || self.node_map.get(&name).is_none_or(|n| n.state.dead_or_left());
+                || self
+                    .node_map
+                    .get(&name)
+                    .is_none_or(|n| n.state.dead_or_left());
             if skip {
                 checked += 1;
                 continue;
@@ -332,7 +341,9 @@ impl Gossip {
         let node_map = &mut self.node_map;
         self.nodes.retain(|n| {
             let gone = node_map.get(n).is_none_or(|s| {
-                s.name != me && s.state.dead_or_left() && now.saturating_sub(s.state_change) > dead_time
+                s.name != me
+                    && s.state.dead_or_left()
+                    && now.saturating_sub(s.state_change) > dead_time
             });
             if gone {
                 node_map.remove(n);

@@ -100,7 +100,10 @@ pub enum Event {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Output {
     /// Send one UDP datagram.
-    Packet { to: SocketAddr, data: Vec<u8> },
+    Packet {
+        to: SocketAddr,
+        data: Vec<u8>,
+    },
     /// Open a TCP stream to `to`, write `data`, read one stream message back
     /// and pass it to [`crate::Gossip::handle_push_pull_reply`] with `token`.
     PushPull {
@@ -117,13 +120,18 @@ pub enum Output {
         deadline: Duration,
     },
     Event(Event),
-    QueryAck { handle: QueryHandle, from: String },
+    QueryAck {
+        handle: QueryHandle,
+        from: String,
+    },
     QueryResponse {
         handle: QueryHandle,
         from: String,
         payload: Vec<u8>,
     },
-    QueryDone { handle: QueryHandle },
+    QueryDone {
+        handle: QueryHandle,
+    },
     /// The result of a key operation started with [`crate::Gossip::key_op`].
     KeyOpDone {
         handle: QueryHandle,
@@ -134,10 +142,17 @@ pub enum Output {
     /// A graceful leave finished: the agent may exit.
     LeaveDone,
     /// Serf's name-conflict resolution decided this node must stop.
-    Shutdown { reason: String },
+    Shutdown {
+        reason: String,
+    },
     /// A member's address or status changed (for the snapshot).
-    SnapshotAlive { name: String, addr: SocketAddr },
-    SnapshotNotAlive { name: String },
+    SnapshotAlive {
+        name: String,
+        addr: SocketAddr,
+    },
+    SnapshotNotAlive {
+        name: String,
+    },
 }
 
 /// Aggregated result of a cluster-wide key operation.

@@ -23,7 +23,9 @@ fn small_cluster_converges_and_detects_failure() {
     assert!(t.is_some(), "5 nodes did not converge");
     sim.down[3] = true;
     let t = sim.run_until_pred(60 * SECOND, SECOND, |s| {
-        (0..5).filter(|&i| i != 3).all(|i| s.status(i, 3) == Some(MemberStatus::Failed))
+        (0..5)
+            .filter(|&i| i != 3)
+            .all(|i| s.status(i, 3) == Some(MemberStatus::Failed))
     });
     assert!(t.is_some(), "killed node not detected as failed everywhere");
 }
@@ -38,10 +40,16 @@ fn graceful_leave_is_left_everywhere() {
     sim.nodes[2].leave().unwrap();
     sim.run_for(Duration::from_millis(1));
     let t = sim.run_until_pred(30 * SECOND, SECOND / 10, |s| {
-        (0..4).filter(|&i| i != 2).all(|i| s.status(i, 2) == Some(MemberStatus::Left))
+        (0..4)
+            .filter(|&i| i != 2)
+            .all(|i| s.status(i, 2) == Some(MemberStatus::Left))
     });
     assert!(t.is_some(), "leave did not propagate");
-    assert_eq!(sim.failures_seen(), 0, "a leaving node must not be seen as failed");
+    assert_eq!(
+        sim.failures_seen(),
+        0,
+        "a leaving node must not be seen as failed"
+    );
 }
 
 #[test]
@@ -61,7 +69,11 @@ fn user_events_reach_everyone_once() {
         .map(|(i, _)| *i)
         .collect();
     seen.sort();
-    assert_eq!(seen, (0..10).collect::<Vec<_>>(), "each node sees the event exactly once");
+    assert_eq!(
+        seen,
+        (0..10).collect::<Vec<_>>(),
+        "each node sees the event exactly once"
+    );
 }
 
 #[test]

@@ -6,6 +6,8 @@
 //! - [`lzw`]: Go `compress/lzw` (LSB, 8-bit literals).
 //! - [`security`]: memberlist's AES-GCM payload encryption and keyring.
 
+pub mod lzw;
 pub mod memberlist;
 pub mod msgpack;
+pub mod security;
 pub mod serf;

@@ -236,7 +236,8 @@ impl Message {
                 w.key("Node").str(&a.node);
                 w.key("Addr").ip(a.addr);
                 w.key("Port").uint(a.port as u64);
-                w.key("Meta").opt_bytes((!a.meta.is_empty()).then_some(&a.meta[..]));
+                w.key("Meta")
+                    .opt_bytes((!a.meta.is_empty()).then_some(&a.meta[..]));
                 w.key("Vsn").bytes(&a.vsn);
                 w.into_bytes()
             }
@@ -479,7 +480,10 @@ pub fn encrypted_stream_header(ciphertext_len: usize) -> [u8; 5] {
 pub enum StreamFrame {
     /// `[10][len][ciphertext]`: the caller decrypts `ciphertext` with `aad`
     /// and parses the plaintext with [`parse_stream_plain`].
-    Encrypted { aad: [u8; 5], ciphertext: Vec<u8> },
+    Encrypted {
+        aad: [u8; 5],
+        ciphertext: Vec<u8>,
+    },
     Plain(StreamMsg),
 }
 
@@ -801,7 +805,9 @@ mod tests {
         buf.extend_from_slice(&[1, 2, 3, 4]);
         let (f, used) = parse_stream(&buf).unwrap().unwrap();
         assert_eq!(used, 8);
-        assert!(matches!(f, StreamFrame::Encrypted { ref ciphertext, .. } if ciphertext == &[1,2,3]));
+        assert!(
+            matches!(f, StreamFrame::Encrypted { ref ciphertext, .. } if ciphertext == &[1,2,3])
+        );
         let huge = encrypted_stream_header(usize::MAX >> 33);
         assert!(parse_stream(&huge).is_err());
     }

@@ -64,7 +64,8 @@ pub fn read_value(buf: &mut &[u8]) -> Result<Value, DecodeError> {
         Some(_) => {}
     }
     rmpv::decode::read_value_with_max_depth(buf, MAX_DEPTH).map_err(|e| match e {
-        rmpv::decode::Error::InvalidMarkerRead(ref io) | rmpv::decode::Error::InvalidDataRead(ref io)
+        rmpv::decode::Error::InvalidMarkerRead(ref io)
+        | rmpv::decode::Error::InvalidDataRead(ref io)
             if io.kind() == std::io::ErrorKind::UnexpectedEof =>
         {
             DecodeError::Truncated
@@ -320,7 +321,9 @@ impl<'a> Fields<'a> {
     pub fn bytes(&self, field: &'static str) -> Result<Vec<u8>, DecodeError> {
         match self.get(field) {
             None | Some(Value::Nil) => Ok(Vec::new()),
-            Some(v) => as_bytes(v).map(<[u8]>::to_vec).ok_or_else(|| self.err(field)),
+            Some(v) => as_bytes(v)
+                .map(<[u8]>::to_vec)
+                .ok_or_else(|| self.err(field)),
         }
     }
     /// A Go `net.IP`, or `None` when absent/empty.

@@ -229,7 +229,11 @@ impl SerfMessage {
             }
             SerfMessage::Query(q) => {
                 let mut w = Writer::with_prefix(SerfType::Query as u8);
-                w.map(11).key("LTime").uint(q.ltime).key("ID").uint(q.id as u64);
+                w.map(11)
+                    .key("LTime")
+                    .uint(q.ltime)
+                    .key("ID")
+                    .uint(q.id as u64);
                 w.key("Addr").ip(q.addr).key("Port").uint(q.port as u64);
                 w.key("SourceNode").str(&q.source_node);
                 w.key("Filters");
@@ -251,7 +255,11 @@ impl SerfMessage {
             }
             SerfMessage::QueryResponse(r) => {
                 let mut w = Writer::with_prefix(SerfType::QueryResponse as u8);
-                w.map(5).key("LTime").uint(r.ltime).key("ID").uint(r.id as u64);
+                w.map(5)
+                    .key("LTime")
+                    .uint(r.ltime)
+                    .key("ID")
+                    .uint(r.id as u64);
                 w.key("From").str(&r.from).key("Flags").uint(r.flags as u64);
                 w.key("Payload")
                     .opt_bytes((!r.payload.is_empty()).then_some(&r.payload[..]));
@@ -749,7 +757,13 @@ mod tests {
 
     #[test]
     fn garbage_is_rejected() {
-        for b in [&[][..], &[42, 0x80], &[3, 0xc1], &[9, 0x80], &[4, 0x81, 0xa1, b'I']] {
+        for b in [
+            &[][..],
+            &[42, 0x80],
+            &[3, 0xc1],
+            &[9, 0x80],
+            &[4, 0x81, 0xa1, b'I'],
+        ] {
             assert!(decode(b).is_err(), "{b:?}");
         }
     }

@@ -31,10 +31,24 @@ fn index_of(a: SocketAddr) -> Option<usize> {
 }
 
 enum Ev {
-    Packet { to: usize, from: SocketAddr, data: Vec<u8> },
-    Timer { node: usize },
-    PushPullReply { node: usize, token: u64, reply: Option<Vec<u8>> },
-    TcpPingResult { node: usize, seq: u32, contacted: bool },
+    Packet {
+        to: usize,
+        from: SocketAddr,
+        data: Vec<u8>,
+    },
+    Timer {
+        node: usize,
+    },
+    PushPullReply {
+        node: usize,
+        token: u64,
+        reply: Option<Vec<u8>>,
+    },
+    TcpPingResult {
+        node: usize,
+        seq: u32,
+        contacted: bool,
+    },
     Custom(usize),
 }
 
@@ -197,12 +211,27 @@ impl Sim {
                     }
                 });
                 let at = self.now + self.delay() * 2;
-                self.push(at, Ev::PushPullReply { node: i, token, reply });
+                self.push(
+                    at,
+                    Ev::PushPullReply {
+                        node: i,
+                        token,
+                        reply,
+                    },
+                );
             }
             Output::TcpPing { seq, to, .. } => {
-                let contacted = index_of(to).is_some_and(|j| j < self.nodes.len() && self.link_ok(i, j));
+                let contacted =
+                    index_of(to).is_some_and(|j| j < self.nodes.len() && self.link_ok(i, j));
                 let at = self.now + self.delay() * 2;
-                self.push(at, Ev::TcpPingResult { node: i, seq, contacted });
+                self.push(
+                    at,
+                    Ev::TcpPingResult {
+                        node: i,
+                        seq,
+                        contacted,
+                    },
+                );
             }
             Output::Event(Event::Member { kind, members }) => {
                 for m in members {
@@ -221,7 +250,9 @@ impl Sim {
                 break;
             }
             self.queue.pop();
-            let Some(ev) = self.events.remove(&id) else { continue };
+            let Some(ev) = self.events.remove(&id) else {
+                continue;
+            };
             self.now = self.now.max(at);
             let now = self.now;
             match ev {
@@ -254,7 +285,11 @@ impl Sim {
                     );
                     self.after_input(node);
                 }
-                Ev::TcpPingResult { node, seq, contacted } => {
+                Ev::TcpPingResult {
+                    node,
+                    seq,
+                    contacted,
+                } => {
                     self.nodes[node].handle_tcp_ping_result(seq, contacted, now);
                     self.after_input(node);
                 }
@@ -285,17 +320,26 @@ impl Sim {
         let up: Vec<usize> = (0..self.nodes.len()).filter(|i| !self.down[*i]).collect();
         up.iter().all(|&o| {
             let members = self.nodes[o].members();
-            let alive = members.iter().filter(|m| m.status == MemberStatus::Alive).count();
+            let alive = members
+                .iter()
+                .filter(|m| m.status == MemberStatus::Alive)
+                .count();
             alive == up.len()
                 && members.iter().all(|m| {
                     let idx: usize = m.name[4..].parse().unwrap_or(usize::MAX);
-                    (m.status == MemberStatus::Alive) == !self.down.get(idx).copied().unwrap_or(true)
+                    let up = !self.down.get(idx).copied().unwrap_or(true);
+                    (m.status == MemberStatus::Alive) == up
                 })
         })
     }
 
     /// Run in steps until `pred` holds or `limit` passes; returns the time taken.
-    pub fn run_until_pred(&mut self, limit: Duration, step: Duration, pred: impl Fn(&Sim) -> bool) -> Option<Duration> {
+    pub fn run_until_pred(
+        &mut self,
+        limit: Duration,
+        step: Duration,
+        pred: impl Fn(&Sim) -> bool,
+    ) -> Option<Duration> {
         let start = self.now;
         while self.now - start < limit {
             if pred(self) {
