@@ -9,13 +9,13 @@
 
 use crate::runtime::{AgentError, AgentHandle, QueryUpdate};
 use nuvol_gossip::{Event, KeyOp, KeyOpResult, Member, QueryParams};
+use nuvol_rpc::value::*;
 use rmpv::Value;
 use std::collections::{BTreeMap, HashMap};
-use std::io::Cursor;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
@@ -60,81 +60,6 @@ pub async fn serve(agent: AgentHandle) -> std::io::Result<SocketAddr> {
 
 // ------------------------------------------------------------------ helpers
 
-fn s(v: &str) -> Value {
-    Value::from(v)
-}
-
-fn map(entries: Vec<(&str, Value)>) -> Value {
-    Value::Map(entries.into_iter().map(|(k, v)| (s(k), v)).collect())
-}
-
-fn get<'a>(v: &'a Value, key: &str) -> Option<&'a Value> {
-    match v {
-        Value::Map(m) => m
-            .iter()
-            .find_map(|(k, val)| (k.as_str() == Some(key)).then_some(val)),
-        _ => None,
-    }
-}
-
-fn get_str(v: &Value, key: &str) -> String {
-    match get(v, key) {
-        Some(Value::String(s)) => s.as_str().unwrap_or_default().to_owned(),
-        Some(Value::Binary(b)) => String::from_utf8_lossy(b).into_owned(),
-        _ => String::new(),
-    }
-}
-
-fn get_bytes(v: &Value, key: &str) -> Vec<u8> {
-    match get(v, key) {
-        Some(Value::String(s)) => s.as_bytes().to_vec(),
-        Some(Value::Binary(b)) => b.clone(),
-        _ => Vec::new(),
-    }
-}
-
-fn get_u64(v: &Value, key: &str) -> u64 {
-    get(v, key).and_then(Value::as_u64).unwrap_or(0)
-}
-
-fn get_i64(v: &Value, key: &str) -> i64 {
-    get(v, key).and_then(Value::as_i64).unwrap_or(0)
-}
-
-fn get_bool(v: &Value, key: &str) -> bool {
-    get(v, key).and_then(Value::as_bool).unwrap_or(false)
-}
-
-fn get_str_list(v: &Value, key: &str) -> Vec<String> {
-    match get(v, key) {
-        Some(Value::Array(a)) => a
-            .iter()
-            .filter_map(|x| match x {
-                Value::String(s) => s.as_str().map(str::to_owned),
-                Value::Binary(b) => String::from_utf8(b.clone()).ok(),
-                _ => None,
-            })
-            .collect(),
-        _ => Vec::new(),
-    }
-}
-
-fn get_str_map(v: &Value, key: &str) -> BTreeMap<String, String> {
-    let mut out = BTreeMap::new();
-    if let Some(Value::Map(m)) = get(v, key) {
-        for (k, val) in m {
-            if let (Some(k), Some(val)) = (k.as_str(), val.as_str()) {
-                out.insert(k.to_owned(), val.to_owned());
-            }
-        }
-    }
-    out
-}
-
-fn str_map(m: &BTreeMap<String, String>) -> Value {
-    Value::Map(m.iter().map(|(k, v)| (s(k), s(v))).collect())
-}
-
 fn ip_bytes(ip: std::net::IpAddr) -> Value {
     // Go's net.IP for IPv4 as the 16-byte form serf's own RPC sends.
     match ip {
@@ -159,64 +84,11 @@ pub(crate) fn member_value(m: &Member) -> Value {
     ])
 }
 
-fn encode(values: &[&Value]) -> Vec<u8> {
-    let mut buf = Vec::new();
-    for v in values {
-        // Writing to a Vec cannot fail.
-        let _ = rmpv::encode::write_value(&mut buf, v);
-    }
-    buf
-}
-
-fn header(seq: u64, err: &str) -> Value {
-    map(vec![("Seq", Value::from(seq)), ("Error", s(err))])
-}
-
 fn err_string(e: &AgentError) -> String {
     e.to_string()
 }
 
 // ------------------------------------------------------------------ client
-
-/// Reads msgpack values from a socket, incrementally and bounded.
-struct Reader {
-    sock: tokio::net::tcp::OwnedReadHalf,
-    buf: Vec<u8>,
-}
-
-impl Reader {
-    async fn next(&mut self) -> Result<Value, String> {
-        loop {
-            if !self.buf.is_empty() {
-                let mut cur = Cursor::new(&self.buf[..]);
-                match rmpv::decode::read_value_with_max_depth(&mut cur, 16) {
-                    Ok(v) => {
-                        let used = cur.position() as usize;
-                        self.buf.drain(..used);
-                        return Ok(v);
-                    }
-                    Err(rmpv::decode::Error::InvalidMarkerRead(e))
-                    | Err(rmpv::decode::Error::InvalidDataRead(e))
-                        if e.kind() == std::io::ErrorKind::UnexpectedEof => {}
-                    Err(e) => return Err(format!("malformed request: {e}")),
-                }
-            }
-            if self.buf.len() > MAX_REQUEST {
-                return Err("request too large".into());
-            }
-            let mut chunk = [0u8; 8192];
-            let n = self
-                .sock
-                .read(&mut chunk)
-                .await
-                .map_err(|e| e.to_string())?;
-            if n == 0 {
-                return Err("client closed the connection".into());
-            }
-            self.buf.extend_from_slice(&chunk[..n]);
-        }
-    }
-}
 
 /// Query IDs handed out to one client (serf numbers them per client).
 #[derive(Default)]
@@ -272,10 +144,7 @@ impl Client {
                 }
             }
         });
-        let mut reader = Reader {
-            sock: rd,
-            buf: Vec::new(),
-        };
+        let mut reader = ValueReader::new(rd, MAX_REQUEST);
         let mut c = Client {
             agent,
             out,
@@ -303,9 +172,12 @@ impl Client {
             .map_err(|_| "writer closed".to_string())
     }
 
-    async fn serve(&mut self, rd: &mut Reader) -> Result<(), String> {
+    async fn serve(
+        &mut self,
+        rd: &mut ValueReader<tokio::net::tcp::OwnedReadHalf>,
+    ) -> Result<(), String> {
         loop {
-            let h = rd.next().await?;
+            let h = rd.next().await.map_err(|e| e.to_string())?;
             let command = get_str(&h, "Command");
             let seq = get_u64(&h, "Seq");
             if command != "handshake" && self.version == 0 {
@@ -320,7 +192,7 @@ impl Client {
             }
             match command.as_str() {
                 "handshake" => {
-                    let body = rd.next().await?;
+                    let body = rd.next().await.map_err(|e| e.to_string())?;
                     let v = get_i64(&body, "Version");
                     let err = if v != 1 {
                         "Unsupported IPC version"
@@ -333,7 +205,7 @@ impl Client {
                     self.send(seq, err, None).await?;
                 }
                 "auth" => {
-                    let body = rd.next().await?;
+                    let body = rd.next().await.map_err(|e| e.to_string())?;
                     let key = get_str(&body, "AuthKey");
                     let err = if Some(key) == auth_key || auth_key.is_none() {
                         self.did_auth = true;
@@ -344,7 +216,7 @@ impl Client {
                     self.send(seq, err, None).await?;
                 }
                 "event" => {
-                    let body = rd.next().await?;
+                    let body = rd.next().await.map_err(|e| e.to_string())?;
                     let r = self
                         .agent
                         .user_event(
@@ -361,7 +233,7 @@ impl Client {
                     .await?;
                 }
                 "force-leave" => {
-                    let body = rd.next().await?;
+                    let body = rd.next().await.map_err(|e| e.to_string())?;
                     let r = self
                         .agent
                         .force_leave(get_str(&body, "Node"), get_bool(&body, "Prune"))
@@ -374,7 +246,7 @@ impl Client {
                     .await?;
                 }
                 "join" => {
-                    let body = rd.next().await?;
+                    let body = rd.next().await.map_err(|e| e.to_string())?;
                     let existing = get_str_list(&body, "Existing");
                     let replay = get_bool(&body, "Replay");
                     let (num, err) = match self.agent.join(&existing, replay).await {
@@ -386,7 +258,7 @@ impl Client {
                 }
                 "members" | "members-filtered" => {
                     let filter = if command == "members-filtered" {
-                        Some(rd.next().await?)
+                        Some(rd.next().await.map_err(|e| e.to_string())?)
                     } else {
                         None
                     };
@@ -408,7 +280,7 @@ impl Client {
                         .await?;
                 }
                 "tags" => {
-                    let body = rd.next().await?;
+                    let body = rd.next().await.map_err(|e| e.to_string())?;
                     let r = self
                         .agent
                         .set_tags(
@@ -437,9 +309,18 @@ impl Client {
                 }
                 "install-key" | "use-key" | "remove-key" | "list-keys" => {
                     let (op, key) = match command.as_str() {
-                        "install-key" => (KeyOp::Install, Some(rd.next().await?)),
-                        "use-key" => (KeyOp::Use, Some(rd.next().await?)),
-                        "remove-key" => (KeyOp::Remove, Some(rd.next().await?)),
+                        "install-key" => (
+                            KeyOp::Install,
+                            Some(rd.next().await.map_err(|e| e.to_string())?),
+                        ),
+                        "use-key" => (
+                            KeyOp::Use,
+                            Some(rd.next().await.map_err(|e| e.to_string())?),
+                        ),
+                        "remove-key" => (
+                            KeyOp::Remove,
+                            Some(rd.next().await.map_err(|e| e.to_string())?),
+                        ),
                         _ => (KeyOp::List, None),
                     };
                     let (res, err) = self.key_op(op, key.as_ref()).await;
@@ -466,7 +347,7 @@ impl Client {
                     self.send(seq, &err, Some(map(body))).await?;
                 }
                 "stream" => {
-                    let body = rd.next().await?;
+                    let body = rd.next().await.map_err(|e| e.to_string())?;
                     let ty = get_str(&body, "Type");
                     let filters = match crate::handlers::EventFilter::parse_list(&ty) {
                         Ok(f) => f,
@@ -491,7 +372,7 @@ impl Client {
                     self.streams.insert(seq, h);
                 }
                 "monitor" => {
-                    let body = rd.next().await?;
+                    let body = rd.next().await.map_err(|e| e.to_string())?;
                     let level = get_str(&body, "LogLevel").to_uppercase();
                     let Some(min) = crate::logs::parse_level(&level) else {
                         self.send(seq, &format!("Unknown log level: {level}"), None)
@@ -530,7 +411,7 @@ impl Client {
                     self.monitor = Some((seq, h));
                 }
                 "stop" => {
-                    let body = rd.next().await?;
+                    let body = rd.next().await.map_err(|e| e.to_string())?;
                     let stop = get_u64(&body, "Stop");
                     if let Some(h) = self.streams.remove(&stop) {
                         h.abort();
@@ -543,7 +424,7 @@ impl Client {
                     self.send(seq, "", None).await?;
                 }
                 "query" => {
-                    let body = rd.next().await?;
+                    let body = rd.next().await.map_err(|e| e.to_string())?;
                     let timeout_ns = get_i64(&body, "Timeout").max(0) as u64;
                     let params = QueryParams {
                         filter_nodes: get_str_list(&body, "FilterNodes"),
@@ -592,7 +473,7 @@ impl Client {
                     }
                 }
                 "respond" => {
-                    let body = rd.next().await?;
+                    let body = rd.next().await.map_err(|e| e.to_string())?;
                     let id = get_u64(&body, "ID");
                     let inner = self
                         .pending
@@ -616,7 +497,7 @@ impl Client {
                     self.send(seq, "", Some(stats)).await?;
                 }
                 "get-coordinate" => {
-                    let body = rd.next().await?;
+                    let body = rd.next().await.map_err(|e| e.to_string())?;
                     let node = get_str(&body, "Node");
                     let c = self
                         .agent

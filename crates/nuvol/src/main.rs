@@ -1,6 +1,7 @@
 //! The `nuvol` binary: the agent and its command-line clients.
 
 mod agent_cmd;
+mod cli;
 
 use clap::{Parser, Subcommand};
 
@@ -19,6 +20,8 @@ struct Cli {
 enum Command {
     /// Run the nuvol agent.
     Agent(agent_cmd::AgentArgs),
+    #[command(flatten)]
+    Client(cli::ClientCommand),
 }
 
 fn main() {
@@ -37,6 +40,7 @@ fn main() {
     let code = rt.block_on(async {
         match cli.command {
             Command::Agent(a) => agent_cmd::run(a).await,
+            Command::Client(c) => cli::run(c).await,
         }
     });
     match code {
