@@ -19,7 +19,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the nuvol agent.
-    Agent(agent_cmd::AgentArgs),
+    Agent(Box<agent_cmd::AgentArgs>),
     #[command(flatten)]
     Client(cli::ClientCommand),
 }
@@ -39,7 +39,7 @@ fn main() {
     };
     let code = rt.block_on(async {
         match cli.command {
-            Command::Agent(a) => agent_cmd::run(a).await,
+            Command::Agent(a) => agent_cmd::run(*a).await,
             Command::Client(c) => cli::run(c).await,
         }
     });
