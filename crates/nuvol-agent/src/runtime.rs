@@ -541,7 +541,7 @@ impl Driver {
                         }
                         Input::PushPullReply { token, result, done } => {
                             let opened = result
-                                .map_err(GossipError::Remote)
+                                .map_err(GossipError::Transport)
                                 .and_then(|f| self.ctx.gossip.open_stream(f));
                             let r = self.ctx.gossip.handle_push_pull_reply(token, opened, now);
                             if let Some(d) = done {

@@ -53,6 +53,8 @@ pub enum GossipError {
     Decode(String),
     #[error("remote error: {0}")]
     Remote(String),
+    #[error("{0}")]
+    Transport(String),
 }
 
 /// A memberlist node state.

@@ -147,7 +147,7 @@ impl Sim {
         let now = self.now;
         let r = self.nodes[i].handle_push_pull_reply(
             token,
-            msg.ok_or(nuvol_gossip::GossipError::Remote("unreachable".into())),
+            msg.ok_or(nuvol_gossip::GossipError::Transport("unreachable".into())),
             now,
         );
         if ok && r.is_ok() {
@@ -280,7 +280,7 @@ impl Sim {
                     let msg = reply.and_then(|r| open(&mut self.nodes[node], &r));
                     let _ = self.nodes[node].handle_push_pull_reply(
                         token,
-                        msg.ok_or(nuvol_gossip::GossipError::Remote("unreachable".into())),
+                        msg.ok_or(nuvol_gossip::GossipError::Transport("unreachable".into())),
                         now,
                     );
                     self.after_input(node);
