@@ -76,6 +76,25 @@ fn user_events_reach_everyone_once() {
     );
 }
 
+/// Every packet delivered twice (replayed half a second later): events are
+/// still seen once, nobody is declared failed, tags still converge.
+#[test]
+fn replayed_packets_change_nothing() {
+    let mut sim = Sim::new(8, Profile::Lan, 9);
+    sim.replay = true;
+    join_all(&mut sim);
+    assert!(sim
+        .run_until_pred(30 * SECOND, SECOND, Sim::converged)
+        .is_some());
+    sim.nodes[3].user_event("once", b"", false).unwrap();
+    sim.run_for(10 * SECOND);
+    let seen = sim.user_events.iter().filter(|(_, n)| n == "once").count();
+    assert_eq!(seen, 8, "each node exactly once despite replays");
+    sim.run_for(60 * SECOND);
+    assert_eq!(sim.failures_seen(), 0);
+    assert!(sim.converged());
+}
+
 #[test]
 fn tags_propagate() {
     let mut sim = Sim::new(6, Profile::Lan, 4);

@@ -147,8 +147,11 @@ impl<R: AsyncRead + Unpin> ValueReader<R> {
 
     /// Try to take one value from what is buffered.
     pub fn try_next(&mut self) -> Result<Option<Value>, ReadError> {
-        if self.buf.is_empty() {
-            return Ok(None);
+        match self.buf.first() {
+            None => return Ok(None),
+            // rmpv reads the never-used marker as nil; Go refuses it.
+            Some(0xc1) => return Err(ReadError::Malformed("reserved marker 0xc1".into())),
+            Some(_) => {}
         }
         let mut cur = Cursor::new(&self.buf[..]);
         match rmpv::decode::read_value_with_max_depth(&mut cur, 16) {

@@ -282,7 +282,8 @@ fn user_events_and_queries_both_ways_with_handlers() {
     assert!(env.contains("SERF_USER_LTIME="), "{env}");
 
     // Queries both ways, responses from handlers' stdout.
-    for (from, cli) in [("nuvol", &n1), ("serf", &s1)] {
+    // Every CLI against every agent kind.
+    for (from, cli) in [("nuvol", &n1), ("serf", &s1), ("nuvol", &s1), ("serf", &n1)] {
         let out = if from == "nuvol" {
             cli.nuvol_cli(&[
                 "query",
@@ -426,10 +427,11 @@ fn encryption_keys_and_rotation_across_mixed_cluster() {
         );
         stdout(&o)
     };
-    ok(n1.nuvol_cli(&["keys", "--install", &k2]));
-    let list = ok(s1.serf_cli(&["keys", "-list"]));
+    // Each CLI against each agent: nuvol's against serf, serf's against nuvol.
+    ok(s1.nuvol_cli(&["keys", "--install", &k2]));
+    let list = ok(n1.serf_cli(&["keys", "-list"]));
     assert!(list.contains(&k1) && list.contains(&k2), "{list}");
-    ok(s1.serf_cli(&["keys", "-use", &k2]));
+    ok(n1.serf_cli(&["keys", "-use", &k2]));
     ok(n1.nuvol_cli(&["keys", "--remove", &k1]));
     let list = ok(n1.nuvol_cli(&["keys", "--list"]));
     assert!(

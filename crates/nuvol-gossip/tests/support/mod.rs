@@ -71,6 +71,8 @@ pub struct Sim {
     pub user_events: Vec<(usize, String)>,
     pub packets_sent: u64,
     pub packets_lost: u64,
+    /// Deliver every packet twice, the copy later (a replay).
+    pub replay: bool,
 }
 
 impl Sim {
@@ -109,6 +111,7 @@ impl Sim {
             user_events: Vec::new(),
             packets_sent: 0,
             packets_lost: 0,
+            replay: false,
         };
         for i in 0..n {
             sim.schedule_timer(i);
@@ -193,6 +196,17 @@ impl Sim {
                     return;
                 }
                 let at = self.now + self.delay();
+                if self.replay {
+                    let later = at + Duration::from_millis(500);
+                    self.push(
+                        later,
+                        Ev::Packet {
+                            to: j,
+                            from: addr_of(i),
+                            data: data.clone(),
+                        },
+                    );
+                }
                 self.push(
                     at,
                     Ev::Packet {

@@ -1,0 +1,420 @@
+//! `nuvol-bench`: start N serf agents and N nuvol agents on loopback with the
+//! same settings, one implementation after the other in the same run, and
+//! report side by side: membership convergence after join, failure detection
+//! after SIGKILL, tag and user-event propagation, and per-agent RSS and CPU
+//! at steady state.
+//!
+//! Observation goes through serf's RPC protocol for both implementations
+//! (persistent connections, members polled every `--poll-ms`), so the
+//! measuring cost is the same for both.
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+use nuvol_rpc::RpcClient;
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+#[derive(Parser, Debug)]
+#[command(about = "Benchmark nuvol against serf on loopback")]
+struct Args {
+    /// Agents per implementation.
+    #[arg(long, default_value_t = 10)]
+    nodes: usize,
+    /// serf, nuvol or both.
+    #[arg(long, default_value = "both")]
+    r#impl: String,
+    /// The nuvol binary to run.
+    #[arg(long, default_value = "target/release/nuvol")]
+    nuvol_bin: String,
+    /// Timing profile for both.
+    #[arg(long, default_value = "lan")]
+    profile: String,
+    /// Polling period of the observers.
+    #[arg(long, default_value_t = 50)]
+    poll_ms: u64,
+    /// Steady-state window for CPU measurement, seconds.
+    #[arg(long, default_value_t = 10)]
+    steady_secs: u64,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Impl {
+    Serf,
+    Nuvol,
+}
+
+impl Impl {
+    fn name(self) -> &'static str {
+        match self {
+            Impl::Serf => "serf",
+            Impl::Nuvol => "nuvol",
+        }
+    }
+}
+
+struct Agent {
+    name: String,
+    bind: SocketAddr,
+    rpc: SocketAddr,
+    child: Child,
+    _dir: std::path::PathBuf,
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[derive(Debug, Default, Clone)]
+struct Results {
+    converge: Option<Duration>,
+    failure: Option<Duration>,
+    tags: Option<Duration>,
+    event: Option<Duration>,
+    rss_kb: f64,
+    cpu_pct: f64,
+}
+
+fn ip(which: Impl, i: usize) -> IpAddr {
+    let base = match which {
+        Impl::Serf => 201,
+        Impl::Nuvol => 202,
+    };
+    IpAddr::V4(Ipv4Addr::new(
+        127,
+        base,
+        (i / 250) as u8,
+        (i % 250) as u8 + 1,
+    ))
+}
+
+fn spawn(which: Impl, args: &Args, i: usize, tmp: &std::path::Path) -> Result<Agent> {
+    let name = format!("{}{i}", which.name());
+    let bind = SocketAddr::new(ip(which, i), 7946);
+    let rpc = SocketAddr::new(ip(which, i), 7373);
+    let dir = tmp.join(&name);
+    std::fs::create_dir_all(&dir)?;
+    let log = std::fs::File::create(dir.join("log"))?;
+    let mut cmd = match which {
+        Impl::Serf => {
+            let mut c = Command::new("serf");
+            c.args([
+                "agent",
+                &format!("-node={name}"),
+                &format!("-bind={bind}"),
+                &format!("-rpc-addr={rpc}"),
+                &format!("-profile={}", args.profile),
+                "-log-level=warn",
+            ]);
+            c
+        }
+        Impl::Nuvol => {
+            let mut c = Command::new(&args.nuvol_bin);
+            c.args([
+                "agent",
+                &format!("--node={name}"),
+                &format!("--bind={bind}"),
+                &format!("--rpc-addr={rpc}"),
+                &format!("--profile={}", args.profile),
+                &format!("--data-dir={}", dir.display()),
+                "--log-level=warn",
+            ]);
+            c
+        }
+    };
+    cmd.stdout(log.try_clone()?)
+        .stderr(log)
+        .stdin(Stdio::null());
+    let child = cmd.spawn().with_context(|| format!("spawning {name}"))?;
+    Ok(Agent {
+        name,
+        bind,
+        rpc,
+        child,
+        _dir: dir,
+    })
+}
+
+async fn connect(a: &Agent) -> Result<RpcClient> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match RpcClient::connect(&a.rpc.to_string(), None, Duration::from_secs(2)).await {
+            Ok(c) => return Ok(c),
+            Err(e) if Instant::now() > deadline => bail!("{}: {e}", a.name),
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+}
+
+/// Poll every observer until `pred` holds for all; return the elapsed time.
+async fn until_all(
+    clients: &mut [(usize, RpcClient)],
+    start: Instant,
+    poll: Duration,
+    limit: Duration,
+    pred: impl Fn(usize, &[nuvol_rpc::Member]) -> bool,
+) -> Result<Option<Duration>> {
+    let mut done = vec![false; clients.len()];
+    let mut last = Duration::ZERO;
+    loop {
+        for (k, (i, c)) in clients.iter_mut().enumerate() {
+            if done[k] {
+                continue;
+            }
+            let ms = c.members().await?;
+            if pred(*i, &ms) {
+                done[k] = true;
+                last = start.elapsed();
+            }
+        }
+        if done.iter().all(|d| *d) {
+            return Ok(Some(last));
+        }
+        if start.elapsed() > limit {
+            return Ok(None);
+        }
+        tokio::time::sleep(poll).await;
+    }
+}
+
+fn proc_rss_kb(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0.0)
+}
+
+fn proc_cpu_ticks(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            let after = s.rsplit_once(')')?.1.to_owned();
+            let f: Vec<&str> = after.split_whitespace().collect();
+            // utime and stime are fields 14 and 15; after ")" they are 12, 13.
+            Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+        })
+        .unwrap_or(0)
+}
+
+async fn run_impl(which: Impl, args: &Args) -> Result<Results> {
+    let n = args.nodes;
+    let poll = Duration::from_millis(args.poll_ms);
+    let limit = Duration::from_secs(180);
+    let tmp = std::env::temp_dir().join(format!(
+        "nuvol-bench-{}-{}",
+        which.name(),
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(&tmp)?;
+    let mut agents = Vec::new();
+    for i in 0..n {
+        agents.push(spawn(which, args, i, &tmp)?);
+    }
+    let mut clients = Vec::new();
+    for (i, a) in agents.iter().enumerate() {
+        clients.push((i, connect(a).await?));
+    }
+    let mut res = Results::default();
+
+    // 1. Convergence: everyone joins agent 0 at once.
+    let seed = agents[0].bind.to_string();
+    let start = Instant::now();
+    let mut joins = Vec::new();
+    for a in agents.iter().skip(1) {
+        let mut c = connect(a).await?;
+        let seed = seed.clone();
+        joins.push(tokio::spawn(async move { c.join(&[seed], false).await }));
+    }
+    for j in joins {
+        j.await??;
+    }
+    res.converge = until_all(&mut clients, start, poll, limit, |_, ms| {
+        ms.iter().filter(|m| m.status == "alive").count() == n
+    })
+    .await?;
+
+    // 2. Steady state: RSS and CPU over a quiet window.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let pids: Vec<u32> = agents.iter().map(|a| a.child.id()).collect();
+    let t0: Vec<u64> = pids.iter().map(|p| proc_cpu_ticks(*p)).collect();
+    tokio::time::sleep(Duration::from_secs(args.steady_secs)).await;
+    let t1: Vec<u64> = pids.iter().map(|p| proc_cpu_ticks(*p)).collect();
+    let hz = 100.0; // USER_HZ on Linux
+    let cpu: f64 = t0
+        .iter()
+        .zip(&t1)
+        .map(|(a, b)| (b - a) as f64 / hz / args.steady_secs as f64 * 100.0)
+        .sum::<f64>()
+        / n as f64;
+    res.cpu_pct = cpu;
+    res.rss_kb = pids.iter().map(|p| proc_rss_kb(*p)).sum::<f64>() / n as f64;
+
+    // 3. User event propagation: streams on every agent.
+    let mut streams = Vec::new();
+    for a in &agents {
+        let mut c = connect(a).await?;
+        let seq = c.stream("user:bench").await?;
+        streams.push(tokio::spawn(async move {
+            let r = c.next_record(seq).await;
+            (Instant::now(), r.is_ok())
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let start = Instant::now();
+    clients[0].1.user_event("bench", b"x", false).await?;
+    let mut worst = Duration::ZERO;
+    let mut all = true;
+    for s in streams {
+        match tokio::time::timeout(limit, s).await {
+            Ok(Ok((t, true))) => worst = worst.max(t.saturating_duration_since(start)),
+            _ => all = false,
+        }
+    }
+    res.event = all.then_some(worst);
+
+    // 4. Tag propagation.
+    let start = Instant::now();
+    let mut set = BTreeMap::new();
+    set.insert("bench".to_string(), "1".to_string());
+    clients[1].1.update_tags(&set, &[]).await?;
+    let tagged = agents[1].name.clone();
+    res.tags = until_all(&mut clients, start, poll, limit, |_, ms| {
+        ms.iter()
+            .any(|m| m.name == tagged && m.tags.get("bench").map(String::as_str) == Some("1"))
+    })
+    .await?;
+
+    // 5. Failure detection: SIGKILL the last agent.
+    let victim = agents.len() - 1;
+    let vname = agents[victim].name.clone();
+    let _ = agents[victim].child.kill();
+    let start = Instant::now();
+    clients.retain(|(i, _)| *i != victim);
+    res.failure = until_all(&mut clients, start, poll, limit, |_, ms| {
+        ms.iter().any(|m| m.name == vname && m.status == "failed")
+    })
+    .await?;
+
+    drop(clients);
+    drop(agents);
+    let _ = std::fs::remove_dir_all(&tmp);
+    Ok(res)
+}
+
+fn fmt_d(d: Option<Duration>) -> String {
+    match d {
+        Some(d) => format!("{:.2} s", d.as_secs_f64()),
+        None => "timeout".into(),
+    }
+}
+
+fn ratio(a: Option<Duration>, b: Option<Duration>) -> String {
+    match (a, b) {
+        (Some(n), Some(s)) if s.as_secs_f64() > 0.0 => {
+            format!("{:.2}", n.as_secs_f64() / s.as_secs_f64())
+        }
+        _ => "-".into(),
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args = Args::parse();
+    let which: Vec<Impl> = match args.r#impl.as_str() {
+        "both" => vec![Impl::Serf, Impl::Nuvol],
+        "serf" => vec![Impl::Serf],
+        "nuvol" => vec![Impl::Nuvol],
+        other => bail!("unknown --impl {other:?}"),
+    };
+    if which.contains(&Impl::Nuvol) && !std::path::Path::new(&args.nuvol_bin).exists() {
+        bail!(
+            "{} not found: build it with `cargo build --release -p nuvol`",
+            args.nuvol_bin
+        );
+    }
+    let mut results = Vec::new();
+    for w in &which {
+        eprintln!("running {} x {} ...", args.nodes, w.name());
+        results.push((*w, run_impl(*w, &args).await?));
+    }
+    println!(
+        "N = {} agents per implementation, profile {}, observers poll every {} ms\n",
+        args.nodes, args.profile, args.poll_ms
+    );
+    let header: Vec<&str> = results.iter().map(|(w, _)| w.name()).collect();
+    let both = results.len() == 2;
+    println!(
+        "| metric | {} |{}",
+        header.join(" | "),
+        if both { " nuvol/serf |" } else { "" }
+    );
+    println!(
+        "|---|{}{}",
+        "---|".repeat(header.len()),
+        if both { "---|" } else { "" }
+    );
+    let rows: Vec<(
+        &str,
+        Box<dyn Fn(&Results) -> String>,
+        Box<dyn Fn(&Results, &Results) -> String>,
+    )> = vec![
+        (
+            "membership convergence after join",
+            Box::new(|r| fmt_d(r.converge)),
+            Box::new(|n, s| ratio(n.converge, s.converge)),
+        ),
+        (
+            "failure detection (SIGKILL, seen failed by all)",
+            Box::new(|r| fmt_d(r.failure)),
+            Box::new(|n, s| ratio(n.failure, s.failure)),
+        ),
+        (
+            "tag change propagation",
+            Box::new(|r| fmt_d(r.tags)),
+            Box::new(|n, s| ratio(n.tags, s.tags)),
+        ),
+        (
+            "user event propagation",
+            Box::new(|r| fmt_d(r.event)),
+            Box::new(|n, s| ratio(n.event, s.event)),
+        ),
+        (
+            "RSS per agent (steady)",
+            Box::new(|r| format!("{:.1} MiB", r.rss_kb / 1024.0)),
+            Box::new(|n, s| format!("{:.2}", n.rss_kb / s.rss_kb.max(1.0))),
+        ),
+        (
+            "CPU per agent (steady)",
+            Box::new(|r| format!("{:.2} %", r.cpu_pct)),
+            Box::new(|n, s| {
+                if s.cpu_pct > 0.0 {
+                    format!("{:.2}", n.cpu_pct / s.cpu_pct)
+                } else {
+                    "-".into()
+                }
+            }),
+        ),
+    ];
+    for (name, f, r) in rows {
+        let cells: Vec<String> = results.iter().map(|(_, res)| f(res)).collect();
+        let extra = if both {
+            let s = &results[0].1;
+            let n = &results[1].1;
+            format!(" {} |", r(n, s))
+        } else {
+            String::new()
+        };
+        println!("| {name} | {} |{extra}", cells.join(" | "));
+    }
+    Ok(())
+}
