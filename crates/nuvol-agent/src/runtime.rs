@@ -717,7 +717,7 @@ pub async fn start(cfg: AgentConfig) -> Result<Running, AgentError> {
     }
     let udp = Arc::new(udp);
     let (tx, rx) = mpsc::channel(INPUT_DEPTH);
-    let (events, _) = broadcast::channel(4096);
+    let (events, _) = broadcast::channel(1024);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(None);
     let stats = Arc::new(DriverStats::default());
     let cfg = Arc::new(cfg);

@@ -37,6 +37,9 @@ struct Args {
     /// Steady-state window for CPU measurement, seconds.
     #[arg(long, default_value_t = 10)]
     steady_secs: u64,
+    /// Repetitions of the event, tag and failure measurements (medians reported).
+    #[arg(long, default_value_t = 5)]
+    rounds: usize,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -72,11 +75,20 @@ impl Drop for Agent {
 #[derive(Debug, Default, Clone)]
 struct Results {
     converge: Option<Duration>,
+    /// Medians over `--rounds` repetitions.
     failure: Option<Duration>,
     tags: Option<Duration>,
     event: Option<Duration>,
     rss_kb: f64,
     cpu_pct: f64,
+}
+
+fn median(mut v: Vec<Option<Duration>>) -> Option<Duration> {
+    if v.iter().any(Option::is_none) || v.is_empty() {
+        return None;
+    }
+    v.sort();
+    v[v.len() / 2]
 }
 
 fn ip(which: Impl, i: usize) -> IpAddr {
@@ -259,51 +271,85 @@ async fn run_impl(which: Impl, args: &Args) -> Result<Results> {
     res.cpu_pct = cpu;
     res.rss_kb = pids.iter().map(|p| proc_rss_kb(*p)).sum::<f64>() / n as f64;
 
-    // 3. User event propagation: streams on every agent.
-    let mut streams = Vec::new();
-    for a in &agents {
+    // 3. User event propagation: a stream on every agent, `rounds` events.
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(usize, String, Instant)>();
+    let mut stream_tasks = Vec::new();
+    for (i, a) in agents.iter().enumerate() {
         let mut c = connect(a).await?;
-        let seq = c.stream("user:bench").await?;
-        streams.push(tokio::spawn(async move {
-            let r = c.next_record(seq).await;
-            (Instant::now(), r.is_ok())
+        let seq = c.stream("user").await?;
+        let tx = tx.clone();
+        stream_tasks.push(tokio::spawn(async move {
+            while let Ok(rec) = c.next_record(seq).await {
+                let name = nuvol_rpc::value::get_str(&rec, "Name");
+                if tx.send((i, name, Instant::now())).is_err() {
+                    return;
+                }
+            }
         }));
     }
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let start = Instant::now();
-    clients[0].1.user_event("bench", b"x", false).await?;
-    let mut worst = Duration::ZERO;
-    let mut all = true;
-    for s in streams {
-        match tokio::time::timeout(limit, s).await {
-            Ok(Ok((t, true))) => worst = worst.max(t.saturating_duration_since(start)),
-            _ => all = false,
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut samples = Vec::new();
+    for r in 0..args.rounds {
+        let name = format!("bench{r}");
+        let start = Instant::now();
+        clients[r % n].1.user_event(&name, b"x", false).await?;
+        let mut got = vec![false; n];
+        let mut worst = None;
+        while let Ok(Some((i, ev, t))) = tokio::time::timeout(limit, rx.recv()).await {
+            if ev == name {
+                got[i] = true;
+                if got.iter().all(|g| *g) {
+                    worst = Some(t.saturating_duration_since(start));
+                    break;
+                }
+            }
         }
+        samples.push(worst);
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    res.event = all.then_some(worst);
+    res.event = median(samples);
+    for t in stream_tasks {
+        t.abort();
+    }
 
-    // 4. Tag propagation.
-    let start = Instant::now();
-    let mut set = BTreeMap::new();
-    set.insert("bench".to_string(), "1".to_string());
-    clients[1].1.update_tags(&set, &[]).await?;
-    let tagged = agents[1].name.clone();
-    res.tags = until_all(&mut clients, start, poll, limit, |_, ms| {
-        ms.iter()
-            .any(|m| m.name == tagged && m.tags.get("bench").map(String::as_str) == Some("1"))
-    })
-    .await?;
+    // 4. Tag propagation, `rounds` changes from different agents.
+    let mut samples = Vec::new();
+    for r in 0..args.rounds {
+        let who = 1 + r % (n - 1);
+        let start = Instant::now();
+        let mut set = BTreeMap::new();
+        set.insert("bench".to_string(), r.to_string());
+        let idx = clients.iter().position(|(i, _)| *i == who).unwrap_or(0);
+        clients[idx].1.update_tags(&set, &[]).await?;
+        let tagged = agents[who].name.clone();
+        let want = r.to_string();
+        samples.push(
+            until_all(&mut clients, start, poll, limit, |_, ms| {
+                ms.iter()
+                    .any(|m| m.name == tagged && m.tags.get("bench") == Some(&want))
+            })
+            .await?,
+        );
+    }
+    res.tags = median(samples);
 
-    // 5. Failure detection: SIGKILL the last agent.
-    let victim = agents.len() - 1;
-    let vname = agents[victim].name.clone();
-    let _ = agents[victim].child.kill();
-    let start = Instant::now();
-    clients.retain(|(i, _)| *i != victim);
-    res.failure = until_all(&mut clients, start, poll, limit, |_, ms| {
-        ms.iter().any(|m| m.name == vname && m.status == "failed")
-    })
-    .await?;
+    // 5. Failure detection: SIGKILL agents one after another.
+    let mut samples = Vec::new();
+    for r in 0..args.rounds.min(n.saturating_sub(3)) {
+        let victim = agents.len() - 1 - r;
+        let vname = agents[victim].name.clone();
+        let _ = agents[victim].child.kill();
+        let _ = agents[victim].child.wait();
+        let start = Instant::now();
+        clients.retain(|(i, _)| *i != victim);
+        samples.push(
+            until_all(&mut clients, start, poll, limit, |_, ms| {
+                ms.iter().any(|m| m.name == vname && m.status == "failed")
+            })
+            .await?,
+        );
+    }
+    res.failure = median(samples);
 
     drop(clients);
     drop(agents);
@@ -348,8 +394,8 @@ async fn main() -> Result<()> {
         results.push((*w, run_impl(*w, &args).await?));
     }
     println!(
-        "N = {} agents per implementation, profile {}, observers poll every {} ms\n",
-        args.nodes, args.profile, args.poll_ms
+        "N = {} agents per implementation, profile {}, observers poll every {} ms, medians of {} rounds\n",
+        args.nodes, args.profile, args.poll_ms, args.rounds
     );
     let header: Vec<&str> = results.iter().map(|(w, _)| w.name()).collect();
     let both = results.len() == 2;

@@ -1,9 +1,9 @@
 //! Building and reading serf RPC maps with `rmpv`, and reading values off a
 //! stream without trusting it.
 
+use crate::frame::{FrameDecoder, FrameError};
 use rmpv::Value;
 use std::collections::BTreeMap;
-use std::io::Cursor;
 use tokio::io::{AsyncRead, AsyncReadExt};
 
 /// A string value.
@@ -116,62 +116,40 @@ pub fn request(command: &str, seq: u64) -> Value {
     map(vec![("Command", s(command)), ("Seq", Value::from(seq))])
 }
 
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+/// Why a value could not be read off a stream.
+#[derive(Debug, thiserror::Error, PartialEq, Eq, Clone)]
 pub enum ReadError {
     #[error("connection closed")]
     Closed,
-    #[error("malformed message: {0}")]
-    Malformed(String),
-    #[error("message larger than {0} bytes")]
-    TooLarge(usize),
+    #[error(transparent)]
+    Frame(#[from] FrameError),
     #[error("read failed: {0}")]
     Io(String),
 }
 
 /// Reads msgpack values one at a time from a byte stream, buffering partial
-/// input, with a cap on the size of one value.
+/// input, with a cap on the size of one value (see [`crate::frame`]).
 pub struct ValueReader<R> {
     inner: R,
-    buf: Vec<u8>,
-    max: usize,
+    frames: FrameDecoder,
 }
 
 impl<R: AsyncRead + Unpin> ValueReader<R> {
     pub fn new(inner: R, max: usize) -> Self {
         ValueReader {
             inner,
-            buf: Vec::new(),
-            max,
+            frames: FrameDecoder::new(max),
         }
     }
 
-    /// Try to take one value from what is buffered.
+    /// Append bytes as if they had been read (for tests and fuzzing).
+    pub fn feed(&mut self, bytes: &[u8]) {
+        self.frames.feed(bytes);
+    }
+
+    /// Try to take one value from what is buffered (`Ok(None)`: need more).
     pub fn try_next(&mut self) -> Result<Option<Value>, ReadError> {
-        match self.buf.first() {
-            None => return Ok(None),
-            // rmpv reads the never-used marker as nil; Go refuses it.
-            Some(0xc1) => return Err(ReadError::Malformed("reserved marker 0xc1".into())),
-            Some(_) => {}
-        }
-        let mut cur = Cursor::new(&self.buf[..]);
-        match rmpv::decode::read_value_with_max_depth(&mut cur, 16) {
-            Ok(v) => {
-                let used = cur.position() as usize;
-                self.buf.drain(..used);
-                Ok(Some(v))
-            }
-            Err(rmpv::decode::Error::InvalidMarkerRead(e))
-            | Err(rmpv::decode::Error::InvalidDataRead(e))
-                if e.kind() == std::io::ErrorKind::UnexpectedEof =>
-            {
-                if self.buf.len() > self.max {
-                    Err(ReadError::TooLarge(self.max))
-                } else {
-                    Ok(None)
-                }
-            }
-            Err(e) => Err(ReadError::Malformed(e.to_string())),
-        }
+        Ok(self.frames.decode()?)
     }
 
     /// The next value, reading as needed.
@@ -189,7 +167,7 @@ impl<R: AsyncRead + Unpin> ValueReader<R> {
             if n == 0 {
                 return Err(ReadError::Closed);
             }
-            self.buf.extend_from_slice(&chunk[..n]);
+            self.frames.feed(&chunk[..n]);
         }
     }
 }
@@ -221,7 +199,10 @@ mod tests {
         let mut big = vec![0xdb, 0, 0x10, 0, 0];
         big.extend(vec![b'x'; 2000]);
         let mut r = ValueReader::new(&big[..], 1024);
-        assert_eq!(r.next().await, Err(ReadError::TooLarge(1024)));
+        assert_eq!(
+            r.next().await,
+            Err(ReadError::Frame(FrameError::TooLarge { max: 1024 }))
+        );
     }
 
     #[test]

@@ -25,6 +25,9 @@ pub struct RpcOpts {
     /// RPC auth key, if the agent requires one.
     #[arg(long, env = "NUVOL_RPC_AUTH", hide_env_values = true)]
     rpc_auth: Option<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t)]
+    format: Format,
 }
 
 impl RpcOpts {
@@ -56,8 +59,6 @@ pub enum ClientCommand {
         /// Only members with tag K matching regular expression V (repeatable).
         #[arg(long, value_name = "K=V")]
         tag: Vec<String>,
-        #[arg(long, value_enum, default_value_t)]
-        format: Format,
     },
     /// Tell the agent to join a cluster through these addresses.
     Join {
@@ -123,8 +124,6 @@ pub enum ClientCommand {
         /// Relay responses through this many other nodes.
         #[arg(long, default_value_t = 0)]
         relay_factor: u8,
-        #[arg(long, value_enum, default_value_t)]
-        format: Format,
         name: String,
         payload: Option<String>,
     },
@@ -140,15 +139,11 @@ pub enum ClientCommand {
         remove: Option<String>,
         #[arg(long, group = "op")]
         list: bool,
-        #[arg(long, value_enum, default_value_t)]
-        format: Format,
     },
     /// Show information about the agent.
     Info {
         #[command(flatten)]
         rpc: RpcOpts,
-        #[arg(long, value_enum, default_value_t)]
-        format: Format,
     },
     /// Stream the agent's logs.
     Monitor {
@@ -164,8 +159,6 @@ pub enum ClientCommand {
         rpc: RpcOpts,
         #[arg(required = true, num_args = 1..=2)]
         nodes: Vec<String>,
-        #[arg(long, value_enum, default_value_t)]
-        format: Format,
     },
     /// Check that every live member answers a query.
     Reachability {
@@ -175,7 +168,10 @@ pub enum ClientCommand {
         verbose: bool,
     },
     /// Print a new random gossip encryption key.
-    Keygen,
+    Keygen {
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
 }
 
 fn parse_kv(items: &[String], what: &str) -> Result<BTreeMap<String, String>> {
@@ -249,9 +245,12 @@ pub fn parse_duration(s: &str) -> Result<Duration> {
 
 pub async fn run(cmd: ClientCommand) -> Result<i32> {
     match cmd {
-        ClientCommand::Keygen => {
-            let k = nuvol_wire::security::generate_key();
-            println!("{}", nuvol_wire::security::encode_key(&k));
+        ClientCommand::Keygen { format } => {
+            let k = nuvol_wire::security::encode_key(&nuvol_wire::security::generate_key());
+            match format {
+                Format::Text => println!("{k}"),
+                Format::Json => print_json(&json!({"key": k}))?,
+            }
             Ok(0)
         }
         ClientCommand::Members {
@@ -260,8 +259,8 @@ pub async fn run(cmd: ClientCommand) -> Result<i32> {
             status,
             name,
             tag,
-            format,
         } => {
+            let format = rpc.format;
             let tags = parse_kv(&tag, "tag filter")?;
             for (k, re) in &tags {
                 regex::Regex::new(re)
@@ -315,13 +314,19 @@ pub async fn run(cmd: ClientCommand) -> Result<i32> {
                 .join(&addrs, replay)
                 .await
                 .context("Error joining the cluster")?;
-            println!("Successfully joined cluster by contacting {n} nodes.");
+            match rpc.format {
+                Format::Text => println!("Successfully joined cluster by contacting {n} nodes."),
+                Format::Json => print_json(&json!({"joined": n}))?,
+            }
             Ok(0)
         }
         ClientCommand::Leave { rpc } => {
             let mut c = rpc.connect().await?;
             c.leave().await.context("Error leaving")?;
-            println!("Graceful leave complete");
+            match rpc.format {
+                Format::Text => println!("Graceful leave complete"),
+                Format::Json => print_json(&json!({"left": true}))?,
+            }
             Ok(0)
         }
         ClientCommand::ForceLeave { rpc, prune, node } => {
@@ -329,6 +334,9 @@ pub async fn run(cmd: ClientCommand) -> Result<i32> {
             c.force_leave(&node, prune)
                 .await
                 .context("Error force leaving")?;
+            if rpc.format == Format::Json {
+                print_json(&json!({"node": node, "prune": prune}))?;
+            }
             Ok(0)
         }
         ClientCommand::Tags { rpc, set, delete } => {
@@ -340,7 +348,10 @@ pub async fn run(cmd: ClientCommand) -> Result<i32> {
             c.update_tags(&set, &delete)
                 .await
                 .context("Error setting tags")?;
-            println!("Successfully updated agent tags");
+            match rpc.format {
+                Format::Text => println!("Successfully updated agent tags"),
+                Format::Json => print_json(&json!({"set": set, "deleted": delete}))?,
+            }
             Ok(0)
         }
         ClientCommand::Event {
@@ -354,7 +365,12 @@ pub async fn run(cmd: ClientCommand) -> Result<i32> {
             c.user_event(&name, p.as_bytes(), coalesce)
                 .await
                 .context("Error sending event")?;
-            println!("Event '{name}' dispatched! Coalescing enabled: {coalesce}");
+            match rpc.format {
+                Format::Text => {
+                    println!("Event '{name}' dispatched! Coalescing enabled: {coalesce}")
+                }
+                Format::Json => print_json(&json!({"event": name, "coalesce": coalesce}))?,
+            }
             Ok(0)
         }
         ClientCommand::Query {
@@ -364,10 +380,10 @@ pub async fn run(cmd: ClientCommand) -> Result<i32> {
             timeout,
             no_ack,
             relay_factor,
-            format,
             name,
             payload,
         } => {
+            let format = rpc.format;
             let filter_tags = parse_kv(&tag, "tag filter")?;
             for (k, re) in &filter_tags {
                 regex::Regex::new(re)
@@ -432,8 +448,8 @@ pub async fn run(cmd: ClientCommand) -> Result<i32> {
             use_key,
             remove,
             list,
-            format,
         } => {
+            let format = rpc.format;
             let (cmd, key, doing, done) = if let Some(k) = install {
                 (
                     "install-key",
@@ -504,7 +520,8 @@ pub async fn run(cmd: ClientCommand) -> Result<i32> {
             }
             Ok(0)
         }
-        ClientCommand::Info { rpc, format } => {
+        ClientCommand::Info { rpc } => {
+            let format = rpc.format;
             let mut c = rpc.connect().await?;
             let stats = c.stats().await.context("Error querying agent")?;
             match format {
@@ -525,10 +542,15 @@ pub async fn run(cmd: ClientCommand) -> Result<i32> {
             let seq = c.monitor(&log_level.to_uppercase()).await?;
             loop {
                 let rec = c.next_record(seq).await?;
-                println!("{}", nuvol_rpc::value::get_str(&rec, "Log"));
+                let line = nuvol_rpc::value::get_str(&rec, "Log");
+                match rpc.format {
+                    Format::Text => println!("{line}"),
+                    Format::Json => println!("{}", json!({"log": line})),
+                }
             }
         }
-        ClientCommand::Rtt { rpc, nodes, format } => {
+        ClientCommand::Rtt { rpc, nodes } => {
+            let format = rpc.format;
             let mut c = rpc.connect().await?;
             let (a, b) = if nodes.len() == 2 {
                 (nodes[0].clone(), nodes[1].clone())
@@ -561,14 +583,17 @@ pub async fn run(cmd: ClientCommand) -> Result<i32> {
             Ok(0)
         }
         ClientCommand::Reachability { rpc, verbose } => {
+            let text = rpc.format == Format::Text;
             let mut c = rpc.connect().await?;
             let members = c.members().await?;
             let live: Vec<&Member> = members.iter().filter(|m| m.status == "alive").collect();
-            println!(
-                "Total members: {}, live members: {}",
-                members.len(),
-                live.len()
-            );
+            if text {
+                println!(
+                    "Total members: {}, live members: {}",
+                    members.len(),
+                    live.len()
+                );
+            }
             let req = QueryRequest {
                 name: "_serf_ping".into(),
                 request_ack: true,
@@ -576,17 +601,19 @@ pub async fn run(cmd: ClientCommand) -> Result<i32> {
             };
             let start = Instant::now();
             let seq = c.query(&req).await.context("Error sending query")?;
-            println!("Starting reachability test...");
+            if text {
+                println!("Starting reachability test...");
+            }
             let mut acks = std::collections::BTreeSet::new();
             let mut last = Duration::ZERO;
             loop {
                 match c.next_query_event(seq).await? {
                     QueryEvent::Ack(from) => {
                         last = start.elapsed();
-                        if verbose {
+                        if verbose && text {
                             println!("\tAck from '{from}'");
                         }
-                        if !acks.insert(from.clone()) {
+                        if !acks.insert(from.clone()) && text {
                             println!("Duplicate response from '{from}'");
                         }
                     }
@@ -594,17 +621,26 @@ pub async fn run(cmd: ClientCommand) -> Result<i32> {
                     QueryEvent::Done => break,
                 }
             }
-            println!(
-                "Query time: {:.2} sec, time to last response: {:.2} sec",
-                start.elapsed().as_secs_f64(),
-                last.as_secs_f64()
-            );
             let missing: Vec<&str> = live
                 .iter()
                 .filter(|m| !acks.contains(&m.name))
                 .map(|m| m.name.as_str())
                 .collect();
-            if missing.is_empty() && acks.len() == live.len() {
+            let ok = missing.is_empty() && acks.len() == live.len();
+            if !text {
+                print_json(&json!({
+                    "members": members.len(), "live": live.len(), "acks": acks,
+                    "missing": missing, "query_secs": start.elapsed().as_secs_f64(),
+                    "last_ack_secs": last.as_secs_f64(),
+                }))?;
+                return Ok(if ok { 0 } else { 1 });
+            }
+            println!(
+                "Query time: {:.2} sec, time to last response: {:.2} sec",
+                start.elapsed().as_secs_f64(),
+                last.as_secs_f64()
+            );
+            if ok {
                 println!("Successfully contacted all live nodes");
                 Ok(0)
             } else {

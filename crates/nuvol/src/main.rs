@@ -47,8 +47,9 @@ fn main() {
             std::process::exit(2);
         }
     };
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    // One thread is plenty for a gossip agent and keeps the footprint small
+    // on a 1 GB board; handler scripts run as separate processes anyway.
+    let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {

@@ -585,3 +585,48 @@ fn profiles_lan_and_wan_interoperate() {
         );
     }
 }
+
+#[test]
+fn tags_file_and_retry_join() {
+    if !require_serf() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let tags_file = dir.path().join("tags.json");
+    std::fs::write(&tags_file, r#"{"role": "cache"}"#).unwrap();
+    // The serf agent comes up later, at an address nuvol keeps retrying.
+    let s_ip = fresh_ip();
+    let n1 = Agent::start(
+        Kind::Nuvol,
+        "n1",
+        Opts {
+            extra: vec![
+                format!("--tags-file={}", tags_file.display()),
+                format!("--retry-join={s_ip}:7946"),
+                "--retry-interval=1s".into(),
+            ],
+            ..local()
+        },
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let s1 = Agent::start(
+        Kind::Serf,
+        "s1",
+        Opts {
+            ip: Some(s_ip),
+            ..local()
+        },
+    );
+    wait_for("retry-join reached serf", T, || {
+        all_agree(&[&s1, &n1], &[("n1", "alive"), ("s1", "alive")])
+    });
+    assert!(s1
+        .members()
+        .iter()
+        .any(|m| m.name == "n1" && m.tags.contains("cache")));
+    let out = n1.nuvol_cli(&["tags", "--set", "zone=b"]);
+    assert!(out.status.success());
+    let saved: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&tags_file).unwrap()).unwrap();
+    assert_eq!(saved, serde_json::json!({"role": "cache", "zone": "b"}));
+}
