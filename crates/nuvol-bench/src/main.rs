@@ -154,7 +154,7 @@ fn spawn(which: Impl, args: &Args, i: usize, tmp: &std::path::Path) -> Result<Ag
 async fn connect(a: &Agent) -> Result<RpcClient> {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        match RpcClient::connect(&a.rpc.to_string(), None, Duration::from_secs(2)).await {
+        match RpcClient::connect(&a.rpc.to_string(), None).await {
             Ok(c) => return Ok(c),
             Err(e) if Instant::now() > deadline => bail!("{}: {e}", a.name),
             Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
@@ -243,7 +243,7 @@ async fn run_impl(which: Impl, args: &Args) -> Result<Results> {
     let start = Instant::now();
     let mut joins = Vec::new();
     for a in agents.iter().skip(1) {
-        let mut c = connect(a).await?;
+        let c = connect(a).await?;
         let seed = seed.clone();
         joins.push(tokio::spawn(async move { c.join(&[seed], false).await }));
     }
@@ -275,14 +275,16 @@ async fn run_impl(which: Impl, args: &Args) -> Result<Results> {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(usize, String, Instant)>();
     let mut stream_tasks = Vec::new();
     for (i, a) in agents.iter().enumerate() {
-        let mut c = connect(a).await?;
-        let seq = c.stream("user").await?;
+        let c = connect(a).await?;
+        let mut stream = c.stream("user").await?;
         let tx = tx.clone();
         stream_tasks.push(tokio::spawn(async move {
-            while let Ok(rec) = c.next_record(seq).await {
-                let name = nuvol_rpc::value::get_str(&rec, "Name");
-                if tx.send((i, name, Instant::now())).is_err() {
-                    return;
+            let _keep = c;
+            while let Ok(Some(ev)) = stream.next().await {
+                if let nuvol_rpc::StreamEvent::User(u) = ev {
+                    if tx.send((i, u.name, Instant::now())).is_err() {
+                        return;
+                    }
                 }
             }
         }));
@@ -320,7 +322,7 @@ async fn run_impl(which: Impl, args: &Args) -> Result<Results> {
         let mut set = BTreeMap::new();
         set.insert("bench".to_string(), r.to_string());
         let idx = clients.iter().position(|(i, _)| *i == who).unwrap_or(0);
-        clients[idx].1.update_tags(&set, &[]).await?;
+        clients[idx].1.update_tags::<String>(&set, &[]).await?;
         let tagged = agents[who].name.clone();
         let want = r.to_string();
         samples.push(

@@ -4,8 +4,7 @@
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
-use nuvol_rpc::client::QueryRequest;
-use nuvol_rpc::{Member, QueryEvent, RpcClient};
+use nuvol_rpc::{ClientConfig, ClientError, Member, QueryEvent, QueryRequest, RpcClient};
 use serde_json::{json, Value as Json};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -32,12 +31,12 @@ pub struct RpcOpts {
 
 impl RpcOpts {
     async fn connect(&self) -> Result<RpcClient> {
-        Ok(RpcClient::connect(
-            &self.rpc_addr,
-            self.rpc_auth.as_deref(),
-            Duration::from_secs(10),
-        )
-        .await?)
+        let cfg = ClientConfig {
+            auth_key: self.rpc_auth.clone(),
+            timeout: Duration::from_secs(10),
+            ..ClientConfig::default()
+        };
+        Ok(RpcClient::connect_with(&self.rpc_addr, cfg).await?)
     }
 }
 
@@ -228,7 +227,7 @@ fn members_json(ms: &[Member]) -> Json {
             "port": m.port,
             "tags": m.tags,
             "status": m.status,
-            "protocol": {"min": m.vsn[3], "max": m.vsn[4], "version": m.vsn[5]},
+            "protocol": {"min": m.delegate_min, "max": m.delegate_max, "version": m.delegate_cur},
         })).collect::<Vec<_>>()
     })
 }
@@ -270,7 +269,7 @@ pub async fn run(cmd: ClientCommand) -> Result<i32> {
                 regex::Regex::new(re)
                     .with_context(|| format!("invalid regular expression {re:?}"))?;
             }
-            let mut c = rpc.connect().await?;
+            let c = rpc.connect().await?;
             let ms = c
                 .members_filtered(
                     &tags,
@@ -292,10 +291,10 @@ pub async fn run(cmd: ClientCommand) -> Result<i32> {
                                 tags_string(&m.tags),
                             ];
                             if detailed {
-                                r.push(format!("Protocol Version: {}", m.vsn[5]));
+                                r.push(format!("Protocol Version: {}", m.delegate_cur));
                                 r.push(format!(
                                     "Available Protocol Range: [{}, {}]",
-                                    m.vsn[3], m.vsn[4]
+                                    m.delegate_min, m.delegate_max
                                 ));
                             }
                             r
@@ -309,7 +308,7 @@ pub async fn run(cmd: ClientCommand) -> Result<i32> {
             Ok(0)
         }
         ClientCommand::Join { rpc, replay, addrs } => {
-            let mut c = rpc.connect().await?;
+            let c = rpc.connect().await?;
             let n = c
                 .join(&addrs, replay)
                 .await
@@ -321,7 +320,7 @@ pub async fn run(cmd: ClientCommand) -> Result<i32> {
             Ok(0)
         }
         ClientCommand::Leave { rpc } => {
-            let mut c = rpc.connect().await?;
+            let c = rpc.connect().await?;
             c.leave().await.context("Error leaving")?;
             match rpc.format {
                 Format::Text => println!("Graceful leave complete"),
@@ -330,7 +329,7 @@ pub async fn run(cmd: ClientCommand) -> Result<i32> {
             Ok(0)
         }
         ClientCommand::ForceLeave { rpc, prune, node } => {
-            let mut c = rpc.connect().await?;
+            let c = rpc.connect().await?;
             c.force_leave(&node, prune)
                 .await
                 .context("Error force leaving")?;
@@ -344,7 +343,7 @@ pub async fn run(cmd: ClientCommand) -> Result<i32> {
                 bail!("at least one of --set or --delete is required");
             }
             let set = parse_kv(&set, "tag")?;
-            let mut c = rpc.connect().await?;
+            let c = rpc.connect().await?;
             c.update_tags(&set, &delete)
                 .await
                 .context("Error setting tags")?;
@@ -360,7 +359,7 @@ pub async fn run(cmd: ClientCommand) -> Result<i32> {
             name,
             payload,
         } => {
-            let mut c = rpc.connect().await?;
+            let c = rpc.connect().await?;
             let p = payload.unwrap_or_default();
             c.user_event(&name, p.as_bytes(), coalesce)
                 .await
@@ -394,7 +393,7 @@ pub async fn run(cmd: ClientCommand) -> Result<i32> {
                 .map(parse_duration)
                 .transpose()?
                 .unwrap_or_default();
-            let mut c = rpc.connect().await?;
+            let c = rpc.connect().await?;
             let req = QueryRequest {
                 name: name.clone(),
                 payload: payload.unwrap_or_default().into_bytes(),
@@ -404,28 +403,31 @@ pub async fn run(cmd: ClientCommand) -> Result<i32> {
                 relay_factor,
                 timeout,
             };
-            let seq = c.query(&req).await.context("Error sending query")?;
+            let mut stream = c.query(&req).await.context("Error sending query")?;
             if format == Format::Text {
                 println!("Query '{name}' dispatched");
             }
             let mut acks = Vec::new();
             let mut responses = BTreeMap::new();
-            loop {
-                match c.next_query_event(seq).await? {
+            while let Some(ev) = stream.next().await? {
+                match ev {
                     QueryEvent::Ack(from) => {
                         if format == Format::Text {
                             println!("Ack from '{from}'");
                         }
                         acks.push(from);
                     }
-                    QueryEvent::Response { from, payload } => {
-                        let text = String::from_utf8_lossy(&payload).into_owned();
+                    QueryEvent::Response(r) => {
+                        let text = String::from_utf8_lossy(&r.payload).into_owned();
                         if format == Format::Text {
-                            println!("Response from '{from}': {}", text.trim_end_matches('\n'));
+                            println!(
+                                "Response from '{}': {}",
+                                r.from,
+                                text.trim_end_matches('\n')
+                            );
                         }
-                        responses.insert(from, text);
+                        responses.insert(r.from, text);
                     }
-                    QueryEvent::Done => break,
                 }
             }
             match format {
@@ -484,19 +486,30 @@ pub async fn run(cmd: ClientCommand) -> Result<i32> {
             if let Some(k) = &key {
                 nuvol_wire::security::parse_key(k).map_err(|e| anyhow!("invalid key: {e}"))?;
             }
-            let mut c = rpc.connect().await?;
+            let c = rpc.connect().await?;
             if format == Format::Text {
                 println!("==> {doing}");
             }
-            let r = c.key_command(cmd, key.as_deref()).await?;
+            let k = key.as_deref().unwrap_or("");
+            let result = match cmd {
+                "install-key" => c.install_key(k).await,
+                "use-key" => c.use_key(k).await,
+                "remove-key" => c.remove_key(k).await,
+                _ => c.list_keys().await,
+            };
+            let (r, error) = match result {
+                Ok(r) => (r, None),
+                Err(ClientError::Keyring { error, response }) => (*response, Some(error)),
+                Err(e) => return Err(e.into()),
+            };
             if format == Format::Json {
                 print_json(&json!({
                     "keys": r.keys, "messages": r.messages, "num_nodes": r.num_nodes,
-                    "num_err": r.num_err, "num_resp": r.num_resp, "error": r.error,
+                    "num_err": r.num_err, "num_resp": r.num_resp, "error": error,
                 }))?;
-                return Ok(if r.error.is_some() { 1 } else { 0 });
+                return Ok(if error.is_some() { 1 } else { 0 });
             }
-            if let Some(e) = &r.error {
+            if let Some(e) = &error {
                 let rows: Vec<Vec<String>> = r
                     .messages
                     .iter()
@@ -522,8 +535,8 @@ pub async fn run(cmd: ClientCommand) -> Result<i32> {
         }
         ClientCommand::Info { rpc } => {
             let format = rpc.format;
-            let mut c = rpc.connect().await?;
-            let stats = c.stats().await.context("Error querying agent")?;
+            let c = rpc.connect().await?;
+            let stats = c.stats().await.context("Error querying agent")?.0;
             match format {
                 Format::Json => print_json(&serde_json::to_value(&stats)?)?,
                 Format::Text => {
@@ -538,28 +551,26 @@ pub async fn run(cmd: ClientCommand) -> Result<i32> {
             Ok(0)
         }
         ClientCommand::Monitor { rpc, log_level } => {
-            let mut c = rpc.connect().await?;
-            let seq = c.monitor(&log_level.to_uppercase()).await?;
-            loop {
-                let rec = c.next_record(seq).await?;
-                let line = nuvol_rpc::value::get_str(&rec, "Log");
+            let c = rpc.connect().await?;
+            let mut logs = c.monitor(&log_level.to_uppercase()).await?;
+            while let Some(line) = logs.next().await? {
                 match rpc.format {
                     Format::Text => println!("{line}"),
                     Format::Json => println!("{}", json!({"log": line})),
                 }
             }
+            Ok(0)
         }
         ClientCommand::Rtt { rpc, nodes } => {
             let format = rpc.format;
-            let mut c = rpc.connect().await?;
+            let c = rpc.connect().await?;
             let (a, b) = if nodes.len() == 2 {
                 (nodes[0].clone(), nodes[1].clone())
             } else {
                 let stats = c.stats().await?;
                 let me = stats
-                    .get("agent")
-                    .and_then(|m| m.get("name"))
-                    .cloned()
+                    .get("agent", "name")
+                    .map(str::to_owned)
                     .ok_or_else(|| anyhow!("agent did not report its name"))?;
                 (me, nodes[0].clone())
             };
@@ -575,16 +586,19 @@ pub async fn run(cmd: ClientCommand) -> Result<i32> {
                 .distance_to(&cb)
                 .ok_or_else(|| anyhow!("coordinates of {a} and {b} are not compatible"))?;
             match format {
-                Format::Text => println!("Estimated {a} <-> {b} rtt: {:.3} ms", d * 1000.0),
-                Format::Json => {
-                    print_json(&json!({"source": a, "destination": b, "rtt_ms": d * 1000.0}))?
-                }
+                Format::Text => println!(
+                    "Estimated {a} <-> {b} rtt: {:.3} ms",
+                    d.as_secs_f64() * 1000.0
+                ),
+                Format::Json => print_json(
+                    &json!({"source": a, "destination": b, "rtt_ms": d.as_secs_f64() * 1000.0}),
+                )?,
             }
             Ok(0)
         }
         ClientCommand::Reachability { rpc, verbose } => {
             let text = rpc.format == Format::Text;
-            let mut c = rpc.connect().await?;
+            let c = rpc.connect().await?;
             let members = c.members().await?;
             let live: Vec<&Member> = members.iter().filter(|m| m.status == "alive").collect();
             if text {
@@ -600,25 +614,21 @@ pub async fn run(cmd: ClientCommand) -> Result<i32> {
                 ..Default::default()
             };
             let start = Instant::now();
-            let seq = c.query(&req).await.context("Error sending query")?;
+            let mut stream = c.query(&req).await.context("Error sending query")?;
             if text {
                 println!("Starting reachability test...");
             }
             let mut acks = std::collections::BTreeSet::new();
             let mut last = Duration::ZERO;
-            loop {
-                match c.next_query_event(seq).await? {
-                    QueryEvent::Ack(from) => {
-                        last = start.elapsed();
-                        if verbose && text {
-                            println!("\tAck from '{from}'");
-                        }
-                        if !acks.insert(from.clone()) && text {
-                            println!("Duplicate response from '{from}'");
-                        }
+            while let Some(ev) = stream.next().await? {
+                if let QueryEvent::Ack(from) = ev {
+                    last = start.elapsed();
+                    if verbose && text {
+                        println!("\tAck from '{from}'");
                     }
-                    QueryEvent::Response { .. } => {}
-                    QueryEvent::Done => break,
+                    if !acks.insert(from.clone()) && text {
+                        println!("Duplicate response from '{from}'");
+                    }
                 }
             }
             let missing: Vec<&str> = live
