@@ -1,0 +1,11 @@
+//! The community service catalog.
+//!
+//! - [`cloudy`]: Cloudy / avahi-ps service records and their `services`
+//!   Serf tag (JSON, bzip2, base64), with validation of avahi-ps arguments.
+//!
+//! The rest of the catalog (persistence, health checks, DNS, mDNS, REST API)
+//! builds on these records; see issue "Community service catalog".
+
+pub mod cloudy;
+
+pub use cloudy::{CatalogError, CloudyService};
