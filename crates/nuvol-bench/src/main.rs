@@ -359,6 +359,13 @@ async fn run_impl(which: Impl, args: &Args) -> Result<Results> {
     Ok(res)
 }
 
+/// A table row: name, cell of one result, ratio of nuvol's to serf's.
+type Row = (
+    &'static str,
+    Box<dyn Fn(&Results) -> String>,
+    Box<dyn Fn(&Results, &Results) -> String>,
+);
+
 fn fmt_d(d: Option<Duration>) -> String {
     match d {
         Some(d) => format!("{:.2} s", d.as_secs_f64()),
@@ -411,11 +418,7 @@ async fn main() -> Result<()> {
         "---|".repeat(header.len()),
         if both { "---|" } else { "" }
     );
-    let rows: Vec<(
-        &str,
-        Box<dyn Fn(&Results) -> String>,
-        Box<dyn Fn(&Results, &Results) -> String>,
-    )> = vec![
+    let rows: Vec<Row> = vec![
         (
             "membership convergence after join",
             Box::new(|r| fmt_d(r.converge)),

@@ -160,20 +160,3 @@ fn two_hundred_nodes_loss_partition_heal() {
     let t = sim.run_until_pred(600 * SECOND, SECOND, Sim::converged);
     assert!(t.is_some(), "cluster did not converge after healing");
 }
-
-#[test]
-#[ignore]
-fn print_event_spread_times() {
-    for seed in 0..5 {
-        let mut sim = Sim::new(10, Profile::Lan, 100 + seed);
-        join_all(&mut sim);
-        sim.run_until_pred(30 * SECOND, SECOND, Sim::converged);
-        sim.run_for(5 * SECOND);
-        sim.user_events.clear();
-        sim.nodes[0].user_event("x", b"", false).unwrap();
-        let t = sim.run_until_pred(10 * SECOND, Duration::from_millis(10), |s| {
-            s.user_events.len() == 10
-        });
-        println!("seed {seed}: {:?}", t);
-    }
-}

@@ -1110,8 +1110,6 @@ mod tests {
     async fn auth_required_has_no_body_and_errors_are_typed() {
         let addr = fake(|mut rd, mut w| async move {
             let h = rd.read_header().await.unwrap();
-            // serf does not read the body here; neither need we.
-            let _ = rd.read_value().await;
             w.write_all(&encode_response(h.seq, errors::AUTH_REQUIRED, None))
                 .await
                 .unwrap();
@@ -1120,8 +1118,7 @@ mod tests {
                 .await
                 .unwrap();
             // garbage ends the connection with a typed error
-            let h = rd.read_header().await.unwrap();
-            let _ = h;
+            rd.read_header().await.unwrap();
             w.write_all(&[0xc1]).await.unwrap();
             tokio::time::sleep(Duration::from_millis(200)).await;
         })
@@ -1137,6 +1134,28 @@ mod tests {
             Err(ClientError::Frame(FrameError::InvalidMarker { .. }))
         ));
         assert!(c.is_closed());
+    }
+
+    #[tokio::test]
+    async fn oversized_reply_is_refused_not_buffered() {
+        let addr = fake(|mut rd, mut w| async move {
+            let h = rd.read_header().await.unwrap();
+            // A str32 header claiming 1 GiB, then nothing.
+            let mut b = encode_response(h.seq, "", None);
+            b.extend([0xdb, 0x40, 0, 0, 0]);
+            w.write_all(&b).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        })
+        .await;
+        let cfg = ClientConfig {
+            max_response: 4096,
+            ..ClientConfig::default()
+        };
+        let c = RpcClient::connect_with(&addr, cfg).await.unwrap();
+        assert_eq!(
+            c.stats().await,
+            Err(ClientError::Frame(FrameError::TooLarge { max: 4096 }))
+        );
     }
 
     #[tokio::test]

@@ -23,6 +23,9 @@ pub mod server;
 pub mod types;
 pub mod value;
 
+/// The msgpack value type this crate's API uses.
+pub use rmpv;
+
 pub use client::{
     ClientConfig, ClientError, EventStream, LogStream, NodeResponse, QueryEvent, QueryResult,
     QueryStream, RpcClient, StreamHandle,

@@ -1,6 +1,7 @@
 //! Typed request and response bodies of serf's RPC, as serf's `client` and
 //! `agent/ipc.go` define them: Go structs encoded by go-msgpack as maps keyed
-//! by field name, in field order.
+//! by field name. Like serf's go-msgpack, encoding writes the fields sorted
+//! by name (not in declaration order), so our bytes equal serf's.
 //!
 //! Decoding follows go-msgpack: unknown keys are ignored, missing keys and
 //! `nil` leave the zero value, `str` and `bin` are interchangeable
@@ -61,7 +62,10 @@ fn bin(b: &[u8]) -> Value {
     Value::Binary(b.to_vec())
 }
 
-fn map(entries: Vec<(&str, Value)>) -> Value {
+/// A Go struct as go-msgpack writes it: a map with the fields sorted by
+/// name (what serf's agent and client put on the wire, byte for byte).
+fn map(mut entries: Vec<(&str, Value)>) -> Value {
+    entries.sort_by(|a, b| a.0.cmp(b.0));
     Value::Map(entries.into_iter().map(|(k, v)| (s(k), v)).collect())
 }
 
@@ -293,10 +297,10 @@ macro_rules! body {
     };
 }
 
-fn enc_str(v: &String) -> Value {
+fn enc_str(v: &str) -> Value {
     s(v)
 }
-fn enc_bytes(v: &Vec<u8>) -> Value {
+fn enc_bytes(v: &[u8]) -> Value {
     bin(v)
 }
 fn enc_bool(v: &bool) -> Value {
@@ -314,7 +318,7 @@ fn enc_i64(v: &i64) -> Value {
 fn enc_str_map(v: &BTreeMap<String, String>) -> Value {
     str_map(v)
 }
-fn enc_str_list(v: &Vec<String>) -> Value {
+fn enc_str_list(v: &[String]) -> Value {
     str_list(v)
 }
 fn enc_int_map(v: &BTreeMap<String, i64>) -> Value {
@@ -667,10 +671,11 @@ pub fn ip_from_bytes(b: &[u8]) -> Option<IpAddr> {
     }
 }
 
-/// Go's `net.IP` bytes as serf's agent sends them: 16 bytes, IPv4 mapped.
+/// Go's `net.IP` bytes as serf's agent sends a member's address: 4 bytes
+/// for IPv4, 16 for IPv6.
 pub fn ip_to_bytes(ip: Option<IpAddr>) -> Vec<u8> {
     match ip {
-        Some(IpAddr::V4(v4)) => v4.to_ipv6_mapped().octets().to_vec(),
+        Some(IpAddr::V4(v4)) => v4.octets().to_vec(),
         Some(IpAddr::V6(v6)) => v6.octets().to_vec(),
         None => Vec::new(),
     }
@@ -1065,6 +1070,10 @@ mod tests {
         assert_eq!(m.addr_string(), "127.0.0.1:7946");
         m.addr = ip_from_bytes(&ip_to_bytes(Some("10.1.2.3".parse().unwrap())));
         assert_eq!(m.addr_string(), "10.1.2.3:7946");
+        let mapped = std::net::Ipv4Addr::new(10, 0, 0, 9)
+            .to_ipv6_mapped()
+            .octets();
+        assert_eq!(ip_from_bytes(&mapped), Some("10.0.0.9".parse().unwrap()));
         m.addr = ip_from_bytes(&ip_to_bytes(Some("fe80::1".parse().unwrap())));
         assert_eq!(m.addr_string(), "[fe80::1]:7946");
         m.addr = ip_from_bytes(&[1, 2, 3]);

@@ -353,7 +353,7 @@ fn user_events_and_queries_both_ways_with_handlers() {
         "whoami",
     ]);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(v["Acks"], serde_json::json!([]), "{v}");
+    assert!(v["Acks"].is_null(), "serf prints null for no acks: {v}");
     // Size limits: a clear error.
     let big = "x".repeat(2000);
     let out = n1.nuvol_cli(&["event", "deploy", &big]);

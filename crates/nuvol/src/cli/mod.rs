@@ -1,0 +1,314 @@
+//! Client subcommands of `nuvol`: serf's CLI, spoken over serf's RPC
+//! protocol, so they drive a nuvol agent or a real serf agent alike.
+//!
+//! README (API for the binary)
+//! ---------------------------
+//! ```ignore
+//! #[derive(clap::Subcommand)]
+//! enum Command {
+//!     Agent(..),
+//!     #[command(flatten)]
+//!     Client(cli::ClientCommand),
+//! }
+//! // ...
+//! let code: i32 = cli::run(client_command).await?;   // exit code
+//! ```
+//!
+//! - [`ClientCommand`]: a clap `Subcommand` enum with `members`, `join`,
+//!   `leave`, `force-leave`, `tags`, `event`, `query`, `keys`, `info`,
+//!   `monitor`, `rtt`, `reachability` and `keygen`. Flatten it into the
+//!   binary's command enum.
+//! - [`run`]`(cmd) -> anyhow::Result<i32>`: runs one command. `Ok(code)` is
+//!   the process exit code (0, or 1 for "ran but failed" outcomes such as a
+//!   reachability test missing acks or a broken stdout pipe); `Err(e)` is a
+//!   failure to report as one line on stderr (`{e:#}`) with exit code 1.
+//!   Nothing is sent to the agent when local validation fails.
+//! - Every command but `keygen` takes `--rpc-addr HOST:PORT` (default
+//!   `127.0.0.1:7373`, env `NUVOL_RPC_ADDR`), `--rpc-auth KEY` (env
+//!   `NUVOL_RPC_AUTH`) and `--format text|json`; `keygen` only `--format`.
+//! - Text output follows serf's CLI; `--format json` for `members`, `info`
+//!   and `query` has exactly serf's `-format=json` shape (Go's indentation
+//!   and escaping). Other commands, where serf has no JSON, print:
+//!   `join` `{"contacted": N}`, `leave` `{"status": "left"}`,
+//!   `force-leave` `{"node": N, "prune": B}`, `tags` `{"tags": {..}}` (the
+//!   agent's tags afterwards), `event` `{"event", "payload", "coalesce"}`,
+//!   `keys` `{"keys", "messages", "num_nodes", "num_resp", "num_err"}`,
+//!   `rtt` `{"source", "destination", "rtt_ms"}`, `reachability`
+//!   `{"total_members", "live_members", "acks", "missing", "unexpected",
+//!   "duplicates", "query_time_sec", "last_response_sec", "success"}`,
+//!   `monitor` one object per line, `{"log": ..}` or `{"event": {..}}`
+//!   (`[]byte` fields base64, as Go's JSON would), `keygen` `{"key": K}`.
+//! - Durations (`query --timeout`) are Go's: `5s`, `1m30s`, `500ms`.
+//! - Differences from serf on purpose: errors go to stderr, not stdout;
+//!   `force-leave` and `rtt` of a node the agent does not know fail (serf's
+//!   `force-leave` silently succeeds); keys are checked locally to be base64
+//!   of 16, 24 or 32 bytes; regular expressions, `K=V` pairs and addresses
+//!   are checked before connecting.
+
+mod commands;
+pub mod duration;
+pub mod output;
+
+use clap::{ArgAction, Args, Subcommand, ValueEnum};
+
+/// Output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum Format {
+    #[default]
+    Text,
+    Json,
+}
+
+/// How to reach the agent, and how to print.
+#[derive(Debug, Args, Clone)]
+pub struct RpcOpts {
+    /// RPC address of the agent.
+    #[arg(
+        long,
+        env = "NUVOL_RPC_ADDR",
+        default_value = "127.0.0.1:7373",
+        value_name = "HOST:PORT"
+    )]
+    pub rpc_addr: String,
+    /// RPC auth key, if the agent requires one.
+    #[arg(
+        long,
+        env = "NUVOL_RPC_AUTH",
+        hide_env_values = true,
+        value_name = "KEY"
+    )]
+    pub rpc_auth: Option<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClientCommand {
+    /// List the members of the cluster.
+    Members {
+        #[command(flatten)]
+        rpc: RpcOpts,
+        /// Also show protocol versions (text output only).
+        #[arg(long)]
+        detailed: bool,
+        /// Only members whose status matches this (anchored) regular expression.
+        #[arg(long, value_name = "REGEX")]
+        status: Option<String>,
+        /// Only members whose name matches this (anchored) regular expression.
+        #[arg(long, value_name = "REGEX")]
+        name: Option<String>,
+        /// Only members whose tag K matches REGEX (anchored; repeatable).
+        #[arg(long, value_name = "K=REGEX")]
+        tag: Vec<String>,
+    },
+    /// Tell the agent to join a cluster through these members' addresses.
+    Join {
+        #[command(flatten)]
+        rpc: RpcOpts,
+        /// Replay past user events.
+        #[arg(long)]
+        replay: bool,
+        /// Addresses (HOST or HOST:PORT) of existing members.
+        #[arg(required = true, value_name = "ADDR")]
+        addrs: Vec<String>,
+    },
+    /// Leave the cluster gracefully and shut the agent down.
+    Leave {
+        #[command(flatten)]
+        rpc: RpcOpts,
+    },
+    /// Force a failed member into the "left" state.
+    ForceLeave {
+        #[command(flatten)]
+        rpc: RpcOpts,
+        /// Also remove it from the member list at once.
+        #[arg(long)]
+        prune: bool,
+        /// The member's node name.
+        node: String,
+    },
+    /// Set or delete tags of the agent.
+    Tags {
+        #[command(flatten)]
+        rpc: RpcOpts,
+        /// Set tag K to V (repeatable).
+        #[arg(long, value_name = "K=V")]
+        set: Vec<String>,
+        /// Delete tag K (repeatable).
+        #[arg(long, value_name = "K")]
+        delete: Vec<String>,
+    },
+    /// Send a custom event through the cluster.
+    Event {
+        #[command(flatten)]
+        rpc: RpcOpts,
+        /// Whether repeated events of this name may be coalesced.
+        #[arg(
+            long,
+            value_name = "true|false",
+            default_value_t = true,
+            action = ArgAction::Set,
+            num_args = 0..=1,
+            require_equals = true,
+            default_missing_value = "true"
+        )]
+        coalesce: bool,
+        name: String,
+        payload: Option<String>,
+    },
+    /// Send a query and print the acks and responses.
+    Query {
+        #[command(flatten)]
+        rpc: RpcOpts,
+        /// Only this node answers (repeatable).
+        #[arg(long, value_name = "NAME")]
+        node: Vec<String>,
+        /// Only nodes whose tag K matches REGEX answer (repeatable).
+        #[arg(long, value_name = "K=REGEX")]
+        tag: Vec<String>,
+        /// How long to wait for answers (Go duration, e.g. 5s; default: the agent's).
+        #[arg(long, value_name = "DURATION")]
+        timeout: Option<String>,
+        /// Don't ask nodes to acknowledge the query.
+        #[arg(long)]
+        no_ack: bool,
+        /// Relay responses through this many extra nodes.
+        #[arg(long, default_value_t = 0, value_name = "N")]
+        relay_factor: u8,
+        name: String,
+        payload: Option<String>,
+    },
+    /// Manage the cluster's gossip encryption keys (exactly one operation).
+    #[command(group(clap::ArgGroup::new("op").required(true).multiple(false)))]
+    Keys {
+        #[command(flatten)]
+        rpc: RpcOpts,
+        /// Install a key on every member.
+        #[arg(long, group = "op", value_name = "KEY")]
+        install: Option<String>,
+        /// Make an installed key the primary one everywhere.
+        #[arg(long = "use", group = "op", value_name = "KEY")]
+        use_key: Option<String>,
+        /// Remove a (non-primary) key from every member.
+        #[arg(long, group = "op", value_name = "KEY")]
+        remove: Option<String>,
+        /// List the keys in use and how many members have each.
+        #[arg(long, group = "op")]
+        list: bool,
+    },
+    /// Show debugging information about the agent.
+    Info {
+        #[command(flatten)]
+        rpc: RpcOpts,
+    },
+    /// Stream the agent's logs (and events) until interrupted.
+    Monitor {
+        #[command(flatten)]
+        rpc: RpcOpts,
+        /// Lowest level shown: trace, debug, info, warn or err.
+        #[arg(long, default_value = "INFO", value_name = "LEVEL")]
+        log_level: String,
+    },
+    /// Estimated round-trip time between two nodes (or a node and the agent).
+    Rtt {
+        #[command(flatten)]
+        rpc: RpcOpts,
+        /// One or two node names.
+        #[arg(required = true, num_args = 1..=2, value_name = "NODE")]
+        nodes: Vec<String>,
+    },
+    /// Check that every live member acknowledges a ping query.
+    Reachability {
+        #[command(flatten)]
+        rpc: RpcOpts,
+        /// Print each ack and the timings.
+        #[arg(long)]
+        verbose: bool,
+    },
+    /// Print a new random encryption key (32 bytes, base64); needs no agent.
+    Keygen {
+        /// Output format (json: `{"key": KEY}`).
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+}
+
+/// Run one client command; `Ok` holds the exit code.
+pub async fn run(cmd: ClientCommand) -> anyhow::Result<i32> {
+    match commands::run(cmd).await {
+        Err(e) if is_broken_pipe(&e) => Ok(1),
+        other => other,
+    }
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser, Debug)]
+    struct Cli {
+        #[command(subcommand)]
+        cmd: ClientCommand,
+    }
+
+    fn parse(args: &[&str]) -> Result<ClientCommand, clap::Error> {
+        let mut v = vec!["nuvol"];
+        v.extend_from_slice(args);
+        Cli::try_parse_from(v).map(|c| c.cmd)
+    }
+
+    #[test]
+    fn flags_parse_like_serf() {
+        match parse(&["event", "--coalesce=false", "deploy", "v1"]).unwrap() {
+            ClientCommand::Event {
+                coalesce,
+                name,
+                payload,
+                ..
+            } => {
+                assert!(!coalesce);
+                assert_eq!(name, "deploy");
+                assert_eq!(payload.as_deref(), Some("v1"));
+            }
+            other => panic!("{other:?}"),
+        }
+        match parse(&["event", "--coalesce", "deploy"]).unwrap() {
+            ClientCommand::Event { coalesce, .. } => assert!(coalesce),
+            other => panic!("{other:?}"),
+        }
+        match parse(&[
+            "members", "--tag", "a=b", "--tag", "c=d", "--format", "json",
+        ])
+        .unwrap()
+        {
+            ClientCommand::Members { tag, rpc, .. } => {
+                assert_eq!(tag, vec!["a=b", "c=d"]);
+                assert_eq!(rpc.format, Format::Json);
+                assert_eq!(rpc.rpc_addr, "127.0.0.1:7373");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(parse(&["keys"]).is_err());
+        assert!(parse(&["keys", "--list", "--install", "k"]).is_err());
+        assert!(parse(&["rtt"]).is_err());
+        assert!(parse(&["rtt", "a", "b", "c"]).is_err());
+        assert!(parse(&["query", "--relay-factor", "256", "q"]).is_err());
+        assert!(parse(&["join"]).is_err());
+        assert!(parse(&["keygen", "--rpc-addr", "x:1"]).is_err());
+        assert!(matches!(
+            parse(&["keygen", "--format", "json"]).unwrap(),
+            ClientCommand::Keygen {
+                format: Format::Json
+            }
+        ));
+    }
+}
