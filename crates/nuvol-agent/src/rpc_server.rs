@@ -1,16 +1,17 @@
 //! Serf's msgpack RPC ("IPC") protocol, server side, so both `nuvol` and
-//! Debian's `serf` CLI can drive a nuvol agent. Each request is a header map
-//! `{Command, Seq}` followed by an optional body; each response is a header
-//! `{Seq, Error}` followed by an optional body; streams (`stream`, `monitor`,
+//! Debian's `serf` CLI can drive a nuvol agent. Requests are decoded into
+//! `nuvol_rpc::server::Request` and answered with `nuvol_rpc::types` bodies;
+//! this module only maps them onto the agent. Streams (`stream`, `monitor`,
 //! `query`) keep sending records under their request's `Seq`.
 //!
 //! Bad input from a client (garbage, oversized values, unknown commands)
 //! closes that client's connection with a log line; the agent is unaffected.
 
 use crate::runtime::{AgentError, AgentHandle, QueryUpdate};
-use nuvol_gossip::{Event, KeyOp, KeyOpResult, Member, QueryParams};
-use nuvol_rpc::value::*;
-use rmpv::Value;
+use nuvol_gossip::{Event, KeyOp, KeyOpResult, QueryParams};
+use nuvol_rpc::proto::Command;
+use nuvol_rpc::server::{encode_reply, encode_response, Request, RequestReader};
+use nuvol_rpc::types::*;
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -58,37 +59,29 @@ pub async fn serve(agent: AgentHandle) -> std::io::Result<SocketAddr> {
     Ok(local)
 }
 
-// ------------------------------------------------------------------ helpers
-
-fn ip_bytes(ip: std::net::IpAddr) -> Value {
-    // Go's net.IP for IPv4 as the 16-byte form serf's own RPC sends.
-    match ip {
-        std::net::IpAddr::V4(v4) => Value::Binary(v4.to_ipv6_mapped().octets().to_vec()),
-        std::net::IpAddr::V6(v6) => Value::Binary(v6.octets().to_vec()),
+/// A gossip member as the RPC reports it.
+pub(crate) fn rpc_member(m: &nuvol_gossip::Member) -> Member {
+    Member {
+        name: m.name.clone(),
+        addr: Some(m.addr.ip()),
+        port: m.addr.port(),
+        tags: m.tags.clone(),
+        status: m.status.as_str().to_owned(),
+        protocol_min: m.vsn[0],
+        protocol_max: m.vsn[1],
+        protocol_cur: m.vsn[2],
+        delegate_min: m.vsn[3],
+        delegate_max: m.vsn[4],
+        delegate_cur: m.vsn[5],
     }
 }
 
-pub(crate) fn member_value(m: &Member) -> Value {
-    map(vec![
-        ("Name", s(&m.name)),
-        ("Addr", ip_bytes(m.addr.ip())),
-        ("Port", Value::from(m.addr.port())),
-        ("Tags", str_map(&m.tags)),
-        ("Status", s(m.status.as_str())),
-        ("ProtocolMin", Value::from(m.vsn[0])),
-        ("ProtocolMax", Value::from(m.vsn[1])),
-        ("ProtocolCur", Value::from(m.vsn[2])),
-        ("DelegateMin", Value::from(m.vsn[3])),
-        ("DelegateMax", Value::from(m.vsn[4])),
-        ("DelegateCur", Value::from(m.vsn[5])),
-    ])
+fn err_text<T>(r: &Result<T, AgentError>) -> String {
+    match r {
+        Ok(_) => String::new(),
+        Err(e) => e.to_string(),
+    }
 }
-
-fn err_string(e: &AgentError) -> String {
-    e.to_string()
-}
-
-// ------------------------------------------------------------------ client
 
 /// Query IDs handed out to one client (serf numbers them per client).
 #[derive(Default)]
@@ -113,9 +106,9 @@ impl Pending {
 struct Client {
     agent: AgentHandle,
     out: mpsc::Sender<Vec<u8>>,
-    version: i64,
+    handshake_done: bool,
     did_auth: bool,
-    /// Event/log streams by seq; dropping the sender side stops them.
+    /// Event streams by seq; aborted on `stop` or disconnect.
     streams: HashMap<u64, tokio::task::JoinHandle<()>>,
     monitor: Option<(u64, tokio::task::JoinHandle<()>)>,
     /// Query IDs handed to this client's event streams.
@@ -133,6 +126,8 @@ impl Drop for Client {
     }
 }
 
+type Reader = RequestReader<tokio::net::tcp::OwnedReadHalf>;
+
 impl Client {
     async fn run(agent: AgentHandle, sock: TcpStream) -> Result<(), String> {
         let (rd, mut wr) = sock.into_split();
@@ -144,11 +139,11 @@ impl Client {
                 }
             }
         });
-        let mut reader = ValueReader::new(rd, MAX_REQUEST);
+        let mut reader = RequestReader::new(rd, MAX_REQUEST);
         let mut c = Client {
             agent,
             out,
-            version: 0,
+            handshake_done: false,
             did_auth: false,
             streams: HashMap::new(),
             monitor: None,
@@ -160,398 +155,264 @@ impl Client {
         r
     }
 
-    async fn send(&self, seq: u64, err: &str, body: Option<Value>) -> Result<(), String> {
-        let h = header(seq, err);
-        let bytes = match &body {
-            Some(b) => encode(&[&h, b]),
-            None => encode(&[&h]),
-        };
+    async fn send(&self, bytes: Vec<u8>) -> Result<(), String> {
         self.out
             .send(bytes)
             .await
             .map_err(|_| "writer closed".to_string())
     }
 
-    async fn serve(
-        &mut self,
-        rd: &mut ValueReader<tokio::net::tcp::OwnedReadHalf>,
-    ) -> Result<(), String> {
+    async fn reply(&self, seq: u64, err: &str) -> Result<(), String> {
+        self.send(encode_response(seq, err, None)).await
+    }
+
+    async fn serve(&mut self, rd: &mut Reader) -> Result<(), String> {
         loop {
-            let h = rd.next().await.map_err(|e| e.to_string())?;
-            let command = get_str(&h, "Command");
-            let seq = get_u64(&h, "Seq");
-            if command != "handshake" && self.version == 0 {
-                self.send(seq, "Handshake required", None).await?;
+            let h = rd.read_header().await.map_err(|e| e.to_string())?;
+            let seq = h.seq;
+            let Some(cmd) = Command::parse(&h.command) else {
+                self.reply(seq, "Unsupported command").await?;
+                return Err(format!("command '{}' not recognized", h.command));
+            };
+            if cmd != Command::Handshake && !self.handshake_done {
+                self.reply(seq, "Handshake required").await?;
                 return Err("handshake required".into());
             }
             let auth_key = self.agent.config.rpc_auth.clone();
-            if auth_key.is_some() && !self.did_auth && command != "auth" && command != "handshake" {
-                // serf reads no body here either; the client must auth first.
-                self.send(seq, "Authentication required", None).await?;
+            if auth_key.is_some()
+                && !self.did_auth
+                && cmd != Command::Auth
+                && cmd != Command::Handshake
+            {
+                // As serf: refuse without reading the body.
+                self.reply(seq, "Authentication required").await?;
                 continue;
             }
-            match command.as_str() {
-                "handshake" => {
-                    let body = rd.next().await.map_err(|e| e.to_string())?;
-                    let v = get_i64(&body, "Version");
-                    let err = if v != 1 {
-                        "Unsupported IPC version"
-                    } else if self.version != 0 {
-                        "Handshake already performed"
-                    } else {
-                        self.version = v;
-                        ""
-                    };
-                    self.send(seq, err, None).await?;
-                }
-                "auth" => {
-                    let body = rd.next().await.map_err(|e| e.to_string())?;
-                    let key = get_str(&body, "AuthKey");
-                    let err = if Some(key) == auth_key || auth_key.is_none() {
-                        self.did_auth = true;
-                        ""
-                    } else {
-                        "Invalid authentication token"
-                    };
-                    self.send(seq, err, None).await?;
-                }
-                "event" => {
-                    let body = rd.next().await.map_err(|e| e.to_string())?;
-                    let r = self
-                        .agent
-                        .user_event(
-                            get_str(&body, "Name"),
-                            get_bytes(&body, "Payload"),
-                            get_bool(&body, "Coalesce"),
-                        )
-                        .await;
-                    self.send(
-                        seq,
-                        &r.err().map(|e| err_string(&e)).unwrap_or_default(),
-                        None,
-                    )
-                    .await?;
-                }
-                "force-leave" => {
-                    let body = rd.next().await.map_err(|e| e.to_string())?;
-                    let r = self
-                        .agent
-                        .force_leave(get_str(&body, "Node"), get_bool(&body, "Prune"))
-                        .await;
-                    self.send(
-                        seq,
-                        &r.err().map(|e| err_string(&e)).unwrap_or_default(),
-                        None,
-                    )
-                    .await?;
-                }
-                "join" => {
-                    let body = rd.next().await.map_err(|e| e.to_string())?;
-                    let existing = get_str_list(&body, "Existing");
-                    let replay = get_bool(&body, "Replay");
-                    let (num, err) = match self.agent.join(&existing, replay).await {
-                        Ok(n) => (n, String::new()),
-                        Err(e) => (0, err_string(&e)),
-                    };
-                    self.send(seq, &err, Some(map(vec![("Num", Value::from(num as i64))])))
-                        .await?;
-                }
-                "members" | "members-filtered" => {
-                    let filter = if command == "members-filtered" {
-                        Some(rd.next().await.map_err(|e| e.to_string())?)
-                    } else {
-                        None
-                    };
-                    let members = self.agent.members().await.map_err(|e| e.to_string())?;
-                    let (members, err) = match &filter {
-                        Some(f) => match filter_members(
-                            members,
-                            &get_str_map(f, "Tags"),
-                            &get_str(f, "Status"),
-                            &get_str(f, "Name"),
-                        ) {
-                            Ok(m) => (m, String::new()),
-                            Err(e) => (Vec::new(), e),
-                        },
-                        None => (members, String::new()),
-                    };
-                    let list = Value::Array(members.iter().map(member_value).collect());
-                    self.send(seq, &err, Some(map(vec![("Members", list)])))
-                        .await?;
-                }
-                "tags" => {
-                    let body = rd.next().await.map_err(|e| e.to_string())?;
-                    let r = self
-                        .agent
-                        .set_tags(
-                            get_str_map(&body, "Tags"),
-                            get_str_list(&body, "DeleteTags"),
-                        )
-                        .await;
-                    self.send(
-                        seq,
-                        &r.err().map(|e| err_string(&e)).unwrap_or_default(),
-                        None,
-                    )
-                    .await?;
-                }
-                "leave" => {
-                    let r = self.agent.leave().await;
-                    self.send(
-                        seq,
-                        &r.err().map(|e| err_string(&e)).unwrap_or_default(),
-                        None,
-                    )
-                    .await?;
-                    // serf shuts the agent down after a leave.
-                    self.agent.shutdown("left").await;
-                    return Ok(());
-                }
-                "install-key" | "use-key" | "remove-key" | "list-keys" => {
-                    let (op, key) = match command.as_str() {
-                        "install-key" => (
-                            KeyOp::Install,
-                            Some(rd.next().await.map_err(|e| e.to_string())?),
-                        ),
-                        "use-key" => (
-                            KeyOp::Use,
-                            Some(rd.next().await.map_err(|e| e.to_string())?),
-                        ),
-                        "remove-key" => (
-                            KeyOp::Remove,
-                            Some(rd.next().await.map_err(|e| e.to_string())?),
-                        ),
-                        _ => (KeyOp::List, None),
-                    };
-                    let (res, err) = self.key_op(op, key.as_ref()).await;
-                    let mut body = vec![
-                        ("Messages", str_map(&res.messages)),
-                        ("NumNodes", Value::from(res.num_nodes as i64)),
-                        ("NumErr", Value::from(res.num_err as i64)),
-                        ("NumResp", Value::from(res.num_resp as i64)),
-                    ];
-                    if op == KeyOp::List {
-                        body.insert(
-                            1,
-                            (
-                                "Keys",
-                                Value::Map(
-                                    res.keys
-                                        .iter()
-                                        .map(|(k, n)| (s(k), Value::from(*n as i64)))
-                                        .collect(),
-                                ),
-                            ),
-                        );
+            let req = rd.read_body(cmd).await.map_err(|e| e.to_string())?;
+            self.handle(seq, req, auth_key).await?;
+        }
+    }
+
+    async fn handle(
+        &mut self,
+        seq: u64,
+        req: Request,
+        auth_key: Option<String>,
+    ) -> Result<(), String> {
+        match req {
+            Request::Handshake(h) => {
+                let err = if h.version != nuvol_rpc::IPC_VERSION {
+                    "Unsupported IPC version"
+                } else if self.handshake_done {
+                    "Handshake already performed"
+                } else {
+                    self.handshake_done = true;
+                    ""
+                };
+                self.reply(seq, err).await
+            }
+            Request::Auth(a) => {
+                let err = if auth_key.is_none() || Some(a.auth_key) == auth_key {
+                    self.did_auth = true;
+                    ""
+                } else {
+                    "Invalid authentication token"
+                };
+                self.reply(seq, err).await
+            }
+            Request::Event(e) => {
+                let r = self.agent.user_event(e.name, e.payload, e.coalesce).await;
+                self.reply(seq, &err_text(&r)).await
+            }
+            Request::ForceLeave(f) => {
+                let r = self.agent.force_leave(f.node, f.prune).await;
+                self.reply(seq, &err_text(&r)).await
+            }
+            Request::Join(j) => {
+                let r = self.agent.join(&j.existing, j.replay).await;
+                let num = *r.as_ref().unwrap_or(&0) as i32;
+                self.send(encode_reply(seq, &err_text(&r), &JoinResponse { num }))
+                    .await
+            }
+            Request::Members => {
+                let members = self.agent.members().await.map_err(|e| e.to_string())?;
+                let body = MembersResponse {
+                    members: members.iter().map(rpc_member).collect(),
+                };
+                self.send(encode_reply(seq, "", &body)).await
+            }
+            Request::MembersFiltered(f) => {
+                let members = self.agent.members().await.map_err(|e| e.to_string())?;
+                match filter_members(members, &f.tags, &f.status, &f.name) {
+                    Ok(ms) => {
+                        let body = MembersResponse {
+                            members: ms.iter().map(rpc_member).collect(),
+                        };
+                        self.send(encode_reply(seq, "", &body)).await
                     }
-                    self.send(seq, &err, Some(map(body))).await?;
+                    // serf drops the connection on a filter it can't compile.
+                    Err(e) => Err(e),
                 }
-                "stream" => {
-                    let body = rd.next().await.map_err(|e| e.to_string())?;
-                    let ty = get_str(&body, "Type");
-                    let filters = match crate::handlers::EventFilter::parse_list(&ty) {
-                        Ok(f) => f,
-                        Err(_) => {
-                            self.send(seq, "Invalid event filter", None).await?;
-                            continue;
-                        }
-                    };
-                    if self.streams.contains_key(&seq) {
-                        self.send(seq, "Stream with given sequence exists", None)
-                            .await?;
-                        continue;
-                    }
-                    self.send(seq, "", None).await?;
-                    let h = tokio::spawn(event_stream(
-                        self.agent.clone(),
-                        self.out.clone(),
-                        seq,
-                        filters,
-                        self.pending.clone(),
-                    ));
-                    self.streams.insert(seq, h);
+            }
+            Request::Tags(t) => {
+                let r = self.agent.set_tags(t.tags, t.delete_tags).await;
+                self.reply(seq, &err_text(&r)).await
+            }
+            Request::Leave => {
+                let r = self.agent.leave().await;
+                self.reply(seq, &err_text(&r)).await?;
+                // serf shuts the agent down after a leave.
+                self.agent.shutdown("left").await;
+                Ok(())
+            }
+            Request::InstallKey(k) => self.key_op(seq, KeyOp::Install, Some(k.key)).await,
+            Request::UseKey(k) => self.key_op(seq, KeyOp::Use, Some(k.key)).await,
+            Request::RemoveKey(k) => self.key_op(seq, KeyOp::Remove, Some(k.key)).await,
+            Request::ListKeys => self.key_op(seq, KeyOp::List, None).await,
+            Request::Stream(s) => {
+                let Ok(filters) = crate::handlers::EventFilter::parse_list(&s.filter) else {
+                    return self.reply(seq, "Invalid event filter").await;
+                };
+                if self.streams.contains_key(&seq) {
+                    return self.reply(seq, "Stream with given sequence exists").await;
                 }
-                "monitor" => {
-                    let body = rd.next().await.map_err(|e| e.to_string())?;
-                    let level = get_str(&body, "LogLevel").to_uppercase();
-                    let Some(min) = crate::logs::parse_level(&level) else {
-                        self.send(seq, &format!("Unknown log level: {level}"), None)
-                            .await?;
-                        continue;
-                    };
-                    if self.monitor.is_some() {
-                        self.send(seq, "Monitor already exists", None).await?;
-                        continue;
-                    }
-                    self.send(seq, "", None).await?;
-                    let out = self.out.clone();
-                    let mut rx = crate::logs::subscribe();
-                    let h = tokio::spawn(async move {
-                        loop {
-                            match rx.recv().await {
-                                Ok(l) => {
-                                    if l.level > min {
-                                        continue;
-                                    }
-                                    let b = encode(&[
-                                        &header(seq, ""),
-                                        &map(vec![("Log", s(&l.line))]),
-                                    ]);
-                                    if out.send(b).await.is_err() {
-                                        return;
-                                    }
+                self.reply(seq, "").await?;
+                let h = tokio::spawn(event_stream(
+                    self.agent.clone(),
+                    self.out.clone(),
+                    seq,
+                    filters,
+                    self.pending.clone(),
+                ));
+                self.streams.insert(seq, h);
+                Ok(())
+            }
+            Request::Monitor(m) => {
+                let level = m.log_level.to_uppercase();
+                let Some(min) = crate::logs::parse_level(&level) else {
+                    return self
+                        .reply(seq, &format!("Unknown log level: {level}"))
+                        .await;
+                };
+                if self.monitor.is_some() {
+                    return self.reply(seq, "Monitor already exists").await;
+                }
+                self.reply(seq, "").await?;
+                let out = self.out.clone();
+                let mut rx = crate::logs::subscribe();
+                let h = tokio::spawn(async move {
+                    loop {
+                        match rx.recv().await {
+                            Ok(l) if l.level <= min => {
+                                let b = encode_reply(seq, "", &LogRecord { log: l.line });
+                                if out.send(b).await.is_err() {
+                                    return;
                                 }
-                                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                                    continue
-                                }
-                                Err(_) => return,
                             }
+                            Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                            Err(_) => return,
                         }
-                    });
-                    self.monitor = Some((seq, h));
+                    }
+                });
+                self.monitor = Some((seq, h));
+                Ok(())
+            }
+            Request::Stop(s) => {
+                if let Some(h) = self.streams.remove(&s.stop) {
+                    h.abort();
                 }
-                "stop" => {
-                    let body = rd.next().await.map_err(|e| e.to_string())?;
-                    let stop = get_u64(&body, "Stop");
-                    if let Some(h) = self.streams.remove(&stop) {
+                if self.monitor.as_ref().is_some_and(|(m, _)| *m == s.stop) {
+                    if let Some((_, h)) = self.monitor.take() {
                         h.abort();
                     }
-                    if self.monitor.as_ref().is_some_and(|(s, _)| *s == stop) {
-                        if let Some((_, h)) = self.monitor.take() {
-                            h.abort();
-                        }
+                }
+                self.reply(seq, "").await
+            }
+            Request::Query(q) => {
+                let params = QueryParams {
+                    filter_nodes: q.filter_nodes,
+                    filter_tags: q.filter_tags,
+                    request_ack: q.request_ack,
+                    relay_factor: q.relay_factor,
+                    timeout: q.timeout,
+                };
+                match self.agent.query(q.name, q.payload, params).await {
+                    Ok(rx) => {
+                        self.reply(seq, "").await?;
+                        tokio::spawn(query_stream(rx, self.out.clone(), seq));
+                        Ok(())
                     }
-                    self.send(seq, "", None).await?;
+                    Err(e) => self.reply(seq, &e.to_string()).await,
                 }
-                "query" => {
-                    let body = rd.next().await.map_err(|e| e.to_string())?;
-                    let timeout_ns = get_i64(&body, "Timeout").max(0) as u64;
-                    let params = QueryParams {
-                        filter_nodes: get_str_list(&body, "FilterNodes"),
-                        filter_tags: get_str_map(&body, "FilterTags"),
-                        request_ack: get_bool(&body, "RequestAck"),
-                        relay_factor: get_u64(&body, "RelayFactor").min(255) as u8,
-                        timeout: Duration::from_nanos(timeout_ns),
-                    };
-                    match self
-                        .agent
-                        .query(get_str(&body, "Name"), get_bytes(&body, "Payload"), params)
-                        .await
-                    {
-                        Ok(mut rx) => {
-                            self.send(seq, "", None).await?;
-                            let out = self.out.clone();
-                            tokio::spawn(async move {
-                                while let Some(u) = rx.recv().await {
-                                    let rec = match &u {
-                                        QueryUpdate::Ack(from) => map(vec![
-                                            ("Type", s("ack")),
-                                            ("From", s(from)),
-                                            ("Payload", Value::Nil),
-                                        ]),
-                                        QueryUpdate::Response { from, payload } => map(vec![
-                                            ("Type", s("response")),
-                                            ("From", s(from)),
-                                            ("Payload", Value::Binary(payload.clone())),
-                                        ]),
-                                        QueryUpdate::Done => map(vec![
-                                            ("Type", s("done")),
-                                            ("From", s("")),
-                                            ("Payload", Value::Nil),
-                                        ]),
-                                    };
-                                    if out.send(encode(&[&header(seq, ""), &rec])).await.is_err() {
-                                        return;
-                                    }
-                                    if u == QueryUpdate::Done {
-                                        return;
-                                    }
-                                }
-                            });
-                        }
-                        Err(e) => self.send(seq, &err_string(&e), None).await?,
-                    }
-                }
-                "respond" => {
-                    let body = rd.next().await.map_err(|e| e.to_string())?;
-                    let id = get_u64(&body, "ID");
-                    let inner = self
-                        .pending
-                        .lock()
-                        .ok()
-                        .and_then(|p| p.ids.get(&id).copied());
-                    let err = match inner {
-                        Some(inner) => self
-                            .agent
-                            .respond(inner, get_bytes(&body, "Payload"))
-                            .await
-                            .err()
-                            .map(|e| err_string(&e))
-                            .unwrap_or_default(),
-                        None => "No pending queries matching ID".to_string(),
-                    };
-                    self.send(seq, &err, None).await?;
-                }
-                "stats" => {
-                    let stats = self.stats().await.map_err(|e| e.to_string())?;
-                    self.send(seq, "", Some(stats)).await?;
-                }
-                "get-coordinate" => {
-                    let body = rd.next().await.map_err(|e| e.to_string())?;
-                    let node = get_str(&body, "Node");
-                    let c = self
-                        .agent
-                        .call(move |c| c.gossip.coordinate(&node))
-                        .await
-                        .map_err(|e| e.to_string())?;
-                    let (coord, ok) = match c {
-                        Some(c) => (c, true),
-                        None => (
-                            nuvol_gossip::coordinate::Coordinate {
-                                vec: Vec::new(),
-                                error: 0.0,
-                                adjustment: 0.0,
-                                height: 0.0,
-                            },
-                            false,
-                        ),
-                    };
-                    let cv = map(vec![
-                        (
-                            "Vec",
-                            Value::Array(coord.vec.iter().map(|x| Value::F64(*x)).collect()),
-                        ),
-                        ("Error", Value::F64(coord.error)),
-                        ("Adjustment", Value::F64(coord.adjustment)),
-                        ("Height", Value::F64(coord.height)),
-                    ]);
-                    self.send(
-                        seq,
-                        "",
-                        Some(map(vec![("Coord", cv), ("Ok", Value::Boolean(ok))])),
-                    )
-                    .await?;
-                }
-                other => {
-                    self.send(seq, "Unsupported command", None).await?;
-                    return Err(format!("command '{other}' not recognized"));
-                }
+            }
+            Request::Respond(r) => {
+                let inner = self
+                    .pending
+                    .lock()
+                    .ok()
+                    .and_then(|p| p.ids.get(&r.id).copied());
+                let err = match inner {
+                    Some(inner) => err_text(&self.agent.respond(inner, r.payload).await),
+                    None => "No pending queries matching ID".to_string(),
+                };
+                self.reply(seq, &err).await
+            }
+            Request::Stats => {
+                let stats = self.stats().await.map_err(|e| e.to_string())?;
+                self.send(encode_reply(seq, "", &stats)).await
+            }
+            Request::GetCoordinate(c) => {
+                let node = c.node;
+                let found = self
+                    .agent
+                    .call(move |c| c.gossip.coordinate(&node))
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let body = match found {
+                    Some(c) => CoordinateResponse {
+                        coord: Coordinate {
+                            vec: c.vec,
+                            error: c.error,
+                            adjustment: c.adjustment,
+                            height: c.height,
+                        },
+                        ok: true,
+                    },
+                    None => CoordinateResponse {
+                        coord: Coordinate::default(),
+                        ok: false,
+                    },
+                };
+                self.send(encode_reply(seq, "", &body)).await
             }
         }
     }
 
-    async fn key_op(&self, op: KeyOp, req: Option<&Value>) -> (KeyOpResult, String) {
-        let key = match req {
-            Some(v) => {
-                let k = get_str(v, "Key");
-                match nuvol_wire::security::parse_key(&k) {
-                    Ok(k) => k.to_vec(),
-                    Err(e) => return (KeyOpResult::default(), e.to_string()),
-                }
-            }
+    async fn key_op(&self, seq: u64, op: KeyOp, key: Option<String>) -> Result<(), String> {
+        let (res, err) = self.run_key_op(op, key).await;
+        let body = KeyResponse {
+            messages: res.messages,
+            keys: if op == KeyOp::List {
+                res.keys.into_iter().map(|(k, n)| (k, n as i64)).collect()
+            } else {
+                BTreeMap::new()
+            },
+            num_nodes: res.num_nodes as i64,
+            num_err: res.num_err as i64,
+            num_resp: res.num_resp as i64,
+        };
+        self.send(encode_reply(seq, &err, &body)).await
+    }
+
+    async fn run_key_op(&self, op: KeyOp, key: Option<String>) -> (KeyOpResult, String) {
+        let raw = match key {
+            Some(k) => match nuvol_wire::security::parse_key(&k) {
+                Ok(k) => k.to_vec(),
+                Err(e) => return (KeyOpResult::default(), e.to_string()),
+            },
             None => Vec::new(),
         };
-        match self.agent.key_op(op, key).await {
+        match self.agent.key_op(op, raw).await {
             Ok(res) => {
                 let err = if res.num_err != 0 {
                     format!("{}/{} nodes reported failure", res.num_err, res.num_nodes)
@@ -562,11 +423,11 @@ impl Client {
                 };
                 (res, err)
             }
-            Err(e) => (KeyOpResult::default(), err_string(&e)),
+            Err(e) => (KeyOpResult::default(), e.to_string()),
         }
     }
 
-    async fn stats(&self) -> Result<Value, AgentError> {
+    async fn stats(&self) -> Result<Stats, AgentError> {
         let handlers = self.agent.config.event_handlers.clone();
         self.agent
             .call(move |c| {
@@ -575,60 +436,62 @@ impl Client {
                 let (iq, eq, qq) = g.queue_depths();
                 let (clock, eclock, qclock) = g.clocks();
                 let st = &g.stats;
-                let n = |v: u64| s(&v.to_string());
-                let agent = map(vec![("name", s(g.name()))]);
-                let runtime = map(vec![
-                    ("os", s(std::env::consts::OS)),
-                    ("arch", s(std::env::consts::ARCH)),
-                    ("version", s(env!("CARGO_PKG_VERSION"))),
-                    ("implementation", s("nuvol")),
-                ]);
-                let serf = map(vec![
-                    ("members", n(members as u64)),
-                    ("failed", n(failed as u64)),
-                    ("left", n(left as u64)),
-                    ("health_score", n(g.health_score() as u64)),
-                    ("member_time", n(clock)),
-                    ("event_time", n(eclock)),
-                    ("query_time", n(qclock)),
-                    ("intent_queue", n(iq as u64)),
-                    ("event_queue", n(eq as u64)),
-                    ("query_queue", n(qq as u64)),
-                    (
-                        "encrypted",
-                        s(if g.encryption_enabled() {
-                            "true"
-                        } else {
-                            "false"
-                        }),
-                    ),
-                    ("packets_in", n(st.packets_in)),
-                    ("packets_out", n(st.packets_out)),
-                    ("packets_dropped", n(st.packets_dropped)),
-                    ("decrypt_failures", n(st.decrypt_failures)),
-                    ("decode_failures", n(st.decode_failures)),
-                    ("streams_dropped", n(st.streams_dropped)),
-                ]);
-                let tags = str_map(g.tags());
-                let eh = Value::Map(handlers.iter().map(|h| (s(h), s(h))).collect());
-                map(vec![
-                    ("agent", agent),
-                    ("runtime", runtime),
-                    ("serf", serf),
-                    ("tags", tags),
-                    ("event_handlers", eh),
-                ])
+                let section = |pairs: Vec<(&str, String)>| -> BTreeMap<String, String> {
+                    pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
+                };
+                let mut out = BTreeMap::new();
+                out.insert(
+                    "agent".to_owned(),
+                    section(vec![("name", g.name().to_owned())]),
+                );
+                out.insert(
+                    "runtime".to_owned(),
+                    section(vec![
+                        ("os", std::env::consts::OS.to_owned()),
+                        ("arch", std::env::consts::ARCH.to_owned()),
+                        ("version", env!("CARGO_PKG_VERSION").to_owned()),
+                        ("implementation", "nuvol".to_owned()),
+                    ]),
+                );
+                out.insert(
+                    "serf".to_owned(),
+                    section(vec![
+                        ("members", members.to_string()),
+                        ("failed", failed.to_string()),
+                        ("left", left.to_string()),
+                        ("health_score", g.health_score().to_string()),
+                        ("member_time", clock.to_string()),
+                        ("event_time", eclock.to_string()),
+                        ("query_time", qclock.to_string()),
+                        ("intent_queue", iq.to_string()),
+                        ("event_queue", eq.to_string()),
+                        ("query_queue", qq.to_string()),
+                        ("encrypted", g.encryption_enabled().to_string()),
+                        ("packets_in", st.packets_in.to_string()),
+                        ("packets_out", st.packets_out.to_string()),
+                        ("packets_dropped", st.packets_dropped.to_string()),
+                        ("decrypt_failures", st.decrypt_failures.to_string()),
+                        ("decode_failures", st.decode_failures.to_string()),
+                        ("streams_dropped", st.streams_dropped.to_string()),
+                    ]),
+                );
+                out.insert("tags".to_owned(), g.tags().clone());
+                out.insert(
+                    "event_handlers".to_owned(),
+                    handlers.iter().map(|h| (h.clone(), h.clone())).collect(),
+                );
+                Stats(out)
             })
             .await
     }
 }
 
 fn filter_members(
-    members: Vec<Member>,
+    members: Vec<nuvol_gossip::Member>,
     tags: &BTreeMap<String, String>,
     status: &str,
     name: &str,
-) -> Result<Vec<Member>, String> {
+) -> Result<Vec<nuvol_gossip::Member>, String> {
     let anchored = |e: &str| {
         regex::Regex::new(&format!("^(?:{e})$"))
             .map_err(|e| format!("Failed to compile regex: {e}"))
@@ -651,6 +514,32 @@ fn filter_members(
         .collect())
 }
 
+async fn query_stream(mut rx: mpsc::Receiver<QueryUpdate>, out: mpsc::Sender<Vec<u8>>, seq: u64) {
+    while let Some(u) = rx.recv().await {
+        let done = u == QueryUpdate::Done;
+        let rec = match u {
+            QueryUpdate::Ack(from) => QueryRecord {
+                record_type: QUERY_RECORD_ACK.into(),
+                from,
+                payload: Vec::new(),
+            },
+            QueryUpdate::Response { from, payload } => QueryRecord {
+                record_type: QUERY_RECORD_RESPONSE.into(),
+                from,
+                payload,
+            },
+            QueryUpdate::Done => QueryRecord {
+                record_type: QUERY_RECORD_DONE.into(),
+                from: String::new(),
+                payload: Vec::new(),
+            },
+        };
+        if out.send(encode_reply(seq, "", &rec)).await.is_err() || done {
+            return;
+        }
+    }
+}
+
 async fn event_stream(
     agent: AgentHandle,
     out: mpsc::Sender<Vec<u8>>,
@@ -671,26 +560,31 @@ async fn event_stream(
         if !filters.iter().any(|f| f.matches(&ev)) {
             continue;
         }
-        let rec = match &ev {
-            Event::Member { kind, members } => map(vec![
-                ("Event", s(kind.as_str())),
-                (
-                    "Members",
-                    Value::Array(members.iter().map(member_value).collect()),
-                ),
-            ]),
+        let bytes = match ev {
+            Event::Member { kind, members } => encode_reply(
+                seq,
+                "",
+                &MemberEventRecord {
+                    event: kind.as_str().to_owned(),
+                    members: members.iter().map(rpc_member).collect(),
+                },
+            ),
             Event::User {
                 ltime,
                 name,
                 payload,
                 coalesce,
-            } => map(vec![
-                ("Event", s("user")),
-                ("LTime", Value::from(*ltime)),
-                ("Name", s(name)),
-                ("Payload", Value::Binary(payload.clone())),
-                ("Coalesce", Value::Boolean(*coalesce)),
-            ]),
+            } => encode_reply(
+                seq,
+                "",
+                &UserEventRecord {
+                    event: "user".into(),
+                    ltime,
+                    name,
+                    payload,
+                    coalesce,
+                },
+            ),
             Event::Query {
                 id,
                 ltime,
@@ -698,20 +592,23 @@ async fn event_stream(
                 payload,
                 ..
             } => {
-                let next_id = match pending.lock() {
-                    Ok(mut p) => p.register(id.0),
-                    Err(_) => return,
+                let Ok(client_id) = pending.lock().map(|mut p| p.register(id.0)) else {
+                    return;
                 };
-                map(vec![
-                    ("Event", s("query")),
-                    ("ID", Value::from(next_id)),
-                    ("LTime", Value::from(*ltime)),
-                    ("Name", s(name)),
-                    ("Payload", Value::Binary(payload.clone())),
-                ])
+                encode_reply(
+                    seq,
+                    "",
+                    &QueryEventRecord {
+                        event: "query".into(),
+                        id: client_id,
+                        ltime,
+                        name,
+                        payload,
+                    },
+                )
             }
         };
-        if out.send(encode(&[&header(seq, ""), &rec])).await.is_err() {
+        if out.send(bytes).await.is_err() {
             return;
         }
     }
