@@ -147,8 +147,7 @@ impl Gossip {
             self.refute(inc.max(a.incarnation));
             tracing::warn!("refuting an alive message for ourselves");
         } else {
-            let msg = Message::Alive(a.clone()).encode();
-            self.ml_broadcasts.push(Some(a.node.clone()), msg, notify);
+            self.broadcast_about(&a.node, Message::Alive(a.clone()), notify);
             if let Some(state) = self.node_map.get_mut(&a.node) {
                 state.vsn.copy_from_slice(&a.vsn[..6]);
                 state.incarnation = a.incarnation;
@@ -189,8 +188,7 @@ impl Gossip {
             meta: state.meta.clone(),
             vsn: state.vsn.to_vec(),
         };
-        self.ml_broadcasts
-            .push(Some(me), Message::Alive(a).encode(), None);
+        self.broadcast_about(&me, Message::Alive(a), None);
     }
 
     pub(crate) fn suspect_node(&mut self, s: &ml::Suspect) {
@@ -202,8 +200,7 @@ impl Gossip {
         }
         if let Some(susp) = self.suspicions.get_mut(&s.node) {
             if susp.confirm(&s.from) {
-                let msg = Message::Suspect(s.clone()).encode();
-                self.ml_broadcasts.push(Some(s.node.clone()), msg, None);
+                self.broadcast_about(&s.node, Message::Suspect(s.clone()), None);
             }
             return;
         }
@@ -215,14 +212,9 @@ impl Gossip {
             tracing::warn!(from = %s.from, "refuting a suspect message");
             return;
         }
-        let msg = Message::Suspect(s.clone()).encode();
-        self.ml_broadcasts.push(Some(s.node.clone()), msg, None);
+        self.broadcast_about(&s.node, Message::Suspect(s.clone()), None);
+        self.set_state(&s.node, s.incarnation, State::Suspect);
         let now = self.now;
-        if let Some(state) = self.node_map.get_mut(&s.node) {
-            state.incarnation = s.incarnation;
-            state.state = State::Suspect;
-            state.state_change = now;
-        }
         let n = self.est_num_nodes();
         let mut k = self.cfg.suspicion_mult.saturating_sub(2);
         if n < 2 || n - 2 < k {
@@ -273,19 +265,30 @@ impl Gossip {
             tracing::warn!(from = %d.from, "refuting a dead message");
             return;
         }
-        let msg = Message::Dead(d.clone()).encode();
-        self.ml_broadcasts.push(Some(d.node.clone()), msg, notify);
-        let now = self.now;
-        if let Some(state) = self.node_map.get_mut(&d.node) {
-            state.incarnation = d.incarnation;
-            state.state = if d.node == d.from {
-                State::Left
-            } else {
-                State::Dead
-            };
-            state.state_change = now;
-        }
+        self.broadcast_about(&d.node, Message::Dead(d.clone()), notify);
+        let new = if d.node == d.from {
+            State::Left
+        } else {
+            State::Dead
+        };
+        self.set_state(&d.node, d.incarnation, new);
         self.serf_node_leave(&d.node);
+    }
+
+    /// Queue a memberlist message about `node`, replacing older ones about it.
+    fn broadcast_about(&mut self, node: &str, msg: Message, notify: Option<u64>) {
+        self.ml_broadcasts
+            .push(Some(node.to_owned()), msg.encode(), notify);
+    }
+
+    /// Record a state change of `node` at the current time.
+    fn set_state(&mut self, node: &str, incarnation: u32, state: State) {
+        let now = self.now;
+        if let Some(n) = self.node_map.get_mut(node) {
+            n.incarnation = incarnation;
+            n.state = state;
+            n.state_change = now;
+        }
     }
 
     /// memberlist's Leave: broadcast our own death (as "left").
