@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite. Installs the Debian packages the tests need (serf as
-# the real peer, iproute2, procps), then runs fmt, clippy and every test with
+# the real peer, iproute2, procps, bzip2), then runs fmt, clippy and every test with
 # NUVOL_REQUIRE_SERF=1 so that nothing is silently skipped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,6 +10,7 @@ need=()
 command -v serf >/dev/null 2>&1 || need+=(serf)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
 command -v pgrep >/dev/null 2>&1 || need+=(procps)
+command -v bzip2 >/dev/null 2>&1 || need+=(bzip2)   # Cloudy tag checks
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     echo "==> installing: ${need[*]}"

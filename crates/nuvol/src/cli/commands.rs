@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 
 impl RpcOpts {
-    async fn connect(&self) -> Result<RpcClient> {
+    pub(super) async fn connect(&self) -> Result<RpcClient> {
         Ok(RpcClient::connect(&self.rpc_addr, self.rpc_auth.as_deref()).await?)
     }
 }
@@ -110,6 +110,25 @@ fn check_key(k: &str) -> Result<()> {
 pub async fn run(cmd: ClientCommand) -> Result<i32> {
     match cmd {
         ClientCommand::Keygen { format } => keygen(format),
+        ClientCommand::Publish {
+            rpc,
+            cloud,
+            description,
+            stype,
+            port,
+            txt,
+        } => {
+            super::catalog::publish(&rpc, &description, &stype, &port, txt.as_deref(), &cloud).await
+        }
+        ClientCommand::Unpublish { rpc, stype, port } => {
+            super::catalog::unpublish(&rpc, &stype, port.as_deref()).await
+        }
+        ClientCommand::Search { rpc, stype, host } => {
+            super::catalog::search(&rpc, stype.as_deref(), host.as_deref()).await
+        }
+        ClientCommand::Services { rpc, stype, node } => {
+            super::catalog::services(&rpc, stype.as_deref(), node.as_deref()).await
+        }
         ClientCommand::Members {
             rpc,
             detailed,

@@ -45,6 +45,7 @@
 //!   of 16, 24 or 32 bytes; regular expressions, `K=V` pairs and addresses
 //!   are checked before connecting.
 
+mod catalog;
 mod commands;
 pub mod duration;
 pub mod output;
@@ -225,6 +226,46 @@ pub enum ClientCommand {
         /// Print each ack and the timings.
         #[arg(long)]
         verbose: bool,
+    },
+    /// Publish a service, as avahi-ps: DESCRIPTION TYPE PORT [TXT as a=1&b=2].
+    Publish {
+        #[command(flatten)]
+        rpc: RpcOpts,
+        /// Micro-cloud name used in the service's host (`NODE.CLOUD.local`).
+        #[arg(long, default_value = "nuvol")]
+        cloud: String,
+        description: String,
+        #[arg(value_name = "TYPE")]
+        stype: String,
+        port: String,
+        txt: Option<String>,
+    },
+    /// Withdraw a published service: TYPE [PORT].
+    Unpublish {
+        #[command(flatten)]
+        rpc: RpcOpts,
+        #[arg(value_name = "TYPE")]
+        stype: String,
+        port: Option<String>,
+    },
+    /// List services of alive members, as avahi-ps: [TYPE] [HOST].
+    Search {
+        #[command(flatten)]
+        rpc: RpcOpts,
+        #[arg(value_name = "TYPE")]
+        stype: Option<String>,
+        host: Option<String>,
+    },
+    /// The service catalog, with each publisher's status.
+    Services {
+        #[command(flatten)]
+        rpc: RpcOpts,
+        /// Only this service type.
+        #[arg(long = "type", value_name = "TYPE")]
+        stype: Option<String>,
+        /// Only services of this node.
+        #[arg(long)]
+        node: Option<String>,
     },
     /// Print a new random encryption key (32 bytes, base64); needs no agent.
     Keygen {
