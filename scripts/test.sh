@@ -1,36 +1,73 @@
 #!/usr/bin/env bash
 # The whole test suite. Installs the Debian packages the tests need (serf as
-# the real peer, iproute2, procps, bzip2), then runs fmt, clippy and every test with
-# NUVOL_REQUIRE_SERF=1 so that nothing is silently skipped.
+# the real peer, dig, iproute2, tcpdump, procps, psmisc, bzip2) when any is missing,
+# then runs fmt, clippy and every test with NUVOL_REQUIRE_SERF=1 so that the
+# interoperability tests fail instead of being silently skipped.
+#
+# Non-interactive (CI=true, no stdin). On re-runs with everything installed
+# it does not touch apt at all.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export DEBIAN_FRONTEND=noninteractive
 
+# package -> a command it provides
+declare -A provides=(
+  [serf]=serf
+  [dnsutils]=dig
+  [iproute2]=ip
+  [tcpdump]=tcpdump
+  [procps]=pgrep
+  [psmisc]=killall
+  [bzip2]=bzip2
+)
 need=()
-command -v serf >/dev/null 2>&1 || need+=(serf)
-command -v ip >/dev/null 2>&1 || need+=(iproute2)
-command -v pgrep >/dev/null 2>&1 || need+=(procps)
-command -v bzip2 >/dev/null 2>&1 || need+=(bzip2)   # Cloudy tag checks
+for pkg in serf dnsutils iproute2 tcpdump procps psmisc bzip2; do
+  # tcpdump lives in /usr/sbin, which a non-root PATH may lack.
+  if ! command -v "${provides[$pkg]}" >/dev/null 2>&1 &&
+    [ ! -x "/usr/sbin/${provides[$pkg]}" ] && [ ! -x "/sbin/${provides[$pkg]}" ]; then
+    need+=("$pkg")
+  fi
+done
+
 if [ ${#need[@]} -gt 0 ]; then
+  apt=()
   if [ "$(id -u)" = 0 ]; then
+    apt=(apt-get)
+  elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+    apt=(sudo -n env DEBIAN_FRONTEND=noninteractive apt-get)
+  fi
+  if [ ${#apt[@]} -gt 0 ]; then
     echo "==> installing: ${need[*]}"
-    apt-get update -qq
-    apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-  elif command -v sudo >/dev/null 2>&1; then
-    sudo apt-get update -qq
-    sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+    "${apt[@]}" update -qq </dev/null
+    "${apt[@]}" install -y -qq --no-install-recommends \
+      -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold \
+      "${need[@]}" </dev/null >/dev/null
   else
-    echo "==> missing packages (${need[*]}) and not root: interop tests will fail" >&2
+    echo "==> NOTE: missing Debian packages: ${need[*]}" >&2
+    echo "==>       not root and no password-less sudo, so not installing them;" >&2
+    echo "==>       install them with: sudo apt-get install ${need[*]}" >&2
+    if ! command -v serf >/dev/null 2>&1; then
+      if [ "${CI:-}" != true ]; then
+        # A developer without root: skip the interop tests rather than fail
+        # them (CI keeps failing them: it must never skip silently).
+        : "${NUVOL_REQUIRE_SERF:=0}"
+        echo "==>       tests that need serf will be SKIPPED" >&2
+      else
+        echo "==>       CI=true: tests that need serf will FAIL" >&2
+      fi
+    fi
   fi
 fi
-# Debian's serf package starts a system agent on 127.0.0.1:7373; the tests
-# use their own addresses, so it is left alone.
+# Debian's serf package may start a system agent on 127.0.0.1:7373; the tests
+# use their own loopback addresses (127.x.y.z), so it is left alone.
 
-echo "==> serf: $(serf version | head -1)"
+if command -v serf >/dev/null 2>&1; then
+  echo "==> serf: $(serf version | head -1)"
+fi
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check
 echo "==> cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 echo "==> cargo test"
-export NUVOL_REQUIRE_SERF=1
+export NUVOL_REQUIRE_SERF="${NUVOL_REQUIRE_SERF:-1}"
 cargo test --workspace -- --test-threads=4

@@ -6,14 +6,20 @@
 //!
 //! Observation goes through serf's RPC protocol for both implementations
 //! (persistent connections, members polled every `--poll-ms`), so the
-//! measuring cost is the same for both.
+//! measuring cost is the same for both: one msgpack request per agent per
+//! poll, no process spawned per poll, and no polling at all during the
+//! steady-state CPU window.
+//!
+//! Agents are started with `nuvol-testkit`'s spawner (the same one the
+//! integration tests use) on loopback addresses from its allocator, so a
+//! run never collides with tests running at the same time.
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use clap::Parser;
 use nuvol_rpc::RpcClient;
+use nuvol_testkit::{AgentProcess, NuvolAgent, SerfAgent};
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::process::{Child, Command, Stdio};
+use std::ops::{Deref, DerefMut};
 use std::time::{Duration, Instant};
 
 #[derive(Parser, Debug)]
@@ -57,18 +63,28 @@ impl Impl {
     }
 }
 
-struct Agent {
-    name: String,
-    bind: SocketAddr,
-    rpc: SocketAddr,
-    child: Child,
-    _dir: std::path::PathBuf,
+/// A spawned agent of either kind; SIGKILLed on drop.
+enum Agent {
+    Serf(SerfAgent),
+    Nuvol(NuvolAgent),
 }
 
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+impl Deref for Agent {
+    type Target = AgentProcess;
+    fn deref(&self) -> &AgentProcess {
+        match self {
+            Agent::Serf(a) => a,
+            Agent::Nuvol(a) => a,
+        }
+    }
+}
+
+impl DerefMut for Agent {
+    fn deref_mut(&mut self) -> &mut AgentProcess {
+        match self {
+            Agent::Serf(a) => a,
+            Agent::Nuvol(a) => a,
+        }
     }
 }
 
@@ -91,72 +107,38 @@ fn median(mut v: Vec<Option<Duration>>) -> Option<Duration> {
     v[v.len() / 2]
 }
 
-fn ip(which: Impl, i: usize) -> IpAddr {
-    let base = match which {
-        Impl::Serf => 201,
-        Impl::Nuvol => 202,
-    };
-    IpAddr::V4(Ipv4Addr::new(
-        127,
-        base,
-        (i / 250) as u8,
-        (i % 250) as u8 + 1,
-    ))
-}
-
-fn spawn(which: Impl, args: &Args, i: usize, tmp: &std::path::Path) -> Result<Agent> {
+/// Start agent `i` with identical settings for both implementations:
+/// its own loopback address, ports 7946/7373, `--profile`, warn-level logs
+/// (nuvol's data dir in the agent's temporary directory). Does not wait for
+/// RPC: `connect` does.
+fn spawn(which: Impl, args: &Args, i: usize) -> Result<Agent> {
     let name = format!("{}{i}", which.name());
-    let bind = SocketAddr::new(ip(which, i), 7946);
-    let rpc = SocketAddr::new(ip(which, i), 7373);
-    let dir = tmp.join(&name);
-    std::fs::create_dir_all(&dir)?;
-    let log = std::fs::File::create(dir.join("log"))?;
-    let mut cmd = match which {
-        Impl::Serf => {
-            let mut c = Command::new("serf");
-            c.args([
-                "agent",
-                &format!("-node={name}"),
-                &format!("-bind={bind}"),
-                &format!("-rpc-addr={rpc}"),
-                &format!("-profile={}", args.profile),
-                "-log-level=warn",
-            ]);
-            c
-        }
-        Impl::Nuvol => {
-            let mut c = Command::new(&args.nuvol_bin);
-            c.args([
-                "agent",
-                &format!("--node={name}"),
-                &format!("--bind={bind}"),
-                &format!("--rpc-addr={rpc}"),
-                &format!("--profile={}", args.profile),
-                &format!("--data-dir={}", dir.display()),
-                "--log-level=warn",
-            ]);
-            c
-        }
-    };
-    cmd.stdout(log.try_clone()?)
-        .stderr(log)
-        .stdin(Stdio::null());
-    let child = cmd.spawn().with_context(|| format!("spawning {name}"))?;
-    Ok(Agent {
-        name,
-        bind,
-        rpc,
-        child,
-        _dir: dir,
+    Ok(match which {
+        Impl::Serf => Agent::Serf(
+            SerfAgent::builder(&name)
+                .profile(&args.profile)
+                .log_level(Some("warn"))
+                .wait_ready(false)
+                .spawn()?,
+        ),
+        Impl::Nuvol => Agent::Nuvol(
+            NuvolAgent::builder(&args.nuvol_bin, &name)
+                .profile(&args.profile)
+                .log_level(Some("warn"))
+                .wait_ready(false)
+                .spawn()?,
+        ),
     })
 }
 
 async fn connect(a: &Agent) -> Result<RpcClient> {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        match RpcClient::connect(&a.rpc.to_string(), None).await {
+        match RpcClient::connect(&a.rpc_addr().to_string(), None).await {
             Ok(c) => return Ok(c),
-            Err(e) if Instant::now() > deadline => bail!("{}: {e}", a.name),
+            Err(e) if Instant::now() > deadline => {
+                bail!("{}: {e}; log:\n{}", a.name(), a.log_tail(20))
+            }
             Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
         }
     }
@@ -221,16 +203,9 @@ async fn run_impl(which: Impl, args: &Args) -> Result<Results> {
     let n = args.nodes;
     let poll = Duration::from_millis(args.poll_ms);
     let limit = Duration::from_secs(180);
-    let tmp = std::env::temp_dir().join(format!(
-        "nuvol-bench-{}-{}",
-        which.name(),
-        std::process::id()
-    ));
-    let _ = std::fs::remove_dir_all(&tmp);
-    std::fs::create_dir_all(&tmp)?;
     let mut agents = Vec::new();
     for i in 0..n {
-        agents.push(spawn(which, args, i, &tmp)?);
+        agents.push(spawn(which, args, i)?);
     }
     let mut clients = Vec::new();
     for (i, a) in agents.iter().enumerate() {
@@ -239,7 +214,7 @@ async fn run_impl(which: Impl, args: &Args) -> Result<Results> {
     let mut res = Results::default();
 
     // 1. Convergence: everyone joins agent 0 at once.
-    let seed = agents[0].bind.to_string();
+    let seed = agents[0].bind().to_string();
     let start = Instant::now();
     let mut joins = Vec::new();
     for a in agents.iter().skip(1) {
@@ -257,7 +232,7 @@ async fn run_impl(which: Impl, args: &Args) -> Result<Results> {
 
     // 2. Steady state: RSS and CPU over a quiet window.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let pids: Vec<u32> = agents.iter().map(|a| a.child.id()).collect();
+    let pids: Vec<u32> = agents.iter().filter_map(|a| a.pid()).collect();
     let t0: Vec<u64> = pids.iter().map(|p| proc_cpu_ticks(*p)).collect();
     tokio::time::sleep(Duration::from_secs(args.steady_secs)).await;
     let t1: Vec<u64> = pids.iter().map(|p| proc_cpu_ticks(*p)).collect();
@@ -323,7 +298,7 @@ async fn run_impl(which: Impl, args: &Args) -> Result<Results> {
         set.insert("bench".to_string(), r.to_string());
         let idx = clients.iter().position(|(i, _)| *i == who).unwrap_or(0);
         clients[idx].1.update_tags::<String>(&set, &[]).await?;
-        let tagged = agents[who].name.clone();
+        let tagged = agents[who].name().to_owned();
         let want = r.to_string();
         samples.push(
             until_all(&mut clients, start, poll, limit, |_, ms| {
@@ -339,9 +314,8 @@ async fn run_impl(which: Impl, args: &Args) -> Result<Results> {
     let mut samples = Vec::new();
     for r in 0..args.rounds.min(n.saturating_sub(3)) {
         let victim = agents.len() - 1 - r;
-        let vname = agents[victim].name.clone();
-        let _ = agents[victim].child.kill();
-        let _ = agents[victim].child.wait();
+        let vname = agents[victim].name().to_owned();
+        agents[victim].kill();
         let start = Instant::now();
         clients.retain(|(i, _)| *i != victim);
         samples.push(
@@ -355,7 +329,6 @@ async fn run_impl(which: Impl, args: &Args) -> Result<Results> {
 
     drop(clients);
     drop(agents);
-    let _ = std::fs::remove_dir_all(&tmp);
     Ok(res)
 }
 
