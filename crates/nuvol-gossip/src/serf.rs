@@ -1208,7 +1208,7 @@ impl Gossip {
             });
         }
         self.serf.tags = tags;
-        self.update_local_meta(meta, None);
+        self.set_alive(meta);
         Ok(())
     }
 

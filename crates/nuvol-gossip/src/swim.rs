@@ -33,7 +33,8 @@ impl Gossip {
         t * (self.awareness + 1)
     }
 
-    /// memberlist's setAlive: (re)announce ourselves with `meta`.
+    /// memberlist's setAlive / UpdateNode: (re)announce ourselves with `meta`
+    /// at a new incarnation.
     pub(crate) fn set_alive(&mut self, meta: Vec<u8>) {
         let inc = self.next_incarnation();
         let a = ml::Alive {
@@ -47,25 +48,7 @@ impl Gossip {
         self.alive_node(&a, true);
     }
 
-    /// Re-announce ourselves with new meta (memberlist's UpdateNode).
-    pub(crate) fn update_local_meta(&mut self, meta: Vec<u8>, notify: Option<u64>) {
-        let inc = self.next_incarnation();
-        let a = ml::Alive {
-            incarnation: inc,
-            node: self.cfg.node_name.clone(),
-            addr: self.advertise.ip(),
-            port: self.advertise.port(),
-            meta,
-            vsn: self.cfg.vsn().to_vec(),
-        };
-        self.alive_node_notify(&a, true, notify);
-    }
-
     pub(crate) fn alive_node(&mut self, a: &ml::Alive, bootstrap: bool) {
-        self.alive_node_notify(a, bootstrap, None)
-    }
-
-    fn alive_node_notify(&mut self, a: &ml::Alive, bootstrap: bool, notify: Option<u64>) {
         let is_local = a.node == self.cfg.node_name;
         if self.ml_left && is_local {
             return;
@@ -147,7 +130,7 @@ impl Gossip {
             self.refute(inc.max(a.incarnation));
             tracing::warn!("refuting an alive message for ourselves");
         } else {
-            self.broadcast_about(&a.node, Message::Alive(a.clone()), notify);
+            self.broadcast_about(&a.node, Message::Alive(a.clone()), None);
             if let Some(state) = self.node_map.get_mut(&a.node) {
                 state.vsn.copy_from_slice(&a.vsn[..6]);
                 state.incarnation = a.incarnation;
