@@ -840,6 +840,22 @@ struct StreamInner {
 }
 
 impl StreamInner {
+    /// Stop the subscription (no stop on drop) and wait for the agent to confirm.
+    async fn stop(mut self) -> Result<(), ClientError> {
+        self.stop_on_drop = false;
+        let seq = self.seq;
+        self.shared.deregister(seq);
+        let r = self
+            .shared
+            .call(Command::Stop, Some(StopRequest { stop: seq }.to_value()))
+            .await?;
+        if r.error.is_empty() {
+            Ok(())
+        } else {
+            Err(remote(r.error))
+        }
+    }
+
     /// Next raw record; `Ok(None)` when the agent closed the connection.
     async fn next(&mut self) -> Result<Option<Value>, ClientError> {
         match self.rx.recv().await {
@@ -898,20 +914,8 @@ impl LogStream {
     }
 
     /// Stop the subscription and wait for the agent to confirm.
-    pub async fn stop(mut self) -> Result<(), ClientError> {
-        self.inner.stop_on_drop = false;
-        let seq = self.inner.seq;
-        self.inner.shared.deregister(seq);
-        let r = self
-            .inner
-            .shared
-            .call(Command::Stop, Some(StopRequest { stop: seq }.to_value()))
-            .await?;
-        if r.error.is_empty() {
-            Ok(())
-        } else {
-            Err(remote(r.error))
-        }
+    pub async fn stop(self) -> Result<(), ClientError> {
+        self.inner.stop().await
     }
 }
 
@@ -944,20 +948,8 @@ impl EventStream {
     }
 
     /// Stop the subscription and wait for the agent to confirm.
-    pub async fn stop(mut self) -> Result<(), ClientError> {
-        self.inner.stop_on_drop = false;
-        let seq = self.inner.seq;
-        self.inner.shared.deregister(seq);
-        let r = self
-            .inner
-            .shared
-            .call(Command::Stop, Some(StopRequest { stop: seq }.to_value()))
-            .await?;
-        if r.error.is_empty() {
-            Ok(())
-        } else {
-            Err(remote(r.error))
-        }
+    pub async fn stop(self) -> Result<(), ClientError> {
+        self.inner.stop().await
     }
 }
 

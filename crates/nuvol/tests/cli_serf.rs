@@ -13,19 +13,7 @@ const NUVOL: &str = env!("CARGO_BIN_EXE_nuvol");
 const K1: &str = "T9jncgl9mbLus+baTTa7q7nPSUrXwbDi2dhbtqir37s=";
 const K2: &str = "HvY8ubRZMgafUOWvrOadwOckVa1wN3QWAo46FVKbVN8=";
 
-fn serf_available() -> bool {
-    let ok = Command::new("serf")
-        .arg("version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    if !ok {
-        eprintln!("skipping: serf not installed");
-    }
-    ok
-}
+use nuvol_testkit::require_serf as serf_available;
 
 static NEXT: AtomicU32 = AtomicU32::new(1);
 

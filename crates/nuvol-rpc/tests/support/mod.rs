@@ -9,20 +9,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-/// True when `serf` runs; otherwise prints why the test is skipped.
-pub fn serf_available() -> bool {
-    let ok = Command::new("serf")
-        .arg("version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    if !ok {
-        eprintln!("skipping: serf not installed");
-    }
-    ok
-}
+/// True when `serf` runs; skips (or fails under NUVOL_REQUIRE_SERF=1) otherwise.
+pub use nuvol_testkit::require_serf as serf_available;
 
 static NEXT: AtomicU32 = AtomicU32::new(1);
 

@@ -15,22 +15,8 @@ pub const NUVOL: &str = env!("CARGO_BIN_EXE_nuvol");
 
 /// True when `serf` is installed; otherwise skip (or fail under
 /// `NUVOL_REQUIRE_SERF=1`, which the README's test command sets).
-pub fn require_serf() -> bool {
-    let ok = Command::new("serf")
-        .arg("version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    if !ok {
-        if std::env::var("NUVOL_REQUIRE_SERF").as_deref() == Ok("1") {
-            panic!("`serf` is required (NUVOL_REQUIRE_SERF=1) but not installed");
-        }
-        eprintln!("skipping: `serf` is not installed (run scripts/test.sh to install it)");
-    }
-    ok
-}
+#[allow(unused_imports)] // not every test binary uses it
+pub use nuvol_testkit::require_serf;
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
 
