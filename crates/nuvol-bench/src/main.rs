@@ -46,6 +46,11 @@ struct Args {
     /// Repetitions of the event, tag and failure measurements (medians reported).
     #[arg(long, default_value_t = 5)]
     rounds: usize,
+    /// Instead of the full table: start a fresh cluster K times per
+    /// implementation (alternating), measure only the convergence after the
+    /// simultaneous join, and print every sample (to see the tail).
+    #[arg(long)]
+    convergence_runs: Option<usize>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -199,6 +204,31 @@ fn proc_cpu_ticks(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
+/// Everyone joins agent 0 at once; the time until every agent sees all alive.
+async fn converge(
+    agents: &[Agent],
+    clients: &mut [(usize, RpcClient)],
+    poll: Duration,
+    limit: Duration,
+) -> Result<Option<Duration>> {
+    let n = agents.len();
+    let seed = agents[0].bind().to_string();
+    let start = Instant::now();
+    let mut joins = Vec::new();
+    for a in agents.iter().skip(1) {
+        let c = connect(a).await?;
+        let seed = seed.clone();
+        joins.push(tokio::spawn(async move { c.join(&[seed], false).await }));
+    }
+    for j in joins {
+        j.await??;
+    }
+    until_all(clients, start, poll, limit, |_, ms| {
+        ms.iter().filter(|m| m.status == "alive").count() == n
+    })
+    .await
+}
+
 async fn run_impl(which: Impl, args: &Args) -> Result<Results> {
     let n = args.nodes;
     let poll = Duration::from_millis(args.poll_ms);
@@ -212,23 +242,10 @@ async fn run_impl(which: Impl, args: &Args) -> Result<Results> {
         clients.push((i, connect(a).await?));
     }
     let mut res = Results::default();
-
-    // 1. Convergence: everyone joins agent 0 at once.
-    let seed = agents[0].bind().to_string();
-    let start = Instant::now();
-    let mut joins = Vec::new();
-    for a in agents.iter().skip(1) {
-        let c = connect(a).await?;
-        let seed = seed.clone();
-        joins.push(tokio::spawn(async move { c.join(&[seed], false).await }));
+    res.converge = converge(&agents, &mut clients, poll, limit).await?;
+    if args.convergence_runs.is_some() {
+        return Ok(res);
     }
-    for j in joins {
-        j.await??;
-    }
-    res.converge = until_all(&mut clients, start, poll, limit, |_, ms| {
-        ms.iter().filter(|m| m.status == "alive").count() == n
-    })
-    .await?;
 
     // 2. Steady state: RSS and CPU over a quiet window.
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -369,6 +386,26 @@ async fn main() -> Result<()> {
             "{} not found: build it with `cargo build --release -p nuvol`",
             args.nuvol_bin
         );
+    }
+    if let Some(k) = args.convergence_runs {
+        let mut samples: BTreeMap<&str, Vec<Option<Duration>>> = BTreeMap::new();
+        for run in 0..k {
+            for w in &which {
+                let r = run_impl(*w, &args).await?;
+                eprintln!("run {run} {}: {}", w.name(), fmt_d(r.converge));
+                samples.entry(w.name()).or_default().push(r.converge);
+            }
+        }
+        println!(
+            "N = {} agents, profile {}, {k} fresh clusters each, convergence after a simultaneous join (sorted)\n",
+            args.nodes, args.profile
+        );
+        for (name, mut v) in samples {
+            v.sort_by_key(|d| d.unwrap_or(Duration::MAX));
+            let cells: Vec<String> = v.iter().map(|d| fmt_d(*d)).collect();
+            println!("{name}: {}", cells.join(", "));
+        }
+        return Ok(());
     }
     let mut results = Vec::new();
     for w in &which {

@@ -21,6 +21,8 @@ pub enum CatalogError {
     BadPort(String),
     #[error("invalid TXT record {0:?}: expected k=v pairs joined by '&'")]
     BadTxt(String),
+    #[error("invalid {0}: {1}")]
+    BadField(String, String),
     #[error("invalid description: {0}")]
     BadDescription(String),
     #[error("services tag is not valid base64: {0}")]

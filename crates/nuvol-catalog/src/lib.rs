@@ -7,5 +7,10 @@
 //! builds on these records; see issue "Community service catalog".
 
 pub mod cloudy;
+pub mod model;
 
 pub use cloudy::{CatalogError, CloudyService};
+pub use model::{
+    CheckDef, CheckKind, CheckState, CheckView, Filter, Health, ServiceDef, ServiceEntry, Source,
+    Status,
+};

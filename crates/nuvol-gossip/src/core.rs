@@ -427,10 +427,29 @@ impl Gossip {
         }
     }
 
-    /// Encode and send a memberlist message over UDP.
+    /// Encode and send a memberlist message over UDP, piggybacking queued
+    /// broadcasts in the room left in the packet (memberlist's sendMsg). Pings
+    /// and acks carrying gossip are a second dissemination path besides the
+    /// gossip timer; without it a burst of joins can leave a few nodes unheard
+    /// of until the next push/pull.
     pub(crate) fn send_msg(&mut self, to: SocketAddr, pmax: Option<u8>, msg: &Message) {
         let raw = msg.encode();
-        self.send_raw(to, pmax, raw);
+        let mut avail = self
+            .cfg
+            .udp_buffer_size
+            .saturating_sub(raw.len() + COMPOUND_HEADER_OVERHEAD);
+        if self.keyring.is_some() {
+            avail = avail.saturating_sub(nuvol_wire::security::encrypted_overhead(1));
+        }
+        let extra = self.get_broadcasts(COMPOUND_OVERHEAD, avail);
+        if extra.is_empty() {
+            self.send_raw(to, pmax, raw);
+            return;
+        }
+        let mut msgs = Vec::with_capacity(extra.len() + 1);
+        msgs.push(raw);
+        msgs.extend(extra);
+        self.send_raw(to, pmax, make_compound(&msgs));
     }
 
     /// memberlist's rawSendMsgPacket: compress if smaller, CRC for peers that

@@ -160,3 +160,53 @@ fn two_hundred_nodes_loss_partition_heal() {
     let t = sim.run_until_pred(600 * SECOND, SECOND, Sim::converged);
     assert!(t.is_some(), "cluster did not converge after healing");
 }
+
+/// The benchmark's scenario: 49 nodes join one seed at the same instant.
+/// Returns the simulated time each seed took to converge.
+fn simultaneous_join_times(seeds: std::ops::Range<u64>) -> Vec<Duration> {
+    seeds
+        .map(|seed| {
+            let mut sim = Sim::new(50, Profile::Lan, seed);
+            for i in 1..50 {
+                assert!(sim.join(i, 0), "node {i} failed to join");
+            }
+            sim.run_until_pred(120 * SECOND, SECOND / 10, Sim::converged)
+                .unwrap_or(Duration::MAX)
+        })
+        .collect()
+}
+
+#[test]
+#[ignore = "measurement: prints the convergence time of 20 seeds"]
+fn simultaneous_join_tail_report() {
+    let mut t = simultaneous_join_times(0..20);
+    t.sort();
+    eprintln!("{t:?}");
+}
+
+#[test]
+#[ignore = "diagnosis"]
+fn simultaneous_join_diag() {
+    for seed in 0..20 {
+        let mut sim = Sim::new(50, Profile::Lan, seed);
+        for i in 1..50 {
+            assert!(sim.join(i, 0));
+        }
+        let t = sim.run_until_pred(3 * SECOND, SECOND / 10, Sim::converged);
+        if t.is_some() {
+            continue;
+        }
+        eprintln!("seed {seed}: failures seen {}", sim.failures_seen());
+        for o in 0..50 {
+            let ms = sim.nodes[o].members();
+            let bad: Vec<String> = ms
+                .iter()
+                .filter(|m| m.status != MemberStatus::Alive)
+                .map(|m| format!("{}:{:?}", m.name, m.status))
+                .collect();
+            if ms.len() != 50 || !bad.is_empty() {
+                eprintln!("  observer {o}: {} members, not alive {bad:?}", ms.len());
+            }
+        }
+    }
+}

@@ -1,0 +1,513 @@
+//! The catalog's data model, shared by the agent, the REST API, DNS, mDNS
+//! and the health-check runner.
+//!
+//! - [`ServiceDef`]: a service this node publishes (what the user gave:
+//!   `nuvol publish`, `POST /v1/services`, a service file), with its checks.
+//! - [`CheckDef`] / [`CheckState`] / [`Health`]: health checks and results.
+//! - [`ServiceEntry`]: one service instance in the cluster-wide catalog view,
+//!   as every node lists it (`nuvol services`, `GET /v1/services`).
+
+use crate::cloudy::{validate_type, CatalogError};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// Largest TXT record set of one service, in bytes (`k=v` summed).
+pub const MAX_TXT_BYTES: usize = 8 * 1024;
+/// Largest number of checks on one service.
+pub const MAX_CHECKS: usize = 8;
+
+/// A health state, ordered from best to worst.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Health {
+    Passing,
+    Warning,
+    Critical,
+}
+
+impl Health {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Health::Passing => "passing",
+            Health::Warning => "warning",
+            Health::Critical => "critical",
+        }
+    }
+}
+
+/// What a check does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CheckKind {
+    /// Passing when a TCP connection to `addr` (`host:port`) succeeds.
+    Tcp { addr: String },
+    /// `GET url` (http or https); passing when the status equals `status`
+    /// (default 200), critical otherwise or on error. `tls_skip_verify`
+    /// accepts self-signed certificates (common on home boards).
+    Http {
+        url: String,
+        status: u16,
+        tls_skip_verify: bool,
+    },
+    /// `sh -c command`: exit 0 passing, 1 warning, anything else (or a
+    /// timeout) critical, as Consul's script checks. Output is kept up to
+    /// [`MAX_CHECK_OUTPUT`] bytes.
+    Script { command: String },
+}
+
+impl CheckKind {
+    /// `tcp`, `http` or `script`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            CheckKind::Tcp { .. } => "tcp",
+            CheckKind::Http { .. } => "http",
+            CheckKind::Script { .. } => "script",
+        }
+    }
+    /// The address, URL or command.
+    pub fn target(&self) -> &str {
+        match self {
+            CheckKind::Tcp { addr } => addr,
+            CheckKind::Http { url, .. } => url,
+            CheckKind::Script { command } => command,
+        }
+    }
+}
+
+/// Captured check output is cut to this many bytes.
+pub const MAX_CHECK_OUTPUT: usize = 4096;
+
+/// A health check attached to a service. In JSON and TOML it reads as
+/// Consul's: exactly one of `tcp = "host:port"`, `http = "URL"` (with
+/// optional `status` and `tls_skip_verify`) or `script = "command"`, plus
+/// `interval` and `timeout` ("10s", "1m").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "CheckRepr", into = "CheckRepr")]
+pub struct CheckDef {
+    pub kind: CheckKind,
+    /// Time between runs.
+    pub interval: Duration,
+    /// A run taking longer is critical.
+    pub timeout: Duration,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CheckRepr {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    tcp: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    http: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    status: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    tls_skip_verify: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    script: Option<String>,
+    #[serde(with = "humantime_serde", default = "default_interval")]
+    interval: Duration,
+    #[serde(with = "humantime_serde", default = "default_timeout")]
+    timeout: Duration,
+}
+
+impl TryFrom<CheckRepr> for CheckDef {
+    type Error = String;
+    fn try_from(r: CheckRepr) -> Result<Self, String> {
+        let kind = match (r.tcp, r.http, r.script) {
+            (Some(addr), None, None) => CheckKind::Tcp { addr },
+            (None, Some(url), None) => CheckKind::Http {
+                url,
+                status: r.status.unwrap_or(200),
+                tls_skip_verify: r.tls_skip_verify.unwrap_or(false),
+            },
+            (None, None, Some(command)) => CheckKind::Script { command },
+            _ => return Err("a check needs exactly one of `tcp`, `http` or `script`".into()),
+        };
+        if !matches!(kind, CheckKind::Http { .. })
+            && (r.status.is_some() || r.tls_skip_verify.is_some())
+        {
+            return Err("`status` and `tls_skip_verify` apply to `http` checks only".into());
+        }
+        Ok(CheckDef {
+            kind,
+            interval: r.interval,
+            timeout: r.timeout,
+        })
+    }
+}
+
+impl From<CheckDef> for CheckRepr {
+    fn from(c: CheckDef) -> CheckRepr {
+        let mut r = CheckRepr {
+            tcp: None,
+            http: None,
+            status: None,
+            tls_skip_verify: None,
+            script: None,
+            interval: c.interval,
+            timeout: c.timeout,
+        };
+        match c.kind {
+            CheckKind::Tcp { addr } => r.tcp = Some(addr),
+            CheckKind::Http {
+                url,
+                status,
+                tls_skip_verify,
+            } => {
+                r.http = Some(url);
+                r.status = Some(status);
+                r.tls_skip_verify = Some(tls_skip_verify);
+            }
+            CheckKind::Script { command } => r.script = Some(command),
+        }
+        r
+    }
+}
+
+fn default_interval() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+
+impl CheckDef {
+    pub fn validate(&self) -> Result<(), CatalogError> {
+        let bad = |f: &str, m: &str| Err(CatalogError::BadField(f.to_owned(), m.to_owned()));
+        if self.interval < Duration::from_secs(1) || self.interval > Duration::from_secs(86_400) {
+            return bad("interval", "must be between 1s and 24h");
+        }
+        if self.timeout < Duration::from_millis(10) || self.timeout > self.interval {
+            return bad("timeout", "must be at least 10ms and at most the interval");
+        }
+        match &self.kind {
+            CheckKind::Tcp { addr } => {
+                if addr
+                    .rsplit_once(':')
+                    .and_then(|(_, p)| p.parse::<u16>().ok())
+                    .is_none()
+                {
+                    return bad("addr", "expected host:port");
+                }
+            }
+            CheckKind::Http { url, status, .. } => {
+                if !(url.starts_with("http://") || url.starts_with("https://")) || url.len() > 2048
+                {
+                    return bad("url", "expected an http:// or https:// URL");
+                }
+                if !(100..=599).contains(status) {
+                    return bad("status", "expected an HTTP status 100-599");
+                }
+            }
+            CheckKind::Script { command } => {
+                if command.trim().is_empty() || command.len() > 4096 {
+                    return bad("command", "must be 1 to 4096 bytes");
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The latest result of one check.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckState {
+    pub status: Health,
+    /// Output or error text, at most [`MAX_CHECK_OUTPUT`] bytes.
+    pub output: String,
+    /// When it was produced, milliseconds since the Unix epoch.
+    pub updated_ms: u64,
+}
+
+/// A service this node publishes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceDef {
+    /// avahi-ps type, `[A-Za-z0-9-]+`.
+    #[serde(rename = "type")]
+    pub stype: String,
+    pub description: String,
+    pub port: u16,
+    /// TXT entries in order (`a=1&b=2` on the command line).
+    #[serde(default, with = "txt_map")]
+    pub txt: Vec<(String, String)>,
+    #[serde(default)]
+    pub checks: Vec<CheckDef>,
+}
+
+impl ServiceDef {
+    /// The key a node's services are unique by: `type/port`.
+    pub fn key(&self) -> String {
+        service_key(&self.stype, self.port)
+    }
+
+    /// Check every field; the error names the field.
+    pub fn validate(&self) -> Result<(), CatalogError> {
+        validate_type(&self.stype)?;
+        if self.description.trim().is_empty() || self.description.len() > 255 {
+            return Err(CatalogError::BadDescription(
+                "must be 1 to 255 bytes".into(),
+            ));
+        }
+        if self.port == 0 {
+            return Err(CatalogError::BadPort("0".into()));
+        }
+        let mut size = 0;
+        for (k, v) in &self.txt {
+            if k.is_empty()
+                || k.contains(['=', '&'])
+                || k.contains(char::is_whitespace)
+                || v.contains(char::is_whitespace)
+            {
+                return Err(CatalogError::BadTxt(format!("{k}={v}")));
+            }
+            size += k.len() + v.len() + 1;
+        }
+        if size > MAX_TXT_BYTES {
+            return Err(CatalogError::BadTxt(format!(
+                "more than {MAX_TXT_BYTES} bytes"
+            )));
+        }
+        if self.checks.len() > MAX_CHECKS {
+            return Err(CatalogError::BadField(
+                "checks".into(),
+                format!("at most {MAX_CHECKS} checks per service"),
+            ));
+        }
+        for c in &self.checks {
+            c.validate()?;
+        }
+        Ok(())
+    }
+}
+
+/// `type/port`.
+pub fn service_key(stype: &str, port: u16) -> String {
+    format!("{stype}/{port}")
+}
+
+/// Where a catalog entry came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Source {
+    /// A nuvol node's full list (pulled from the node).
+    Nuvol,
+    /// A Cloudy `services` tag (serf / avahi-ps nodes, or a nuvol node whose
+    /// full list has not been fetched yet).
+    Cloudy,
+    /// Imported from mDNS / DNS-SD on the LAN.
+    Mdns,
+}
+
+/// Catalog status of an instance: its health, or `unavailable` when its
+/// node has failed or left.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Passing,
+    Warning,
+    Critical,
+    Unavailable,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Passing => "passing",
+            Status::Warning => "warning",
+            Status::Critical => "critical",
+            Status::Unavailable => "unavailable",
+        }
+    }
+    /// Served by DNS: passing and warning (as Consul does).
+    pub fn is_healthy(self) -> bool {
+        matches!(self, Status::Passing | Status::Warning)
+    }
+}
+
+impl From<Health> for Status {
+    fn from(h: Health) -> Status {
+        match h {
+            Health::Passing => Status::Passing,
+            Health::Warning => Status::Warning,
+            Health::Critical => Status::Critical,
+        }
+    }
+}
+
+/// A check as the catalog shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckView {
+    /// `tcp`, `http` or `script`.
+    pub kind: String,
+    /// The address, URL or command.
+    pub target: String,
+    pub status: Health,
+    pub output: String,
+    pub updated_ms: u64,
+}
+
+/// One service instance in the cluster-wide catalog.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceEntry {
+    pub node: String,
+    #[serde(rename = "type")]
+    pub stype: String,
+    pub description: String,
+    /// `<node>.<cloud>.local`, as avahi-ps writes it.
+    pub host: String,
+    pub ip: String,
+    pub port: u16,
+    /// The micro-cloud / device name (`e` in Cloudy's tag).
+    pub cloud: String,
+    #[serde(with = "txt_map")]
+    pub txt: Vec<(String, String)>,
+    pub status: Status,
+    pub source: Source,
+    #[serde(default)]
+    pub checks: Vec<CheckView>,
+}
+
+impl ServiceEntry {
+    pub fn key(&self) -> String {
+        service_key(&self.stype, self.port)
+    }
+}
+
+/// TXT entries as a JSON/TOML object (`{"a": "1"}`), keeping their order
+/// when serialising; duplicate keys are rejected on input.
+pub mod txt_map {
+    use serde::de::{MapAccess, Visitor};
+    use serde::ser::SerializeMap;
+    use serde::{Deserializer, Serializer};
+    use std::fmt;
+
+    pub fn serialize<S: Serializer>(v: &[(String, String)], s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(Some(v.len()))?;
+        for (k, val) in v {
+            m.serialize_entry(k, val)?;
+        }
+        m.end()
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<(String, String)>, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Vec<(String, String)>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an object of string values")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> Result<Self::Value, A::Error> {
+                let mut out: Vec<(String, String)> = Vec::new();
+                while let Some((k, v)) = a.next_entry::<String, String>()? {
+                    if out.iter().any(|(ek, _)| *ek == k) {
+                        return Err(serde::de::Error::custom(format!("duplicate TXT key {k:?}")));
+                    }
+                    out.push((k, v));
+                }
+                Ok(out)
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+/// Summarise check results into one health (the worst; passing if none).
+pub fn aggregate(states: impl IntoIterator<Item = Health>) -> Health {
+    states.into_iter().max().unwrap_or(Health::Passing)
+}
+
+/// Filter for catalog listings.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Filter {
+    #[serde(rename = "type")]
+    pub stype: Option<String>,
+    pub node: Option<String>,
+}
+
+impl Filter {
+    pub fn matches(&self, e: &ServiceEntry) -> bool {
+        self.stype
+            .as_deref()
+            .is_none_or(|t| t.eq_ignore_ascii_case(&e.stype))
+            && self.node.as_deref().is_none_or(|n| n == e.node)
+    }
+}
+
+/// Cluster-wide catalog helper: all entries of a node keyed by service key.
+pub type NodeServices = BTreeMap<String, ServiceEntry>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn def() -> ServiceDef {
+        ServiceDef {
+            stype: "http".into(),
+            description: "web".into(),
+            port: 80,
+            txt: vec![("a".into(), "1".into())],
+            checks: vec![],
+        }
+    }
+
+    #[test]
+    fn validation_names_the_field() {
+        assert!(def().validate().is_ok());
+        let mut d = def();
+        d.stype = "a b".into();
+        assert!(matches!(d.validate(), Err(CatalogError::BadType(_))));
+        let mut d = def();
+        d.txt = vec![("a b".into(), "1".into())];
+        assert!(matches!(d.validate(), Err(CatalogError::BadTxt(_))));
+        let mut d = def();
+        d.checks = vec![CheckDef {
+            kind: CheckKind::Http {
+                url: "ftp://x".into(),
+                status: 200,
+                tls_skip_verify: false,
+            },
+            interval: Duration::from_secs(10),
+            timeout: Duration::from_secs(1),
+        }];
+        assert_eq!(
+            d.validate(),
+            Err(CatalogError::BadField(
+                "url".into(),
+                "expected an http:// or https:// URL".into()
+            ))
+        );
+    }
+
+    #[test]
+    fn json_shape() {
+        let j = serde_json::json!({
+            "type": "http", "description": "web", "port": 80, "txt": {"a": "1", "b": "2"},
+            "checks": [{"tcp": "127.0.0.1:80", "interval": "5s", "timeout": "1s"}]
+        });
+        let d: ServiceDef = serde_json::from_value(j).unwrap();
+        assert_eq!(
+            d.txt,
+            vec![("a".into(), "1".into()), ("b".into(), "2".into())]
+        );
+        assert_eq!(d.checks[0].interval, Duration::from_secs(5));
+        assert!(d.validate().is_ok());
+        let back = serde_json::to_value(&d).unwrap();
+        assert_eq!(serde_json::from_value::<ServiceDef>(back).unwrap(), d);
+        let two = serde_json::json!({"tcp": "a:1", "script": "true"});
+        assert!(serde_json::from_value::<CheckDef>(two).is_err());
+        let bad = serde_json::json!({"type": "http", "description": "w", "port": 80, "bogus": 1});
+        assert!(serde_json::from_value::<ServiceDef>(bad).is_err());
+        let dup = r#"{"type":"http","description":"w","port":80,"txt":{"a":"1","a":"2"}}"#;
+        assert!(serde_json::from_str::<ServiceDef>(dup).is_err());
+    }
+
+    #[test]
+    fn worst_health_wins() {
+        assert_eq!(aggregate([]), Health::Passing);
+        assert_eq!(
+            aggregate([Health::Passing, Health::Critical, Health::Warning]),
+            Health::Critical
+        );
+    }
+}
