@@ -241,8 +241,10 @@ async fn run_impl(which: Impl, args: &Args) -> Result<Results> {
     for (i, a) in agents.iter().enumerate() {
         clients.push((i, connect(a).await?));
     }
-    let mut res = Results::default();
-    res.converge = converge(&agents, &mut clients, poll, limit).await?;
+    let mut res = Results {
+        converge: converge(&agents, &mut clients, poll, limit).await?,
+        ..Results::default()
+    };
     if args.convergence_runs.is_some() {
         return Ok(res);
     }
