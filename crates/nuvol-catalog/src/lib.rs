@@ -8,6 +8,9 @@
 
 pub mod cloudy;
 pub mod model;
+pub mod store;
+pub mod sync;
+pub mod view;
 
 pub use cloudy::{CatalogError, CloudyService};
 pub use model::{
