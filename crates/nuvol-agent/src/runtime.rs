@@ -9,7 +9,7 @@ use nuvol_gossip::{
     Config as CoreConfig, Event, Gossip, GossipError, KeyOp, KeyOpResult, Output, QueryHandle,
     QueryParams,
 };
-use nuvol_wire::memberlist::{parse_stream, StreamFrame};
+use nuvol_wire::memberlist::{parse_stream, StreamFrame, StreamMsg};
 use nuvol_wire::security::Keyring;
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -97,7 +97,19 @@ pub struct CoreCtx {
     keyring_file: Option<PathBuf>,
     tags_file: Option<PathBuf>,
     shutdown: Option<String>,
+    /// Answers nuvol application streams (see [`APP_STREAM`]).
+    app_stream: Option<AppStreamHandler>,
 }
+
+/// First byte of the payload of a memberlist user-message stream that
+/// belongs to nuvol itself (the catalog's full-list pull) rather than serf.
+pub const APP_STREAM: u8 = nuvol_catalog::sync::APP_STREAM;
+
+/// Produces the reply payload to a nuvol application stream (`None`: no reply).
+pub type AppStreamHandler = Arc<dyn Fn(&[u8]) -> Option<Vec<u8>> + Send + Sync>;
+
+/// Largest stream frame read from a peer.
+const MAX_STREAM_FRAME: usize = 16 * 1024 * 1024;
 
 impl CoreCtx {
     pub fn now(&self) -> Duration {
@@ -130,6 +142,29 @@ impl AgentHandle {
             .await
             .map_err(|_| AgentError::Stopped)?;
         rx.await.map_err(|_| AgentError::Stopped)
+    }
+
+    /// Answer nuvol application streams with `h` (replaces any earlier one).
+    pub async fn set_app_stream_handler(&self, h: AppStreamHandler) -> Result<(), AgentError> {
+        self.call(move |c| c.app_stream = Some(h)).await
+    }
+
+    /// Send a nuvol application stream to the node at `to` (its gossip
+    /// address) and return the reply payload. Compressed and encrypted as
+    /// push/pull is.
+    pub async fn app_request(&self, to: SocketAddr, payload: Vec<u8>) -> Result<Vec<u8>, AgentError> {
+        let data = self
+            .call(move |c| c.gossip.seal_stream(StreamMsg::User(payload).encode()))
+            .await?;
+        let timeout = self.call(|c| c.gossip.config().tcp_timeout).await?;
+        let frame = stream_exchange(to, &data, timeout)
+            .await
+            .map_err(|e| AgentError::Other(format!("{to}: {e}")))?;
+        match self.call(move |c| c.gossip.open_stream(frame)).await?? {
+            StreamMsg::User(b) => Ok(b),
+            StreamMsg::Err(e) => Err(AgentError::Other(format!("{to}: remote error: {e}"))),
+            _ => Err(AgentError::Other(format!("{to}: unexpected reply"))),
+        }
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
@@ -377,6 +412,9 @@ async fn read_frame(s: &mut TcpStream, deadline: Instant) -> Result<StreamFrame,
             });
         }
         buf.extend_from_slice(&chunk[..n]);
+        if buf.len() > MAX_STREAM_FRAME {
+            return Err(format!("stream frame larger than {MAX_STREAM_FRAME} bytes"));
+        }
     }
 }
 
@@ -531,6 +569,14 @@ impl Driver {
                         Input::Packet(from, data) => self.ctx.gossip.handle_packet(from, &data, now),
                         Input::Stream { from, frame, reply } => {
                             let r = match self.ctx.gossip.open_stream(frame) {
+                                Ok(StreamMsg::User(b)) if b.first() == Some(&APP_STREAM) => {
+                                    match &self.ctx.app_stream {
+                                        Some(h) => h(&b).map(|out| {
+                                            self.ctx.gossip.seal_stream(StreamMsg::User(out).encode())
+                                        }),
+                                        None => Some(self.ctx.gossip.seal_error("no handler for this stream")),
+                                    }
+                                }
                                 Ok(msg) => self.ctx.gossip.handle_stream(from, msg, now),
                                 Err(e) => {
                                     tracing::error!(%from, error = %e, "failed to receive stream");
@@ -745,6 +791,7 @@ pub async fn start(cfg: AgentConfig) -> Result<Running, AgentError> {
             keyring_file: cfg.keyring_file.clone(),
             tags_file: cfg.tags_file.clone(),
             shutdown: None,
+            app_stream: None,
         },
         udp: udp.clone(),
         tx: tx.clone(),

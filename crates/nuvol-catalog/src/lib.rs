@@ -7,6 +7,7 @@
 //! builds on these records; see issue "Community service catalog".
 
 pub mod cloudy;
+pub mod files;
 pub mod model;
 pub mod store;
 pub mod sync;
