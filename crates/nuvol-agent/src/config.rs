@@ -66,6 +66,22 @@ pub struct FileConfig {
     pub disable_coordinates: Option<bool>,
     pub leave_on_terminate: Option<bool>,
     pub skip_leave_on_interrupt: Option<bool>,
+    /// REST API address (default: the RPC address's IP, port 7000); "" disables.
+    pub http_addr: Option<String>,
+    /// DNS address (default: the RPC address's IP, port 8600); "" disables.
+    pub dns_addr: Option<String>,
+    /// DNS domain (default `nuvol`).
+    pub domain: Option<String>,
+    /// Directory of service files, reloaded on SIGHUP.
+    pub services_dir: Option<PathBuf>,
+    /// Micro-cloud name in Cloudy records (default `nuvol`).
+    pub cloud: Option<String>,
+    /// Announce published services with mDNS / DNS-SD (default true).
+    pub mdns: Option<bool>,
+    /// Import services announced on the LAN with mDNS (default false).
+    pub mdns_import: Option<bool>,
+    /// How long a failed or departed node's services stay listed (default 24h).
+    pub catalog_remove_after: Option<String>,
 }
 
 impl FileConfig {
@@ -112,7 +128,15 @@ impl FileConfig {
             tombstone_timeout,
             disable_coordinates,
             leave_on_terminate,
-            skip_leave_on_interrupt
+            skip_leave_on_interrupt,
+            http_addr,
+            dns_addr,
+            domain,
+            services_dir,
+            cloud,
+            mdns,
+            mdns_import,
+            catalog_remove_after
         );
         self.join.extend(other.join);
         self.retry_join.extend(other.retry_join);
@@ -152,6 +176,14 @@ pub struct AgentConfig {
     pub disable_coordinates: bool,
     pub leave_on_terminate: bool,
     pub skip_leave_on_interrupt: bool,
+    pub http_addr: Option<SocketAddr>,
+    pub dns_addr: Option<SocketAddr>,
+    pub domain: String,
+    pub services_dir: Option<PathBuf>,
+    pub cloud: String,
+    pub mdns: bool,
+    pub mdns_import: bool,
+    pub catalog_remove_after: Duration,
 }
 
 /// Parse a Go-style duration: `1h2m3s`, `500ms`, `1.5s`, `30s`.
@@ -334,7 +366,45 @@ impl FileConfig {
                 ),
             ));
         }
+        // The API and DNS listen on the RPC address's IP by default, so
+        // that agents given distinct RPC addresses do not collide.
+        let local_addr = |field: &'static str, v: Option<String>, port: u16| {
+            match v.as_deref().map(str::trim) {
+                Some("") => Ok(None),
+                Some(a) => parse_addr(a, port).map(Some).map_err(|e| invalid(field, e)),
+                None => Ok(Some(SocketAddr::new(rpc_addr.ip(), port))),
+            }
+        };
+        let http_addr = local_addr("http-addr", self.http_addr, 7000)?;
+        let dns_addr = local_addr("dns-addr", self.dns_addr, 8600)?;
+        let domain = self
+            .domain
+            .unwrap_or_else(|| "nuvol".into())
+            .trim_matches('.')
+            .to_ascii_lowercase();
+        if domain.is_empty()
+            || domain.len() > 200
+            || !domain
+                .split('.')
+                .all(|l| !l.is_empty() && l.len() <= 63 && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
+        {
+            return Err(invalid("domain", format!("{domain:?} is not a valid DNS domain")));
+        }
+        let cloud = self.cloud.unwrap_or_else(|| "nuvol".into());
+        if cloud.is_empty() || cloud.len() > 63 || cloud.contains(char::is_whitespace) {
+            return Err(invalid("cloud", "must be 1 to 63 bytes without spaces"));
+        }
+        let catalog_remove_after = dur("catalog-remove-after", self.catalog_remove_after)?
+            .unwrap_or(Duration::from_secs(24 * 3600));
         Ok(AgentConfig {
+            http_addr,
+            dns_addr,
+            domain,
+            services_dir: self.services_dir,
+            cloud,
+            mdns: self.mdns.unwrap_or(true),
+            mdns_import: self.mdns_import.unwrap_or(false),
+            catalog_remove_after,
             node_name,
             bind,
             advertise,

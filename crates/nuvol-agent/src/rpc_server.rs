@@ -429,6 +429,16 @@ impl Client {
 
     async fn stats(&self) -> Result<Stats, AgentError> {
         let handlers = self.agent.config.event_handlers.clone();
+        // Lets `nuvol publish|services ...` given only --rpc-addr find the
+        // REST API and its token.
+        let mut nuvol = BTreeMap::new();
+        if let Some(a) = self.agent.config.http_addr {
+            nuvol.insert("http_addr".to_owned(), a.to_string());
+        }
+        nuvol.insert(
+            "data_dir".to_owned(),
+            self.agent.config.data_dir.display().to_string(),
+        );
         self.agent
             .call(move |c| {
                 let g = &c.gossip;
@@ -476,6 +486,7 @@ impl Client {
                     ]),
                 );
                 out.insert("tags".to_owned(), g.tags().clone());
+                out.insert("nuvol".to_owned(), nuvol);
                 out.insert(
                     "event_handlers".to_owned(),
                     handlers.iter().map(|h| (h.clone(), h.clone())).collect(),

@@ -263,19 +263,35 @@ impl AgentHandle {
         set: BTreeMap<String, String>,
         delete: Vec<String>,
     ) -> Result<(), AgentError> {
-        self.call(move |c| {
-            let mut tags = c.gossip.tags().clone();
+        self.modify_tags(move |tags| {
             for d in &delete {
                 tags.remove(d);
             }
             tags.extend(set);
+        })
+        .await
+    }
+
+    /// Change this node's tags with `f`, atomically on the core task; a
+    /// change is gossiped (and written to the tags file) only if the tags
+    /// differ. Fails, changing nothing, when the result is over the limit.
+    pub async fn modify_tags<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut BTreeMap<String, String>) -> R + Send + 'static,
+    ) -> Result<R, AgentError> {
+        self.call(move |c| {
+            let mut tags = c.gossip.tags().clone();
+            let r = f(&mut tags);
+            if &tags == c.gossip.tags() {
+                return Ok(r);
+            }
             c.gossip.set_tags(tags.clone())?;
             if let Some(tf) = &c.tags_file {
                 if let Err(e) = crate::config::write_tags_file(tf, &tags) {
                     tracing::error!(error = %e, "failed to write tags file");
                 }
             }
-            Ok::<(), AgentError>(())
+            Ok::<R, AgentError>(r)
         })
         .await?
     }

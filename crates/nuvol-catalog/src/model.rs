@@ -372,6 +372,21 @@ impl ServiceEntry {
     pub fn key(&self) -> String {
         service_key(&self.stype, self.port)
     }
+
+    /// Sanity of an entry received from a peer: a valid type and port and
+    /// bounded sizes. Entries failing it are dropped (and the rest kept).
+    pub fn validate_shape(&self) -> bool {
+        let txt: usize = self.txt.iter().map(|(k, v)| k.len() + v.len() + 1).sum();
+        validate_type(&self.stype).is_ok()
+            && self.port != 0
+            && self.description.len() <= 255
+            && self.host.len() <= 255
+            && self.ip.parse::<std::net::IpAddr>().is_ok()
+            && self.cloud.len() <= 255
+            && txt <= MAX_TXT_BYTES
+            && self.checks.len() <= MAX_CHECKS
+            && self.checks.iter().all(|c| c.output.len() <= MAX_CHECK_OUTPUT && c.target.len() <= 4096)
+    }
 }
 
 /// TXT entries as a JSON/TOML object (`{"a": "1"}`), keeping their order

@@ -89,6 +89,30 @@ pub struct AgentArgs {
     /// Do not leave gracefully on SIGINT.
     #[arg(long)]
     skip_leave_on_interrupt: bool,
+    /// REST API address (default: the RPC IP, port 7000; "" disables).
+    #[arg(long, env = "NUVOL_HTTP_ADDR")]
+    http_addr: Option<String>,
+    /// DNS server address (default: the RPC IP, port 8600; "" disables).
+    #[arg(long)]
+    dns_addr: Option<String>,
+    /// DNS domain (default nuvol).
+    #[arg(long)]
+    domain: Option<String>,
+    /// Directory of service files (*.toml), reloaded on SIGHUP.
+    #[arg(long)]
+    services_dir: Option<PathBuf>,
+    /// Micro-cloud name used in Cloudy service records (default nuvol).
+    #[arg(long)]
+    cloud: Option<String>,
+    /// Announce services with mDNS / DNS-SD: true or false (default true).
+    #[arg(long, value_name = "BOOL")]
+    mdns: Option<bool>,
+    /// Import services announced by others on the LAN with mDNS.
+    #[arg(long)]
+    mdns_import: bool,
+    /// How long services of a failed or departed node stay listed (e.g. 24h).
+    #[arg(long)]
+    catalog_remove_after: Option<String>,
 }
 
 impl AgentArgs {
@@ -128,6 +152,14 @@ impl AgentArgs {
             disable_coordinates: None,
             leave_on_terminate: self.leave_on_terminate.then_some(true),
             skip_leave_on_interrupt: self.skip_leave_on_interrupt.then_some(true),
+            http_addr: self.http_addr.clone(),
+            dns_addr: self.dns_addr.clone(),
+            domain: self.domain.clone(),
+            services_dir: self.services_dir.clone(),
+            cloud: self.cloud.clone(),
+            mdns: self.mdns,
+            mdns_import: self.mdns_import.then_some(true),
+            catalog_remove_after: self.catalog_remove_after.clone(),
         })
     }
 }
@@ -172,11 +204,31 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<i32> {
     let replay = cfg.replay_on_join;
     let leave_on_term = cfg.leave_on_terminate;
     let skip_leave_on_int = cfg.skip_leave_on_interrupt;
+    let catalog_settings = nuvol_agent::catalog::CatalogSettings {
+        data_dir: cfg.data_dir.clone(),
+        services_dir: cfg.services_dir.clone(),
+        cloud: cfg.cloud.clone(),
+        remove_after: cfg.catalog_remove_after,
+    };
     let running = nuvol_agent::start(cfg).await?;
     let agent = running.handle.clone();
     let _rpc = nuvol_agent::rpc_server::serve(agent.clone())
         .await
         .context("failed to start the RPC server")?;
+    let catalog = nuvol_agent::catalog::Catalog::start(agent.clone(), catalog_settings)
+        .await
+        .context("failed to start the service catalog")?;
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut hup = signal(SignalKind::hangup())?;
+        let c = catalog.clone();
+        tokio::spawn(async move {
+            while hup.recv().await.is_some() {
+                tracing::info!("SIGHUP: reloading service files");
+                c.reload_files().await;
+            }
+        });
+    }
     if !join.is_empty() {
         match agent.join(&join, replay).await {
             Ok(n) => tracing::info!(joined = n, "joined cluster"),
