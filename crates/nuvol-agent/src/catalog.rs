@@ -121,7 +121,10 @@ fn node_state(s: MemberStatus) -> NodeState {
 impl Catalog {
     /// Open the store, read the service files, start the checks and the
     /// background tasks, and publish the tags.
-    pub async fn start(agent: AgentHandle, settings: CatalogSettings) -> Result<Catalog, CatalogOpError> {
+    pub async fn start(
+        agent: AgentHandle,
+        settings: CatalogSettings,
+    ) -> Result<Catalog, CatalogOpError> {
         std::fs::create_dir_all(&settings.data_dir).map_err(|e| {
             CatalogOpError::Store(StoreError::Db(format!(
                 "cannot create {}: {e}",
@@ -136,7 +139,9 @@ impl Catalog {
         let me = agent
             .call(|c| c.gossip.local_member())
             .await?
-            .ok_or_else(|| CatalogOpError::Agent(AgentError::Other("agent has no local member".into())))?;
+            .ok_or_else(|| {
+                CatalogOpError::Agent(AgentError::Other("agent has no local member".into()))
+            })?;
         let (check_tx, check_rx) = mpsc::channel(256);
         let local = Local {
             store,
@@ -181,7 +186,8 @@ impl Catalog {
             if let Some(dir) = &cat.inner.services_dir {
                 cat.load_files(&mut l, dir);
             }
-            let all: Vec<(String, ServiceDef)> = cat.defs(&l).map(|(k, d)| (k.clone(), d.clone())).collect();
+            let all: Vec<(String, ServiceDef)> =
+                cat.defs(&l).map(|(k, d)| (k.clone(), d.clone())).collect();
             for (k, d) in all {
                 l.runner.set(&k, d.checks.clone());
             }
@@ -274,7 +280,10 @@ impl Catalog {
             .find(|e| e.key() == key)
             .ok_or_else(|| CatalogOpError::NotFound(key.clone()))?;
         drop(l);
-        self.emit("service-published", serde_json::to_value(&entry).unwrap_or_default());
+        self.emit(
+            "service-published",
+            serde_json::to_value(&entry).unwrap_or_default(),
+        );
         Ok(entry)
     }
 
@@ -308,7 +317,10 @@ impl Catalog {
                 l.checks.remove(k);
             }
         }
-        self.inner.stats.unpublishes.fetch_add(keys.len() as u64, Ordering::Relaxed);
+        self.inner
+            .stats
+            .unpublishes
+            .fetch_add(keys.len() as u64, Ordering::Relaxed);
         self.republish(&mut l).await;
         drop(l);
         for k in &keys {
@@ -326,8 +338,11 @@ impl Catalog {
             return;
         };
         let mut l = self.inner.local.lock().await;
-        let before: BTreeMap<String, ServiceDef> =
-            l.files.iter().map(|(k, (d, _))| (k.clone(), d.clone())).collect();
+        let before: BTreeMap<String, ServiceDef> = l
+            .files
+            .iter()
+            .map(|(k, (d, _))| (k.clone(), d.clone()))
+            .collect();
         self.load_files(&mut l, &dir);
         for (k, d) in l.files.clone() {
             if before.get(&k) != Some(&d.0) {
@@ -384,7 +399,9 @@ impl Catalog {
                             kind: c.kind.name().to_owned(),
                             target: c.kind.target().to_owned(),
                             status: st.as_ref().map_or(Health::Critical, |s| s.status),
-                            output: st.as_ref().map_or_else(|| "not run yet".to_owned(), |s| s.output.clone()),
+                            output: st
+                                .as_ref()
+                                .map_or_else(|| "not run yet".to_owned(), |s| s.output.clone()),
                             updated_ms: st.as_ref().map_or(0, |s| s.updated_ms),
                         }
                     })
@@ -447,7 +464,11 @@ impl Catalog {
                 txt: e.txt.clone(),
             })
             .collect();
-        let want_digest = if entries.is_empty() { String::new() } else { digest };
+        let want_digest = if entries.is_empty() {
+            String::new()
+        } else {
+            digest
+        };
         let left_out = &self.inner.stats.cloudy_left_out;
         let last = l.last_tags.clone();
         let r = self
@@ -574,10 +595,17 @@ impl Catalog {
     async fn check_loop(self, mut rx: mpsc::Receiver<nuvol_checks::CheckUpdate>) {
         while let Some(u) = rx.recv().await {
             let mut l = self.inner.local.lock().await;
-            let Some(n) = self.defs(&l).find(|(k, _)| **k == u.service).map(|(_, d)| d.checks.len()) else {
+            let Some(n) = self
+                .defs(&l)
+                .find(|(k, _)| **k == u.service)
+                .map(|(_, d)| d.checks.len())
+            else {
                 continue;
             };
-            let slot = l.checks.entry(u.service.clone()).or_insert_with(|| vec![None; n]);
+            let slot = l
+                .checks
+                .entry(u.service.clone())
+                .or_insert_with(|| vec![None; n]);
             slot.resize(n, None);
             let Some(cell) = slot.get_mut(u.index) else {
                 continue;
@@ -632,10 +660,18 @@ impl Catalog {
                 Err(_) => continue,
             };
             for (node, _digest) in wanted {
-                if in_flight.contains(&node) || backoff.get(&node).is_some_and(|t| *t > Instant::now()) {
+                if in_flight.contains(&node)
+                    || backoff.get(&node).is_some_and(|t| *t > Instant::now())
+                {
                     continue;
                 }
-                let Some(addr) = self.inner.addrs.read().ok().and_then(|a| a.get(&node).copied()) else {
+                let Some(addr) = self
+                    .inner
+                    .addrs
+                    .read()
+                    .ok()
+                    .and_then(|a| a.get(&node).copied())
+                else {
                     continue;
                 };
                 in_flight.insert(node.clone());
@@ -669,7 +705,10 @@ impl Catalog {
                 true
             }
             Err(e) => {
-                self.inner.stats.pulls_failed.fetch_add(1, Ordering::Relaxed);
+                self.inner
+                    .stats
+                    .pulls_failed
+                    .fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(node, error = %e, "service list pull failed");
                 false
             }

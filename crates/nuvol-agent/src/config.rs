@@ -368,13 +368,12 @@ impl FileConfig {
         }
         // The API and DNS listen on the RPC address's IP by default, so
         // that agents given distinct RPC addresses do not collide.
-        let local_addr = |field: &'static str, v: Option<String>, port: u16| {
-            match v.as_deref().map(str::trim) {
+        let local_addr =
+            |field: &'static str, v: Option<String>, port: u16| match v.as_deref().map(str::trim) {
                 Some("") => Ok(None),
                 Some(a) => parse_addr(a, port).map(Some).map_err(|e| invalid(field, e)),
                 None => Ok(Some(SocketAddr::new(rpc_addr.ip(), port))),
-            }
-        };
+            };
         let http_addr = local_addr("http-addr", self.http_addr, 7000)?;
         let dns_addr = local_addr("dns-addr", self.dns_addr, 8600)?;
         let domain = self
@@ -384,11 +383,16 @@ impl FileConfig {
             .to_ascii_lowercase();
         if domain.is_empty()
             || domain.len() > 200
-            || !domain
-                .split('.')
-                .all(|l| !l.is_empty() && l.len() <= 63 && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
+            || !domain.split('.').all(|l| {
+                !l.is_empty()
+                    && l.len() <= 63
+                    && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            })
         {
-            return Err(invalid("domain", format!("{domain:?} is not a valid DNS domain")));
+            return Err(invalid(
+                "domain",
+                format!("{domain:?} is not a valid DNS domain"),
+            ));
         }
         let cloud = self.cloud.unwrap_or_else(|| "nuvol".into());
         if cloud.is_empty() || cloud.len() > 63 || cloud.contains(char::is_whitespace) {

@@ -152,7 +152,11 @@ impl AgentHandle {
     /// Send a nuvol application stream to the node at `to` (its gossip
     /// address) and return the reply payload. Compressed and encrypted as
     /// push/pull is.
-    pub async fn app_request(&self, to: SocketAddr, payload: Vec<u8>) -> Result<Vec<u8>, AgentError> {
+    pub async fn app_request(
+        &self,
+        to: SocketAddr,
+        payload: Vec<u8>,
+    ) -> Result<Vec<u8>, AgentError> {
         let data = self
             .call(move |c| c.gossip.seal_stream(StreamMsg::User(payload).encode()))
             .await?;

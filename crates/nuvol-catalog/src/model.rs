@@ -385,7 +385,10 @@ impl ServiceEntry {
             && self.cloud.len() <= 255
             && txt <= MAX_TXT_BYTES
             && self.checks.len() <= MAX_CHECKS
-            && self.checks.iter().all(|c| c.output.len() <= MAX_CHECK_OUTPUT && c.target.len() <= 4096)
+            && self
+                .checks
+                .iter()
+                .all(|c| c.output.len() <= MAX_CHECK_OUTPUT && c.target.len() <= 4096)
     }
 }
 

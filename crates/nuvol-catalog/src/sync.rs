@@ -49,8 +49,14 @@ pub fn digest(services: &[ServiceEntry]) -> String {
 /// The reply payload: `[APP_STREAM, PULL] + JSON`.
 pub fn encode_reply(digest: &str, services: &[ServiceEntry]) -> Vec<u8> {
     let mut out = PULL_REQUEST.to_vec();
-    let body = serde_json::to_vec(&serde_json::json!({"digest": digest, "services": services}))
-        .unwrap_or_default();
+    // Serialised from the struct (not via `json!`, whose map sorts keys and
+    // would reorder TXT entries).
+    #[derive(Serialize)]
+    struct ReplyRef<'a> {
+        digest: &'a str,
+        services: &'a [ServiceEntry],
+    }
+    let body = serde_json::to_vec(&ReplyRef { digest, services }).unwrap_or_default();
     out.extend_from_slice(&body);
     out
 }
@@ -85,7 +91,7 @@ mod tests {
             ip: "10.0.0.1".into(),
             port: 80,
             cloud: "c".into(),
-            txt: vec![("a".into(), "x".repeat(300))],
+            txt: vec![("z".into(), "x".repeat(300)), ("a".into(), "1".into())],
             status: Status::Warning,
             source: Source::Nuvol,
             checks: vec![],

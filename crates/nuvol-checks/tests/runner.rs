@@ -1,0 +1,151 @@
+//! The `Runner`'s scheduling. Timing is only bounded loosely (waits are
+//! generous upper limits, never asserted durations).
+
+use nuvol_catalog::model::{CheckDef, CheckKind, Health};
+use nuvol_checks::{CheckUpdate, Runner};
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio::sync::mpsc::error::TryRecvError;
+
+const PATIENCE: Duration = Duration::from_secs(20);
+
+fn every_second(kind: CheckKind) -> CheckDef {
+    CheckDef {
+        kind,
+        interval: Duration::from_secs(1),
+        timeout: Duration::from_secs(1),
+    }
+}
+
+async fn next(rx: &mut mpsc::Receiver<CheckUpdate>) -> CheckUpdate {
+    tokio::time::timeout(PATIENCE, rx.recv())
+        .await
+        .expect("no check update in time")
+        .expect("channel closed")
+}
+
+async fn listener() -> (TcpListener, String) {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap().to_string();
+    (l, addr)
+}
+
+#[tokio::test]
+async fn runs_at_once_and_repeats() {
+    let (_l, addr) = listener().await;
+    let (tx, mut rx) = mpsc::channel(16);
+    let mut runner = Runner::new(tx);
+    let closed = {
+        let (l, a) = listener().await;
+        drop(l);
+        a
+    };
+    runner.set(
+        "web/80",
+        vec![
+            every_second(CheckKind::Tcp { addr }),
+            every_second(CheckKind::Tcp { addr: closed }),
+        ],
+    );
+    let mut seen = [0usize; 2];
+    while seen.iter().any(|&n| n < 2) {
+        let u = next(&mut rx).await;
+        assert_eq!(u.service, "web/80");
+        let want = [Health::Passing, Health::Critical][u.index];
+        assert_eq!(u.state.status, want, "{}", u.state.output);
+        seen[u.index] += 1;
+    }
+    assert_eq!(runner.services().collect::<Vec<_>>(), ["web/80"]);
+}
+
+#[tokio::test]
+async fn same_list_does_not_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("runs");
+    let cmd = format!("echo run >> '{}'", log.display());
+    let checks = vec![every_second(CheckKind::Script { command: cmd })];
+    let runs = || {
+        std::fs::read_to_string(&log)
+            .map(|s| s.lines().count())
+            .unwrap_or(0)
+    };
+
+    let (tx, mut rx) = mpsc::channel(16);
+    let mut runner = Runner::new(tx);
+    runner.set("svc/1", checks.clone());
+    assert_eq!(next(&mut rx).await.state.status, Health::Passing);
+    for _ in 0..5 {
+        runner.set("svc/1", checks.clone());
+    }
+    assert_eq!(runner.checks("svc/1"), Some(checks.as_slice()));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // A restart runs the check at once: five restarts would add five runs.
+    assert!(runs() < 3, "{} runs", runs());
+
+    // A changed list does restart, and its first run comes at once.
+    let mut changed = checks.clone();
+    changed[0].timeout = Duration::from_millis(900);
+    runner.set("svc/1", changed);
+    let before = runs();
+    while runs() == before {
+        let u = next(&mut rx).await;
+        assert_eq!(u.state.status, Health::Passing);
+    }
+}
+
+#[tokio::test]
+async fn remove_clear_and_drop_stop_updates() {
+    let (_l, addr) = listener().await;
+    let check = vec![every_second(CheckKind::Tcp { addr })];
+    let (tx, mut rx) = mpsc::channel(16);
+    let mut runner = Runner::new(tx);
+
+    runner.set("a/1", check.clone());
+    runner.set("b/2", check.clone());
+    let mut got = [false; 2];
+    while !got.iter().all(|&g| g) {
+        let u = next(&mut rx).await;
+        got[usize::from(u.service == "b/2")] = true;
+    }
+
+    runner.remove("a/1");
+    runner.remove("nothing/0");
+    assert!(runner.checks("a/1").is_none());
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    while rx.try_recv().is_ok() {}
+    // b/2 keeps reporting (interval 1s + jitter), a/1 never again.
+    let mut b = 0;
+    while b < 2 {
+        let u = next(&mut rx).await;
+        assert_eq!(u.service, "b/2");
+        b += 1;
+    }
+
+    runner.clear();
+    assert_eq!(runner.services().count(), 0);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    while rx.try_recv().is_ok() {}
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert!(matches!(rx.try_recv(), Err(TryRecvError::Empty)));
+
+    // Dropping the runner ends every task, so the channel closes.
+    runner.set("c/3", check);
+    drop(runner);
+    let closed = tokio::time::timeout(PATIENCE, async { while rx.recv().await.is_some() {} }).await;
+    assert!(
+        closed.is_ok(),
+        "channel still open after the runner was dropped"
+    );
+}
+
+#[tokio::test]
+async fn empty_list_removes() {
+    let (_l, addr) = listener().await;
+    let (tx, mut rx) = mpsc::channel(16);
+    let mut runner = Runner::new(tx);
+    runner.set("a/1", vec![every_second(CheckKind::Tcp { addr })]);
+    next(&mut rx).await;
+    runner.set("a/1", vec![]);
+    assert!(runner.checks("a/1").is_none());
+}
