@@ -595,6 +595,9 @@ impl Catalog {
     async fn check_loop(self, mut rx: mpsc::Receiver<nuvol_checks::CheckUpdate>) {
         while let Some(u) = rx.recv().await {
             let mut l = self.inner.local.lock().await;
+            if l.runner.generation(&u.service) != Some(u.generation) {
+                continue; // a result of checks since replaced or removed
+            }
             let Some(n) = self
                 .defs(&l)
                 .find(|(k, _)| **k == u.service)

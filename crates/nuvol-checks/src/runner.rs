@@ -22,19 +22,22 @@ pub const MIN_INTERVAL: Duration = Duration::from_secs(1);
 /// Every run is sent, changed or not; the consumer deduplicates. After
 /// [`Runner::set`] changed a service's checks or [`Runner::remove`] dropped
 /// it, results of the old checks already queued in the channel may still
-/// arrive: ignore an `index` beyond the current list (a stale result within
-/// it is replaced by the new check's first run, which starts at once).
+/// arrive: drop updates whose `generation` differs from
+/// [`Runner::generation`] of the service.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CheckUpdate {
     /// The service key (`type/port`) given to [`Runner::set`].
     pub service: String,
     /// Position of the check in the list given to [`Runner::set`].
     pub index: usize,
+    /// Which [`Runner::set`] of the service started the check.
+    pub generation: u64,
     pub state: CheckState,
 }
 
 struct Service {
     checks: Vec<CheckDef>,
+    generation: u64,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -59,6 +62,7 @@ impl Drop for Service {
 pub struct Runner {
     tx: Sender<CheckUpdate>,
     services: HashMap<String, Service>,
+    next_generation: u64,
 }
 
 impl Runner {
@@ -66,6 +70,7 @@ impl Runner {
         Runner {
             tx,
             services: HashMap::new(),
+            next_generation: 0,
         }
     }
 
@@ -89,6 +94,8 @@ impl Runner {
             checks = checks.len(),
             "starting health checks"
         );
+        self.next_generation += 1;
+        let generation = self.next_generation;
         let tasks = checks
             .iter()
             .enumerate()
@@ -96,14 +103,21 @@ impl Runner {
                 tokio::spawn(check_loop(
                     service_key.to_owned(),
                     index,
+                    generation,
                     def.clone(),
                     self.tx.clone(),
                 ))
             })
             .collect();
         // Replacing the entry drops (aborts) the old tasks.
-        self.services
-            .insert(service_key.to_owned(), Service { checks, tasks });
+        self.services.insert(
+            service_key.to_owned(),
+            Service {
+                checks,
+                generation,
+                tasks,
+            },
+        );
     }
 
     /// Stop the checks of `service_key` (nothing if it has none).
@@ -123,6 +137,11 @@ impl Runner {
         self.services.get(service_key).map(|s| s.checks.as_slice())
     }
 
+    /// The generation of the checks running for `service_key`.
+    pub fn generation(&self, service_key: &str) -> Option<u64> {
+        self.services.get(service_key).map(|s| s.generation)
+    }
+
     /// The services that have checks running.
     pub fn services(&self) -> impl Iterator<Item = &str> {
         self.services.keys().map(String::as_str)
@@ -137,13 +156,20 @@ impl std::fmt::Debug for Runner {
     }
 }
 
-async fn check_loop(service: String, index: usize, def: CheckDef, tx: Sender<CheckUpdate>) {
+async fn check_loop(
+    service: String,
+    index: usize,
+    generation: u64,
+    def: CheckDef,
+    tx: Sender<CheckUpdate>,
+) {
     let interval = def.interval.max(MIN_INTERVAL);
     loop {
         let state = run_once(&def).await;
         let update = CheckUpdate {
             service: service.clone(),
             index,
+            generation,
             state,
         };
         if tx.send(update).await.is_err() {
