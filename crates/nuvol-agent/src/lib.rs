@@ -6,6 +6,7 @@ pub mod catalog;
 pub mod config;
 pub mod handlers;
 pub mod logs;
+pub mod metrics;
 pub mod rpc_server;
 pub mod runtime;
 pub mod snapshot;

@@ -553,9 +553,10 @@ impl Gossip {
                     return;
                 }
                 self.awareness_delta(-1);
+                let rtt = self.now.saturating_sub(p.sent);
+                self.stats.record_rtt(rtt);
                 // Only a direct ack carries the payload; relayed acks don't.
                 if !ack.payload.is_empty() {
-                    let rtt = self.now.saturating_sub(p.sent);
                     self.ping_complete(&p.target, rtt, &ack.payload);
                 }
             }

@@ -213,4 +213,22 @@ pub struct Stats {
     pub member_events: u64,
     pub user_events: u64,
     pub queries: u64,
+    /// Round-trip times of successful direct probes since the last
+    /// [`Stats::take_rtts`] (at most [`Stats::MAX_RTTS`] kept).
+    pub recent_rtts: Vec<std::time::Duration>,
+}
+
+impl Stats {
+    pub const MAX_RTTS: usize = 1024;
+
+    pub fn record_rtt(&mut self, rtt: std::time::Duration) {
+        if self.recent_rtts.len() < Self::MAX_RTTS {
+            self.recent_rtts.push(rtt);
+        }
+    }
+
+    /// Drain the recorded probe round-trip times (for a metrics exporter).
+    pub fn take_rtts(&mut self) -> Vec<std::time::Duration> {
+        std::mem::take(&mut self.recent_rtts)
+    }
 }
