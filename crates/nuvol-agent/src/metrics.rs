@@ -72,12 +72,9 @@ impl Metrics {
             decrypt_failures: Counter::default(),
             probes: Counter::default(),
             probe_failures: Counter::default(),
-            probe_rtt: Histogram::new(
-                [
-                    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
-                ]
-                .into_iter(),
-            ),
+            probe_rtt: Histogram::new([
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+            ]),
             catalog_nodes: Gauge::default(),
             catalog_services: Family::default(),
             local_checks: Family::default(),
