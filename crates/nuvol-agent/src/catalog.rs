@@ -255,6 +255,13 @@ impl Catalog {
         let _ = self.inner.events.send(CatalogEvent { event, data });
     }
 
+    /// Replace the services imported from mDNS.
+    pub fn set_mdns(&self, entries: Vec<ServiceEntry>) {
+        if self.with_view(|v| v.set_mdns(entries)).0 {
+            self.bump();
+        }
+    }
+
     /// Publish (or replace: same type and port) a service on this node.
     pub async fn publish(&self, def: ServiceDef) -> Result<ServiceEntry, CatalogOpError> {
         def.validate()?;
