@@ -5,6 +5,7 @@
 pub mod catalog;
 pub mod config;
 pub mod handlers;
+pub mod lan;
 pub mod logs;
 pub mod metrics;
 pub mod rpc_server;

@@ -210,6 +210,8 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<i32> {
         cloud: cfg.cloud.clone(),
         remove_after: cfg.catalog_remove_after,
     };
+    let (mdns, mdns_import) = (cfg.mdns, cfg.mdns_import);
+    let node_name = cfg.node_name.clone();
     let running = nuvol_agent::start(cfg).await?;
     let agent = running.handle.clone();
     let _rpc = nuvol_agent::rpc_server::serve(agent.clone())
@@ -218,6 +220,15 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<i32> {
     let catalog = nuvol_agent::catalog::Catalog::start(agent.clone(), catalog_settings)
         .await
         .context("failed to start the service catalog")?;
+    if mdns || mdns_import {
+        tokio::spawn(nuvol_agent::lan::run(
+            catalog.clone(),
+            node_name,
+            running.advertise.ip(),
+            mdns,
+            mdns_import,
+        ));
+    }
     {
         use tokio::signal::unix::{signal, SignalKind};
         let mut hup = signal(SignalKind::hangup())?;
