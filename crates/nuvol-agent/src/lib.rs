@@ -2,6 +2,7 @@
 //! tokio, serves Serf's RPC protocol, runs event handler scripts and keeps the
 //! snapshot.
 
+pub mod api_backend;
 pub mod catalog;
 pub mod config;
 pub mod handlers;

@@ -211,6 +211,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<i32> {
         remove_after: cfg.catalog_remove_after,
     };
     let (mdns, mdns_import) = (cfg.mdns, cfg.mdns_import);
+    let (http_addr, dns_addr, data_dir) = (cfg.http_addr, cfg.dns_addr, cfg.data_dir.clone());
     let node_name = cfg.node_name.clone();
     let running = nuvol_agent::start(cfg).await?;
     let agent = running.handle.clone();
@@ -220,6 +221,38 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<i32> {
     let catalog = nuvol_agent::catalog::Catalog::start(agent.clone(), catalog_settings)
         .await
         .context("failed to start the service catalog")?;
+    let metrics = nuvol_agent::metrics::Metrics::new();
+    tokio::spawn(metrics.clone().run(agent.clone(), catalog.clone()));
+    let _api = match http_addr {
+        Some(addr) => {
+            let token = nuvol_api::token::load_or_create(&data_dir)
+                .context("cannot set up the API token")?;
+            let backend = nuvol_agent::api_backend::AgentBackend::new(
+                agent.clone(),
+                catalog.clone(),
+                metrics.clone(),
+                running.advertise,
+                addr,
+                dns_addr,
+            );
+            let server = nuvol_api::bind(addr, token, std::sync::Arc::new(backend))
+                .await
+                .with_context(|| format!("failed to start the HTTP API on {addr}"))?;
+            let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+            tokio::spawn(async move {
+                if let Err(e) = server
+                    .run(async {
+                        let _ = stop_rx.await;
+                    })
+                    .await
+                {
+                    tracing::error!(error = %e, "HTTP API stopped");
+                }
+            });
+            Some(stop_tx)
+        }
+        None => None,
+    };
     if mdns || mdns_import {
         tokio::spawn(nuvol_agent::lan::run(
             catalog.clone(),
