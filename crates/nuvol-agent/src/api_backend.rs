@@ -67,7 +67,9 @@ fn op_error(e: CatalogOpError) -> ApiError {
         CatalogOpError::NotFound(m) => ApiError::NotFound(format!("no published service {m}")),
         e @ CatalogOpError::FromFile { .. } => ApiError::Forbidden(e.to_string()),
         CatalogOpError::Store(s) => ApiError::Internal(s.to_string()),
-        CatalogOpError::Agent(AgentError::Stopped) => ApiError::Unavailable("the agent is stopping".into()),
+        CatalogOpError::Agent(AgentError::Stopped) => {
+            ApiError::Unavailable("the agent is stopping".into())
+        }
         CatalogOpError::Agent(a) => ApiError::Internal(a.to_string()),
     }
 }

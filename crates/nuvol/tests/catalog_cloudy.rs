@@ -76,6 +76,7 @@ fn cloudy_services_tag_both_ways() {
         "n1",
         Opts {
             join: vec![s1.bind],
+            extra: vec!["--cloud=guifi".into()],
             ..o()
         },
     );
@@ -99,6 +100,9 @@ fn cloudy_services_tag_both_ways() {
         stdout(&n1.nuvol_cli(&["members"])).contains("!!not-base64!!")
             && stdout(&n1.nuvol_cli(&["members"])).contains("services=QlpoOTFBWS")
     });
+    wait_for("the catalog lists s1's service", T, || {
+        stdout(&n1.nuvol_cli(&["services"])).contains("Shell_access")
+    });
     let out = n1.nuvol_cli(&["services", "--format", "json"]);
     assert!(
         out.status.success(),
@@ -111,7 +115,8 @@ fn cloudy_services_tag_both_ways() {
         serde_json::json!([{
             "node": "s1", "type": "ssh", "description": "Shell_access",
             "host": "s1.guifi.local", "ip": "10.0.0.1", "port": 22, "cloud": "guifi",
-            "txt": {"user": "root", "v": "2"}, "status": "available", "member_status": "alive",
+            "txt": {"user": "root", "v": "2"}, "status": "passing", "source": "cloudy",
+            "checks": [],
         }])
     );
     let out = n1.nuvol_cli(&["search", "ssh"]);
@@ -119,15 +124,7 @@ fn cloudy_services_tag_both_ways() {
 
     // Publishing from nuvol writes Cloudy's encoding, decodable with the
     // system's base64 and bunzip2, seen by serf.
-    let out = n1.nuvol_cli(&[
-        "publish",
-        "--cloud",
-        "guifi",
-        "My web",
-        "http",
-        "8080",
-        "path=/x&v=1",
-    ]);
+    let out = n1.nuvol_cli(&["publish", "My web", "http", "8080", "path=/x&v=1"]);
     assert!(
         out.status.success(),
         "{}",

@@ -1,21 +1,297 @@
-//! avahi-ps-compatible catalog commands over serf's RPC: `publish`,
-//! `unpublish`, `search` and `services`. Services live in each node's Serf
-//! tag `services` in Cloudy's encoding, so they work against nuvol and serf
-//! agents alike and Cloudy's GUI sees them.
+//! avahi-ps-compatible catalog commands: `publish`, `unpublish`, `search`
+//! and `services`.
 //!
-//! This is the first, tag-only step of the catalog: no persistence beyond
-//! the agent's tags (file), no health checks, no transfer beyond what fits
-//! the 512-byte tag limit (the command says when something did not fit).
+//! Against a nuvol agent they go through its REST API (found with
+//! `--http-addr`, or asked from the agent over RPC), so the agent's catalog
+//! (persistent, with health checks and no 512-byte ceiling) does the work.
+//! Against a plain serf agent (Cloudy's avahi-ps over serf) they read and
+//! write the node's `services` tag in Cloudy's encoding over serf's RPC.
 
 use super::output::{columnize, emit};
-use super::RpcOpts;
+use super::{CatalogOpts, Format, PublishArgs};
 use anyhow::{bail, Context, Result};
+use nuvol_api::{ApiClient, ClientError};
 use nuvol_catalog::cloudy::{self, CloudyService};
+use nuvol_catalog::model::{CheckDef, CheckKind};
+use nuvol_catalog::view::SERVICES_TAG as TAG;
+use nuvol_catalog::{Filter, ServiceDef, ServiceEntry, Source, Status};
 use nuvol_rpc::{Member, RpcClient};
 use serde_json::json;
 use std::collections::BTreeMap;
+use std::path::Path;
 
-const TAG: &str = "services";
+/// Where the catalog lives.
+enum Target {
+    /// A nuvol agent's REST API.
+    Api { client: ApiClient, me: String },
+    /// A serf agent: the `services` tag over RPC.
+    Tags(RpcClient),
+}
+
+fn http_base(addr: &str) -> String {
+    if addr.starts_with("http://") || addr.starts_with("https://") {
+        addr.to_owned()
+    } else {
+        format!("http://{addr}")
+    }
+}
+
+fn api_error(e: ClientError) -> anyhow::Error {
+    anyhow::anyhow!("{e}")
+}
+
+/// Reach the agent. `write` asks for the API token too.
+async fn target(at: &CatalogOpts, write: bool) -> Result<Target> {
+    let (http, data_dir) = match &at.http_addr {
+        Some(h) => (Some(h.clone()), None),
+        None => {
+            let c = at.rpc.connect().await?;
+            let stats = c.stats().await.context("Error querying agent")?;
+            match stats.get("nuvol", "http_addr") {
+                Some(h) => (
+                    Some(h.to_owned()),
+                    stats.get("nuvol", "data_dir").map(str::to_owned),
+                ),
+                None => return Ok(Target::Tags(c)),
+            }
+        }
+    };
+    let base = http_base(http.as_deref().unwrap_or_default());
+    let client = ApiClient::new(&base, None).map_err(api_error)?;
+    let info = client.agent().await.map_err(api_error)?;
+    let token = match (&at.token, write) {
+        (Some(t), _) => Some(t.clone()),
+        (None, false) => None,
+        (None, true) => {
+            let dir = data_dir.unwrap_or(info.data_dir.clone());
+            Some(nuvol_api::token::read_token(Path::new(&dir)).with_context(|| {
+                format!("cannot read the agent's API token in {dir} (run as the agent's user, or pass --token)")
+            })?)
+        }
+    };
+    Ok(Target::Api {
+        client: ApiClient::new(&base, token).map_err(api_error)?,
+        me: info.name,
+    })
+}
+
+fn parse_duration(what: &str, s: &str) -> Result<std::time::Duration> {
+    nuvol_agent::config::parse_duration(s).map_err(|e| anyhow::anyhow!("invalid {what}: {e}"))
+}
+
+pub async fn publish(a: &PublishArgs) -> Result<i32> {
+    let port = cloudy::parse_port(&a.port)?;
+    let txt = cloudy::parse_txt_arg(a.txt.as_deref().unwrap_or(""))?;
+    cloudy::validate_type(&a.stype)?;
+    let interval = parse_duration("--check-interval", &a.check_interval)?;
+    let timeout = parse_duration("--check-timeout", &a.check_timeout)?;
+    let mut checks = Vec::new();
+    let kinds = a
+        .check_tcp
+        .iter()
+        .map(|t| CheckKind::Tcp { addr: t.clone() })
+        .chain(a.check_http.iter().map(|u| CheckKind::Http {
+            url: u.clone(),
+            status: 200,
+            tls_skip_verify: false,
+        }))
+        .chain(
+            a.check_script
+                .iter()
+                .map(|c| CheckKind::Script { command: c.clone() }),
+        );
+    for kind in kinds {
+        checks.push(CheckDef {
+            kind,
+            interval,
+            timeout,
+        });
+    }
+    let def = ServiceDef {
+        stype: a.stype.clone(),
+        description: a.description.clone(),
+        port,
+        txt,
+        checks,
+    };
+    def.validate()?;
+    match target(&a.at, true).await? {
+        Target::Api { client, .. } => {
+            if let Some(cloud) = &a.cloud {
+                let agent_cloud = client.agent().await.map_err(api_error)?.cloud;
+                if *cloud != agent_cloud {
+                    bail!(
+                        "the agent's cloud is {agent_cloud:?}; set it with `nuvol agent --cloud`"
+                    );
+                }
+            }
+            let e = client.publish(&def).await.map_err(api_error)?;
+            if a.at.rpc.format == Format::Json {
+                emit(&serde_json::to_string_pretty(&e)?)?;
+            }
+            Ok(0)
+        }
+        Target::Tags(c) => {
+            if !def.checks.is_empty() {
+                bail!("health checks need a nuvol agent (this agent is serf)");
+            }
+            publish_tag(&c, a, &def).await
+        }
+    }
+}
+
+pub async fn unpublish(at: &CatalogOpts, stype: &str, port: Option<&str>) -> Result<i32> {
+    cloudy::validate_type(stype)?;
+    let port = port.map(cloudy::parse_port).transpose()?;
+    match target(at, true).await? {
+        Target::Api { client, me } => {
+            let ports: Vec<u16> = match port {
+                Some(p) => vec![p],
+                None => client
+                    .services(&Filter {
+                        stype: Some(stype.to_owned()),
+                        node: Some(me),
+                    })
+                    .await
+                    .map_err(api_error)?
+                    .iter()
+                    .map(|s| s.port)
+                    .collect(),
+            };
+            if ports.is_empty() {
+                bail!("no published service of type {stype:?}");
+            }
+            for p in ports {
+                client.unpublish(stype, p).await.map_err(api_error)?;
+            }
+            Ok(0)
+        }
+        Target::Tags(c) => unpublish_tag(&c, stype, port).await,
+    }
+}
+
+/// The catalog (whichever way it is reached), filtered.
+async fn entries(at: &CatalogOpts, filter: &Filter) -> Result<Vec<ServiceEntry>> {
+    match target(at, false).await? {
+        Target::Api { client, .. } => client.services(filter).await.map_err(api_error),
+        Target::Tags(c) => {
+            let members = c.members().await.context("Error retrieving members")?;
+            let mut out: Vec<ServiceEntry> = members
+                .iter()
+                .flat_map(|m| services_of(m).into_iter().map(move |s| entry_of(m, s)))
+                .filter(|e| filter.matches(e))
+                .collect();
+            out.sort_by(|a, b| (&a.node, &a.stype, a.port).cmp(&(&b.node, &b.stype, b.port)));
+            Ok(out)
+        }
+    }
+}
+
+/// avahi-ps's `search [TYPE] [HOST]`: services of available members.
+pub async fn search(at: &CatalogOpts, stype: Option<&str>, host: Option<&str>) -> Result<i32> {
+    if let Some(t) = stype {
+        cloudy::validate_type(t)?;
+    }
+    let filter = Filter {
+        stype: stype.map(str::to_owned),
+        node: None,
+    };
+    let found: Vec<ServiceEntry> = entries(at, &filter)
+        .await?
+        .into_iter()
+        .filter(|e| e.status != Status::Unavailable)
+        .filter(|e| host.is_none_or(|h| e.host == h || e.node == h || e.ip == h))
+        .collect();
+    print_entries(at.rpc.format, &found, |e| {
+        format!(
+            "{}|{}|{}|{}|{}|{}",
+            e.description,
+            e.stype,
+            e.host,
+            e.ip,
+            e.port,
+            txt_string(&e.txt)
+        )
+    })
+}
+
+/// `services [--type T] [--node N]`: the whole catalog with status.
+pub async fn services(at: &CatalogOpts, stype: Option<&str>, node: Option<&str>) -> Result<i32> {
+    if let Some(t) = stype {
+        cloudy::validate_type(t)?;
+    }
+    let filter = Filter {
+        stype: stype.map(str::to_owned),
+        node: node.map(str::to_owned),
+    };
+    let found = entries(at, &filter).await?;
+    print_entries(at.rpc.format, &found, |e| {
+        format!(
+            "{}|{}|{}|{}:{}|{}|{}",
+            e.node,
+            e.stype,
+            e.description,
+            e.ip,
+            e.port,
+            e.status.as_str(),
+            txt_string(&e.txt)
+        )
+    })
+}
+
+fn print_entries(
+    format: Format,
+    list: &[ServiceEntry],
+    line: impl Fn(&ServiceEntry) -> String,
+) -> Result<i32> {
+    match format {
+        Format::Json => emit(&serde_json::to_string_pretty(list)?)?,
+        Format::Text => {
+            let lines: Vec<String> = list.iter().map(line).collect();
+            if !lines.is_empty() {
+                emit(&columnize(&lines))?;
+            }
+        }
+    }
+    Ok(0)
+}
+
+fn txt_string(txt: &[(String, String)]) -> String {
+    txt.iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+// ------------------------------------------------------------ serf agents
+
+fn services_of(m: &Member) -> Vec<CloudyService> {
+    match m.tags.get(TAG).map(|t| cloudy::decode_services(t)) {
+        Some(Ok(d)) => d.services,
+        // Malformed tags of other nodes are skipped, never fatal.
+        _ => Vec::new(),
+    }
+}
+
+fn entry_of(m: &Member, s: CloudyService) -> ServiceEntry {
+    ServiceEntry {
+        node: m.name.clone(),
+        stype: s.stype,
+        description: s.description,
+        host: s.host,
+        ip: s.ip,
+        port: s.port,
+        cloud: s.cloud,
+        txt: s.txt,
+        status: if m.status == "alive" {
+            Status::Passing
+        } else {
+            Status::Unavailable
+        },
+        source: Source::Cloudy,
+        checks: Vec::new(),
+    }
+}
 
 /// The agent's own name and member record.
 async fn local_member(c: &RpcClient) -> Result<Member> {
@@ -29,14 +305,6 @@ async fn local_member(c: &RpcClient) -> Result<Member> {
         .into_iter()
         .find(|m| m.name == name)
         .context("agent does not list itself")
-}
-
-fn services_of(m: &Member) -> Vec<CloudyService> {
-    match m.tags.get(TAG).map(|t| cloudy::decode_services(t)) {
-        Some(Ok(d)) => d.services,
-        // Malformed tags of other nodes are skipped, never fatal.
-        _ => Vec::new(),
-    }
 }
 
 /// Write `services` into the agent's tag, as many as fit the 512-byte limit.
@@ -64,45 +332,40 @@ async fn store(c: &RpcClient, me: &Member, services: &[CloudyService]) -> Result
     Ok(n)
 }
 
-pub async fn publish(
-    rpc: &RpcOpts,
-    description: &str,
-    stype: &str,
-    port: &str,
-    txt: Option<&str>,
-    cloud: &str,
-) -> Result<i32> {
-    let port = cloudy::parse_port(port)?;
-    let txt = cloudy::parse_txt_arg(txt.unwrap_or(""))?;
-    cloudy::validate_type(stype)?;
-    let c = rpc.connect().await?;
-    let me = local_member(&c).await?;
+async fn publish_tag(c: &RpcClient, a: &PublishArgs, def: &ServiceDef) -> Result<i32> {
+    let me = local_member(c).await?;
     let ip = me.addr.map(|a| a.to_string()).unwrap_or_default();
-    let svc = CloudyService::new(description, stype, port, txt, &me.name, cloud, &ip)?;
+    let cloud = a.cloud.as_deref().unwrap_or("nuvol");
+    let svc = CloudyService::new(
+        &def.description,
+        &def.stype,
+        def.port,
+        def.txt.clone(),
+        &me.name,
+        cloud,
+        &ip,
+    )?;
     let mut list = services_of(&me);
     list.retain(|s| !(s.stype == svc.stype && s.port == svc.port));
     list.push(svc);
-    let n = store(&c, &me, &list).await?;
+    let n = store(c, &me, &list).await?;
     if n < list.len() {
         eprintln!(
             "nuvol: warning: the Cloudy tag holds {n} of {} services (512-byte tag limit)",
             list.len()
         );
     }
-    if rpc.format == super::Format::Json {
+    if a.at.rpc.format == Format::Json {
         emit(
-            &json!({"published": stype, "port": port, "in_tag": n, "total": list.len()})
+            &json!({"published": def.stype, "port": def.port, "in_tag": n, "total": list.len()})
                 .to_string(),
         )?;
     }
     Ok(0)
 }
 
-pub async fn unpublish(rpc: &RpcOpts, stype: &str, port: Option<&str>) -> Result<i32> {
-    cloudy::validate_type(stype)?;
-    let port = port.map(cloudy::parse_port).transpose()?;
-    let c = rpc.connect().await?;
-    let me = local_member(&c).await?;
+async fn unpublish_tag(c: &RpcClient, stype: &str, port: Option<u16>) -> Result<i32> {
+    let me = local_member(c).await?;
     let mut list = services_of(&me);
     let before = list.len();
     list.retain(|s| !(s.stype == stype && port.is_none_or(|p| s.port == p)));
@@ -112,118 +375,6 @@ pub async fn unpublish(rpc: &RpcOpts, stype: &str, port: Option<&str>) -> Result
             port.map(|p| format!(" on port {p}")).unwrap_or_default()
         );
     }
-    store(&c, &me, &list).await?;
-    Ok(0)
-}
-
-/// One catalog row: a service and the member that publishes it.
-struct Row<'a> {
-    member: &'a Member,
-    svc: CloudyService,
-}
-
-async fn catalog(c: &RpcClient) -> Result<Vec<Member>> {
-    c.members().await.context("Error retrieving members")
-}
-
-fn rows(members: &[Member]) -> Vec<Row<'_>> {
-    let mut out = Vec::new();
-    for m in members {
-        for svc in services_of(m) {
-            out.push(Row { member: m, svc });
-        }
-    }
-    out.sort_by(|a, b| {
-        (&a.svc.stype, &a.member.name, a.svc.port).cmp(&(&b.svc.stype, &b.member.name, b.svc.port))
-    });
-    out
-}
-
-/// avahi-ps's `search [TYPE] [HOST]`: services of alive members.
-pub async fn search(rpc: &RpcOpts, stype: Option<&str>, host: Option<&str>) -> Result<i32> {
-    if let Some(t) = stype {
-        cloudy::validate_type(t)?;
-    }
-    let c = rpc.connect().await?;
-    let members = catalog(&c).await?;
-    let lines: Vec<String> = rows(&members)
-        .into_iter()
-        .filter(|r| r.member.status == "alive")
-        .filter(|r| stype.is_none_or(|t| r.svc.stype == t))
-        .filter(|r| host.is_none_or(|h| r.svc.host == h || r.member.name == h || r.svc.ip == h))
-        .map(|r| {
-            format!(
-                "{}|{}|{}|{}|{}|{}",
-                r.svc.description,
-                r.svc.stype,
-                r.svc.host,
-                r.svc.ip,
-                r.svc.port,
-                r.svc.txt_string()
-            )
-        })
-        .collect();
-    if rpc.format == super::Format::Json {
-        return services(rpc, stype, host.map(str::to_owned).as_deref()).await;
-    }
-    if !lines.is_empty() {
-        emit(&columnize(&lines))?;
-    }
-    Ok(0)
-}
-
-/// `services [--type T] [--node N]`: the whole catalog with member status.
-pub async fn services(rpc: &RpcOpts, stype: Option<&str>, node: Option<&str>) -> Result<i32> {
-    let c = rpc.connect().await?;
-    let members = catalog(&c).await?;
-    let selected: Vec<Row> = rows(&members)
-        .into_iter()
-        .filter(|r| stype.is_none_or(|t| r.svc.stype == t))
-        .filter(|r| node.is_none_or(|n| r.member.name == n || r.svc.host == n))
-        .collect();
-    match rpc.format {
-        super::Format::Json => {
-            let arr: Vec<serde_json::Value> = selected
-                .iter()
-                .map(|r| {
-                    let txt: BTreeMap<&str, &str> =
-                        r.svc.txt.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-                    json!({
-                        "node": r.member.name,
-                        "type": r.svc.stype,
-                        "description": r.svc.description,
-                        "host": r.svc.host,
-                        "ip": r.svc.ip,
-                        "port": r.svc.port,
-                        "cloud": r.svc.cloud,
-                        "txt": txt,
-                        "status": if r.member.status == "alive" { "available" } else { "unavailable" },
-                        "member_status": r.member.status,
-                    })
-                })
-                .collect();
-            emit(&serde_json::to_string_pretty(&arr)?)?;
-        }
-        super::Format::Text => {
-            let lines: Vec<String> = selected
-                .iter()
-                .map(|r| {
-                    format!(
-                        "{}|{}|{}|{}:{}|{}|{}",
-                        r.member.name,
-                        r.svc.stype,
-                        r.svc.description,
-                        r.svc.ip,
-                        r.svc.port,
-                        r.member.status,
-                        r.svc.txt_string()
-                    )
-                })
-                .collect();
-            if !lines.is_empty() {
-                emit(&columnize(&lines))?;
-            }
-        }
-    }
+    store(c, &me, &list).await?;
     Ok(0)
 }

@@ -110,24 +110,15 @@ fn check_key(k: &str) -> Result<()> {
 pub async fn run(cmd: ClientCommand) -> Result<i32> {
     match cmd {
         ClientCommand::Keygen { format } => keygen(format),
-        ClientCommand::Publish {
-            rpc,
-            cloud,
-            description,
-            stype,
-            port,
-            txt,
-        } => {
-            super::catalog::publish(&rpc, &description, &stype, &port, txt.as_deref(), &cloud).await
+        ClientCommand::Publish(a) => super::catalog::publish(&a).await,
+        ClientCommand::Unpublish { at, stype, port } => {
+            super::catalog::unpublish(&at, &stype, port.as_deref()).await
         }
-        ClientCommand::Unpublish { rpc, stype, port } => {
-            super::catalog::unpublish(&rpc, &stype, port.as_deref()).await
+        ClientCommand::Search { at, stype, host } => {
+            super::catalog::search(&at, stype.as_deref(), host.as_deref()).await
         }
-        ClientCommand::Search { rpc, stype, host } => {
-            super::catalog::search(&rpc, stype.as_deref(), host.as_deref()).await
-        }
-        ClientCommand::Services { rpc, stype, node } => {
-            super::catalog::services(&rpc, stype.as_deref(), node.as_deref()).await
+        ClientCommand::Services { at, stype, node } => {
+            super::catalog::services(&at, stype.as_deref(), node.as_deref()).await
         }
         ClientCommand::Members {
             rpc,

@@ -84,6 +84,52 @@ pub struct RpcOpts {
     pub format: Format,
 }
 
+/// How catalog commands reach the agent: its REST API (`--http-addr`, or
+/// found through the RPC's stats), or, for a plain serf agent, the
+/// `services` tag over RPC.
+#[derive(Debug, Args, Clone)]
+pub struct CatalogOpts {
+    #[command(flatten)]
+    pub rpc: RpcOpts,
+    /// REST API address of a nuvol agent (default: asked from the agent over RPC).
+    #[arg(long, env = "NUVOL_HTTP_ADDR", value_name = "HOST:PORT")]
+    pub http_addr: Option<String>,
+    /// API token for writes (default: read from the agent's data dir).
+    #[arg(long, env = "NUVOL_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+}
+
+/// `nuvol publish`.
+#[derive(Debug, Args, Clone)]
+pub struct PublishArgs {
+    #[command(flatten)]
+    pub at: CatalogOpts,
+    /// Micro-cloud name in the service's host (`NODE.CLOUD.local`); for a
+    /// nuvol agent it must match the agent's `--cloud`.
+    #[arg(long)]
+    pub cloud: Option<String>,
+    /// Health check: TCP connect to HOST:PORT.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub check_tcp: Vec<String>,
+    /// Health check: HTTP(S) GET of URL, expecting 200.
+    #[arg(long, value_name = "URL")]
+    pub check_http: Vec<String>,
+    /// Health check: shell command (exit 0 passing, 1 warning, else critical).
+    #[arg(long, value_name = "COMMAND")]
+    pub check_script: Vec<String>,
+    /// Time between check runs.
+    #[arg(long, default_value = "10s")]
+    pub check_interval: String,
+    /// Time after which a check run counts as critical.
+    #[arg(long, default_value = "5s")]
+    pub check_timeout: String,
+    pub description: String,
+    #[arg(value_name = "TYPE")]
+    pub stype: String,
+    pub port: String,
+    pub txt: Option<String>,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum ClientCommand {
     /// List the members of the cluster.
@@ -228,38 +274,27 @@ pub enum ClientCommand {
         verbose: bool,
     },
     /// Publish a service, as avahi-ps: DESCRIPTION TYPE PORT [TXT as a=1&b=2].
-    Publish {
-        #[command(flatten)]
-        rpc: RpcOpts,
-        /// Micro-cloud name used in the service's host (`NODE.CLOUD.local`).
-        #[arg(long, default_value = "nuvol")]
-        cloud: String,
-        description: String,
-        #[arg(value_name = "TYPE")]
-        stype: String,
-        port: String,
-        txt: Option<String>,
-    },
-    /// Withdraw a published service: TYPE [PORT].
+    Publish(PublishArgs),
+    /// Withdraw a published service: TYPE [PORT] (all of that type without PORT).
     Unpublish {
         #[command(flatten)]
-        rpc: RpcOpts,
+        at: CatalogOpts,
         #[arg(value_name = "TYPE")]
         stype: String,
         port: Option<String>,
     },
-    /// List services of alive members, as avahi-ps: [TYPE] [HOST].
+    /// List services of available members, as avahi-ps: [TYPE] [HOST].
     Search {
         #[command(flatten)]
-        rpc: RpcOpts,
+        at: CatalogOpts,
         #[arg(value_name = "TYPE")]
         stype: Option<String>,
         host: Option<String>,
     },
-    /// The service catalog, with each publisher's status.
+    /// The service catalog, with each service's status.
     Services {
         #[command(flatten)]
-        rpc: RpcOpts,
+        at: CatalogOpts,
         /// Only this service type.
         #[arg(long = "type", value_name = "TYPE")]
         stype: Option<String>,
