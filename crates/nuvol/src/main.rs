@@ -17,6 +17,8 @@ struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
+// Parsed once per process; boxing the client commands buys nothing.
+#[allow(clippy::large_enum_variant)]
 enum Command {
     /// Run the nuvol agent.
     Agent(Box<agent_cmd::AgentArgs>),
