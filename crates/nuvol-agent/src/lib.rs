@@ -5,6 +5,7 @@
 pub mod api_backend;
 pub mod catalog;
 pub mod config;
+pub mod dns;
 pub mod handlers;
 pub mod lan;
 pub mod logs;

@@ -212,6 +212,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<i32> {
     };
     let (mdns, mdns_import) = (cfg.mdns, cfg.mdns_import);
     let (http_addr, dns_addr, data_dir) = (cfg.http_addr, cfg.dns_addr, cfg.data_dir.clone());
+    let domain = cfg.domain.clone();
     let node_name = cfg.node_name.clone();
     let running = nuvol_agent::start(cfg).await?;
     let agent = running.handle.clone();
@@ -221,6 +222,17 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<i32> {
     let catalog = nuvol_agent::catalog::Catalog::start(agent.clone(), catalog_settings)
         .await
         .context("failed to start the service catalog")?;
+    let dns_addr = match dns_addr {
+        Some(addr) => {
+            let (bound, _stats) =
+                nuvol_agent::dns::start(catalog.clone(), agent.clone(), addr, domain.clone())
+                    .await
+                    .with_context(|| format!("failed to start the DNS server on {addr}"))?;
+            tracing::info!(addr = %bound, %domain, "DNS listening");
+            Some(bound)
+        }
+        None => None,
+    };
     let metrics = nuvol_agent::metrics::Metrics::new();
     tokio::spawn(metrics.clone().run(agent.clone(), catalog.clone()));
     let _api = match http_addr {
