@@ -14,12 +14,16 @@
 //! - [`wait_until`] / [`eventually`]: poll with an upper bound that only
 //!   fails a stuck test; never assert on how long something took.
 //!
+//! - [`netns`]: two network namespaces joined by a veth pair, programs run
+//!   inside them, and the skip-or-fail rule for missing system parts.
+//!
 //! Everything is blocking (`std::process`, `std::thread::sleep`): no async
 //! runtime is needed.
 
 mod agent;
 mod cli;
 mod loopback;
+pub mod netns;
 mod wait;
 
 pub use agent::{
