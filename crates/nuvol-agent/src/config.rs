@@ -502,6 +502,55 @@ mod tests {
     }
 
     #[test]
+    fn catalog_settings() {
+        let c = FileConfig {
+            rpc_addr: Some("127.1.2.3:7373".into()),
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap();
+        assert_eq!(c.http_addr, Some("127.1.2.3:7000".parse().unwrap()));
+        assert_eq!(c.dns_addr, Some("127.1.2.3:8600".parse().unwrap()));
+        assert_eq!(c.domain, "nuvol");
+        assert!(c.mdns && !c.mdns_import);
+        let c = FileConfig {
+            http_addr: Some("".into()),
+            dns_addr: Some("127.0.0.1:53".into()),
+            domain: Some("Home.Lan.".into()),
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap();
+        assert_eq!(c.http_addr, None);
+        assert_eq!(c.dns_addr.unwrap().port(), 53);
+        assert_eq!(c.domain, "home.lan");
+        for bad in [
+            FileConfig {
+                domain: Some("a..b".into()),
+                ..Default::default()
+            },
+            FileConfig {
+                domain: Some("ex ample".into()),
+                ..Default::default()
+            },
+            FileConfig {
+                dns_addr: Some("nope:".into()),
+                ..Default::default()
+            },
+            FileConfig {
+                cloud: Some("two words".into()),
+                ..Default::default()
+            },
+            FileConfig {
+                catalog_remove_after: Some("soon".into()),
+                ..Default::default()
+            },
+        ] {
+            assert!(bad.resolve().is_err());
+        }
+    }
+
+    #[test]
     fn example_config_parses() {
         let text = include_str!("../../../nuvol.example.toml");
         FileConfig::parse(text).unwrap().resolve().unwrap();
