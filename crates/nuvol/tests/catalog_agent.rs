@@ -110,6 +110,36 @@ fn writes_need_the_token_and_survive_sigkill() {
     }
     assert_eq!(ports(&rt, &c, "web"), vec![81]);
 
+    // Prometheus metrics: the agent's and the API's own.
+    let metrics = || {
+        let out = Command::new("bash")
+            .arg("-c")
+            .arg(format!(
+                "exec 3<>/dev/tcp/{}/7000; printf 'GET /metrics HTTP/1.0\\r\\n\\r\\n' >&3; cat <&3",
+                ip
+            ))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    // Sampled once a second: wait for a sample taken after the publish.
+    wait_for("metrics sampled", T, || {
+        let m = metrics();
+        m.contains("nuvol_members{status=\"alive\"} 1")
+            && m.contains("nuvol_catalog_services{status=\"passing\"} 1")
+    });
+    let m = metrics();
+    for needle in [
+        "nuvol_catalog_services{status=\"passing\"} 1",
+        "nuvol_gossip_packets_total",
+        "nuvol_probe_rtt_seconds",
+        "nuvol_checks",
+        "nuvol_api_requests_total{method=\"POST\",route=\"/v1/services\",status=\"401\"}",
+        "nuvol_api_request_duration_seconds",
+    ] {
+        assert!(m.contains(needle), "/metrics lacks {needle}:\n{m}");
+    }
+
     // Publish in a loop and SIGKILL the agent in the middle of it.
     let (tx, rx) = std::sync::mpsc::channel::<u16>();
     let (base2, tok2) = (base.clone(), tok.clone());
@@ -191,6 +221,30 @@ fn service_files_reload_on_sighup() {
     wait_for("reloaded", T, || {
         stdout(&a.nuvol_cli(&["services"])).contains("Home_page")
     });
+    // More than the 512-byte Cloudy tag holds: the CLI says so.
+    let mut note = String::new();
+    for i in 0..25u32 {
+        let noise: String = (0..32)
+            .map(|j| char::from(b'a' + ((i * 7919 + j * 104729) % 26) as u8))
+            .collect();
+        let out = a.nuvol_cli(&[
+            "publish",
+            "svc",
+            "app",
+            &(5000 + i).to_string(),
+            &format!("k={noise}"),
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        note = String::from_utf8_lossy(&out.stderr).into_owned();
+    }
+    assert!(
+        note.contains("tag holds") && note.contains("of 27 services"),
+        "{note}"
+    );
     // A file-defined service is not unpublished through the API.
     let out = a.nuvol_cli(&["unpublish", "ssh", "22"]);
     assert!(!out.status.success());

@@ -126,6 +126,7 @@ pub async fn publish(a: &PublishArgs) -> Result<i32> {
                 }
             }
             let e = client.publish(&def).await.map_err(api_error)?;
+            warn_cloudy_room(&client, &e.node).await;
             if a.at.rpc.format == Format::Json {
                 emit(&serde_json::to_string_pretty(&e)?)?;
             }
@@ -137,6 +138,35 @@ pub async fn publish(a: &PublishArgs) -> Result<i32> {
             }
             publish_tag(&c, a, &def).await
         }
+    }
+}
+
+/// Say so when this node's Cloudy tag could not hold all its (non-critical)
+/// services: Cloudy peers see fewer than nuvol peers.
+async fn warn_cloudy_room(client: &ApiClient, me: &str) {
+    let Ok(mine) = client
+        .services(&Filter {
+            stype: None,
+            node: Some(me.to_owned()),
+        })
+        .await
+    else {
+        return;
+    };
+    let want = mine.iter().filter(|s| s.status != Status::Critical).count();
+    let Ok(members) = client.members().await else {
+        return;
+    };
+    let in_tag = members
+        .iter()
+        .find(|m| m.name == me)
+        .and_then(|m| m.tags.get(TAG))
+        .and_then(|t| cloudy::decode_services(t).ok())
+        .map_or(0, |d| d.services.len());
+    if in_tag < want {
+        eprintln!(
+            "nuvol: note: the Cloudy `services` tag holds {in_tag} of {want} services (serf's 512-byte tag limit); nuvol nodes get all of them"
+        );
     }
 }
 
