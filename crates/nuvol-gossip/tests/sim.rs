@@ -183,30 +183,3 @@ fn simultaneous_join_tail_report() {
     t.sort();
     eprintln!("{t:?}");
 }
-
-#[test]
-#[ignore = "diagnosis"]
-fn simultaneous_join_diag() {
-    for seed in 0..20 {
-        let mut sim = Sim::new(50, Profile::Lan, seed);
-        for i in 1..50 {
-            assert!(sim.join(i, 0));
-        }
-        let t = sim.run_until_pred(3 * SECOND, SECOND / 10, Sim::converged);
-        if t.is_some() {
-            continue;
-        }
-        eprintln!("seed {seed}: failures seen {}", sim.failures_seen());
-        for o in 0..50 {
-            let ms = sim.nodes[o].members();
-            let bad: Vec<String> = ms
-                .iter()
-                .filter(|m| m.status != MemberStatus::Alive)
-                .map(|m| format!("{}:{:?}", m.name, m.status))
-                .collect();
-            if ms.len() != 50 || !bad.is_empty() {
-                eprintln!("  observer {o}: {} members, not alive {bad:?}", ms.len());
-            }
-        }
-    }
-}
