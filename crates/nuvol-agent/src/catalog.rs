@@ -518,7 +518,7 @@ impl Catalog {
     }
 
     async fn member_loop(self) {
-        let mut rx = self.inner.agent.subscribe();
+        let mut rx = self.inner.agent.subscribe_members();
         self.full_sync().await;
         loop {
             match rx.recv().await {

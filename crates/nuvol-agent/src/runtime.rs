@@ -122,6 +122,7 @@ impl CoreCtx {
 pub struct AgentHandle {
     tx: mpsc::Sender<Input>,
     events: broadcast::Sender<Event>,
+    raw_members: broadcast::Sender<Event>,
     pub config: Arc<AgentConfig>,
     pub stats: Arc<DriverStats>,
     stopped: tokio::sync::watch::Receiver<Option<String>>,
@@ -173,6 +174,12 @@ impl AgentHandle {
 
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
         self.events.subscribe()
+    }
+
+    /// Member events as they happen, before serf's coalescing (which
+    /// delays them by at least the quiescent period).
+    pub fn subscribe_members(&self) -> broadcast::Receiver<Event> {
+        self.raw_members.subscribe()
     }
 
     pub async fn members(&self) -> Result<Vec<nuvol_gossip::Member>, AgentError> {
@@ -443,6 +450,7 @@ struct Driver {
     udp: Arc<UdpSocket>,
     tx: mpsc::Sender<Input>,
     events: broadcast::Sender<Event>,
+    raw_members: broadcast::Sender<Event>,
     handlers: Option<mpsc::Sender<Event>>,
     stats: Arc<DriverStats>,
     stop_tx: tokio::sync::watch::Sender<Option<String>>,
@@ -498,6 +506,12 @@ impl Driver {
                 }
                 Output::Event(ev) => {
                     let now = self.ctx.now();
+                    if let Event::Member { .. } = &ev {
+                        // In-process consumers (the catalog) see member
+                        // changes at once; coalescing is for handlers and
+                        // RPC streams, as in serf's agent.
+                        let _ = self.raw_members.send(ev.clone());
+                    }
                     if let Some(ev) = self.coalescer.push(ev, now) {
                         self.dispatch(ev);
                     }
@@ -784,6 +798,7 @@ pub async fn start(cfg: AgentConfig) -> Result<Running, AgentError> {
     let udp = Arc::new(udp);
     let (tx, rx) = mpsc::channel(INPUT_DEPTH);
     let (events, _) = broadcast::channel(1024);
+    let (raw_members, _) = broadcast::channel(1024);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(None);
     let stats = Arc::new(DriverStats::default());
     let cfg = Arc::new(cfg);
@@ -796,6 +811,7 @@ pub async fn start(cfg: AgentConfig) -> Result<Running, AgentError> {
     let handle = AgentHandle {
         tx: tx.clone(),
         events: events.clone(),
+        raw_members: raw_members.clone(),
         config: cfg.clone(),
         stats: stats.clone(),
         stopped: stop_rx,
@@ -816,6 +832,7 @@ pub async fn start(cfg: AgentConfig) -> Result<Running, AgentError> {
         udp: udp.clone(),
         tx: tx.clone(),
         events: events.clone(),
+        raw_members,
         handlers: handlers.as_ref().map(|(t, _)| t.clone()),
         stats: stats.clone(),
         stop_tx,
