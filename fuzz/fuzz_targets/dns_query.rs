@@ -1,0 +1,174 @@
+#![no_main]
+//! The DNS server's request handling: every input is one UDP datagram to a
+//! real `nuvol_dns::DnsServer` on loopback (the crate's bytes-in/bytes-out
+//! function, `answer::respond`, is crate-private, so the socket is the only
+//! public way in). The server runs once per process on its own
+//! current_thread runtime with a single UDP worker, so datagrams are handled
+//! in arrival order: after each input a known query is sent from a second
+//! socket, and its answer means the input has been handled. A panic in the
+//! server thread aborts the process (libFuzzer's panic hook), a server that
+//! stops answering fails the harness, and any answer to the input must be a
+//! response with the query's id, within the UDP size limit, that
+//! `hickory_proto` decodes.
+use hickory_proto::op::{Message, MessageType, Query};
+use hickory_proto::rr::{Name, RecordType};
+use libfuzzer_sys::fuzz_target;
+use nuvol_dns::{DnsConfig, DnsServer, DnsView, Instance, MAX_UDP_PAYLOAD};
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+struct Harness {
+    input: UdpSocket,
+    probe: UdpSocket,
+    probe_id: u16,
+    probe_query: Vec<u8>,
+}
+
+static HARNESS: OnceLock<Mutex<Harness>> = OnceLock::new();
+
+/// Enough to reach every branch: a type larger than 512 bytes of answers
+/// (truncation), v4 and v6 and v4-mapped addresses, node names that need
+/// `label` (merged, non-ASCII, empty), a node with no listed address.
+fn view() -> DnsView {
+    let mut v = DnsView::default();
+    let ip = |s: &str| s.parse::<IpAddr>().expect("ip");
+    for n in 0..60u32 {
+        let node = format!("node-{n}");
+        let addr = IpAddr::from([10, 0, (n / 250) as u8, (n % 250 + 1) as u8]);
+        v.add_node_addr(&node, addr);
+        v.add_instance(
+            "http",
+            Instance {
+                node: node.clone(),
+                ip: addr,
+                port: 80,
+            },
+        );
+    }
+    for (node, addr, port) in [
+        ("v6-node", "fd00::1", 443),
+        ("v6-node", "fd00::2", 8443),
+        ("mapped", "::ffff:10.9.9.9", 22),
+        ("a_b", "10.1.0.1", 22),
+        ("a.b", "10.1.0.2", 22),
+        ("Ünïcode", "10.1.0.3", 22),
+        ("", "10.1.0.4", 22),
+        ("unlisted", "10.1.0.5", 2222),
+    ] {
+        if node != "unlisted" {
+            v.add_node_addr(node, ip(addr));
+        }
+        v.add_instance(
+            "ssh",
+            Instance {
+                node: node.into(),
+                ip: ip(addr),
+                port,
+            },
+        );
+    }
+    v.add_instance(
+        "Mixed_Case",
+        Instance {
+            node: "node-1".into(),
+            ip: ip("10.0.0.2"),
+            port: 9,
+        },
+    );
+    v.services.insert("empty".into(), Vec::new());
+    v
+}
+
+fn start() -> Mutex<Harness> {
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<SocketAddr>();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async move {
+            let (tx, rx) = tokio::sync::watch::channel(Arc::new(view()));
+            let server = DnsServer::bind(
+                DnsConfig {
+                    addr: "127.0.0.1:0".parse().expect("addr"),
+                    udp_workers: 1,
+                    ..DnsConfig::default()
+                },
+                rx,
+            )
+            .await
+            .expect("bind");
+            ready_tx.send(server.local_addr()).expect("ready");
+            server
+                .run(std::future::pending())
+                .await
+                .expect("a DNS server task died");
+            drop(tx);
+        });
+    });
+    let addr = ready_rx.recv().expect("server thread died at start");
+    let input = UdpSocket::bind("127.0.0.1:0").expect("socket");
+    input.connect(addr).expect("connect");
+    input.set_nonblocking(true).expect("nonblocking");
+    let probe = UdpSocket::bind("127.0.0.1:0").expect("socket");
+    probe.connect(addr).expect("connect");
+    probe
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let mut m = Message::new();
+    m.add_query(Query::query(
+        Name::from_ascii("node-1.node.nuvol.").expect("name"),
+        RecordType::A,
+    ));
+    Mutex::new(Harness {
+        input,
+        probe,
+        probe_id: 0,
+        probe_query: m.to_vec().expect("encode"),
+    })
+}
+
+fuzz_target!(|data: &[u8]| {
+    // Larger datagrams are cut to 4096 by the server anyway.
+    if data.len() > 4096 {
+        return;
+    }
+    let mut h = HARNESS
+        .get_or_init(start)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    // Drain anything left over (nothing should be).
+    let mut buf = vec![0u8; 65536];
+    while h.input.recv(&mut buf).is_ok() {}
+
+    h.input.send(data).expect("send input");
+    h.probe_id = h.probe_id.wrapping_add(1);
+    let id = h.probe_id;
+    let mut probe = h.probe_query.clone();
+    probe[..2].copy_from_slice(&id.to_be_bytes());
+    h.probe.send(&probe).expect("send probe");
+    loop {
+        let n = h
+            .probe
+            .recv(&mut buf)
+            .expect("the server stopped answering");
+        if n >= 2 && buf[..2] == id.to_be_bytes() {
+            break;
+        }
+    }
+
+    // The input has been handled; its answer, if any, is already queued.
+    if let Ok(n) = h.input.recv(&mut buf) {
+        assert!(data.len() >= 12, "answered a packet shorter than a header");
+        assert!(n <= usize::from(MAX_UDP_PAYLOAD), "{n}-byte UDP answer");
+        let m = Message::from_vec(&buf[..n]).expect("the answer decodes");
+        assert_eq!(m.message_type(), MessageType::Response);
+        assert_eq!(m.id().to_be_bytes(), [data[0], data[1]], "answer id");
+        assert!(m.queries().len() <= 1);
+        assert!(
+            h.input.recv(&mut buf).is_err(),
+            "two answers to one datagram"
+        );
+    }
+});
