@@ -221,7 +221,12 @@ impl ClusterCatalog {
     pub fn entries(&self, filter: &Filter) -> Vec<ServiceEntry> {
         let mut out: Vec<ServiceEntry> = Vec::new();
         out.extend(self.local.iter().filter(|s| filter.matches(s)).cloned());
-        for e in self.nodes.values() {
+        // A node filter looks the node up instead of scanning every node.
+        let nodes: Box<dyn Iterator<Item = &NodeEntry>> = match &filter.node {
+            Some(n) => Box::new(self.nodes.get(n).into_iter()),
+            None => Box::new(self.nodes.values()),
+        };
+        for e in nodes {
             let (list, _) = e.current();
             let avail = e.available();
             for s in list.iter().filter(|s| filter.matches(s)) {
