@@ -101,6 +101,9 @@ struct Results {
     tags: Option<Duration>,
     event: Option<Duration>,
     rss_kb: f64,
+    /// Anonymous memory only (heap, stacks): what a board cannot reclaim;
+    /// the rest of RSS is the binary's and libraries' file pages.
+    anon_kb: f64,
     cpu_pct: f64,
 }
 
@@ -181,11 +184,16 @@ async fn until_all(
 }
 
 fn proc_rss_kb(pid: u32) -> f64 {
+    proc_status_kb(pid, "VmRSS:")
+}
+
+/// A `kB` field of `/proc/PID/status` (`VmRSS:`, `RssAnon:`).
+fn proc_status_kb(pid: u32, field: &str) -> f64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
+                .find(|l| l.starts_with(field))
                 .and_then(|l| l.split_whitespace().nth(1))
                 .and_then(|v| v.parse().ok())
         })
@@ -264,6 +272,11 @@ async fn run_impl(which: Impl, args: &Args) -> Result<Results> {
         / n as f64;
     res.cpu_pct = cpu;
     res.rss_kb = pids.iter().map(|p| proc_rss_kb(*p)).sum::<f64>() / n as f64;
+    res.anon_kb = pids
+        .iter()
+        .map(|p| proc_status_kb(*p, "RssAnon:"))
+        .sum::<f64>()
+        / n as f64;
 
     // 3. User event propagation: a stream on every agent, `rounds` events.
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(usize, String, Instant)>();
@@ -455,6 +468,11 @@ async fn main() -> Result<()> {
             "RSS per agent (steady)",
             Box::new(|r| format!("{:.1} MiB", r.rss_kb / 1024.0)),
             Box::new(|n, s| format!("{:.2}", n.rss_kb / s.rss_kb.max(1.0))),
+        ),
+        (
+            "anonymous RSS per agent (steady)",
+            Box::new(|r| format!("{:.1} MiB", r.anon_kb / 1024.0)),
+            Box::new(|n, s| format!("{:.2}", n.anon_kb / s.anon_kb.max(1.0))),
         ),
         (
             "CPU per agent (steady)",
