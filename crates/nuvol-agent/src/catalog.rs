@@ -526,25 +526,6 @@ impl Catalog {
                     let now = self.inner.start.elapsed();
                     let mut changed = false;
                     for m in &members {
-                        if let Ok(mut a) = self.inner.addrs.write() {
-                            a.insert(m.name.clone(), m.addr);
-                        }
-                        if kind == MemberEventKind::Reap {
-                            continue;
-                        }
-                        changed |= self
-                            .with_view(|v| {
-                                v.update_member(
-                                    &MemberView {
-                                        name: &m.name,
-                                        addr: m.addr.ip(),
-                                        state: node_state(m.status),
-                                        tags: &m.tags,
-                                    },
-                                    now,
-                                )
-                            })
-                            .0;
                         self.emit(
                             match kind {
                                 MemberEventKind::Join => "member-join",
@@ -555,6 +536,11 @@ impl Catalog {
                             },
                             serde_json::json!({"name": m.name, "addr": m.addr.ip().to_string(), "port": m.addr.port(), "status": m.status.as_str()}),
                         );
+                        // A reaped member keeps its services (unavailable)
+                        // until `remove_after`.
+                        if kind != MemberEventKind::Reap {
+                            changed |= self.observe(m, now);
+                        }
                     }
                     if changed {
                         // Wakes the maintenance loop, which pulls.
@@ -574,29 +560,30 @@ impl Catalog {
         };
         let now = self.inner.start.elapsed();
         let mut changed = false;
-        if let Ok(mut a) = self.inner.addrs.write() {
-            for m in &members {
-                a.insert(m.name.clone(), m.addr);
-            }
-        }
         for m in &members {
-            changed |= self
-                .with_view(|v| {
-                    v.update_member(
-                        &MemberView {
-                            name: &m.name,
-                            addr: m.addr.ip(),
-                            state: node_state(m.status),
-                            tags: &m.tags,
-                        },
-                        now,
-                    )
-                })
-                .0;
+            changed |= self.observe(m, now);
         }
         if changed {
             self.bump();
         }
+    }
+
+    fn remember_addr(&self, m: &nuvol_gossip::Member) {
+        if let Ok(mut a) = self.inner.addrs.write() {
+            a.insert(m.name.clone(), m.addr);
+        }
+    }
+
+    /// Feed one member into the view; true if it changed.
+    fn observe(&self, m: &nuvol_gossip::Member, now: Duration) -> bool {
+        self.remember_addr(m);
+        let view = MemberView {
+            name: &m.name,
+            addr: m.addr.ip(),
+            state: node_state(m.status),
+            tags: &m.tags,
+        };
+        self.with_view(|v| v.update_member(&view, now)).0
     }
 
     async fn check_loop(self, mut rx: mpsc::Receiver<nuvol_checks::CheckUpdate>) {
