@@ -476,3 +476,24 @@ fn mdns_announced_and_imported_in_a_netns() {
     assert_eq!(p["txt"]["rp"], "ipp/print");
     assert_eq!(p["description"], "Office_printer");
 }
+
+#[test]
+fn catalog_commands_need_the_api_of_a_nuvol_agent() {
+    let a = Agent::start(
+        Kind::Nuvol,
+        "noapi",
+        Opts {
+            extra: vec!["--mdns=false".into(), "--http-addr=".into()],
+            ..Default::default()
+        },
+    );
+    for args in [vec!["services"], vec!["publish", "x", "web", "80"]] {
+        let out = a.nuvol_cli(&args);
+        assert!(!out.status.success(), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+        assert!(err.contains("REST API"), "{err}");
+    }
+    // Nothing was written into the tag behind the catalog's back.
+    assert!(!stdout(&a.nuvol_cli(&["members"])).contains("services="));
+}

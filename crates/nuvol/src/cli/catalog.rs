@@ -47,12 +47,14 @@ async fn target(at: &CatalogOpts, write: bool) -> Result<Target> {
         None => {
             let c = at.rpc.connect().await?;
             let stats = c.stats().await.context("Error querying agent")?;
-            match stats.get("nuvol", "http_addr") {
-                Some(h) => (
-                    Some(h.to_owned()),
-                    stats.get("nuvol", "data_dir").map(str::to_owned),
+            match (stats.get("nuvol", "http_addr"), stats.get("nuvol", "data_dir")) {
+                (Some(h), dir) => (Some(h.to_owned()), dir.map(str::to_owned)),
+                // A nuvol agent owns its `services` tag: without its API
+                // there is no safe way to change its catalog.
+                (None, Some(_)) => bail!(
+                    "this nuvol agent runs without its REST API (started with --http-addr \"\"); the catalog needs it"
                 ),
-                None => return Ok(Target::Tags(c)),
+                (None, None) => return Ok(Target::Tags(c)),
             }
         }
     };
