@@ -273,6 +273,17 @@ impl Catalog {
                 file: file.clone(),
             });
         }
+        if !l.stored.contains_key(&key)
+            && self.defs(&l).count() >= nuvol_catalog::model::MAX_SERVICES_PER_NODE
+        {
+            return Err(CatalogOpError::Invalid(CatalogError::BadField(
+                "services".into(),
+                format!(
+                    "this node already publishes {} services, the most allowed",
+                    nuvol_catalog::model::MAX_SERVICES_PER_NODE
+                ),
+            )));
+        }
         l.store.put(&def)?;
         if l.stored.get(&key).map(|d| &d.checks) != Some(&def.checks) {
             l.checks.remove(&key);

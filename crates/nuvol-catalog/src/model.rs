@@ -16,6 +16,9 @@ use std::time::Duration;
 pub const MAX_TXT_BYTES: usize = 8 * 1024;
 /// Largest number of checks on one service.
 pub const MAX_CHECKS: usize = 8;
+/// Largest number of services one node publishes (and that is accepted
+/// from one peer).
+pub const MAX_SERVICES_PER_NODE: usize = 1024;
 
 /// A health state, ordered from best to worst.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

@@ -183,6 +183,14 @@ impl ClusterCatalog {
         let Some(e) = self.nodes.get_mut(node) else {
             return Changed(false);
         };
+        if entries.len() > crate::model::MAX_SERVICES_PER_NODE {
+            tracing::debug!(
+                node,
+                services = entries.len(),
+                "peer lists too many services; keeping the first ones"
+            );
+            entries.truncate(crate::model::MAX_SERVICES_PER_NODE);
+        }
         for s in &mut entries {
             s.node = node.to_owned();
             s.source = Source::Nuvol;
