@@ -367,6 +367,39 @@ mod tests {
     }
 
     #[test]
+    fn a_peer_cannot_flood_the_catalog() {
+        let mut c = ClusterCatalog::new("me", Duration::from_secs(60));
+        let addr: IpAddr = "10.0.0.2".parse().unwrap();
+        let t = tags(&[(DIGEST_TAG, "d")]);
+        c.update_member(
+            &MemberView {
+                name: "big",
+                addr,
+                state: NodeState::Alive,
+                tags: &t,
+            },
+            Duration::ZERO,
+        );
+        let many = (0..2000)
+            .map(|p| entry("big", "http", 1 + p, Status::Passing))
+            .collect();
+        c.apply_pull("big", "d".into(), many);
+        assert_eq!(
+            c.entries(&Filter::default()).len(),
+            crate::model::MAX_SERVICES_PER_NODE
+        );
+        // A pull from a node that is not a member is ignored.
+        assert!(
+            !c.apply_pull(
+                "stranger",
+                "x".into(),
+                vec![entry("s", "ssh", 22, Status::Passing)]
+            )
+            .0
+        );
+    }
+
+    #[test]
     fn malformed_tags_are_skipped_and_counted() {
         let mut c = ClusterCatalog::new("me", Duration::from_secs(60));
         let addr: IpAddr = "10.0.0.2".parse().unwrap();
