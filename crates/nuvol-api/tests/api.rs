@@ -307,7 +307,7 @@ async fn bad_bodies_name_the_field() {
         ),
         (
             r#"{"type":"web","description":"d","port":80,"checks":[{"http":"ftp://x"}]}"#,
-            "checks[0].url",
+            "checks[0].http",
         ),
         (
             r#"{"type":"web","description":"d","port":80,"checks":[{"tcp":"a:1"},{"tcp":"a:1","interval":"0s"}]}"#,

@@ -94,18 +94,46 @@ pub struct CheckDef {
     pub timeout: Duration,
 }
 
+/// An optional field that, when present, must hold a value (`null` is an
+/// error, as the OpenAPI document says).
+fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<T>, D::Error> {
+    T::deserialize(d).map(Some)
+}
+
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct CheckRepr {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
     tcp: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
     http: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
     status: Option<u16>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
     tls_skip_verify: Option<bool>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
     script: Option<String>,
     #[serde(with = "humantime_serde", default = "default_interval")]
     interval: Duration,
@@ -190,13 +218,13 @@ impl CheckDef {
                     .and_then(|(_, p)| p.parse::<u16>().ok())
                     .is_none()
                 {
-                    return bad("addr", "expected host:port");
+                    return bad("tcp", "expected host:port");
                 }
             }
             CheckKind::Http { url, status, .. } => {
                 if !(url.starts_with("http://") || url.starts_with("https://")) || url.len() > 2048
                 {
-                    return bad("url", "expected an http:// or https:// URL");
+                    return bad("http", "expected an http:// or https:// URL");
                 }
                 if !(100..=599).contains(status) {
                     return bad("status", "expected an HTTP status 100-599");
@@ -204,7 +232,7 @@ impl CheckDef {
             }
             CheckKind::Script { command } => {
                 if command.trim().is_empty() || command.len() > 4096 {
-                    return bad("command", "must be 1 to 4096 bytes");
+                    return bad("script", "must be 1 to 4096 bytes");
                 }
             }
         }
@@ -494,7 +522,7 @@ mod tests {
         assert_eq!(
             d.validate(),
             Err(CatalogError::BadField(
-                "url".into(),
+                "http".into(),
                 "expected an http:// or https:// URL".into()
             ))
         );
@@ -517,6 +545,8 @@ mod tests {
         assert_eq!(serde_json::from_value::<ServiceDef>(back).unwrap(), d);
         let two = serde_json::json!({"tcp": "a:1", "script": "true"});
         assert!(serde_json::from_value::<CheckDef>(two).is_err());
+        let null = serde_json::json!({"tcp": "a:1", "script": null});
+        assert!(serde_json::from_value::<CheckDef>(null).is_err());
         let bad = serde_json::json!({"type": "http", "description": "w", "port": 80, "bogus": 1});
         assert!(serde_json::from_value::<ServiceDef>(bad).is_err());
         let dup = r#"{"type":"http","description":"w","port":80,"txt":{"a":"1","a":"2"}}"#;

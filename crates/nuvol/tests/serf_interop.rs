@@ -136,11 +136,23 @@ fn failure_detection_leave_and_rejoin_with_snapshot() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    wait_for("n1 left everywhere", T, || {
+    let left = || {
         [&s1, &n2b]
             .iter()
             .all(|a| a.status_of("n1").as_deref() == Some("left"))
-    });
+    };
+    let deadline = std::time::Instant::now() + T;
+    while !left() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "n1 not left everywhere: s1 sees {:?}, n2b sees {:?}\n--- n1 log:\n{}\n--- n2b log:\n{}",
+            s1.status_of("n1"),
+            n2b.status_of("n1"),
+            n1.log_text(),
+            n2b.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 #[test]
