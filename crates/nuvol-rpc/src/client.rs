@@ -987,6 +987,14 @@ impl QueryStream {
                 Ok(Some(Ok(v))) => v,
             };
             let rec = QueryRecord::from_value(&v)?;
+            // serf's agent streams a query from a select loop that keeps
+            // reading its ack and response channels after serf closed them
+            // at the deadline, until its own timer fires: a burst of
+            // zero-value records (no `From`). No node has an empty name, so
+            // such records carry nothing and are dropped.
+            if rec.record_type != QUERY_RECORD_DONE && rec.from.is_empty() {
+                continue;
+            }
             match rec.record_type.as_str() {
                 QUERY_RECORD_ACK => return Ok(Some(QueryEvent::Ack(rec.from))),
                 QUERY_RECORD_RESPONSE => {
@@ -1096,6 +1104,54 @@ mod tests {
         // Connection closes: the stream ends.
         assert_eq!(s.next().await.unwrap(), None);
         assert!(c.members().await.is_err());
+    }
+
+    #[tokio::test]
+    async fn serfs_post_deadline_empty_query_records_are_dropped() {
+        let addr = fake(|mut rd, mut w| async move {
+            let h = rd.read_header().await.unwrap();
+            rd.read_body(Command::Query).await.unwrap();
+            w.write_all(&encode_response(h.seq, "", None))
+                .await
+                .unwrap();
+            let rec = |t: &str, from: &str, payload: &[u8]| QueryRecord {
+                record_type: t.into(),
+                from: from.into(),
+                payload: payload.to_vec(),
+            };
+            w.write_all(&encode_reply(h.seq, "", &rec("ack", "n1", b"")))
+                .await
+                .unwrap();
+            w.write_all(&encode_reply(h.seq, "", &rec("response", "n1", b"pong")))
+                .await
+                .unwrap();
+            // What serf's agent sends once its channels are closed.
+            for _ in 0..50 {
+                w.write_all(&encode_reply(h.seq, "", &rec("ack", "", b"")))
+                    .await
+                    .unwrap();
+                w.write_all(&encode_reply(h.seq, "", &rec("response", "", b"")))
+                    .await
+                    .unwrap();
+            }
+            w.write_all(&encode_reply(h.seq, "", &rec("done", "", b"")))
+                .await
+                .unwrap();
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        })
+        .await;
+        let c = RpcClient::connect(&addr, None).await.unwrap();
+        let q = QueryRequest {
+            name: "ping".into(),
+            request_ack: true,
+            timeout: Duration::from_secs(1),
+            ..Default::default()
+        };
+        let r = c.query(&q).await.unwrap().collect().await.unwrap();
+        assert_eq!(r.acks, vec!["n1".to_string()]);
+        assert_eq!(r.responses.len(), 1);
+        assert_eq!(r.responses[0].from, "n1");
+        assert_eq!(r.responses[0].payload, b"pong");
     }
 
     #[tokio::test]

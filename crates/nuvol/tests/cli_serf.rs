@@ -294,6 +294,22 @@ fn info_like_serf() {
     );
 }
 
+/// `serf query` output to compare with. serf's own agent sometimes streams
+/// records with an empty node name after a query's deadline (its query
+/// stream keeps reading channels serf has closed; nuvol's client drops such
+/// records), which serf's CLI prints as `""` / `''`: take a run without
+/// that artefact as the reference.
+fn serf_query(a: &Agent, args: &[&str]) -> String {
+    let mut out = ok(&a.serf(args));
+    for _ in 0..5 {
+        if !out.contains("\"\"") && !out.contains("''") {
+            break;
+        }
+        out = ok(&a.serf(args));
+    }
+    out
+}
+
 #[test]
 fn query_event_rtt_reachability_like_serf() {
     if !serf_available() {
@@ -326,18 +342,18 @@ fn query_event_rtt_reachability_like_serf() {
         }
         let sa: Vec<&str> = sa.iter().map(String::as_str).collect();
         let na: Vec<&str> = na.iter().map(String::as_str).collect();
-        let theirs = ok(&a.serf(&sa));
+        let theirs = serf_query(&a, &sa);
         let mine = ok(&a.nuvol(&na));
         assert_eq!(json(&mine), json(&theirs), "{na:?}");
         assert_eq!(mine, theirs, "byte for byte: {na:?}");
     }
     assert_eq!(
         ok(&a.nuvol(&["query", "--timeout=1s", "ping", "x"])),
-        ok(&a.serf(&["query", "-timeout=1s", "ping", "x"]))
+        serf_query(&a, &["query", "-timeout=1s", "ping", "x"])
     );
     assert_eq!(
         ok(&a.nuvol(&["query", "--timeout=0.3s", "--no-ack", "ping"])),
-        ok(&a.serf(&["query", "-timeout=0.3s", "-no-ack", "ping"]))
+        serf_query(&a, &["query", "-timeout=0.3s", "-no-ack", "ping"])
     );
     one_line_error(&a.nuvol(&["query", "--timeout=5x", "ping"]), "5x");
     one_line_error(&a.nuvol(&["query", "--tag=role", "ping"]), "Invalid tag");
