@@ -192,8 +192,16 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<i32> {
     };
     let mut cfg = file.merge(args.to_file_config()?).resolve()?;
     init_logging(&cfg.log_level);
-    std::fs::create_dir_all(&cfg.data_dir)
-        .with_context(|| format!("cannot create data dir {}", cfg.data_dir.display()))?;
+    // Owner-only when nuvol creates it: it holds the API token, the keyring
+    // and service definitions (check scripts). An existing dir is left as is.
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&cfg.data_dir)
+            .with_context(|| format!("cannot create data dir {}", cfg.data_dir.display()))?;
+    }
     if cfg.snapshot_path.is_none() {
         cfg.snapshot_path = Some(cfg.data_dir.join("serf.snapshot"));
     }

@@ -204,6 +204,13 @@ fn service_files_reload_on_sighup() {
             ..Default::default()
         },
     );
+    // The data dir the agent created is owner-only.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(data_dir(&a))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o700);
     wait_for("file service listed", T, || {
         stdout(&a.nuvol_cli(&["services"])).contains("Shell")
     });
