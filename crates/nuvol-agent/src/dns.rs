@@ -4,7 +4,7 @@
 
 use crate::catalog::Catalog;
 use crate::runtime::AgentHandle;
-use nuvol_catalog::Filter;
+use nuvol_catalog::{Filter, ServiceEntry};
 use nuvol_dns::{DnsConfig, DnsServer, DnsStats, DnsView, Instance};
 use nuvol_gossip::MemberStatus;
 use std::net::{IpAddr, SocketAddr};
@@ -12,9 +12,14 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 
-async fn build(catalog: &Catalog, agent: &AgentHandle) -> DnsView {
+/// The DNS view of catalog entries (healthy instances only) and node
+/// addresses. Pure, so the benchmark builds its view the same way.
+pub fn view_from<'a>(
+    entries: &[ServiceEntry],
+    nodes: impl IntoIterator<Item = (&'a str, IpAddr)>,
+) -> DnsView {
     let mut view = DnsView::default();
-    for e in catalog.entries(&Filter::default()) {
+    for e in entries {
         if !e.status.is_healthy() {
             continue;
         }
@@ -30,12 +35,21 @@ async fn build(catalog: &Catalog, agent: &AgentHandle) -> DnsView {
             },
         );
     }
-    if let Ok(members) = agent.members().await {
-        for m in members.iter().filter(|m| m.status == MemberStatus::Alive) {
-            view.add_node_addr(&m.name, m.addr.ip());
-        }
+    for (name, ip) in nodes {
+        view.add_node_addr(name, ip);
     }
     view
+}
+
+async fn build(catalog: &Catalog, agent: &AgentHandle) -> DnsView {
+    let members = agent.members().await.unwrap_or_default();
+    view_from(
+        &catalog.entries(&Filter::default()),
+        members
+            .iter()
+            .filter(|m| m.status == MemberStatus::Alive)
+            .map(|m| (m.name.as_str(), m.addr.ip())),
+    )
 }
 
 /// Bind the DNS server on `addr` for `domain` and keep its view current.

@@ -30,7 +30,7 @@ use hickory_proto::rr::{Name, RecordType};
 use nuvol_api::{AgentInfo, ApiError, ApiEvent, Backend, MemberInfo};
 use nuvol_catalog::view::{ClusterCatalog, MemberView, NodeState, DIGEST_TAG};
 use nuvol_catalog::{CheckView, Filter, Health, ServiceDef, ServiceEntry, Source};
-use nuvol_dns::{DnsConfig, DnsServer, DnsView, Instance};
+use nuvol_dns::{DnsConfig, DnsServer, DnsView};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use std::collections::BTreeMap;
@@ -371,29 +371,12 @@ fn http_run(rt: &tokio::runtime::Runtime, base: &str, kind: HttpKind, a: &Args) 
 
 // ---------------------------------------------------------------- DNS load
 
-/// As `nuvol-agent`'s `dns::build`: healthy instances, alive members.
+/// Built by the agent's own code: healthy instances, alive members.
 fn dns_view(c: &ClusterCatalog, nodes: &[Node]) -> DnsView {
-    let mut view = DnsView::default();
-    for e in c.entries(&Filter::default()) {
-        if !e.status.is_healthy() {
-            continue;
-        }
-        let Ok(ip) = e.ip.parse::<IpAddr>() else {
-            continue;
-        };
-        view.add_instance(
-            &e.stype,
-            Instance {
-                node: e.node.clone(),
-                ip,
-                port: e.port,
-            },
-        );
-    }
-    for n in nodes {
-        view.add_node_addr(&n.name, n.ip);
-    }
-    view
+    nuvol_agent::dns::view_from(
+        &c.entries(&Filter::default()),
+        nodes.iter().map(|n| (n.name.as_str(), n.ip)),
+    )
 }
 
 const DNS_KINDS: [&str; 4] = [
