@@ -209,18 +209,12 @@ impl Catalog {
 
     /// Services in the cluster matching `filter`.
     pub fn entries(&self, filter: &Filter) -> Vec<ServiceEntry> {
-        match self.inner.view.read() {
-            Ok(v) => v.entries(filter),
-            Err(p) => p.into_inner().entries(filter),
-        }
+        self.read_view().entries(filter)
     }
 
     /// (nodes, services) in the view.
     pub fn sizes(&self) -> (usize, usize) {
-        match self.inner.view.read() {
-            Ok(v) => v.sizes(),
-            Err(p) => p.into_inner().sizes(),
-        }
+        self.read_view().sizes()
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<CatalogEvent> {
@@ -237,6 +231,15 @@ impl Catalog {
             Ok(r) => r.as_ref().clone(),
             Err(p) => p.into_inner().as_ref().clone(),
         }
+    }
+
+    /// The view for reading. A poisoned lock is used anyway: at worst one
+    /// input was half applied, and the periodic resync and pulls repair it.
+    fn read_view(&self) -> std::sync::RwLockReadGuard<'_, ClusterCatalog> {
+        self.inner
+            .view
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn with_view<R>(&self, f: impl FnOnce(&mut ClusterCatalog) -> R) -> R {
@@ -663,10 +666,7 @@ impl Catalog {
                     }
                 }
             }
-            let wanted = match self.inner.view.read() {
-                Ok(v) => v.needs_pull(),
-                Err(_) => continue,
-            };
+            let wanted = self.read_view().needs_pull();
             for (node, _digest) in wanted {
                 if in_flight.contains(&node)
                     || backoff.get(&node).is_some_and(|t| *t > Instant::now())

@@ -58,14 +58,13 @@ impl NodeEntry {
     fn available(&self) -> bool {
         self.state == Some(NodeState::Alive)
     }
-    fn current(&self) -> (&[ServiceEntry], bool) {
+    /// The full list once pulled (even one a newer digest is replacing: it
+    /// beats the partial tag meanwhile), unless the node stopped advertising
+    /// a digest (a plain serf node now); else the Cloudy tag's services.
+    fn current(&self) -> &[ServiceEntry] {
         match &self.full {
-            Some((d, list)) if Some(d) == self.digest_tag.as_ref() => (list, true),
-            // An out-of-date full list is still better than the partial tag
-            // while the new one is fetched, unless the node stopped
-            // advertising a digest (then it is a plain serf node now).
-            Some((_, list)) if self.digest_tag.is_some() => (list, true),
-            _ => (&self.cloudy, false),
+            Some((_, list)) if self.digest_tag.is_some() => list,
+            _ => &self.cloudy,
         }
     }
 }
@@ -235,7 +234,7 @@ impl ClusterCatalog {
             None => Box::new(self.nodes.values()),
         };
         for e in nodes {
-            let (list, _) = e.current();
+            let list = e.current();
             let avail = e.available();
             for s in list.iter().filter(|s| filter.matches(s)) {
                 let mut s = s.clone();
@@ -256,7 +255,7 @@ impl ClusterCatalog {
             + self
                 .nodes
                 .values()
-                .map(|e| e.current().0.len())
+                .map(|e| e.current().len())
                 .sum::<usize>()
             + self.mdns.len();
         (self.nodes.len() + 1, services)
