@@ -407,8 +407,11 @@ async fn list_services(
         stype: stype.map(str::to_owned),
         node: get_param(&q, "node").map(str::to_owned),
     };
+    // The backend applies type and node; status is the API's own filter.
     let mut list = st.backend.services(&filter);
-    list.retain(|e| filter.matches(e) && status.is_none_or(|s| e.status == s));
+    if let Some(s) = status {
+        list.retain(|e| e.status == s);
+    }
     Ok(Json(list).into_response())
 }
 
