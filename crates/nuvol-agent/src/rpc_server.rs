@@ -504,10 +504,10 @@ fn filter_members(
     name: &str,
 ) -> Result<Vec<nuvol_gossip::Member>, String> {
     let anchored = |e: &str| {
-        regex::Regex::new(&format!("^(?:{e})$"))
+        regex_lite::Regex::new(&format!("^(?:{e})$"))
             .map_err(|e| format!("Failed to compile regex: {e}"))
     };
-    let tag_res: Vec<(String, regex::Regex)> = tags
+    let tag_res: Vec<(String, regex_lite::Regex)> = tags
         .iter()
         .map(|(k, e)| anchored(e).map(|r| (k.clone(), r)))
         .collect::<Result<_, _>>()?;

@@ -744,7 +744,7 @@ impl Gossip {
             filters.push(Filter::Nodes(params.filter_nodes.clone()));
         }
         for (tag, expr) in &params.filter_tags {
-            if let Err(e) = regex::Regex::new(expr) {
+            if let Err(e) = regex_lite::Regex::new(expr) {
                 return Err(GossipError::BadFilter {
                     tag: tag.clone(),
                     reason: e.to_string(),
@@ -817,7 +817,7 @@ impl Gossip {
                 }
                 Filter::Tag { tag, expr } => {
                     let value = self.serf.tags.get(tag).map(String::as_str).unwrap_or("");
-                    match regex::Regex::new(expr) {
+                    match regex_lite::Regex::new(expr) {
                         Ok(re) if re.is_match(value) => {}
                         Ok(_) => return false,
                         Err(e) => {

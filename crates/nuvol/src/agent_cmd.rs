@@ -165,12 +165,25 @@ impl AgentArgs {
 }
 
 fn init_logging(level: &str) {
+    use tracing_subscriber::filter::Targets;
     let level = match level {
         "err" => "error",
         l => l,
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("NUVOL_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    // `NUVOL_LOG` takes per-target directives (`info,nuvol_gossip=debug`);
+    // `Targets` parses them without pulling a regex engine into the agent.
+    let default = || {
+        level
+            .parse::<Targets>()
+            .unwrap_or_else(|_| Targets::new().with_default(tracing::Level::INFO))
+    };
+    let filter = match std::env::var("NUVOL_LOG") {
+        Ok(v) => v.parse::<Targets>().unwrap_or_else(|e| {
+            eprintln!("nuvol: ignoring NUVOL_LOG={v:?}: {e}");
+            default()
+        }),
+        Err(_) => default(),
+    };
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
     let _ = tracing_subscriber::registry()

@@ -41,16 +41,18 @@ fn parse_pairs(items: &[String]) -> Result<BTreeMap<String, String>> {
 /// Check a regular expression before the agent sees it (serf's agent drops
 /// the connection on one it cannot compile).
 fn check_regex(what: &str, re: &str) -> Result<()> {
-    if let Err(e) = regex::Regex::new(&format!("^{re}$")) {
-        let reason = match e {
-            regex::Error::Syntax(s) => s
-                .lines()
-                .rev()
-                .find(|l| l.starts_with("error:"))
-                .map(|l| l.trim_start_matches("error:").trim().to_owned())
-                .unwrap_or_else(|| "syntax error".into()),
-            other => other.to_string(),
-        };
+    if let Err(e) = regex_lite::Regex::new(&format!("^{re}$")) {
+        // regex-lite's message may span lines; keep the last non-empty one.
+        let text = e.to_string();
+        let reason = text
+            .lines()
+            .rev()
+            .map(str::trim)
+            .find(|l| !l.is_empty())
+            .unwrap_or("syntax error")
+            .trim_start_matches("error:")
+            .trim()
+            .to_owned();
         bail!("invalid regular expression for {what} {re:?}: {reason}");
     }
     Ok(())
