@@ -205,6 +205,15 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<i32> {
     };
     let mut cfg = file.merge(args.to_file_config()?).resolve()?;
     init_logging(&cfg.log_level);
+    // Release builds abort on panic (Cargo.toml): a panic is a bug, and a
+    // half-dead agent that keeps its sockets open is worse than a restart
+    // (the store and the snapshot survive it). Log it where the operator
+    // looks before the default hook prints it and the process aborts.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        tracing::error!(panic = %info, "nuvol panicked; this is a bug, please report it");
+        default_hook(info);
+    }));
     // Owner-only when nuvol creates it: it holds the API token, the keyring
     // and service definitions (check scripts). An existing dir is left as is.
     {
