@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite. Installs the Debian packages the tests need (serf as
-# the real peer, dig, iproute2, tcpdump, procps, psmisc, bzip2) when any is missing,
-# then runs fmt, clippy and every test with NUVOL_REQUIRE_SERF=1 so that the
-# interoperability tests fail instead of being silently skipped.
+# the real peer, dig, iproute2, tcpdump, procps, psmisc, bzip2) when any is
+# missing, then runs fmt and clippy, builds the deployment binary, and runs
+# every test with NUVOL_REQUIRE_SERF=1 so that the interoperability tests
+# fail instead of being silently skipped.
 #
 # Non-interactive (CI=true, no stdin). On re-runs with everything installed
 # it does not touch apt at all.
@@ -77,6 +78,11 @@ echo "==> cargo fmt --check"
 cargo fmt --all -- --check
 echo "==> cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
+echo "==> deployment build (scripts/build-release.sh)"
+# The binary users deploy (release profile, abort on panic, glibc linked
+# statically) is checked by crates/nuvol/tests/release_build.rs.
+NUVOL_RELEASE_BIN="$PWD/$(bash scripts/build-release.sh)"
+export NUVOL_RELEASE_BIN
 echo "==> cargo test"
 export NUVOL_REQUIRE_SERF="${NUVOL_REQUIRE_SERF:-1}"
 # Tests needing other system parts (dig, network namespaces, zeroconf) fail
