@@ -1,8 +1,8 @@
 #![no_main]
-//! The DNS server's request handling: every input is one UDP datagram to a
-//! real `nuvol_dns::DnsServer` on loopback (the crate's bytes-in/bytes-out
-//! function, `answer::respond`, is crate-private, so the socket is the only
-//! public way in). The server runs once per process on its own
+//! The DNS server's request handling through the server loop: every input
+//! is one UDP datagram to a real `nuvol_dns::DnsServer` on loopback (slow;
+//! `dns_respond` fuzzes the same handling in memory, over UDP and TCP
+//! limits, much faster). The server runs once per process on its own
 //! current_thread runtime with a single UDP worker, so datagrams are handled
 //! in arrival order: after each input a known query is sent from a second
 //! socket, and its answer means the input has been handled. A panic in the
@@ -13,8 +13,11 @@
 use hickory_proto::op::{Message, MessageType, Query};
 use hickory_proto::rr::{Name, RecordType};
 use libfuzzer_sys::fuzz_target;
-use nuvol_dns::{DnsConfig, DnsServer, DnsView, Instance, MAX_UDP_PAYLOAD};
-use std::net::{IpAddr, SocketAddr, UdpSocket};
+
+#[path = "common/dns_view.rs"]
+mod dns_view;
+use nuvol_dns::{DnsConfig, DnsServer, MAX_UDP_PAYLOAD};
+use std::net::{SocketAddr, UdpSocket};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -27,59 +30,6 @@ struct Harness {
 
 static HARNESS: OnceLock<Mutex<Harness>> = OnceLock::new();
 
-/// Enough to reach every branch: a type larger than 512 bytes of answers
-/// (truncation), v4 and v6 and v4-mapped addresses, node names that need
-/// `label` (merged, non-ASCII, empty), a node with no listed address.
-fn view() -> DnsView {
-    let mut v = DnsView::default();
-    let ip = |s: &str| s.parse::<IpAddr>().expect("ip");
-    for n in 0..60u32 {
-        let node = format!("node-{n}");
-        let addr = IpAddr::from([10, 0, (n / 250) as u8, (n % 250 + 1) as u8]);
-        v.add_node_addr(&node, addr);
-        v.add_instance(
-            "http",
-            Instance {
-                node: node.clone(),
-                ip: addr,
-                port: 80,
-            },
-        );
-    }
-    for (node, addr, port) in [
-        ("v6-node", "fd00::1", 443),
-        ("v6-node", "fd00::2", 8443),
-        ("mapped", "::ffff:10.9.9.9", 22),
-        ("a_b", "10.1.0.1", 22),
-        ("a.b", "10.1.0.2", 22),
-        ("Ünïcode", "10.1.0.3", 22),
-        ("", "10.1.0.4", 22),
-        ("unlisted", "10.1.0.5", 2222),
-    ] {
-        if node != "unlisted" {
-            v.add_node_addr(node, ip(addr));
-        }
-        v.add_instance(
-            "ssh",
-            Instance {
-                node: node.into(),
-                ip: ip(addr),
-                port,
-            },
-        );
-    }
-    v.add_instance(
-        "Mixed_Case",
-        Instance {
-            node: "node-1".into(),
-            ip: ip("10.0.0.2"),
-            port: 9,
-        },
-    );
-    v.services.insert("empty".into(), Vec::new());
-    v
-}
-
 fn start() -> Mutex<Harness> {
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<SocketAddr>();
     std::thread::spawn(move || {
@@ -88,7 +38,7 @@ fn start() -> Mutex<Harness> {
             .build()
             .expect("runtime");
         rt.block_on(async move {
-            let (tx, rx) = tokio::sync::watch::channel(Arc::new(view()));
+            let (tx, rx) = tokio::sync::watch::channel(Arc::new(dns_view::view()));
             let server = DnsServer::bind(
                 DnsConfig {
                     addr: "127.0.0.1:0".parse().expect("addr"),

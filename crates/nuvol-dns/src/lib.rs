@@ -49,5 +49,45 @@ mod server;
 mod view;
 
 pub use answer::{ADVERTISED_PAYLOAD, MAX_UDP_PAYLOAD};
+
+/// The query handling without sockets, for the `dns_respond` fuzz target
+/// (`fuzz/`), which is a separate crate: the server's bytes-in/bytes-out
+/// function is crate-private. Not part of the API.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing {
+    use crate::answer::{respond, Scratch, Transport, Zone};
+    use crate::view::{DnsView, Index};
+
+    /// A zone and an index built once, answering packets as a server
+    /// worker does.
+    pub struct Responder {
+        zone: Zone,
+        index: Index,
+        scratch: Scratch,
+    }
+
+    impl Responder {
+        /// `domain` as in `DnsConfig` (e.g. `nuvol`).
+        pub fn new(view: &DnsView, domain: &str) -> Result<Responder, String> {
+            let zone = Zone::new(domain, 5, 30)?;
+            let index = Index::build(view, &zone.domain);
+            Ok(Responder {
+                zone,
+                index,
+                scratch: Scratch::default(),
+            })
+        }
+
+        /// The response to one query (UDP limits unless `tcp`), or `None`
+        /// when the server would drop the packet.
+        pub fn respond(&mut self, packet: &[u8], tcp: bool) -> Option<&[u8]> {
+            let transport = if tcp { Transport::Tcp } else { Transport::Udp };
+            respond(&self.zone, &self.index, packet, transport, &mut self.scratch)
+                .ok()
+                .map(|_| self.scratch.out.as_slice())
+        }
+    }
+}
 pub use server::{DnsConfig, DnsError, DnsServer, DnsStats, DnsStatsSnapshot};
 pub use view::{label, DnsView, Instance};
