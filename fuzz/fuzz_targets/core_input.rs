@@ -8,7 +8,14 @@ use std::time::Duration;
 
 fuzz_target!(|data: &[u8]| {
     let cfg = Config::new("fuzz", Profile::Lan);
-    let Ok(mut g) = Gossip::new(cfg, "127.0.0.1:7946".parse().unwrap(), BTreeMap::new(), None, 1, Duration::ZERO) else {
+    let Ok(mut g) = Gossip::new(
+        cfg,
+        "127.0.0.1:7946".parse().unwrap(),
+        BTreeMap::new(),
+        None,
+        1,
+        Duration::ZERO,
+    ) else {
         return;
     };
     let from = "127.0.0.2:7946".parse().unwrap();

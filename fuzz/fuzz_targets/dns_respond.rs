@@ -25,7 +25,11 @@ fuzz_target!(|data: &[u8]| {
             continue;
         };
         assert!(data.len() >= 12, "answered a packet shorter than a header");
-        let limit = if tcp { usize::from(u16::MAX) } else { usize::from(MAX_UDP_PAYLOAD) };
+        let limit = if tcp {
+            usize::from(u16::MAX)
+        } else {
+            usize::from(MAX_UDP_PAYLOAD)
+        };
         assert!(out.len() <= limit, "{}-byte answer (tcp: {tcp})", out.len());
         let m = Message::from_vec(out).expect("the answer decodes");
         assert_eq!(m.message_type(), MessageType::Response);

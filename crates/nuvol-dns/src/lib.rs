@@ -83,9 +83,15 @@ pub mod fuzzing {
         /// when the server would drop the packet.
         pub fn respond(&mut self, packet: &[u8], tcp: bool) -> Option<&[u8]> {
             let transport = if tcp { Transport::Tcp } else { Transport::Udp };
-            respond(&self.zone, &self.index, packet, transport, &mut self.scratch)
-                .ok()
-                .map(|_| self.scratch.out.as_slice())
+            respond(
+                &self.zone,
+                &self.index,
+                packet,
+                transport,
+                &mut self.scratch,
+            )
+            .ok()
+            .map(|_| self.scratch.out.as_slice())
         }
     }
 }
