@@ -1,6 +1,23 @@
-//! The catalog both DNS fuzz targets answer from.
+//! What both DNS fuzz targets share: the catalog they answer from and the
+//! check every answer must pass.
+use hickory_proto::op::{Message, MessageType};
 use nuvol_dns::{DnsView, Instance};
 use std::net::IpAddr;
+
+/// `answer` to the query `data` must be a response with the query's id,
+/// at most one question, within `limit` bytes, that `hickory_proto` decodes.
+pub fn check_answer(data: &[u8], answer: &[u8], limit: usize) {
+    assert!(data.len() >= 12, "answered a packet shorter than a header");
+    assert!(
+        answer.len() <= limit,
+        "{}-byte answer (limit {limit})",
+        answer.len()
+    );
+    let m = Message::from_vec(answer).expect("the answer decodes");
+    assert_eq!(m.message_type(), MessageType::Response);
+    assert_eq!(m.id().to_be_bytes(), [data[0], data[1]], "answer id");
+    assert!(m.queries().len() <= 1);
+}
 
 /// Enough to reach every branch: a type larger than 512 bytes of answers
 /// (truncation), v4 and v6 and v4-mapped addresses, node names that need
