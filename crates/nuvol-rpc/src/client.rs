@@ -1119,24 +1119,16 @@ mod tests {
                 from: from.into(),
                 payload: payload.to_vec(),
             };
-            w.write_all(&encode_reply(h.seq, "", &rec("ack", "n1", b"")))
-                .await
-                .unwrap();
-            w.write_all(&encode_reply(h.seq, "", &rec("response", "n1", b"pong")))
-                .await
-                .unwrap();
+            let mut records = vec![rec("ack", "n1", b""), rec("response", "n1", b"pong")];
             // What serf's agent sends once its channels are closed.
             for _ in 0..50 {
-                w.write_all(&encode_reply(h.seq, "", &rec("ack", "", b"")))
-                    .await
-                    .unwrap();
-                w.write_all(&encode_reply(h.seq, "", &rec("response", "", b"")))
-                    .await
-                    .unwrap();
+                records.push(rec("ack", "", b""));
+                records.push(rec("response", "", b""));
             }
-            w.write_all(&encode_reply(h.seq, "", &rec("done", "", b"")))
-                .await
-                .unwrap();
+            records.push(rec("done", "", b""));
+            for r in &records {
+                w.write_all(&encode_reply(h.seq, "", r)).await.unwrap();
+            }
             tokio::time::sleep(Duration::from_millis(200)).await;
         })
         .await;
