@@ -1,14 +1,149 @@
 //! Event handler scripts with serf's interface: `[FILTER=]SCRIPT` run by
 //! `/bin/sh -c`, `SERF_*` environment variables, the event on stdin, and for
 //! queries the script's output as the response.
+//!
+//! Unlike serf's agent, which runs handlers one after the other for as long
+//! as they take, each invocation here has a timeout (`[handlers] timeout`;
+//! a query's handler at most [`QUERY_TIMEOUT`]) after which its whole
+//! process group is killed, its output is bounded while it is read, and up
+//! to [`MAX_CONCURRENT`] invocations run at once, started in event order, so
+//! one hung script does not hold back the events after it.
 
+use crate::component::{BuildError, Component, ComponentError};
+use crate::config::{ConfigError, Validate};
+use crate::process::{Keep, Script};
+use crate::registry::{BuildCtx, RunCtx};
 use nuvol_gossip::{Event, Member};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::AsyncWriteExt;
 
 /// serf's limit on the output collected from a handler.
 pub const MAX_OUTPUT: usize = 8 * 1024;
+/// A query's answer after its deadline is useless.
+pub const QUERY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Invocations running at once.
+pub const MAX_CONCURRENT: usize = 4;
+
+crate::settings! {
+    /// Event handler scripts (serf's `-event-handler`).
+    pub struct HandlerSettings in "handlers", "Event handlers" {
+        /// Event handler, [FILTER=]SCRIPT (repeatable), as serf's
+        /// -event-handler: FILTER is member-join, member-leave,
+        /// member-failed, member-update, member-reap, user[:NAME],
+        /// query[:NAME] or *, comma-separated.
+        event_handler: Vec<String> = Vec::new(), flag "event-handler";
+        /// Longest a handler of a member or user event may run before it is
+        /// killed with its process group.
+        timeout: Duration = Duration::from_secs(300), flag "handler-timeout";
+    }
+}
+
+impl Validate for HandlerSettings {
+    fn validate(&self) -> Result<(), ConfigError> {
+        for h in &self.event_handler {
+            HandlerSpec::parse(h).map_err(|e| ConfigError::invalid::<Self>("event_handler", e))?;
+        }
+        if self.timeout.is_zero() {
+            return Err(ConfigError::invalid::<Self>(
+                "timeout",
+                "must be more than 0s",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The configured handlers, as given (serf's `info` lists them).
+#[derive(Debug, Clone, Default)]
+pub struct HandlerList(pub Vec<String>);
+
+/// The component: runs the configured scripts for each event.
+pub struct Handlers {
+    specs: Arc<Vec<HandlerSpec>>,
+    timeout: Duration,
+}
+
+impl Component for Handlers {
+    type Config = HandlerSettings;
+    const NAME: &'static str = "handlers";
+
+    fn build(config: HandlerSettings, ctx: &mut BuildCtx<'_>) -> Result<Option<Self>, BuildError> {
+        if config.event_handler.is_empty() {
+            return Ok(None);
+        }
+        ctx.provide(HandlerList(config.event_handler.clone()));
+        let specs = config
+            .event_handler
+            .iter()
+            .map(|h| HandlerSpec::parse(h).map_err(BuildError::new))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Some(Handlers {
+            specs: Arc::new(specs),
+            timeout: config.timeout,
+        }))
+    }
+
+    async fn run(&mut self, ctx: &RunCtx) -> Result<(), ComponentError> {
+        let cluster = ctx.cluster().clone();
+        let mut events = cluster.events();
+        let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT));
+        let mut running = tokio::task::JoinSet::new();
+        ctx.ready();
+        loop {
+            let ev = tokio::select! {
+                r = events.recv() => r,
+                () = ctx.stopping() => break,
+            };
+            let ev = match ev {
+                Ok(ev) => ev,
+                Err(crate::chan::RecvError::Lagged(n)) => {
+                    tracing::warn!(missed = n, "event handlers fell behind; events skipped");
+                    continue;
+                }
+                Err(crate::chan::RecvError::Closed) => break,
+            };
+            // Reap what finished.
+            while running.try_join_next().is_some() {}
+            if !self.specs.iter().any(|s| s.wants(&ev)) {
+                continue;
+            }
+            let permit = tokio::select! {
+                p = slots.clone().acquire_owned() => p.map_err(ComponentError::from)?,
+                () = ctx.stopping() => break,
+            };
+            let me = cluster.local_member().await?;
+            let specs = self.specs.clone();
+            let timeout = match &ev {
+                Event::Query { .. } => QUERY_TIMEOUT.min(self.timeout),
+                _ => self.timeout,
+            };
+            let cluster = cluster.clone();
+            running.spawn(async move {
+                let _permit = permit;
+                for spec in specs.iter().filter(|s| s.wants(&ev)) {
+                    match invoke(&spec.script, &me.name, &me.tags, &ev, timeout).await {
+                        Ok((out, truncated)) => {
+                            if truncated {
+                                tracing::warn!(script = %spec.script, "handler output truncated to {MAX_OUTPUT} bytes");
+                            }
+                            if let Event::Query { id, .. } = &ev {
+                                if !out.is_empty() {
+                                    if let Err(e) = cluster.respond(id.0, out).await {
+                                        tracing::warn!(error = %e, "failed to respond to query");
+                                    }
+                                }
+                            }
+                        }
+                        Err(e) => tracing::error!(script = %spec.script, error = %e, "event handler failed"),
+                    }
+                }
+            });
+        }
+        // Dropping `running` kills what still runs (kill_on_drop).
+        Ok(())
+    }
+}
 
 /// One `FILTER=SCRIPT` entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -138,26 +273,28 @@ pub fn member_stdin(members: &[Member]) -> Vec<u8> {
     out.into_bytes()
 }
 
-/// Run `script` for `ev`; returns the (truncated) output.
+/// Run `script` for `ev`; returns the output (serf keeps the last
+/// [`MAX_OUTPUT`] bytes of stdout and stderr) and whether it was cut. The
+/// script runs in its own process group, which is killed after `timeout`.
 pub async fn invoke(
     script: &str,
     self_name: &str,
     self_tags: &BTreeMap<String, String>,
     ev: &Event,
-    timeout: Option<Duration>,
-) -> std::io::Result<(Vec<u8>, bool)> {
-    let mut cmd = tokio::process::Command::new("/bin/sh");
-    cmd.arg("-c").arg(script);
-    cmd.env("SERF_EVENT", event_type(ev));
-    cmd.env("SERF_SELF_NAME", self_name);
-    cmd.env(
-        "SERF_SELF_ROLE",
-        self_tags.get("role").map(String::as_str).unwrap_or(""),
-    );
+    timeout: Duration,
+) -> Result<(Vec<u8>, bool), HandlerError> {
+    let mut env: Vec<(String, String)> = vec![
+        ("SERF_EVENT".into(), event_type(ev).into()),
+        ("SERF_SELF_NAME".into(), self_name.into()),
+        (
+            "SERF_SELF_ROLE".into(),
+            self_tags.get("role").cloned().unwrap_or_default(),
+        ),
+    ];
     for (k, v) in self_tags {
-        cmd.env(format!("SERF_TAG_{}", sanitize_tag(k)), v);
+        env.push((format!("SERF_TAG_{}", sanitize_tag(k)), v.clone()));
     }
-    let stdin_data = match ev {
+    let stdin = match ev {
         Event::Member { members, .. } => member_stdin(members),
         Event::User {
             name,
@@ -165,8 +302,8 @@ pub async fn invoke(
             payload,
             ..
         } => {
-            cmd.env("SERF_USER_EVENT", name);
-            cmd.env("SERF_USER_LTIME", ltime.to_string());
+            env.push(("SERF_USER_EVENT".into(), name.clone()));
+            env.push(("SERF_USER_LTIME".into(), ltime.to_string()));
             with_newline(payload)
         }
         Event::Query {
@@ -175,45 +312,38 @@ pub async fn invoke(
             payload,
             ..
         } => {
-            cmd.env("SERF_QUERY_NAME", name);
-            cmd.env("SERF_QUERY_LTIME", ltime.to_string());
+            env.push(("SERF_QUERY_NAME".into(), name.clone()));
+            env.push(("SERF_QUERY_LTIME".into(), ltime.to_string()));
             with_newline(payload)
         }
     };
-    cmd.stdin(std::process::Stdio::piped());
-    cmd.stdout(std::process::Stdio::piped());
-    cmd.stderr(std::process::Stdio::piped());
-    cmd.kill_on_drop(true);
-    let mut child = cmd.spawn()?;
-    if let Some(mut stdin) = child.stdin.take() {
-        tokio::spawn(async move {
-            let _ = stdin.write_all(&stdin_data).await;
-        });
+    let o = crate::process::run(Script {
+        command: script,
+        env,
+        stdin: Some(stdin),
+        timeout,
+        max_output: MAX_OUTPUT,
+        keep: Keep::Tail,
+    })
+    .await
+    .map_err(HandlerError::Spawn)?;
+    if o.timed_out {
+        return Err(HandlerError::TimedOut(timeout));
     }
-    let run = child.wait_with_output();
-    let output = match timeout {
-        Some(t) => match tokio::time::timeout(t, run).await {
-            Ok(r) => r?,
-            Err(_) => {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    "handler timed out",
-                ))
-            }
-        },
-        None => run.await?,
-    };
-    // serf collects stdout and stderr in one circular buffer, keeping the end.
-    let mut all = output.stdout;
-    all.extend_from_slice(&output.stderr);
-    let truncated = all.len() > MAX_OUTPUT;
-    if truncated {
-        all.drain(..all.len() - MAX_OUTPUT);
+    match o.status {
+        Some(st) if !st.success() => tracing::warn!(script, status = %st, "event handler failed"),
+        _ => {}
     }
-    if !output.status.success() {
-        tracing::warn!(script, status = %output.status, "event handler failed");
-    }
-    Ok((all, truncated))
+    Ok((o.output, o.truncated))
+}
+
+/// A handler that could not run or did not finish.
+#[derive(Debug, thiserror::Error)]
+pub enum HandlerError {
+    #[error("cannot start /bin/sh: {0}")]
+    Spawn(std::io::Error),
+    #[error("timed out after {}; killed with its process group", crate::duration::format(*.0))]
+    TimedOut(Duration),
 }
 
 fn with_newline(p: &[u8]) -> Vec<u8> {
@@ -289,7 +419,7 @@ mod tests {
             "me",
             &tags,
             &ev,
-            None,
+            Duration::from_secs(30),
         )
         .await
         .unwrap();

@@ -1,65 +1,56 @@
-//! The nuvol agent: binds the gossip sockets, drives the sans-I/O core with
-//! tokio, serves Serf's RPC protocol, runs event handler scripts and keeps the
-//! snapshot.
+//! The nuvol agent's core: the gossip thread that drives the sans-I/O
+//! Serf/memberlist core ([`driver`]), the narrow [`Cluster`] interface every
+//! component uses, the component interface ([`Component`]) and the
+//! [`supervisor`] that starts, restarts and stops components, sectioned
+//! configuration ([`config`]), and the core's own components: serf's RPC
+//! ([`rpc_server`]), event handlers ([`handlers`]), joining ([`join`]),
+//! SIGHUP reload ([`reload`]) and metrics ([`metrics`]).
+//!
+//! Architecture Invariant: this crate depends on no feature crate (catalog,
+//! API, DNS, mDNS, checks, ...). Features depend on it and plug in through
+//! [`BuildCtx`] registrations.
 
-pub mod api_backend;
-pub mod catalog;
+pub mod chan;
+pub mod cluster;
+pub mod component;
 pub mod config;
 pub mod dns;
+mod driver;
+pub mod duration;
+pub mod fsutil;
 pub mod handlers;
-pub mod lan;
+pub mod http;
+pub mod join;
 pub mod logs;
 pub mod metrics;
+mod persist;
+pub mod process;
+pub mod registry;
+pub mod reload;
 pub mod rpc_server;
-pub mod runtime;
+pub mod sections;
 pub mod snapshot;
-pub mod util;
+pub mod supervisor;
 
-pub use config::{AgentConfig, FileConfig};
-pub use runtime::{start, AgentError, AgentHandle, QueryUpdate, Running};
+pub use cluster::{
+    Cluster, ClusterError, Coordinate, GossipStats, InboundQuery, OwnedTags, QueryDone,
+    QueryStream, QueryUpdate, StopReason, TagsSnapshot, APP_STREAM,
+};
+pub use component::{BuildError, Component, ComponentError, ComponentState, ComponentStatus};
+pub use driver::BindError;
+pub use registry::{
+    AgentEvent, BuildCtx, InfoBoard, NodeInfo, Registry, ReloadHook, RunCtx, StatusBoard,
+    StreamError, StreamHandler,
+};
+pub use supervisor::{AgentBuilder, AgentConfig, RunningAgent, StartError};
 
-use nuvol_gossip::Event;
-use tokio::sync::mpsc;
-
-/// Run the configured event handlers for each event, in order (as serf does).
-/// A query's handler output is sent as the response.
-pub(crate) async fn handler_task(agent: AgentHandle, mut rx: mpsc::Receiver<Event>) {
-    let specs: Vec<handlers::HandlerSpec> = agent
-        .config
-        .event_handlers
-        .iter()
-        .filter_map(|h| handlers::HandlerSpec::parse(h).ok())
-        .collect();
-    while let Some(ev) = rx.recv().await {
-        let Ok((name, tags)) = agent
-            .call(|c| (c.gossip.name().to_owned(), c.gossip.tags().clone()))
-            .await
-        else {
-            return;
-        };
-        for spec in specs.iter().filter(|s| s.wants(&ev)) {
-            let timeout = match &ev {
-                // A query answer after its deadline is useless.
-                Event::Query { .. } => Some(std::time::Duration::from_secs(30)),
-                _ => None,
-            };
-            match handlers::invoke(&spec.script, &name, &tags, &ev, timeout).await {
-                Ok((out, truncated)) => {
-                    if truncated {
-                        tracing::warn!(script = %spec.script, "handler output truncated to {} bytes", handlers::MAX_OUTPUT);
-                    }
-                    if let Event::Query { id, .. } = &ev {
-                        if !out.is_empty() {
-                            if let Err(e) = agent.respond(id.0, out).await {
-                                tracing::warn!(error = %e, "failed to respond to query");
-                            }
-                        }
-                    }
-                }
-                Err(e) => {
-                    tracing::error!(script = %spec.script, error = %e, "event handler failed")
-                }
-            }
-        }
-    }
+/// The core's components, in the order the binary lists them around the
+/// features: RPC first (so the CLI reaches a starting agent), then event
+/// handlers, then the features, then metrics, reload, and joining last.
+pub mod components {
+    pub use crate::handlers::Handlers;
+    pub use crate::join::Join;
+    pub use crate::metrics::Metrics;
+    pub use crate::reload::Reload;
+    pub use crate::rpc_server::RpcServer;
 }

@@ -1,22 +1,27 @@
-//! Prometheus metrics of the agent: membership, gossip traffic, probe
-//! round-trip times, catalog sizes and check states.
+//! The metrics component: the gossip layer's metrics (members by status,
+//! traffic, drops, probes and their round-trip times, suspicions) and
+//! `GET /metrics`, which serves everything every component registered
+//! (OpenMetrics text).
 //!
-//! The gossip core lives on its own task, so a sampler copies its counters
-//! into registered metrics once a second instead of reading them at scrape
-//! time; a scrape never waits on the core.
+//! The core lives on its own thread, so a sampler copies its counters into
+//! the registered metrics once a second; a scrape never waits on the core.
 
-use crate::catalog::Catalog;
-use crate::runtime::AgentHandle;
-use nuvol_catalog::{Filter, Health};
+use crate::component::{BuildError, Component, ComponentError};
+use crate::config::NoSettings;
+use crate::http::{Access, ApiError, HttpRoute};
+use crate::registry::{BuildCtx, Registry, RunCtx};
+use axum::http::{header, Method};
+use axum::response::IntoResponse;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
-use prometheus_client::registry::Registry;
-use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
+
+/// The OpenAPI fragment of `GET /metrics`.
+pub const OPENAPI: &str = include_str!("metrics.openapi.json");
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StatusLabel {
@@ -28,224 +33,205 @@ struct DirLabel {
     direction: String,
 }
 
-/// The agent's metrics, registered once and refreshed by [`Metrics::run`].
-#[derive(Clone)]
-pub struct Metrics {
-    members: Family<StatusLabel, Gauge>,
-    packets: Family<DirLabel, Counter>,
-    dropped: Counter,
-    decrypt_failures: Counter,
-    probes: Counter,
-    probe_failures: Counter,
-    probe_rtt: Histogram,
-    catalog_nodes: Gauge,
-    catalog_services: Family<StatusLabel, Gauge>,
-    local_checks: Family<StatusLabel, Gauge>,
-    pulls: Family<StatusLabel, Counter>,
-    last: Arc<std::sync::Mutex<Last>>,
+/// A counter fed from a cumulative value kept elsewhere (a core's stats,
+/// a server's atomics), sampled now and then.
+#[derive(Clone, Default, Debug)]
+pub struct Fed {
+    counter: Counter,
+    last: Arc<std::sync::atomic::AtomicU64>,
 }
 
-#[derive(Default)]
-struct Last {
-    packets_in: u64,
-    packets_out: u64,
-    dropped: u64,
-    decrypt: u64,
-    probes: u64,
-    probe_failures: u64,
-    pulls_ok: u64,
-    pulls_failed: u64,
-}
+impl Fed {
+    /// The counter to register.
+    pub fn counter(&self) -> Counter {
+        self.counter.clone()
+    }
 
-impl Default for Metrics {
-    fn default() -> Self {
-        Self::new()
+    /// Advance the counter to the cumulative value `now`.
+    pub fn feed(&self, now: u64) {
+        let prev = self.last.swap(now, std::sync::atomic::Ordering::Relaxed);
+        self.counter.inc_by(now.saturating_sub(prev));
     }
 }
 
-impl Metrics {
-    pub fn new() -> Metrics {
-        Metrics {
+/// The metrics component.
+pub struct Metrics {
+    members: Family<StatusLabel, Gauge>,
+    packets_in: Fed,
+    packets_out: Fed,
+    dropped: Fed,
+    decrypt_failures: Fed,
+    decode_failures: Fed,
+    streams_dropped: Fed,
+    udp_send_errors: Fed,
+    probes: Fed,
+    probe_failures: Fed,
+    suspicions: Fed,
+    refutations: Fed,
+    health: Gauge,
+    probe_rtt: Histogram,
+    served: Arc<OnceLock<Arc<Registry>>>,
+}
+
+impl Component for Metrics {
+    type Config = NoSettings;
+    const NAME: &'static str = "metrics";
+
+    fn build(_: NoSettings, ctx: &mut BuildCtx<'_>) -> Result<Option<Self>, BuildError> {
+        let packets = Family::<DirLabel, Counter>::default();
+        let direction = |d: &str| Fed {
+            counter: packets
+                .get_or_create(&DirLabel {
+                    direction: d.into(),
+                })
+                .clone(),
+            last: Arc::default(),
+        };
+        let m = Metrics {
             members: Family::default(),
-            packets: Family::default(),
-            dropped: Counter::default(),
-            decrypt_failures: Counter::default(),
-            probes: Counter::default(),
-            probe_failures: Counter::default(),
+            packets_in: direction("in"),
+            packets_out: direction("out"),
+            dropped: Fed::default(),
+            decrypt_failures: Fed::default(),
+            decode_failures: Fed::default(),
+            streams_dropped: Fed::default(),
+            udp_send_errors: Fed::default(),
+            probes: Fed::default(),
+            probe_failures: Fed::default(),
+            suspicions: Fed::default(),
+            refutations: Fed::default(),
+            health: Gauge::default(),
             probe_rtt: Histogram::new([
                 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
             ]),
-            catalog_nodes: Gauge::default(),
-            catalog_services: Family::default(),
-            local_checks: Family::default(),
-            pulls: Family::default(),
-            last: Arc::default(),
-        }
-    }
-
-    /// Register everything under `nuvol_`.
-    pub fn register(&self, r: &mut Registry) {
-        let r = r.sub_registry_with_prefix("nuvol");
-        r.register("members", "Cluster members by status", self.members.clone());
-        r.register(
-            "gossip_packets",
-            "Gossip UDP packets by direction",
-            self.packets.clone(),
-        );
+            served: Arc::default(),
+        };
+        let r = ctx.metrics();
+        r.register("members", "Cluster members by status", m.members.clone());
+        r.register("gossip_packets", "Gossip UDP packets by direction", packets);
         r.register(
             "gossip_dropped_packets",
             "Gossip packets dropped (malformed, wrong key, oversized)",
-            self.dropped.clone(),
+            m.dropped.counter.clone(),
         );
         r.register(
             "gossip_decrypt_failures",
             "Gossip packets that failed to decrypt",
-            self.decrypt_failures.clone(),
+            m.decrypt_failures.counter.clone(),
+        );
+        r.register(
+            "gossip_decode_failures",
+            "Gossip packets that failed to decode",
+            m.decode_failures.counter.clone(),
+        );
+        r.register(
+            "gossip_streams_dropped",
+            "Gossip TCP streams refused (bad key, garbage, no encryption)",
+            m.streams_dropped.counter.clone(),
+        );
+        r.register(
+            "gossip_udp_send_errors",
+            "Gossip UDP sends that failed",
+            m.udp_send_errors.counter.clone(),
         );
         r.register(
             "probes",
             "Failure-detector probes sent",
-            self.probes.clone(),
+            m.probes.counter.clone(),
         );
         r.register(
             "probe_failures",
             "Failure-detector probes without an ack",
-            self.probe_failures.clone(),
+            m.probe_failures.counter.clone(),
+        );
+        r.register(
+            "gossip_suspicions",
+            "Members this node began to suspect",
+            m.suspicions.counter.clone(),
+        );
+        r.register(
+            "gossip_refutations",
+            "Suspicions of this node it refuted",
+            m.refutations.counter.clone(),
+        );
+        r.register(
+            "gossip_health_score",
+            "Lifeguard awareness (0 is healthy)",
+            m.health.clone(),
         );
         r.register(
             "probe_rtt_seconds",
             "Round-trip time of acknowledged direct probes",
-            self.probe_rtt.clone(),
+            m.probe_rtt.clone(),
         );
-        r.register(
-            "catalog_nodes",
-            "Nodes known to the service catalog",
-            self.catalog_nodes.clone(),
-        );
-        r.register(
-            "catalog_services",
-            "Services in the catalog by status",
-            self.catalog_services.clone(),
-        );
-        r.register(
-            "checks",
-            "This node's health checks by status",
-            self.local_checks.clone(),
-        );
-        r.register(
-            "catalog_pulls",
-            "Full service-list pulls from nuvol peers by result",
-            self.pulls.clone(),
-        );
+        let served = m.served.clone();
+        ctx.http_route(HttpRoute::new(
+            Method::GET,
+            "/metrics",
+            Access::Read,
+            axum::routing::get(move || {
+                let served = served.clone();
+                async move { scrape(served.get()) }
+            }),
+        ))?;
+        ctx.openapi(serde_json::from_str(OPENAPI).map_err(BuildError::new)?);
+        Ok(Some(m))
     }
 
-    /// Refresh from the agent and the catalog every second, until the agent stops.
-    pub async fn run(self, agent: AgentHandle, catalog: Catalog) {
+    async fn run(&mut self, ctx: &RunCtx) -> Result<(), ComponentError> {
+        let _ = self.served.set(ctx.registry().clone());
+        let cluster = ctx.cluster().clone();
         let mut tick = tokio::time::interval(Duration::from_secs(1));
+        ctx.ready();
         loop {
-            tick.tick().await;
-            let snap = agent
-                .call(|c| {
-                    let g = &mut c.gossip;
-                    let (total, failed, left) = g.counts();
-                    let alive = total.saturating_sub(failed + left);
-                    let rtts = g.stats.take_rtts();
-                    let s = &g.stats;
-                    (
-                        (alive, failed, left),
-                        (
-                            s.packets_in,
-                            s.packets_out,
-                            s.packets_dropped,
-                            s.decrypt_failures,
-                        ),
-                        (s.probes, s.probe_failures),
-                        rtts,
-                    )
-                })
-                .await;
-            let Ok(((alive, failed, left), (pin, pout, dropped, decrypt), (probes, pfail), rtts)) =
-                snap
-            else {
-                return;
+            tokio::select! {
+                _ = tick.tick() => {}
+                () = ctx.stopping() => return Ok(()),
+            }
+            let (Ok(g), Ok(rtts)) = (cluster.stats().await, cluster.take_probe_rtts().await) else {
+                return Ok(());
             };
-            self.set_status(&self.members, "alive", alive);
-            self.set_status(&self.members, "failed", failed);
-            self.set_status(&self.members, "left", left);
+            let alive = g.members.saturating_sub(g.failed + g.left);
+            for (st, n) in [("alive", alive), ("failed", g.failed), ("left", g.left)] {
+                self.members
+                    .get_or_create(&StatusLabel { status: st.into() })
+                    .set(n as i64);
+            }
+            let s = &g.core;
+            self.packets_in.feed(s.packets_in);
+            self.packets_out.feed(s.packets_out);
+            self.dropped.feed(s.packets_dropped);
+            self.decrypt_failures.feed(s.decrypt_failures);
+            self.decode_failures.feed(s.decode_failures);
+            self.streams_dropped
+                .feed(s.streams_dropped + g.streams_dropped);
+            self.udp_send_errors.feed(g.udp_send_errors);
+            self.probes.feed(s.probes);
+            self.probe_failures.feed(s.probe_failures);
+            self.suspicions.feed(s.suspicions);
+            self.refutations.feed(s.refutations);
+            self.health.set(i64::from(g.health_score));
             for r in rtts {
                 self.probe_rtt.observe(r.as_secs_f64());
             }
-            let cs = catalog.stats();
-            let (ok, bad) = (
-                cs.pulls_ok.load(Ordering::Relaxed),
-                cs.pulls_failed.load(Ordering::Relaxed),
-            );
-            {
-                let mut last = match self.last.lock() {
-                    Ok(l) => l,
-                    Err(p) => p.into_inner(),
-                };
-                let inc = |c: &Counter, now: u64, prev: &mut u64| {
-                    c.inc_by(now.saturating_sub(*prev));
-                    *prev = now;
-                };
-                inc(
-                    &self.packets.get_or_create(&DirLabel {
-                        direction: "in".into(),
-                    }),
-                    pin,
-                    &mut last.packets_in,
-                );
-                inc(
-                    &self.packets.get_or_create(&DirLabel {
-                        direction: "out".into(),
-                    }),
-                    pout,
-                    &mut last.packets_out,
-                );
-                inc(&self.dropped, dropped, &mut last.dropped);
-                inc(&self.decrypt_failures, decrypt, &mut last.decrypt);
-                inc(&self.probes, probes, &mut last.probes);
-                inc(&self.probe_failures, pfail, &mut last.probe_failures);
-                inc(
-                    &self.pulls.get_or_create(&StatusLabel {
-                        status: "ok".into(),
-                    }),
-                    ok,
-                    &mut last.pulls_ok,
-                );
-                inc(
-                    &self.pulls.get_or_create(&StatusLabel {
-                        status: "failed".into(),
-                    }),
-                    bad,
-                    &mut last.pulls_failed,
-                );
-            }
-            let (nodes, _) = catalog.sizes();
-            self.catalog_nodes.set(nodes as i64);
-            let entries = catalog.entries(&Filter::default());
-            for st in ["passing", "warning", "critical", "unavailable"] {
-                let n = entries.iter().filter(|e| e.status.as_str() == st).count();
-                self.set_status(&self.catalog_services, st, n);
-            }
-            let me = catalog.node_name().to_owned();
-            for h in [Health::Passing, Health::Warning, Health::Critical] {
-                let n = entries
-                    .iter()
-                    .filter(|e| e.node == me)
-                    .flat_map(|e| e.checks.iter())
-                    .filter(|c| c.status == h)
-                    .count();
-                self.set_status(&self.local_checks, h.as_str(), n);
-            }
         }
     }
+}
 
-    fn set_status(&self, f: &Family<StatusLabel, Gauge>, status: &str, n: usize) {
-        f.get_or_create(&StatusLabel {
-            status: status.to_owned(),
-        })
-        .set(n as i64);
+fn scrape(registry: Option<&Arc<Registry>>) -> axum::response::Response {
+    let Some(registry) = registry else {
+        return ApiError::Unavailable("metrics are not ready yet".into()).into_response();
+    };
+    let mut out = String::new();
+    if let Err(e) = prometheus_client::encoding::text::encode(&mut out, registry.metrics()) {
+        return ApiError::Internal(format!("cannot encode metrics: {e}")).into_response();
     }
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        out,
+    )
+        .into_response()
 }

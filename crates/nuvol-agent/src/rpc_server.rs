@@ -7,7 +7,10 @@
 //! Bad input from a client (garbage, oversized values, unknown commands)
 //! closes that client's connection with a log line; the agent is unaffected.
 
-use crate::runtime::{AgentError, AgentHandle, QueryUpdate};
+use crate::cluster::{Cluster, ClusterError, QueryStream, QueryUpdate};
+use crate::component::{BuildError, Component, ComponentError};
+use crate::config::{Addr, ConfigError, Secret, Validate};
+use crate::registry::{BuildCtx, Registry, RunCtx};
 use nuvol_gossip::{Event, KeyOp, KeyOpResult, QueryParams};
 use nuvol_rpc::proto::Command;
 use nuvol_rpc::server::{encode_reply, encode_response, Request, RequestReader};
@@ -16,6 +19,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
+use subtle::ConstantTimeEq;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
@@ -24,17 +28,74 @@ use tokio::sync::mpsc;
 const MAX_REQUEST: usize = 1024 * 1024;
 /// Concurrent RPC clients.
 const MAX_CLIENTS: usize = 256;
+/// Event streams, monitors and queries one client may have open at once.
+pub const MAX_STREAMS_PER_CLIENT: usize = 32;
+/// Depth of each client's outgoing queue (a slow client back-pressures its
+/// own streams only).
+const CLIENT_QUEUE: usize = 1024;
 
-/// Bind the RPC listener and serve clients in the background.
-pub async fn serve(agent: AgentHandle) -> std::io::Result<SocketAddr> {
-    let addr = agent.config.rpc_addr;
-    let listener = TcpListener::bind(addr).await?;
-    let local = listener.local_addr()?;
-    tracing::info!(%local, "RPC listening");
-    let limit = Arc::new(tokio::sync::Semaphore::new(MAX_CLIENTS));
-    tokio::spawn(async move {
+crate::settings! {
+    /// Serf's RPC protocol, which the nuvol and serf CLIs speak.
+    pub struct RpcSettings in "rpc", "RPC" {
+        /// RPC address for the CLI (and serf's own CLI).
+        addr: Addr<7373> = Addr::localhost(), flag "rpc-addr", env "NUVOL_RPC_ADDR";
+        /// Require this auth key from RPC clients.
+        auth: Option<Secret> = None, flag "rpc-auth", env "NUVOL_RPC_AUTH";
+    }
+}
+
+impl Validate for RpcSettings {
+    fn validate(&self) -> Result<(), ConfigError> {
+        Ok(())
+    }
+}
+
+/// The RPC address, provided to later components (the REST API and DNS
+/// listen on its IP by default, so agents given distinct RPC addresses do
+/// not collide).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RpcAddr(pub SocketAddr);
+
+/// The serf RPC server component.
+pub struct RpcServer {
+    addr: SocketAddr,
+    auth: Option<Arc<str>>,
+}
+
+impl Component for RpcServer {
+    type Config = RpcSettings;
+    const NAME: &'static str = "rpc";
+    /// The control plane: without it neither CLI reaches the agent.
+    const CRITICAL: bool = true;
+
+    fn build(config: RpcSettings, ctx: &mut BuildCtx<'_>) -> Result<Option<Self>, BuildError> {
+        ctx.provide(RpcAddr(config.addr.0));
+        Ok(Some(RpcServer {
+            addr: config.addr.0,
+            auth: config
+                .auth
+                .filter(|a| !a.0.is_empty())
+                .map(|a| Arc::from(a.0)),
+        }))
+    }
+
+    async fn run(&mut self, ctx: &RunCtx) -> Result<(), ComponentError> {
+        let listener = TcpListener::bind(self.addr)
+            .await
+            .map_err(|e| ComponentError::msg(format!("cannot listen on {}: {e}", self.addr)))?;
+        let local = listener.local_addr()?;
+        ctx.registry().info.set("rpc_addr", local.to_string());
+        tracing::info!(%local, "RPC listening");
+        let limit = Arc::new(tokio::sync::Semaphore::new(MAX_CLIENTS));
+        let mut clients = tokio::task::JoinSet::new();
+        ctx.ready();
         loop {
-            let (sock, peer) = match listener.accept().await {
+            let accepted = tokio::select! {
+                a = listener.accept() => a,
+                () = ctx.stopping() => break,
+            };
+            while clients.try_join_next().is_some() {}
+            let (sock, peer) = match accepted {
                 Ok(x) => x,
                 Err(e) => {
                     tracing::debug!(error = %e, "RPC accept failed");
@@ -46,17 +107,20 @@ pub async fn serve(agent: AgentHandle) -> std::io::Result<SocketAddr> {
                 tracing::warn!(%peer, "too many RPC clients");
                 continue;
             };
-            let agent = agent.clone();
-            tokio::spawn(async move {
+            let cluster = ctx.cluster().clone();
+            let registry = ctx.registry().clone();
+            let auth = self.auth.clone();
+            clients.spawn(async move {
                 let _p = permit;
                 tracing::debug!(%peer, "accepted RPC client");
-                if let Err(e) = Client::run(agent, sock).await {
+                if let Err(e) = Client::run(cluster, registry, auth, sock).await {
                     tracing::debug!(%peer, error = %e, "RPC client closed");
                 }
             });
         }
-    });
-    Ok(local)
+        // Dropping `clients` closes every connection.
+        Ok(())
+    }
 }
 
 /// A gossip member as the RPC reports it.
@@ -76,7 +140,7 @@ pub(crate) fn rpc_member(m: &nuvol_gossip::Member) -> Member {
     }
 }
 
-fn err_text<T>(r: &Result<T, AgentError>) -> String {
+fn err_text<T>(r: &Result<T, ClusterError>) -> String {
     match r {
         Ok(_) => String::new(),
         Err(e) => e.to_string(),
@@ -104,7 +168,9 @@ impl Pending {
 }
 
 struct Client {
-    agent: AgentHandle,
+    cluster: Cluster,
+    registry: Arc<Registry>,
+    auth: Option<Arc<str>>,
     out: mpsc::Sender<Vec<u8>>,
     handshake_done: bool,
     did_auth: bool,
@@ -113,6 +179,8 @@ struct Client {
     monitor: Option<(u64, tokio::task::JoinHandle<()>)>,
     /// Query IDs handed to this client's event streams.
     pending: Arc<std::sync::Mutex<Pending>>,
+    /// Running queries of this client (they count towards its limit).
+    queries: tokio::task::JoinSet<()>,
 }
 
 impl Drop for Client {
@@ -129,9 +197,14 @@ impl Drop for Client {
 type Reader = RequestReader<tokio::net::tcp::OwnedReadHalf>;
 
 impl Client {
-    async fn run(agent: AgentHandle, sock: TcpStream) -> Result<(), String> {
+    async fn run(
+        cluster: Cluster,
+        registry: Arc<Registry>,
+        auth: Option<Arc<str>>,
+        sock: TcpStream,
+    ) -> Result<(), String> {
         let (rd, mut wr) = sock.into_split();
-        let (out, mut out_rx) = mpsc::channel::<Vec<u8>>(1024);
+        let (out, mut out_rx) = mpsc::channel::<Vec<u8>>(CLIENT_QUEUE);
         let writer = tokio::spawn(async move {
             while let Some(b) = out_rx.recv().await {
                 if wr.write_all(&b).await.is_err() {
@@ -141,13 +214,16 @@ impl Client {
         });
         let mut reader = RequestReader::new(rd, MAX_REQUEST);
         let mut c = Client {
-            agent,
+            cluster,
+            registry,
+            auth,
             out,
             handshake_done: false,
             did_auth: false,
             streams: HashMap::new(),
             monitor: None,
             pending: Arc::new(std::sync::Mutex::new(Pending::default())),
+            queries: tokio::task::JoinSet::new(),
         };
         let r = c.serve(&mut reader).await;
         drop(c);
@@ -178,8 +254,7 @@ impl Client {
                 self.reply(seq, "Handshake required").await?;
                 return Err("handshake required".into());
             }
-            let auth_key = self.agent.config.rpc_auth.clone();
-            if auth_key.is_some()
+            if self.auth.is_some()
                 && !self.did_auth
                 && cmd != Command::Auth
                 && cmd != Command::Handshake
@@ -189,16 +264,18 @@ impl Client {
                 continue;
             }
             let req = rd.read_body(cmd).await.map_err(|e| e.to_string())?;
-            self.handle(seq, req, auth_key).await?;
+            self.handle(seq, req).await?;
         }
     }
 
-    async fn handle(
-        &mut self,
-        seq: u64,
-        req: Request,
-        auth_key: Option<String>,
-    ) -> Result<(), String> {
+    /// Streams, monitor and running queries this client holds.
+    fn open_streams(&mut self) -> usize {
+        self.streams.retain(|_, h| !h.is_finished());
+        while self.queries.try_join_next().is_some() {}
+        self.streams.len() + usize::from(self.monitor.is_some()) + self.queries.len()
+    }
+
+    async fn handle(&mut self, seq: u64, req: Request) -> Result<(), String> {
         match req {
             Request::Handshake(h) => {
                 let err = if h.version != nuvol_rpc::IPC_VERSION {
@@ -212,7 +289,13 @@ impl Client {
                 self.reply(seq, err).await
             }
             Request::Auth(a) => {
-                let err = if auth_key.is_none() || Some(a.auth_key) == auth_key {
+                // Constant time: the comparison does not tell how much of a
+                // guess was right.
+                let ok = match &self.auth {
+                    None => true,
+                    Some(k) => bool::from(a.auth_key.as_bytes().ct_eq(k.as_bytes())),
+                };
+                let err = if ok {
                     self.did_auth = true;
                     ""
                 } else {
@@ -221,28 +304,28 @@ impl Client {
                 self.reply(seq, err).await
             }
             Request::Event(e) => {
-                let r = self.agent.user_event(e.name, e.payload, e.coalesce).await;
+                let r = self.cluster.user_event(e.name, e.payload, e.coalesce).await;
                 self.reply(seq, &err_text(&r)).await
             }
             Request::ForceLeave(f) => {
-                let r = self.agent.force_leave(f.node, f.prune).await;
+                let r = self.cluster.force_leave(f.node, f.prune).await;
                 self.reply(seq, &err_text(&r)).await
             }
             Request::Join(j) => {
-                let r = self.agent.join(&j.existing, j.replay).await;
+                let r = self.cluster.join(&j.existing, j.replay).await;
                 let num = *r.as_ref().unwrap_or(&0) as i32;
                 self.send(encode_reply(seq, &err_text(&r), &JoinResponse { num }))
                     .await
             }
             Request::Members => {
-                let members = self.agent.members().await.map_err(|e| e.to_string())?;
+                let members = self.cluster.members().await.map_err(|e| e.to_string())?;
                 let body = MembersResponse {
                     members: members.iter().map(rpc_member).collect(),
                 };
                 self.send(encode_reply(seq, "", &body)).await
             }
             Request::MembersFiltered(f) => {
-                let members = self.agent.members().await.map_err(|e| e.to_string())?;
+                let members = self.cluster.members().await.map_err(|e| e.to_string())?;
                 match filter_members(members, &f.tags, &f.status, &f.name) {
                     Ok(ms) => {
                         let body = MembersResponse {
@@ -255,14 +338,16 @@ impl Client {
                 }
             }
             Request::Tags(t) => {
-                let r = self.agent.set_tags(t.tags, t.delete_tags).await;
+                let r = self.cluster.set_user_tags(t.tags, t.delete_tags).await;
                 self.reply(seq, &err_text(&r)).await
             }
             Request::Leave => {
-                let r = self.agent.leave().await;
+                let r = self.cluster.leave().await;
                 self.reply(seq, &err_text(&r)).await?;
                 // serf shuts the agent down after a leave.
-                self.agent.shutdown("left").await;
+                self.cluster
+                    .request_stop(crate::cluster::StopReason::Left)
+                    .await;
                 Ok(())
             }
             Request::InstallKey(k) => self.key_op(seq, KeyOp::Install, Some(k.key)).await,
@@ -276,9 +361,12 @@ impl Client {
                 if self.streams.contains_key(&seq) {
                     return self.reply(seq, "Stream with given sequence exists").await;
                 }
+                if self.open_streams() >= MAX_STREAMS_PER_CLIENT {
+                    return self.reply(seq, TOO_MANY_STREAMS).await;
+                }
                 self.reply(seq, "").await?;
                 let h = tokio::spawn(event_stream(
-                    self.agent.clone(),
+                    self.cluster.clone(),
                     self.out.clone(),
                     seq,
                     filters,
@@ -296,6 +384,9 @@ impl Client {
                 };
                 if self.monitor.is_some() {
                     return self.reply(seq, "Monitor already exists").await;
+                }
+                if self.open_streams() >= MAX_STREAMS_PER_CLIENT {
+                    return self.reply(seq, TOO_MANY_STREAMS).await;
                 }
                 self.reply(seq, "").await?;
                 let out = self.out.clone();
@@ -336,10 +427,13 @@ impl Client {
                     relay_factor: q.relay_factor,
                     timeout: q.timeout,
                 };
-                match self.agent.query(q.name, q.payload, params).await {
+                if self.open_streams() >= MAX_STREAMS_PER_CLIENT {
+                    return self.reply(seq, TOO_MANY_STREAMS).await;
+                }
+                match self.cluster.query(q.name, q.payload, params).await {
                     Ok(rx) => {
                         self.reply(seq, "").await?;
-                        tokio::spawn(query_stream(rx, self.out.clone(), seq));
+                        self.queries.spawn(query_stream(rx, self.out.clone(), seq));
                         Ok(())
                     }
                     Err(e) => self.reply(seq, &e.to_string()).await,
@@ -352,7 +446,7 @@ impl Client {
                     .ok()
                     .and_then(|p| p.ids.get(&r.id).copied());
                 let err = match inner {
-                    Some(inner) => err_text(&self.agent.respond(inner, r.payload).await),
+                    Some(inner) => err_text(&self.cluster.respond(inner, r.payload).await),
                     None => "No pending queries matching ID".to_string(),
                 };
                 self.reply(seq, &err).await
@@ -362,10 +456,9 @@ impl Client {
                 self.send(encode_reply(seq, "", &stats)).await
             }
             Request::GetCoordinate(c) => {
-                let node = c.node;
                 let found = self
-                    .agent
-                    .call(move |c| c.gossip.coordinate(&node))
+                    .cluster
+                    .coordinate(c.node)
                     .await
                     .map_err(|e| e.to_string())?;
                 let body = match found {
@@ -412,7 +505,7 @@ impl Client {
             },
             None => Vec::new(),
         };
-        match self.agent.key_op(op, raw).await {
+        match self.cluster.key_op(op, raw).await {
             Ok(res) => {
                 let err = if res.num_err != 0 {
                     format!("{}/{} nodes reported failure", res.num_err, res.num_nodes)
@@ -427,73 +520,71 @@ impl Client {
         }
     }
 
-    async fn stats(&self) -> Result<Stats, AgentError> {
-        let handlers = self.agent.config.event_handlers.clone();
-        // Lets `nuvol publish|services ...` given only --rpc-addr find the
-        // REST API and its token.
-        let mut nuvol = BTreeMap::new();
-        if let Some(a) = self.agent.config.http_addr {
-            nuvol.insert("http_addr".to_owned(), a.to_string());
+    async fn stats(&self) -> Result<Stats, ClusterError> {
+        let g = self.cluster.stats().await?;
+        let tags = self.cluster.tags().await?.tags;
+        // The components' facts (where the REST API listens, the data dir:
+        // `nuvol publish` given only --rpc-addr finds the API and its token
+        // this way) and the component table.
+        let mut nuvol = self.registry.info.snapshot();
+        for c in self.registry.status.snapshot() {
+            let mut v = format!("{} restarts={}", c.state.as_str(), c.restarts);
+            if let Some(e) = &c.last_error {
+                v.push_str(&format!(" last_error={e:?}"));
+            }
+            nuvol.insert(format!("component.{}", c.name), v);
         }
-        nuvol.insert(
-            "data_dir".to_owned(),
-            self.agent.config.data_dir.display().to_string(),
+        let section = |pairs: Vec<(&str, String)>| -> BTreeMap<String, String> {
+            pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
+        };
+        let st = &g.core;
+        let mut out = BTreeMap::new();
+        out.insert("agent".to_owned(), section(vec![("name", g.name.clone())]));
+        out.insert(
+            "runtime".to_owned(),
+            section(vec![
+                ("os", std::env::consts::OS.to_owned()),
+                ("arch", std::env::consts::ARCH.to_owned()),
+                ("version", env!("CARGO_PKG_VERSION").to_owned()),
+                ("implementation", "nuvol".to_owned()),
+            ]),
         );
-        self.agent
-            .call(move |c| {
-                let g = &c.gossip;
-                let (members, failed, left) = g.counts();
-                let (iq, eq, qq) = g.queue_depths();
-                let (clock, eclock, qclock) = g.clocks();
-                let st = &g.stats;
-                let section = |pairs: Vec<(&str, String)>| -> BTreeMap<String, String> {
-                    pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
-                };
-                let mut out = BTreeMap::new();
-                out.insert(
-                    "agent".to_owned(),
-                    section(vec![("name", g.name().to_owned())]),
-                );
-                out.insert(
-                    "runtime".to_owned(),
-                    section(vec![
-                        ("os", std::env::consts::OS.to_owned()),
-                        ("arch", std::env::consts::ARCH.to_owned()),
-                        ("version", env!("CARGO_PKG_VERSION").to_owned()),
-                        ("implementation", "nuvol".to_owned()),
-                    ]),
-                );
-                out.insert(
-                    "serf".to_owned(),
-                    section(vec![
-                        ("members", members.to_string()),
-                        ("failed", failed.to_string()),
-                        ("left", left.to_string()),
-                        ("health_score", g.health_score().to_string()),
-                        ("member_time", clock.to_string()),
-                        ("event_time", eclock.to_string()),
-                        ("query_time", qclock.to_string()),
-                        ("intent_queue", iq.to_string()),
-                        ("event_queue", eq.to_string()),
-                        ("query_queue", qq.to_string()),
-                        ("encrypted", g.encryption_enabled().to_string()),
-                        ("packets_in", st.packets_in.to_string()),
-                        ("packets_out", st.packets_out.to_string()),
-                        ("packets_dropped", st.packets_dropped.to_string()),
-                        ("decrypt_failures", st.decrypt_failures.to_string()),
-                        ("decode_failures", st.decode_failures.to_string()),
-                        ("streams_dropped", st.streams_dropped.to_string()),
-                    ]),
-                );
-                out.insert("tags".to_owned(), g.tags().clone());
-                out.insert("nuvol".to_owned(), nuvol);
-                out.insert(
-                    "event_handlers".to_owned(),
-                    handlers.iter().map(|h| (h.clone(), h.clone())).collect(),
-                );
-                Stats(out)
-            })
-            .await
+        out.insert(
+            "serf".to_owned(),
+            section(vec![
+                ("members", g.members.to_string()),
+                ("failed", g.failed.to_string()),
+                ("left", g.left.to_string()),
+                ("health_score", g.health_score.to_string()),
+                ("member_time", g.member_time.to_string()),
+                ("event_time", g.event_time.to_string()),
+                ("query_time", g.query_time.to_string()),
+                ("intent_queue", g.intent_queue.to_string()),
+                ("event_queue", g.event_queue.to_string()),
+                ("query_queue", g.query_queue.to_string()),
+                ("encrypted", g.encrypted.to_string()),
+                ("packets_in", st.packets_in.to_string()),
+                ("packets_out", st.packets_out.to_string()),
+                ("packets_dropped", st.packets_dropped.to_string()),
+                ("decrypt_failures", st.decrypt_failures.to_string()),
+                ("decode_failures", st.decode_failures.to_string()),
+                (
+                    "streams_dropped",
+                    (st.streams_dropped + g.streams_dropped).to_string(),
+                ),
+            ]),
+        );
+        out.insert("tags".to_owned(), tags);
+        out.insert("nuvol".to_owned(), nuvol);
+        let handlers = self
+            .registry
+            .get::<crate::handlers::HandlerList>()
+            .unwrap_or_default();
+        out.insert(
+            "event_handlers".to_owned(),
+            handlers.0.iter().map(|h| (h.clone(), h.clone())).collect(),
+        );
+        Ok(Stats(out))
     }
 }
 
@@ -525,9 +616,16 @@ fn filter_members(
         .collect())
 }
 
-async fn query_stream(mut rx: mpsc::Receiver<QueryUpdate>, out: mpsc::Sender<Vec<u8>>, seq: u64) {
-    while let Some(u) = rx.recv().await {
-        let done = u == QueryUpdate::Done;
+/// The reply to a stream request beyond [`MAX_STREAMS_PER_CLIENT`].
+const TOO_MANY_STREAMS: &str = "Too many streams on this connection";
+
+/// Forward a query's acks and responses, then its done record. Nothing is
+/// dropped here: the client's queue back-pressures this task, and what the
+/// driver had to drop (a reader slower than the cluster) is logged with the
+/// done record.
+async fn query_stream(q: QueryStream, out: mpsc::Sender<Vec<u8>>, seq: u64) {
+    let QueryStream { mut updates, done } = q;
+    while let Some(u) = updates.recv().await {
         let rec = match u {
             QueryUpdate::Ack(from) => QueryRecord {
                 record_type: QUERY_RECORD_ACK.into(),
@@ -539,34 +637,44 @@ async fn query_stream(mut rx: mpsc::Receiver<QueryUpdate>, out: mpsc::Sender<Vec
                 from,
                 payload,
             },
-            QueryUpdate::Done => QueryRecord {
-                record_type: QUERY_RECORD_DONE.into(),
-                from: String::new(),
-                payload: Vec::new(),
-            },
         };
-        if out.send(encode_reply(seq, "", &rec)).await.is_err() || done {
+        if out.send(encode_reply(seq, "", &rec)).await.is_err() {
             return;
         }
     }
+    if let Ok(d) = done.await {
+        if d.dropped > 0 {
+            tracing::warn!(
+                seq,
+                dropped = d.dropped,
+                "query acks/responses dropped before reaching this client"
+            );
+        }
+    }
+    let rec = QueryRecord {
+        record_type: QUERY_RECORD_DONE.into(),
+        from: String::new(),
+        payload: Vec::new(),
+    };
+    let _ = out.send(encode_reply(seq, "", &rec)).await;
 }
 
 async fn event_stream(
-    agent: AgentHandle,
+    cluster: Cluster,
     out: mpsc::Sender<Vec<u8>>,
     seq: u64,
     filters: Vec<crate::handlers::EventFilter>,
     pending: Arc<std::sync::Mutex<Pending>>,
 ) {
-    let mut rx = agent.subscribe();
+    let mut rx = cluster.events();
     loop {
         let ev = match rx.recv().await {
             Ok(ev) => ev,
-            Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+            Err(crate::chan::RecvError::Lagged(n)) => {
                 tracing::warn!(seq, lost = n, "RPC event stream lagging, events dropped");
                 continue;
             }
-            Err(_) => return,
+            Err(crate::chan::RecvError::Closed) => return,
         };
         if !filters.iter().any(|f| f.matches(&ev)) {
             continue;

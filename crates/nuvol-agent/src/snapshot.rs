@@ -120,6 +120,7 @@ impl Snapshot {
     }
 
     fn append(&mut self, line: &str) -> std::io::Result<()> {
+        crate::fsutil::io_delay();
         self.file.write_all(line.as_bytes())?;
         self.file.flush()?;
         self.size += line.len() as u64;
@@ -181,7 +182,7 @@ impl Snapshot {
             "clock: {}\nevent-clock: {}\nquery-clock: {}\n",
             self.state.clock, self.state.event_clock, self.state.query_clock
         ));
-        crate::util::write_atomic(&self.path, text.as_bytes(), 0o600)?;
+        crate::fsutil::write_atomic(&self.path, text.as_bytes(), 0o600)?;
         self.file = std::fs::OpenOptions::new().append(true).open(&self.path)?;
         self.size = text.len() as u64;
         Ok(())

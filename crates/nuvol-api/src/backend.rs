@@ -1,36 +1,9 @@
-//! The interface the agent implements: [`Backend`], and the records it
-//! returns.
+//! The records the API's own routes return.
 
-use crate::error::ApiError;
-use futures::future::BoxFuture;
-use nuvol_catalog::{Filter, ServiceDef, ServiceEntry};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-/// What the API needs from the agent. The server holds an
-/// `Arc<dyn Backend>`; every method is called from request handlers, so the
-/// synchronous ones must be cheap snapshots (no I/O, no waiting on the
-/// driver task for long).
-pub trait Backend: Send + Sync + 'static {
-    /// This agent (`GET /v1/agent`).
-    fn agent(&self) -> AgentInfo;
-    /// The cluster's members as this node sees them (`GET /v1/members`).
-    fn members(&self) -> BoxFuture<'_, Result<Vec<MemberInfo>, ApiError>>;
-    /// A snapshot of the cluster-wide catalog, filtered by type and node.
-    fn services(&self, filter: &Filter) -> Vec<ServiceEntry>;
-    /// Publish a service on this node (replacing one with the same type and
-    /// port). The API has already run [`ServiceDef::validate`].
-    fn publish(&self, def: ServiceDef) -> BoxFuture<'_, Result<ServiceEntry, ApiError>>;
-    /// Remove this node's service `stype`/`port`; [`ApiError::NotFound`] if
-    /// this node does not publish it.
-    fn unpublish(&self, stype: String, port: u16) -> BoxFuture<'_, Result<(), ApiError>>;
-    /// A new subscription to the agent's events (`GET /v1/events`).
-    fn subscribe(&self) -> tokio::sync::broadcast::Receiver<ApiEvent>;
-    /// Called once when the server is bound: register the agent's
-    /// collectors (members by status, gossip counters, catalog sizes, check
-    /// states...). `/metrics` encodes this registry.
-    fn register_metrics(&self, registry: &mut prometheus_client::registry::Registry);
-}
+pub use nuvol_catalog::api::CheckInfo;
 
 /// This agent (`GET /v1/agent`).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
@@ -41,6 +14,7 @@ pub struct AgentInfo {
     pub version: String,
     pub data_dir: String,
     pub cloud: String,
+    /// The node's live tags (its own and the components').
     pub tags: BTreeMap<String, String>,
     /// Where this API listens.
     pub http_addr: String,
@@ -69,19 +43,5 @@ pub struct ApiEvent {
     pub data: serde_json::Value,
 }
 
-/// One health check, flattened out of the catalog (`GET /v1/checks`).
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
-pub struct CheckInfo {
-    pub node: String,
-    #[serde(rename = "type")]
-    pub stype: String,
-    pub port: u16,
-    /// `tcp`, `http` or `script`.
-    pub kind: String,
-    /// The address, URL or command.
-    pub target: String,
-    pub status: nuvol_catalog::Health,
-    pub output: String,
-    /// Milliseconds since the Unix epoch.
-    pub updated_ms: u64,
-}
+/// One component of the agent (`GET /v1/agent/components`).
+pub type ComponentInfo = nuvol_agent::ComponentStatus;

@@ -1,7 +1,7 @@
 //! A small typed client of the API, for the CLI and tests.
 
-use crate::backend::{AgentInfo, ApiEvent, CheckInfo, MemberInfo};
-use crate::error::ErrorBody;
+use crate::backend::{AgentInfo, ApiEvent, CheckInfo, ComponentInfo, MemberInfo};
+use nuvol_agent::http::ErrorBody;
 use nuvol_catalog::{Filter, Health, ServiceDef, ServiceEntry, Status};
 use reqwest::{Method, StatusCode, Url};
 use serde::de::DeserializeOwned;
@@ -206,6 +206,12 @@ impl ApiClient {
     /// `GET /v1/agent`.
     pub async fn agent(&self) -> Result<AgentInfo, ClientError> {
         self.call(Method::GET, self.url(&["v1", "agent"])?, None)
+            .await
+    }
+
+    /// `GET /v1/agent/components`.
+    pub async fn components(&self) -> Result<Vec<ComponentInfo>, ClientError> {
+        self.call(Method::GET, self.url(&["v1", "agent", "components"])?, None)
             .await
     }
 

@@ -1,8 +1,9 @@
-//! The API end to end over real HTTP, against a fake backend.
+//! The API end to end over real HTTP: the real API component of an
+//! in-process agent, the catalog's real routes over a fake catalog.
 
 mod common;
 
-use common::{start, start_with, Fake, ME, TOKEN};
+use common::{start, ME, TOKEN};
 use nuvol_api::{ApiClient, ApiEvent, ClientError};
 use nuvol_catalog::{CheckDef, CheckKind, Filter, Health, ServiceDef, Status};
 use reqwest::StatusCode;
@@ -452,22 +453,19 @@ async fn events_reach_the_client() {
         event: "member-join".into(),
         data: json!({"name": "delta", "addr": "10.0.0.4"}),
     };
-    h.fake.events.send(ev.clone()).unwrap();
+    h.emit(&ev.event, ev.data.clone());
     let got = guard(stream.next()).await.unwrap().unwrap();
     assert_eq!(got, ev);
-    h.fake
-        .events
-        .send(ApiEvent {
-            event: "service-published".into(),
-            data: json!({"node": "alpha", "type": "http", "port": 80}),
-        })
-        .unwrap();
+    h.emit(
+        "service-published",
+        json!({"node": "alpha", "type": "http", "port": 80}),
+    );
     let got = guard(stream.next()).await.unwrap().unwrap();
     assert_eq!(got.event, "service-published");
     assert_eq!(got.data["port"], 80);
 
-    // Shutting down ends open streams, and `run` returns.
-    guard(h.stop()).await.unwrap();
+    // Shutting down ends open streams, and the agent stops.
+    guard(h.stop()).await;
     assert!(guard(stream.next()).await.is_none());
 }
 
@@ -484,13 +482,7 @@ async fn raw_event_stream_format() {
         .to_str()
         .unwrap()
         .starts_with("text/event-stream"));
-    h.fake
-        .events
-        .send(ApiEvent {
-            event: "check-changed".into(),
-            data: json!({"status": "critical"}),
-        })
-        .unwrap();
+    h.emit("check-changed", json!({"status": "critical"}));
     let mut text = String::new();
     while !text.contains("\n\n") {
         let chunk = guard(r.chunk()).await.unwrap().unwrap();
@@ -503,19 +495,15 @@ async fn raw_event_stream_format() {
 }
 
 // One thread: the test sends a burst without yielding, so the server's
-// stream cannot keep up and must see the lag.
+// stream cannot keep up and must see the lag (the bus holds 1024 events).
 #[tokio::test(flavor = "current_thread")]
 async fn a_lagging_subscriber_is_told_and_continues() {
-    let h = start_with(Fake::new(4)).await;
+    let h = start().await;
     let mut stream = guard(h.anon().events()).await.unwrap();
-    for i in 0..20 {
-        h.fake
-            .events
-            .send(ApiEvent {
-                event: "member-join".into(),
-                data: json!({ "n": i }),
-            })
-            .unwrap();
+    // Let the server's stream subscribe before the burst.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for i in 0..1040 {
+        h.emit("member-join", json!({ "n": i }));
     }
     let first = guard(stream.next()).await.unwrap().unwrap();
     assert_eq!(first.event, "lagged");
@@ -579,17 +567,55 @@ async fn an_absent_agent_is_unreachable() {
     ));
 }
 
+/// A taken port or a bad token file: the API component fails (and is
+/// retried), the agent keeps running and says why.
 #[tokio::test]
 async fn binding_a_taken_port_fails_cleanly() {
     let h = start().await;
-    let err = nuvol_api::bind(h.addr, TOKEN.into(), Fake::new(4))
-        .await
-        .err()
-        .unwrap();
-    assert_eq!(err.status(), 503);
-    let err = nuvol_api::bind("127.0.0.1:0".parse().unwrap(), String::new(), Fake::new(4))
-        .await
-        .err()
-        .unwrap();
-    assert_eq!(err.status(), 500);
+    for (dir, addr, want) in [
+        (
+            common::data_dir_with_token(TOKEN),
+            h.addr.to_string(),
+            "cannot listen on",
+        ),
+        (
+            common::data_dir_with_token(""),
+            "127.0.0.1:0".to_owned(),
+            "API token file",
+        ),
+    ] {
+        let agent = nuvol_agent::AgentBuilder::new()
+            .with::<nuvol_api::Api>()
+            .configure_from(
+                "",
+                &[
+                    "--node=gamma",
+                    "--bind=127.0.0.1:0",
+                    "--profile=local",
+                    &format!("--http-addr={addr}"),
+                    &format!("--data-dir={}", dir.path().display()),
+                ],
+            )
+            .unwrap()
+            .start()
+            .await
+            .expect("a non-critical component's failure does not stop the agent");
+        let api = agent
+            .status()
+            .into_iter()
+            .find(|c| c.name == "api")
+            .unwrap();
+        assert!(!api.critical);
+        assert!(
+            matches!(
+                api.state,
+                nuvol_agent::ComponentState::Failed | nuvol_agent::ComponentState::Restarting
+            ),
+            "{api:?}"
+        );
+        let err = api.last_error.unwrap_or_default();
+        assert!(err.contains(want), "{err}");
+        assert!(agent.cluster().members().await.is_ok(), "gossip still runs");
+        agent.shutdown(false).await;
+    }
 }

@@ -1,14 +1,24 @@
-//! The OpenAPI document matches what the router serves.
+//! The OpenAPI document the agent serves, assembled from the API's own part
+//! and the components' fragments, matches what the router serves.
 
 mod common;
 
-use nuvol_api::{CheckInfo, ErrorBody, MemberInfo, OPENAPI_JSON};
+use nuvol_api::{CheckInfo, ErrorBody, MemberInfo};
 use nuvol_catalog::{Health, Status};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 
+/// The document assembled from the checked-in parts, as the agent does.
 fn doc() -> Value {
-    serde_json::from_str(OPENAPI_JSON).expect("openapi.json parses")
+    let parse = |s: &str| -> Value { serde_json::from_str(s).expect("fragment parses") };
+    nuvol_api::openapi::assemble(
+        &parse(nuvol_api::BASE_OPENAPI),
+        &[
+            ("catalog", parse(nuvol_catalog::api::OPENAPI)),
+            ("metrics", parse(nuvol_agent::metrics::OPENAPI)),
+        ],
+    )
+    .expect("the fragments fit together")
 }
 
 fn operations(doc: &Value) -> BTreeSet<(String, String)> {
@@ -25,11 +35,18 @@ fn operations(doc: &Value) -> BTreeSet<(String, String)> {
     ops
 }
 
-#[test]
-fn every_route_is_documented_and_vice_versa() {
-    let served: BTreeSet<(String, String)> = nuvol_api::routes()
-        .into_iter()
-        .map(|(m, p)| (m.to_owned(), p.to_owned()))
+/// Every route the components registered is documented, and every
+/// documented operation is registered.
+#[tokio::test]
+async fn every_route_is_documented_and_vice_versa() {
+    let h = common::start().await;
+    let served: BTreeSet<(String, String)> = h
+        .agent
+        .as_ref()
+        .unwrap()
+        .registry()
+        .routes()
+        .map(|(_, r)| (r.method.to_string(), r.path.to_owned()))
         .collect();
     let documented = operations(&doc());
     assert_eq!(served, documented);
@@ -38,7 +55,8 @@ fn every_route_is_documented_and_vice_versa() {
 #[test]
 fn status_codes_per_operation() {
     let expected: BTreeMap<(&str, &str), &[&str]> = BTreeMap::from([
-        (("GET", "/v1/agent"), &["200"][..]),
+        (("GET", "/v1/agent"), &["200", "500", "503"][..]),
+        (("GET", "/v1/agent/components"), &["200", "503"][..]),
         (("GET", "/v1/members"), &["200", "500", "503"][..]),
         (("GET", "/v1/services"), &["200", "400"][..]),
         (
@@ -54,8 +72,8 @@ fn status_codes_per_operation() {
             &["204", "400", "401", "403", "404", "500", "503"][..],
         ),
         (("GET", "/v1/checks"), &["200", "400"][..]),
-        (("GET", "/v1/events"), &["200"][..]),
-        (("GET", "/v1/openapi.json"), &["200"][..]),
+        (("GET", "/v1/events"), &["200", "503"][..]),
+        (("GET", "/v1/openapi.json"), &["200", "503"][..]),
         (("GET", "/metrics"), &["200"][..]),
     ]);
     let doc = doc();
@@ -117,9 +135,34 @@ fn schemas_match_the_types() {
             assert!(keys.contains(r.as_str().unwrap()), "{name}.{r}");
         }
     };
-    let fake = common::Fake::new(1);
-    use nuvol_api::Backend;
-    check("AgentInfo", serde_json::to_value(fake.agent()).unwrap());
+    let fake = common::Fake::new();
+    use nuvol_catalog::api::CatalogApi;
+    check(
+        "AgentInfo",
+        serde_json::to_value(nuvol_api::AgentInfo {
+            name: "a".into(),
+            addr: "b".into(),
+            port: 1,
+            version: "v".into(),
+            data_dir: "d".into(),
+            cloud: "c".into(),
+            tags: Default::default(),
+            http_addr: "h".into(),
+            dns_addr: Some("d".into()),
+        })
+        .unwrap(),
+    );
+    check(
+        "ComponentStatus",
+        serde_json::to_value(nuvol_api::ComponentInfo {
+            name: "catalog".into(),
+            critical: true,
+            state: nuvol_agent::ComponentState::Running,
+            restarts: 0,
+            last_error: None,
+        })
+        .unwrap(),
+    );
     check(
         "MemberInfo",
         serde_json::to_value(MemberInfo {
@@ -172,7 +215,7 @@ fn schemas_match_the_types() {
 }
 
 /// Every documented operation reaches a handler (not the fallbacks) on a
-/// live server, and the served document is this file.
+/// live server, and the served document is the assembled one.
 #[tokio::test]
 async fn the_live_router_serves_every_documented_operation() {
     let h = common::start().await;
@@ -212,5 +255,6 @@ async fn the_live_router_serves_every_documented_operation() {
         .text()
         .await
         .unwrap();
-    assert_eq!(served, OPENAPI_JSON);
+    let served: Value = serde_json::from_str(&served).unwrap();
+    assert_eq!(served, doc());
 }

@@ -35,6 +35,12 @@ pub enum CatalogError {
     Json(String),
 }
 
+impl From<nuvol_checks::model::CheckError> for CatalogError {
+    fn from(e: nuvol_checks::model::CheckError) -> Self {
+        CatalogError::BadField(e.0, e.1)
+    }
+}
+
 /// One published service, as avahi-ps describes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CloudyService {

@@ -6,7 +6,9 @@
 //! The rest of the catalog (persistence, health checks, DNS, mDNS, REST API)
 //! builds on these records; see issue "Community service catalog".
 
+pub mod api;
 pub mod cloudy;
+pub mod component;
 pub mod files;
 pub mod model;
 pub mod store;

@@ -86,6 +86,7 @@ impl Store {
     /// Insert or replace (same type and port) one service; durable when
     /// this returns.
     pub fn put(&self, def: &ServiceDef) -> Result<(), StoreError> {
+        nuvol_agent::fsutil::io_delay();
         let value = serde_json::to_vec(def).map_err(store_err)?;
         let tx = self.db.begin_write().map_err(store_err)?;
         {
@@ -98,6 +99,7 @@ impl Store {
 
     /// Remove a service; returns whether it existed.
     pub fn remove(&self, stype: &str, port: u16) -> Result<bool, StoreError> {
+        nuvol_agent::fsutil::io_delay();
         let tx = self.db.begin_write().map_err(store_err)?;
         let existed = {
             let mut t = tx.open_table(SERVICES).map_err(store_err)?;
@@ -113,6 +115,7 @@ impl Store {
     /// Remove every service of `stype` (avahi-ps's `unpublish TYPE` without a
     /// port); returns how many were removed. One transaction.
     pub fn remove_type(&self, stype: &str) -> Result<usize, StoreError> {
+        nuvol_agent::fsutil::io_delay();
         let tx = self.db.begin_write().map_err(store_err)?;
         let n = {
             let mut t = tx.open_table(SERVICES).map_err(store_err)?;

@@ -15,8 +15,8 @@ use sha2::{Digest, Sha256};
 
 /// First byte of a nuvol application stream payload (outside serf's message
 /// type range, which ends at 9).
-pub const APP_STREAM: u8 = 0xC8;
-/// The request: `[APP_STREAM, PULL]`.
+pub const APP_STREAM: u8 = nuvol_agent::APP_STREAM;
+/// The catalog's stream protocol; the request is `[APP_STREAM, PULL]`.
 pub const PULL: u8 = 1;
 pub const PULL_REQUEST: [u8; 2] = [APP_STREAM, PULL];
 /// Largest reply accepted.

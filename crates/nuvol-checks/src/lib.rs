@@ -1,6 +1,6 @@
 //! Health checks of the services a node publishes, with Consul's semantics.
 //!
-//! A [`CheckDef`](nuvol_catalog::model::CheckDef) (from `nuvol-catalog`) is one of:
+//! A [`CheckDef`](model::CheckDef) is one of:
 //!
 //! - **TCP**: passing when a connection to `host:port` (host names are
 //!   resolved, every address is tried) opens within the timeout.
@@ -25,10 +25,11 @@
 //! random jitter), and sends every result as a [`CheckUpdate`]. A check that
 //! has not produced a result yet counts as critical, as in Consul.
 
+pub mod model;
 mod output;
 mod run;
 mod runner;
 
-pub use nuvol_catalog::model::MAX_CHECK_OUTPUT;
+pub use model::MAX_CHECK_OUTPUT;
 pub use run::{run_once, MAX_REDIRECTS};
 pub use runner::{CheckUpdate, Runner, MIN_INTERVAL};

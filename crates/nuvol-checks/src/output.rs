@@ -1,6 +1,6 @@
 //! Turning captured bytes into a check's output text.
 
-use nuvol_catalog::model::MAX_CHECK_OUTPUT;
+use crate::model::MAX_CHECK_OUTPUT;
 
 /// Bytes to text: cut to [`MAX_CHECK_OUTPUT`] bytes (never inside a UTF-8
 /// character), invalid UTF-8 replaced, surrounding whitespace trimmed.

@@ -1,12 +1,12 @@
 //! Running one check.
 
+use crate::model::{CheckDef, CheckKind, CheckState, Health, MAX_CHECK_OUTPUT};
 use crate::output::{cut_str, tidy, tidy_str};
-use nuvol_catalog::model::{CheckDef, CheckKind, CheckState, Health, MAX_CHECK_OUTPUT};
+use nuvol_agent::process::{Keep, Script};
 use std::future::Future;
-use std::process::{ExitStatus, Stdio};
+use std::process::ExitStatus;
 use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use tokio::io::{AsyncRead, AsyncReadExt};
 use tracing::debug;
 
 /// Redirects an HTTP check follows before giving up (critical).
@@ -181,64 +181,31 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 // ---------------------------------------------------------------- script
 
 async fn script(command: &str, timeout: Duration) -> (Health, String) {
-    let mut cmd = tokio::process::Command::new("sh");
-    cmd.arg("-c")
-        .arg(command)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    #[cfg(unix)]
-    cmd.process_group(0);
-    let mut child = match cmd.spawn() {
-        Ok(c) => c,
+    let o = match nuvol_agent::process::run(Script {
+        command,
+        env: Vec::new(),
+        stdin: None,
+        timeout,
+        max_output: MAX_CHECK_OUTPUT,
+        keep: Keep::Head,
+    })
+    .await
+    {
+        Ok(o) => o,
         Err(e) => return (Health::Critical, tidy_str(&format!("cannot start sh: {e}"))),
     };
-    // The child leads its own process group: its pid is the group's id.
-    let pgid = child.id();
-    let stdout = child.stdout.take();
-    let stderr = child.stderr.take();
-    let mut out = Vec::new();
-    let mut err = Vec::new();
-    let finished = {
-        let wait = async {
-            let status = child.wait().await;
-            // Whatever the script left running in its group (`cmd &`) would
-            // keep the pipes open and outlive the check: kill it.
-            kill_group(pgid);
-            status
-        };
-        let all = async {
-            let (status, (), ()) =
-                tokio::join!(wait, drain(stdout, &mut out), drain(stderr, &mut err));
-            status
-        };
-        tokio::time::timeout(timeout, all).await
-    };
-    out.extend_from_slice(&err);
-    let output = tidy(out);
-    match finished {
-        Ok(Ok(status)) => verdict(status, output),
-        Ok(Err(e)) => (
-            Health::Critical,
-            tidy_str(&format!("waiting for the script: {e}")),
-        ),
-        Err(_) => match child.try_wait() {
-            // It exited, but something outside its group holds the pipes.
-            Ok(Some(status)) => verdict(status, output),
-            _ => {
-                kill_group(pgid);
-                if let Err(e) = child.kill().await {
-                    debug!(error = %e, "killing a timed-out check script");
-                }
-                let mut msg = format!("timed out after {timeout:?}");
-                if !output.is_empty() {
-                    msg.push('\n');
-                    msg.push_str(&output);
-                }
-                (Health::Critical, tidy_str(&msg))
+    let output = tidy(o.output);
+    match o.status {
+        Some(status) => verdict(status, output),
+        None if o.timed_out => {
+            let mut msg = format!("timed out after {timeout:?}");
+            if !output.is_empty() {
+                msg.push('\n');
+                msg.push_str(&output);
             }
-        },
+            (Health::Critical, tidy_str(&msg))
+        }
+        None => (Health::Critical, "could not wait for the script".to_owned()),
     }
 }
 
@@ -265,47 +232,3 @@ fn verdict(status: ExitStatus, output: String) -> (Health, String) {
         }
     }
 }
-
-/// Read `r` to its end, keeping up to [`MAX_CHECK_OUTPUT`] bytes in `keep`
-/// and dropping the rest (the writer never blocks on a full pipe).
-async fn drain<R: AsyncRead + Unpin>(r: Option<R>, keep: &mut Vec<u8>) {
-    let Some(mut r) = r else { return };
-    let mut buf = vec![0u8; 8192];
-    loop {
-        match r.read(&mut buf).await {
-            Ok(0) => break,
-            Ok(n) => {
-                let room = MAX_CHECK_OUTPUT.saturating_sub(keep.len());
-                keep.extend_from_slice(&buf[..n.min(room)]);
-            }
-            Err(e) => {
-                debug!(error = %e, "reading check script output");
-                break;
-            }
-        }
-    }
-}
-
-/// SIGKILL every process in the group `pgid` (no-op if there is none).
-#[cfg(unix)]
-fn kill_group(pgid: Option<u32>) {
-    let Some(pgid) = pgid.and_then(|p| libc::pid_t::try_from(p).ok()) else {
-        return;
-    };
-    if pgid <= 1 {
-        return;
-    }
-    // SAFETY: kill(2) takes plain integers and touches no memory of ours;
-    // a negative pid addresses the process group, which `process_group(0)`
-    // made the script's own.
-    let rc = unsafe { libc::kill(-pgid, libc::SIGKILL) };
-    if rc != 0 {
-        let e = std::io::Error::last_os_error();
-        if e.raw_os_error() != Some(libc::ESRCH) {
-            debug!(pgid, error = %e, "killing a check's process group");
-        }
-    }
-}
-
-#[cfg(not(unix))]
-fn kill_group(_pgid: Option<u32>) {}

@@ -1,7 +1,7 @@
 //! Scheduling checks: one tokio task per check.
 
+use crate::model::{CheckDef, CheckState};
 use crate::run::run_once;
-use nuvol_catalog::model::{CheckDef, CheckState};
 use rand::Rng;
 use std::collections::HashMap;
 use std::time::Duration;

@@ -1,6 +1,6 @@
 //! `run_once` against local servers and scripts.
 
-use nuvol_catalog::model::{CheckDef, CheckKind, Health, MAX_CHECK_OUTPUT};
+use nuvol_checks::model::{CheckDef, CheckKind, Health, MAX_CHECK_OUTPUT};
 use nuvol_checks::run_once;
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -1,7 +1,7 @@
 //! The `Runner`'s scheduling. Timing is only bounded loosely (waits are
 //! generous upper limits, never asserted durations).
 
-use nuvol_catalog::model::{CheckDef, CheckKind, Health};
+use nuvol_checks::model::{CheckDef, CheckKind, Health};
 use nuvol_checks::{CheckUpdate, Runner};
 use std::time::Duration;
 use tokio::net::TcpListener;

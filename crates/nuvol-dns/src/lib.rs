@@ -45,6 +45,7 @@
 //! ```
 
 mod answer;
+pub mod component;
 mod server;
 mod view;
 
@@ -95,5 +96,6 @@ pub mod fuzzing {
         }
     }
 }
+pub use component::{Dns, DnsSettings};
 pub use server::{DnsConfig, DnsError, DnsServer, DnsStats, DnsStatsSnapshot};
 pub use view::{label, DnsView, Instance};

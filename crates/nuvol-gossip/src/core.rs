@@ -550,21 +550,19 @@ impl Gossip {
         self.next_token
     }
 
+    /// What seals and opens this node's streams, as a value another task
+    /// can use (the agent opens and seals its application streams off the
+    /// driver). Call again after a keyring change.
+    pub fn stream_codec(&self) -> StreamCodec {
+        StreamCodec {
+            compress: self.cfg.enable_compression,
+            keyring: self.keyring.clone(),
+        }
+    }
+
     /// Seal a stream payload: compress (if enabled) and encrypt.
     pub fn seal_stream(&self, plain: Vec<u8>) -> Vec<u8> {
-        let mut buf = plain;
-        if self.cfg.enable_compression {
-            buf = ml::compress(&buf);
-        }
-        if let Some(kr) = &self.keyring {
-            let len = nuvol_wire::security::encrypted_overhead(1) + buf.len();
-            let header = ml::encrypted_stream_header(len);
-            let ct = kr.encrypt_primary(&buf, &header);
-            let mut out = header.to_vec();
-            out.extend_from_slice(&ct);
-            return out;
-        }
-        buf
+        seal(self.cfg.enable_compression, self.keyring.as_ref(), plain)
     }
 
     /// An error reply for a stream we could not handle (memberlist's errResp).
@@ -576,25 +574,7 @@ impl Gossip {
     /// [`nuvol_wire::memberlist::parse_stream`]): check the encryption policy,
     /// decrypt, decompress, decode.
     pub fn open_stream(&mut self, frame: StreamFrame) -> Result<StreamMsg, GossipError> {
-        let r = match frame {
-            StreamFrame::Encrypted { aad, ciphertext } => match &self.keyring {
-                None => Err(GossipError::UnexpectedEncryption),
-                Some(kr) => kr
-                    .decrypt(&ciphertext, &aad)
-                    .map_err(|e| GossipError::Decrypt(e.to_string()))
-                    .and_then(|plain| {
-                        ml::parse_stream_plain(&plain)
-                            .map_err(|e| GossipError::Decode(e.to_string()))
-                    }),
-            },
-            StreamFrame::Plain(m) => {
-                if self.keyring.is_some() {
-                    Err(GossipError::MissingEncryption)
-                } else {
-                    Ok(m)
-                }
-            }
-        };
+        let r = open(self.keyring.as_ref(), frame);
         if r.is_err() {
             self.stats.streams_dropped += 1;
         }
@@ -809,5 +789,75 @@ impl Gossip {
             .values()
             .filter(|n| n.state != State::Dead && n.state != State::Left)
             .count()
+    }
+}
+
+/// Seals and opens streams as the node's core does, with a snapshot of its
+/// keyring (see [`Gossip::stream_codec`]).
+#[derive(Clone, Debug)]
+pub struct StreamCodec {
+    compress: bool,
+    keyring: Option<Keyring>,
+}
+
+impl StreamCodec {
+    /// The codec of a node with this configuration and keyring.
+    pub fn new(cfg: &Config, keyring: Option<Keyring>) -> StreamCodec {
+        StreamCodec {
+            compress: cfg.enable_compression,
+            keyring,
+        }
+    }
+
+    /// Compress (if enabled) and encrypt a stream payload.
+    pub fn seal(&self, plain: Vec<u8>) -> Vec<u8> {
+        seal(self.compress, self.keyring.as_ref(), plain)
+    }
+
+    /// A memberlist error reply.
+    pub fn seal_error(&self, msg: &str) -> Vec<u8> {
+        self.seal(Message::Err(msg.to_owned()).encode())
+    }
+
+    /// Check the encryption policy, decrypt, decompress and decode a frame.
+    pub fn open(&self, frame: StreamFrame) -> Result<StreamMsg, GossipError> {
+        open(self.keyring.as_ref(), frame)
+    }
+}
+
+fn seal(compress: bool, keyring: Option<&Keyring>, plain: Vec<u8>) -> Vec<u8> {
+    let mut buf = plain;
+    if compress {
+        buf = ml::compress(&buf);
+    }
+    if let Some(kr) = keyring {
+        let len = nuvol_wire::security::encrypted_overhead(1) + buf.len();
+        let header = ml::encrypted_stream_header(len);
+        let ct = kr.encrypt_primary(&buf, &header);
+        let mut out = header.to_vec();
+        out.extend_from_slice(&ct);
+        return out;
+    }
+    buf
+}
+
+fn open(keyring: Option<&Keyring>, frame: StreamFrame) -> Result<StreamMsg, GossipError> {
+    match frame {
+        StreamFrame::Encrypted { aad, ciphertext } => match keyring {
+            None => Err(GossipError::UnexpectedEncryption),
+            Some(kr) => kr
+                .decrypt(&ciphertext, &aad)
+                .map_err(|e| GossipError::Decrypt(e.to_string()))
+                .and_then(|plain| {
+                    ml::parse_stream_plain(&plain).map_err(|e| GossipError::Decode(e.to_string()))
+                }),
+        },
+        StreamFrame::Plain(m) => {
+            if keyring.is_some() {
+                Err(GossipError::MissingEncryption)
+            } else {
+                Ok(m)
+            }
+        }
     }
 }

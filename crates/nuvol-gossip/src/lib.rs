@@ -15,7 +15,7 @@ mod serf;
 mod swim;
 pub mod types;
 
-pub use crate::core::{Gossip, GossipError, State};
+pub use crate::core::{Gossip, GossipError, State, StreamCodec};
 pub use crate::serf::encode_meta;
 pub use config::{Config, Profile};
 pub use types::*;

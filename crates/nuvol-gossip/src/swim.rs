@@ -191,10 +191,12 @@ impl Gossip {
             return;
         }
         if s.node == self.cfg.node_name {
+            self.stats.refutations += 1;
             self.refute(s.incarnation);
             tracing::warn!(from = %s.from, "refuting a suspect message");
             return;
         }
+        self.stats.suspicions += 1;
         self.broadcast_about(&s.node, Message::Suspect(s.clone()), None);
         self.set_state(&s.node, s.incarnation, State::Suspect);
         let now = self.now;

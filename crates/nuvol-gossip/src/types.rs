@@ -210,6 +210,10 @@ pub struct Stats {
     pub streams_dropped: u64,
     pub probes: u64,
     pub probe_failures: u64,
+    /// Members this node began to suspect (its own probes or others' word).
+    pub suspicions: u64,
+    /// Suspicions of this node that it refuted.
+    pub refutations: u64,
     pub member_events: u64,
     pub user_events: u64,
     pub queries: u64,

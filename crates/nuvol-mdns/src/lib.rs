@@ -43,6 +43,7 @@
 //!   and at most 255 bytes per `k=v` entry;
 //! - host name: one DNS label of `[A-Za-z0-9-]`, at most 63 bytes.
 
+pub mod component;
 mod validate;
 
 pub use validate::{

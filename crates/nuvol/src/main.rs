@@ -3,7 +3,7 @@
 mod agent_cmd;
 mod cli;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -27,7 +27,12 @@ enum Command {
 }
 
 fn main() {
-    let cli = match Cli::try_parse() {
+    // The agent's flags come from its components' config sections.
+    let command = Cli::command().mut_subcommand("agent", |c| c.args(nuvol::components().args()));
+    let parsed = command
+        .try_get_matches()
+        .and_then(|m| Cli::from_arg_matches(&m).map(|c| (c, m)));
+    let (cli, matches) = match parsed {
         Ok(c) => c,
         Err(e) => {
             use clap::error::ErrorKind;
@@ -49,8 +54,9 @@ fn main() {
             std::process::exit(2);
         }
     };
-    // One thread is plenty for a gossip agent and keeps the footprint small
-    // on a 1 GB board; handler scripts run as separate processes anyway.
+    // One thread for the components keeps the footprint small on a 1 GB
+    // board (handler scripts run as separate processes anyway); the gossip
+    // layer has its own thread, so load here never delays a probe.
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -63,7 +69,10 @@ fn main() {
     };
     let code = rt.block_on(async {
         match cli.command {
-            Command::Agent(a) => agent_cmd::run(*a).await,
+            Command::Agent(a) => match matches.subcommand_matches("agent") {
+                Some(m) => agent_cmd::run(*a, m).await,
+                None => Err(anyhow::anyhow!("no agent arguments")),
+            },
             Command::Client(c) => cli::run(c).await,
         }
     });

@@ -1,14 +1,21 @@
-//! A fake in-memory backend and a server harness.
+//! A fake in-memory catalog behind the real API component of a real
+//! in-process agent.
 #![allow(dead_code)]
 
 use futures::future::BoxFuture;
-use nuvol_api::{AgentInfo, ApiError, ApiEvent, Backend, MemberInfo};
+use nuvol_agent::chan::Bus;
+use nuvol_agent::components::Metrics;
+use nuvol_agent::config::NoSettings;
+use nuvol_agent::http::ApiError;
+use nuvol_agent::{
+    AgentBuilder, AgentEvent, BuildCtx, BuildError, Component, ComponentError, RunCtx, RunningAgent,
+};
+use nuvol_api::Api;
+use nuvol_catalog::api::CatalogApi;
 use nuvol_catalog::{CheckView, Filter, Health, ServiceDef, ServiceEntry, Source, Status};
 use prometheus_client::metrics::gauge::Gauge;
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
-use tokio::sync::{broadcast, oneshot};
+use std::sync::{Arc, Mutex, OnceLock};
 
 pub const TOKEN: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 pub const ME: &str = "alpha";
@@ -18,7 +25,8 @@ pub struct Fake {
     /// Every call that changes state, as "publish type/port" or
     /// "unpublish type/port".
     pub calls: Mutex<Vec<String>>,
-    pub events: broadcast::Sender<ApiEvent>,
+    /// The agent's event bus, once built.
+    pub bus: OnceLock<Bus<AgentEvent>>,
 }
 
 pub fn entry(
@@ -54,7 +62,7 @@ pub fn check(kind: &str, target: &str, status: Health) -> CheckView {
 }
 
 impl Fake {
-    pub fn new(event_capacity: usize) -> Arc<Fake> {
+    pub fn new() -> Arc<Fake> {
         let services = vec![
             entry(
                 ME,
@@ -75,7 +83,7 @@ impl Fake {
         Arc::new(Fake {
             services: Mutex::new(services),
             calls: Mutex::new(Vec::new()),
-            events: broadcast::channel(event_capacity).0,
+            bus: OnceLock::new(),
         })
     }
 
@@ -84,34 +92,9 @@ impl Fake {
     }
 }
 
-impl Backend for Fake {
-    fn agent(&self) -> AgentInfo {
-        AgentInfo {
-            name: ME.into(),
-            addr: "10.0.0.1".into(),
-            port: 7946,
-            version: "0.1.0".into(),
-            data_dir: "/var/lib/nuvol".into(),
-            cloud: "test".into(),
-            tags: BTreeMap::from([("role".to_owned(), "node".to_owned())]),
-            http_addr: "127.0.0.1:8500".into(),
-            dns_addr: None,
-        }
-    }
-
-    fn members(&self) -> BoxFuture<'_, Result<Vec<MemberInfo>, ApiError>> {
-        Box::pin(async {
-            Ok(["alpha", "beta"]
-                .iter()
-                .map(|n| MemberInfo {
-                    name: (*n).into(),
-                    addr: "10.0.0.1".into(),
-                    port: 7946,
-                    status: "alive".into(),
-                    tags: BTreeMap::new(),
-                })
-                .collect())
-        })
+impl CatalogApi for Fake {
+    fn node_name(&self) -> String {
+        ME.into()
     }
 
     fn services(&self, filter: &Filter) -> Vec<ServiceEntry> {
@@ -163,45 +146,130 @@ impl Backend for Fake {
             Ok(())
         })
     }
+}
 
-    fn subscribe(&self) -> broadcast::Receiver<ApiEvent> {
-        self.events.subscribe()
-    }
+/// The fake as a component: the catalog's real routes and OpenAPI fragment
+/// over the fake, and a metric of its own.
+pub struct FakeCatalog;
 
-    fn register_metrics(&self, registry: &mut prometheus_client::registry::Registry) {
+impl Component for FakeCatalog {
+    type Config = NoSettings;
+    const NAME: &'static str = "fake-catalog";
+
+    fn build(_: NoSettings, ctx: &mut BuildCtx<'_>) -> Result<Option<Self>, BuildError> {
+        let fake = ctx
+            .get::<Arc<Fake>>()
+            .ok_or_else(|| BuildError::new("no fake provided"))?;
+        for r in nuvol_catalog::api::routes(fake.clone()) {
+            ctx.http_route(r)?;
+        }
+        ctx.openapi(serde_json::from_str(nuvol_catalog::api::OPENAPI).map_err(BuildError::new)?);
         let g = Gauge::<i64>::default();
         g.set(2);
-        registry.register("fake_backend_members", "Members (fake)", g);
+        ctx.metrics()
+            .register("fake_backend_members", "Members (fake)", g);
+        let _ = fake.bus.set(ctx.events());
+        Ok(Some(FakeCatalog))
     }
+
+    async fn run(&mut self, ctx: &RunCtx) -> Result<(), ComponentError> {
+        ctx.ready();
+        ctx.stopping().await;
+        Ok(())
+    }
+}
+
+fn builder(fake: &Arc<Fake>) -> AgentBuilder {
+    AgentBuilder::new()
+        .provide(fake.clone())
+        .with::<FakeCatalog>()
+        .with::<Api>()
+        .with::<Metrics>()
 }
 
 pub struct Harness {
     pub addr: SocketAddr,
     pub base: String,
     pub fake: Arc<Fake>,
-    stop: Option<oneshot::Sender<()>>,
-    pub task: Option<tokio::task::JoinHandle<Result<(), ApiError>>>,
+    pub agent: Option<RunningAgent>,
+    beta: Option<RunningAgent>,
+    _dirs: Vec<tempfile::TempDir>,
 }
 
 pub async fn start() -> Harness {
-    start_with(Fake::new(64)).await
+    start_with(Fake::new()).await
 }
 
+/// A data dir holding the test's token (the API reuses an existing one).
+pub fn data_dir_with_token(token: &str) -> tempfile::TempDir {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::write(d.path().join("api-token"), token).unwrap();
+    d
+}
+
+/// Agent "alpha" (the fake catalog, the API, metrics) and a second member,
+/// "beta", joined to it.
 pub async fn start_with(fake: Arc<Fake>) -> Harness {
-    let server = nuvol_api::bind("127.0.0.1:0".parse().unwrap(), TOKEN.into(), fake.clone())
+    let dir = data_dir_with_token(TOKEN);
+    let cfg = builder(&fake)
+        .configure_from(
+            "",
+            &[
+                "--node=alpha",
+                "--bind=127.0.0.1:0",
+                "--profile=local",
+                "--tag=role=node",
+                "--http-addr=127.0.0.1:0",
+                &format!("--data-dir={}", dir.path().display()),
+            ],
+        )
+        .unwrap();
+    let agent = cfg.start().await.unwrap();
+    let beta_dir = tempfile::tempdir().unwrap();
+    let beta = AgentBuilder::new()
+        .configure_from(
+            "",
+            &[
+                "--node=beta",
+                "--bind=127.0.0.1:0",
+                "--profile=local",
+                &format!("--data-dir={}", beta_dir.path().display()),
+            ],
+        )
+        .unwrap()
+        .start()
         .await
         .unwrap();
-    let addr = server.local_addr();
-    let (tx, rx) = oneshot::channel::<()>();
-    let task = tokio::spawn(server.run(async move {
-        let _ = rx.await;
-    }));
+    beta.cluster()
+        .join(&[agent.cluster().bound().to_string()], false)
+        .await
+        .unwrap();
+    for _ in 0..400 {
+        let ms = agent.cluster().members().await.unwrap();
+        if ms
+            .iter()
+            .filter(|m| m.status == nuvol_gossip::MemberStatus::Alive)
+            .count()
+            == 2
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    let addr: SocketAddr = agent
+        .registry()
+        .info
+        .get("http_addr")
+        .expect("the API listens")
+        .parse()
+        .unwrap();
     Harness {
         addr,
         base: format!("http://{addr}"),
         fake,
-        stop: Some(tx),
-        task: Some(task),
+        agent: Some(agent),
+        beta: Some(beta),
+        _dirs: vec![dir, beta_dir],
     }
 }
 
@@ -218,14 +286,21 @@ impl Harness {
         nuvol_api::ApiClient::new(&self.base, None).unwrap()
     }
 
-    /// Signal shutdown and wait for `run` to return.
-    pub async fn stop(&mut self) -> Result<(), ApiError> {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
+    /// An event on the agent's bus (what components emit).
+    pub fn emit(&self, event: &str, data: serde_json::Value) {
+        self.fake.bus.get().expect("built").send(AgentEvent {
+            event: event.into(),
+            data,
+        });
+    }
+
+    /// Stop both agents.
+    pub async fn stop(&mut self) {
+        if let Some(a) = self.agent.take() {
+            a.shutdown(false).await;
         }
-        match self.task.take() {
-            Some(t) => t.await.unwrap(),
-            None => Ok(()),
+        if let Some(b) = self.beta.take() {
+            b.shutdown(false).await;
         }
     }
 }

@@ -5,7 +5,8 @@
 //!   the agent feeds it: `update_member` (alive, one address, tags with the
 //!   digest tag), then `apply_pull` with each node's full list (5 services
 //!   over 20 types, TXT records, one check each; about 1 in 10 critical).
-//! - HTTP: the real API server (`nuvol_api::bind`) over a `Backend` that
+//! - HTTP: the agent's real router (`nuvol_agent::http::router`) with the
+//!   catalog's routes over a `CatalogApi` that
 //!   wraps the catalog in a `std::sync::RwLock` (as the agent does), on its
 //!   own current_thread runtime in its own OS thread (as the agent runs it).
 //!   `--clients` keep-alive HTTP clients on a multi-thread runtime issue
@@ -27,7 +28,8 @@ use clap::Parser;
 use futures::future::BoxFuture;
 use hickory_proto::op::{Edns, Message, Query};
 use hickory_proto::rr::{Name, RecordType};
-use nuvol_api::{AgentInfo, ApiError, ApiEvent, Backend, MemberInfo};
+use nuvol_agent::http::ApiError;
+use nuvol_catalog::api::CatalogApi;
 use nuvol_catalog::view::{ClusterCatalog, MemberView, NodeState, DIGEST_TAG};
 use nuvol_catalog::{CheckView, Filter, Health, ServiceDef, ServiceEntry, Source};
 use nuvol_dns::{DnsConfig, DnsServer, DnsView};
@@ -146,25 +148,11 @@ fn build_catalog() -> Result<(ClusterCatalog, Vec<Node>)> {
 
 struct BenchBackend {
     catalog: RwLock<ClusterCatalog>,
-    events: tokio::sync::broadcast::Sender<ApiEvent>,
 }
 
-impl Backend for BenchBackend {
-    fn agent(&self) -> AgentInfo {
-        AgentInfo {
-            name: "bench-local".into(),
-            addr: "127.0.0.1".into(),
-            port: 7946,
-            version: env!("CARGO_PKG_VERSION").into(),
-            data_dir: String::new(),
-            cloud: "bench".into(),
-            tags: BTreeMap::new(),
-            http_addr: String::new(),
-            dns_addr: None,
-        }
-    }
-    fn members(&self) -> BoxFuture<'_, Result<Vec<MemberInfo>, ApiError>> {
-        Box::pin(async { Ok(Vec::new()) })
+impl CatalogApi for BenchBackend {
+    fn node_name(&self) -> String {
+        "bench-local".into()
     }
     fn services(&self, filter: &Filter) -> Vec<ServiceEntry> {
         self.catalog
@@ -178,10 +166,6 @@ impl Backend for BenchBackend {
     fn unpublish(&self, _stype: String, _port: u16) -> BoxFuture<'_, Result<(), ApiError>> {
         Box::pin(async { Err(ApiError::Forbidden("read-only benchmark backend".into())) })
     }
-    fn subscribe(&self) -> tokio::sync::broadcast::Receiver<ApiEvent> {
-        self.events.subscribe()
-    }
-    fn register_metrics(&self, _registry: &mut prometheus_client::registry::Registry) {}
 }
 
 /// Runs `make(stop)` on a new OS thread with a current_thread runtime;
@@ -373,8 +357,10 @@ fn http_run(rt: &tokio::runtime::Runtime, base: &str, kind: HttpKind, a: &Args) 
 
 /// Built by the agent's own code: healthy instances, alive members.
 fn dns_view(c: &ClusterCatalog, nodes: &[Node]) -> DnsView {
-    nuvol_agent::dns::view_from(
-        &c.entries(&Filter::default()),
+    nuvol_dns::component::view_of(
+        &[nuvol_catalog::component::dns_names(
+            &c.entries(&Filter::default()),
+        )],
         nodes.iter().map(|n| (n.name.as_str(), n.ip)),
     )
 }
@@ -557,31 +543,30 @@ fn main() -> Result<()> {
     let healthy: usize = view.services.values().map(Vec::len).sum();
     let direct = in_process(&catalog, 1.0);
 
-    let (events, _) = tokio::sync::broadcast::channel(16);
     let backend = Arc::new(BenchBackend {
         catalog: RwLock::new(catalog),
-        events,
     });
 
-    // The API server: its own OS thread, a current_thread runtime.
-    let api_backend: Arc<dyn Backend> = backend.clone();
+    // The API server: the agent's router with the catalog's routes, on its
+    // own OS thread with a current_thread runtime.
+    let api_backend: Arc<dyn CatalogApi> = backend.clone();
     let (api_addr, api_thread) = server_thread("api-server", move |stop, ready| async move {
-        let server = match nuvol_api::bind(
-            "127.0.0.1:0".parse().expect("addr"),
-            TOKEN.to_owned(),
-            api_backend,
-        )
-        .await
-        {
-            Ok(s) => s,
+        let listener = match tokio::net::TcpListener::bind("127.0.0.1:0").await {
+            Ok(l) => l,
             Err(e) => {
                 let _ = ready.send(Err(anyhow::anyhow!("API bind: {e}")));
                 return;
             }
         };
-        let _ = ready.send(Ok(server.local_addr()));
-        let _ = server
-            .run(async {
+        let app = nuvol_agent::http::router(
+            nuvol_catalog::api::routes(api_backend),
+            Arc::from(TOKEN),
+            nuvol_agent::http::HttpMetrics::default(),
+        );
+        let local = listener.local_addr().map_err(anyhow::Error::from);
+        let _ = ready.send(local);
+        let _ = axum::serve(listener, app)
+            .with_graceful_shutdown(async {
                 let _ = stop.await;
             })
             .await;

@@ -372,7 +372,7 @@ async fn run_nuvol(args: &Args) -> Result<NuvolResults> {
                 .profile(&args.profile)
                 .log_level(Some("warn"))
                 .wait_ready(false)
-                .args(["--mdns", "false"])
+                .arg("--mdns=false")
                 .spawn()?,
         );
     }

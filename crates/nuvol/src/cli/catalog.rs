@@ -78,7 +78,7 @@ async fn target(at: &CatalogOpts, write: bool) -> Result<Target> {
 }
 
 fn parse_duration(what: &str, s: &str) -> Result<std::time::Duration> {
-    nuvol_agent::config::parse_duration(s).map_err(|e| anyhow::anyhow!("invalid {what}: {e}"))
+    nuvol_agent::duration::parse(s).map_err(|e| anyhow::anyhow!("invalid {what}: {e}"))
 }
 
 pub async fn publish(a: &PublishArgs) -> Result<i32> {

@@ -1,10 +1,10 @@
 //! The client commands themselves.
 
-use super::duration::parse_go_duration;
 use super::output::{columnize, emit, go_json, msgpack_to_json, record_fields};
 use super::{ClientCommand, Format, RpcOpts};
 use anyhow::{anyhow, bail, Context, Result};
 use base64::Engine as _;
+use nuvol_agent::duration::parse as parse_go_duration;
 use nuvol_rpc::{ClientError, KeyResponse, Member, QueryEvent, QueryRequest, RpcClient};
 use serde::Serialize;
 use serde_json::json;

@@ -47,7 +47,6 @@
 
 mod catalog;
 mod commands;
-pub mod duration;
 pub mod output;
 
 use clap::{ArgAction, Args, Subcommand, ValueEnum};

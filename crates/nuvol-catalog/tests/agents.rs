@@ -3,8 +3,8 @@
 //! checks reaching other nodes, failed nodes' services unavailable then
 //! removed, persistence across restart, service files with reload.
 
-use nuvol_agent::catalog::{Catalog, CatalogOpError, CatalogSettings};
-use nuvol_agent::{AgentHandle, FileConfig};
+use nuvol_agent::{AgentBuilder, RunningAgent};
+use nuvol_catalog::component::{Catalog, CatalogComponent, CatalogOpError};
 use nuvol_catalog::model::{CheckDef, CheckKind};
 use nuvol_catalog::view::SERVICES_TAG;
 use nuvol_catalog::{Filter, ServiceDef, Source, Status};
@@ -15,38 +15,51 @@ use std::time::Duration;
 const T: Duration = Duration::from_secs(30);
 
 struct Node {
-    agent: AgentHandle,
+    agent: Option<RunningAgent>,
     catalog: Catalog,
     addr: std::net::SocketAddr,
 }
 
-async fn node(name: &str, ip: std::net::IpAddr, dir: &Path, remove_after: &str) -> Node {
-    let cfg = FileConfig {
-        node_name: Some(name.into()),
-        bind: Some(format!("{ip}:7946")),
-        rpc_addr: Some(format!("{ip}:7373")),
-        profile: Some("local".into()),
-        data_dir: Some(dir.to_owned()),
-        log_level: Some("warn".into()),
-        catalog_remove_after: Some(remove_after.into()),
-        ..Default::default()
+impl Node {
+    fn agent(&self) -> &RunningAgent {
+        self.agent.as_ref().expect("running")
     }
-    .resolve()
-    .expect("valid config");
-    let settings = CatalogSettings {
-        data_dir: cfg.data_dir.clone(),
-        services_dir: Some(dir.join("services")),
-        cloud: "guifi".into(),
-        remove_after: cfg.catalog_remove_after,
-    };
-    let running = nuvol_agent::start(cfg).await.expect("agent starts");
-    let catalog = Catalog::start(running.handle.clone(), settings)
+}
+
+fn config(
+    name: &str,
+    ip: std::net::IpAddr,
+    dir: &Path,
+    remove_after: &str,
+) -> nuvol_agent::AgentConfig {
+    AgentBuilder::new()
+        .with::<CatalogComponent>()
+        .configure_from(
+            "",
+            &[
+                &format!("--node={name}"),
+                &format!("--bind={ip}:7946"),
+                "--profile=local",
+                &format!("--data-dir={}", dir.display()),
+                "--log-level=warn",
+                &format!("--catalog-remove-after={remove_after}"),
+                &format!("--services-dir={}", dir.join("services").display()),
+                "--cloud=guifi",
+            ],
+        )
+        .expect("valid config")
+}
+
+async fn node(name: &str, ip: std::net::IpAddr, dir: &Path, remove_after: &str) -> Node {
+    let agent = config(name, ip, dir, remove_after)
+        .start()
         .await
-        .expect("catalog starts");
+        .expect("agent starts");
+    let catalog = agent.get::<Catalog>().expect("the catalog is provided");
     Node {
-        agent: running.handle,
+        addr: agent.cluster().advertise(),
         catalog,
-        addr: running.advertise,
+        agent: Some(agent),
     }
 }
 
@@ -81,8 +94,16 @@ async fn hundred_services_reach_every_node_beyond_the_tag() {
     let a = node("a", ips[0], dirs[0].path(), "24h").await;
     let b = node("b", ips[1], dirs[1].path(), "24h").await;
     let c = node("c", ips[2], dirs[2].path(), "24h").await;
-    b.agent.join(&[a.addr.to_string()], false).await.unwrap();
-    c.agent.join(&[a.addr.to_string()], false).await.unwrap();
+    b.agent()
+        .cluster()
+        .join(&[a.addr.to_string()], false)
+        .await
+        .unwrap();
+    c.agent()
+        .cluster()
+        .join(&[a.addr.to_string()], false)
+        .await
+        .unwrap();
 
     for p in 0..100 {
         a.catalog.publish(def("http", 8000 + p, 200)).await.unwrap();
@@ -111,25 +132,14 @@ async fn hundred_services_reach_every_node_beyond_the_tag() {
         assert_eq!(s.ip, ips[0].to_string());
     }
     // The Cloudy tag carries what fits (a prefix), and says so.
-    let me = a
-        .agent
-        .call(|c| c.gossip.local_member())
-        .await
-        .unwrap()
-        .unwrap();
+    let me = a.agent().cluster().local_member().await.unwrap();
     let tag = me.tags.get(SERVICES_TAG).expect("services tag");
     let fitted = nuvol_catalog::cloudy::decode_services(tag)
         .unwrap()
         .services
         .len();
     assert!(fitted > 0 && fitted < 100, "{fitted}");
-    assert_eq!(
-        a.catalog
-            .stats()
-            .cloudy_left_out
-            .load(std::sync::atomic::Ordering::Relaxed),
-        (100 - fitted) as u64
-    );
+    assert_eq!(a.catalog.cloudy_left_out(), (100 - fitted) as u64);
 
     // Unpublish reaches the others too.
     assert_eq!(a.catalog.unpublish("http", None).await.unwrap(), 100);
@@ -148,9 +158,13 @@ async fn hundred_services_reach_every_node_beyond_the_tag() {
 async fn checks_failure_and_removal() {
     let ips = LoopbackAlloc::global().take(2);
     let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
-    let a = node("ca", ips[0], dirs[0].path(), "24h").await;
+    let mut a = node("ca", ips[0], dirs[0].path(), "24h").await;
     let b = node("cb", ips[1], dirs[1].path(), "3s").await;
-    b.agent.join(&[a.addr.to_string()], false).await.unwrap();
+    b.agent()
+        .cluster()
+        .join(&[a.addr.to_string()], false)
+        .await
+        .unwrap();
 
     let listener = std::net::TcpListener::bind((ips[0], 0)).unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -199,12 +213,7 @@ async fn checks_failure_and_removal() {
     assert_eq!(web.checks.len(), 1);
     assert_eq!(web.checks[0].kind, "tcp");
     // Critical services are not in the Cloudy tag; warning ones are.
-    let me = a
-        .agent
-        .call(|c| c.gossip.local_member())
-        .await
-        .unwrap()
-        .unwrap();
+    let me = a.agent().cluster().local_member().await.unwrap();
     let cloudy = nuvol_catalog::cloudy::decode_services(&me.tags[SERVICES_TAG]).unwrap();
     assert_eq!(
         cloudy
@@ -216,7 +225,8 @@ async fn checks_failure_and_removal() {
     );
 
     // The node fails: unavailable on b, then removed after 3 s.
-    a.agent.shutdown("test kill").await;
+    // Stopped without a leave: to b it failed.
+    a.agent.take().unwrap().shutdown(false).await;
     wait_until("unavailable", || {
         status(&b, "web") == Some(Status::Unavailable)
     })
@@ -285,25 +295,15 @@ async fn persistence_and_service_files() {
     // A second agent on the same data dir while the first holds it: a
     // clear error, nothing overwritten. (Restart after a crash is tested
     // end to end with the binary in crates/nuvol/tests.)
-    let cfg = FileConfig {
-        node_name: Some("p2".into()),
-        bind: Some(format!("{}:7946", ips[1])),
-        rpc_addr: Some(format!("{}:7373", ips[1])),
-        data_dir: Some(dir.path().to_owned()),
-        ..Default::default()
-    }
-    .resolve()
-    .unwrap();
-    let running = nuvol_agent::start(cfg).await.unwrap();
-    let settings = CatalogSettings {
-        data_dir: dir.path().to_owned(),
-        services_dir: None,
-        cloud: "guifi".into(),
-        remove_after: Duration::from_secs(60),
-    };
-    let err = Catalog::start(running.handle, settings)
+    let err = config("p2", ips[1], dir.path(), "60s")
+        .start()
         .await
         .err()
         .expect("must fail");
+    assert!(
+        err.to_string()
+            .starts_with("component catalog failed to start"),
+        "{err}"
+    );
     assert!(err.to_string().contains("catalog.redb"), "{err}");
 }

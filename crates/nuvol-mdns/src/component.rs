@@ -1,15 +1,84 @@
-//! mDNS / DNS-SD on the LAN: this node's healthy services are announced as
-//! `_TYPE._tcp.local` (what avahi-ps does with avahi), and with
+//! The mDNS component: this node's healthy services are announced on the
+//! LAN as `_TYPE._tcp.local` (what avahi-ps does with avahi), and with
 //! `--mdns-import` services others announce are imported into the catalog.
+//! It uses the catalog's handle, so it is listed after the catalog.
 //!
 //! The responder starts only when there is something to announce or import,
-//! so an agent without services costs no mDNS thread or socket.
+//! so an agent without services costs no mDNS thread or socket. At most
+//! [`MAX_IMPORTED`] imported services are kept; more are dropped (counted
+//! and logged).
 
-use crate::catalog::Catalog;
+use crate::{ImportEvent, ImportedService, Mdns, MdnsService};
+use nuvol_agent::config::{ConfigError, Validate};
+use nuvol_agent::{BuildCtx, BuildError, Component, ComponentError, RunCtx};
+use nuvol_catalog::component::Catalog;
 use nuvol_catalog::{Filter, ServiceEntry, Source, Status};
-use nuvol_mdns::{ImportEvent, ImportedService, Mdns, MdnsService};
+use prometheus_client::metrics::counter::Counter;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
+
+/// Imported services kept at most (a LAN can announce anything).
+pub const MAX_IMPORTED: usize = 1024;
+
+nuvol_agent::settings! {
+    /// mDNS / DNS-SD on the LAN.
+    pub struct MdnsSettings in "mdns", "mDNS" {
+        /// Announce published services with mDNS / DNS-SD, as avahi-ps does.
+        announce: bool = true, flag "mdns";
+        /// Import services others announce on the LAN into the catalog.
+        import: bool = false, flag "mdns-import";
+    }
+}
+
+impl Validate for MdnsSettings {
+    fn validate(&self) -> Result<(), ConfigError> {
+        Ok(())
+    }
+}
+
+/// The mDNS component.
+pub struct MdnsComponent {
+    catalog: Catalog,
+    announce: bool,
+    import: bool,
+    dropped: Counter,
+}
+
+impl Component for MdnsComponent {
+    type Config = MdnsSettings;
+    const NAME: &'static str = "mdns";
+
+    fn build(cfg: MdnsSettings, ctx: &mut BuildCtx<'_>) -> Result<Option<Self>, BuildError> {
+        if !cfg.announce && !cfg.import {
+            return Ok(None);
+        }
+        let catalog = ctx
+            .get::<Catalog>()
+            .ok_or_else(|| BuildError::new("needs the catalog component, listed before it"))?;
+        let dropped = Counter::default();
+        ctx.metrics().register(
+            "mdns_imports_dropped",
+            "Services announced on the LAN not imported (more than the import limit)",
+            dropped.clone(),
+        );
+        Ok(Some(MdnsComponent {
+            catalog,
+            announce: cfg.announce,
+            import: cfg.import,
+            dropped,
+        }))
+    }
+
+    async fn run(&mut self, ctx: &RunCtx) -> Result<(), ComponentError> {
+        ctx.ready();
+        let node = ctx.cluster().name().to_owned();
+        let addr = ctx.cluster().advertise().ip();
+        tokio::select! {
+            r = run(&self.catalog, node, addr, self.announce, self.import, &self.dropped) => r.map_err(ComponentError::from),
+            () = ctx.stopping() => Ok(()),
+        }
+    }
+}
 
 /// A DNS label for the node name (mDNS host names are one label).
 pub fn host_label(name: &str) -> String {
@@ -47,7 +116,7 @@ fn announced(entries: &[ServiceEntry]) -> Vec<MdnsService> {
             port: e.port,
             txt: e.txt.clone(),
         })
-        .filter(|s| match nuvol_mdns::validate_service(s) {
+        .filter(|s| match crate::validate_service(s) {
             Ok(()) => true,
             Err(err) => {
                 tracing::debug!(stype = %s.stype, port = s.port, %err, "not announced over mDNS");
@@ -63,7 +132,7 @@ fn imported_entry(s: &ImportedService) -> Option<ServiceEntry> {
     Some(ServiceEntry {
         node,
         stype: s.stype.clone(),
-        description: nuvol_mdns::cloudy_description(&s.instance),
+        description: crate::cloudy_description(&s.instance),
         host: s.host.clone(),
         ip: ip.to_string(),
         port: s.port,
@@ -75,15 +144,32 @@ fn imported_entry(s: &ImportedService) -> Option<ServiceEntry> {
     })
 }
 
-/// Run the mDNS side until the catalog goes away.
-pub async fn run(catalog: Catalog, node: String, addr: IpAddr, announce: bool, import: bool) {
+/// Run the mDNS side until the catalog goes away (or fails to start).
+async fn run(
+    catalog: &Catalog,
+    node: String,
+    addr: IpAddr,
+    announce: bool,
+    import: bool,
+    dropped: &Counter,
+) -> Result<(), crate::MdnsError> {
     let host = host_label(&node);
     let addrs = if addr.is_unspecified() {
         Vec::new()
     } else {
         vec![addr]
     };
-    let mut mdns: Option<Mdns> = None;
+    // Stops the responder when the component stops, whatever the path.
+    struct Responder(Option<Mdns>);
+    impl Drop for Responder {
+        fn drop(&mut self) {
+            if let Some(m) = self.0.take() {
+                m.shutdown();
+            }
+        }
+    }
+    let mut responder = Responder(None);
+    let mdns = &mut responder.0;
     let mut imports = None;
     let mut found: BTreeMap<(String, String), ImportedService> = BTreeMap::new();
     let mut changes = catalog.changes();
@@ -106,11 +192,11 @@ pub async fn run(catalog: Catalog, node: String, addr: IpAddr, announce: bool, i
                                 Err(e) => tracing::error!(error = %e, "mDNS import not started"),
                             }
                         }
-                        mdns = Some(m);
+                        *mdns = Some(m);
                     }
                     Err(e) => {
                         tracing::error!(error = %e, "mDNS responder not started");
-                        return;
+                        return Err(e);
                     }
                 }
             }
@@ -132,7 +218,13 @@ pub async fn run(catalog: Catalog, node: String, addr: IpAddr, announce: bool, i
             } => {
                 match ev {
                     Some(ImportEvent::Found(s)) => {
-                        found.insert((s.stype.clone(), s.instance.clone()), s);
+                        let key = (s.stype.clone(), s.instance.clone());
+                        if found.len() >= MAX_IMPORTED && !found.contains_key(&key) {
+                            dropped.inc();
+                            tracing::warn!(stype = %s.stype, instance = %s.instance, "mDNS import limit ({MAX_IMPORTED}) reached; service not imported");
+                        } else {
+                            found.insert(key, s);
+                        }
                     }
                     Some(ImportEvent::Lost { stype, instance }) => {
                         found.remove(&(stype, instance));
@@ -143,9 +235,7 @@ pub async fn run(catalog: Catalog, node: String, addr: IpAddr, announce: bool, i
             }
         }
     }
-    if let Some(m) = mdns {
-        m.shutdown();
-    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -1,0 +1,536 @@
+//! HTTP routes components register ([`HttpRoute`]), the error every route
+//! returns ([`ApiError`], one status per variant, `{"error", "field"}` on
+//! the wire), and [`router`], which puts registered routes behind the
+//! agent's access rule and request metrics. The REST API component serves
+//! the result; tests serve it without a socket.
+//!
+//! Access: [`Access::Read`] routes are open (the API binds to loopback by
+//! default); [`Access::Write`] routes need `Authorization: Bearer <token>`,
+//! compared in constant time, and get a 401 before the handler runs.
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::MethodRouter;
+use axum::{Json, Router};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use subtle::ConstantTimeEq;
+
+/// Largest request body accepted (413 above).
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// A request (up to its response headers) taking longer gets a 503.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// The `route` label of requests no route matched.
+const UNMATCHED: &str = "unmatched";
+
+/// Who may call a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Anyone who can reach the API.
+    Read,
+    /// Only with the API token.
+    Write,
+}
+
+/// One route a component serves.
+#[derive(Clone)]
+pub struct HttpRoute {
+    /// `GET`, `POST`, ... as the OpenAPI document spells it (upper case).
+    pub method: Method,
+    /// An axum path template, e.g. `/v1/services/{node}/{type}/{port}`.
+    pub path: &'static str,
+    pub access: Access,
+    pub handler: MethodRouter,
+}
+
+impl HttpRoute {
+    pub fn new(method: Method, path: &'static str, access: Access, handler: MethodRouter) -> Self {
+        HttpRoute {
+            method,
+            path,
+            access,
+            handler,
+        }
+    }
+}
+
+impl std::fmt::Debug for HttpRoute {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {} ({:?})", self.method, self.path, self.access)
+    }
+}
+
+/// An error a route reports; each variant maps to one HTTP status.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ApiError {
+    /// 400; `field` names the offending field or parameter.
+    #[error("{message}")]
+    BadRequest { field: String, message: String },
+    /// 401.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// 404.
+    #[error("{0}")]
+    NotFound(String),
+    /// 403.
+    #[error("{0}")]
+    Forbidden(String),
+    /// 409: the request conflicts with the state (e.g. a tag a component owns).
+    #[error("{0}")]
+    Conflict(String),
+    /// 413.
+    #[error("{0}")]
+    TooLarge(String),
+    /// 503 (e.g. the agent is shutting down, or the port is taken at bind).
+    #[error("{0}")]
+    Unavailable(String),
+    /// 500.
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    /// A 400 naming `field`.
+    pub fn bad(field: impl Into<String>, message: impl Into<String>) -> Self {
+        ApiError::BadRequest {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+
+    /// The HTTP status code.
+    pub fn status(&self) -> u16 {
+        match self {
+            ApiError::BadRequest { .. } => 400,
+            ApiError::Unauthorized(_) => 401,
+            ApiError::Forbidden(_) => 403,
+            ApiError::NotFound(_) => 404,
+            ApiError::Conflict(_) => 409,
+            ApiError::TooLarge(_) => 413,
+            ApiError::Unavailable(_) => 503,
+            ApiError::Internal(_) => 500,
+        }
+    }
+
+    /// The field a 400 names.
+    pub fn field(&self) -> Option<&str> {
+        match self {
+            ApiError::BadRequest { field, .. } => Some(field),
+            _ => None,
+        }
+    }
+
+    /// The JSON body sent for this error.
+    pub fn body(&self) -> ErrorBody {
+        ErrorBody {
+            error: self.to_string(),
+            field: self.field().map(str::to_owned),
+        }
+    }
+}
+
+impl From<crate::ClusterError> for ApiError {
+    fn from(e: crate::ClusterError) -> Self {
+        use crate::ClusterError as C;
+        match e {
+            C::Stopped => ApiError::Unavailable("the agent is stopping".into()),
+            e @ (C::TagOwned { .. } | C::TagNotOwned { .. } | C::TagsChanged) => {
+                ApiError::Conflict(e.to_string())
+            }
+            e => ApiError::Internal(e.to_string()),
+        }
+    }
+}
+
+/// Every error response: `{"error": "...", "field": "..."}` (`field` only
+/// when one is at fault).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct ErrorBody {
+    pub error: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if let ApiError::Internal(m) = &self {
+            tracing::error!(error = %m, "HTTP API: internal error");
+        }
+        let status =
+            StatusCode::from_u16(self.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let mut resp = (status, Json(self.body())).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            resp.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        resp
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    method: String,
+    route: String,
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DurationLabels {
+    method: String,
+    route: String,
+}
+
+type DurationFamily = Family<DurationLabels, Histogram, fn() -> Histogram>;
+
+fn new_histogram() -> Histogram {
+    // 1 ms to ~16 s.
+    Histogram::new(exponential_buckets(0.001, 4.0, 8))
+}
+
+/// The API's request metrics.
+#[derive(Clone)]
+pub struct HttpMetrics {
+    requests: Family<RequestLabels, Counter>,
+    durations: DurationFamily,
+}
+
+impl Default for HttpMetrics {
+    fn default() -> Self {
+        HttpMetrics {
+            requests: Family::default(),
+            durations: Family::new_with_constructor(new_histogram),
+        }
+    }
+}
+
+impl HttpMetrics {
+    /// Register as `nuvol_api_requests` and `nuvol_api_request_duration_seconds`.
+    pub fn register(&self, r: &mut Registry) {
+        let r = r.sub_registry_with_prefix("api");
+        r.register(
+            "requests",
+            "HTTP API requests by method, route template and status",
+            self.requests.clone(),
+        );
+        r.register(
+            "request_duration_seconds",
+            "HTTP API request durations (up to the response headers) by method and route template",
+            self.durations.clone(),
+        );
+    }
+
+    fn observe(&self, method: &str, route: &str, status: u16, seconds: f64) {
+        // Clients can send any method name: keep the label set bounded.
+        let method = match method {
+            "GET" | "HEAD" | "POST" | "PUT" | "PATCH" | "DELETE" | "OPTIONS" => method,
+            _ => "OTHER",
+        };
+        self.requests
+            .get_or_create(&RequestLabels {
+                method: method.to_owned(),
+                route: route.to_owned(),
+                status,
+            })
+            .inc();
+        self.durations
+            .get_or_create(&DurationLabels {
+                method: method.to_owned(),
+                route: route.to_owned(),
+            })
+            .observe(seconds);
+    }
+}
+
+#[derive(Clone)]
+struct Guard {
+    token: Arc<str>,
+}
+
+/// Serve `routes` with their access rules and `metrics`; anything else is a
+/// JSON 404 (or 405 for a known path).
+pub fn router(routes: Vec<HttpRoute>, token: Arc<str>, metrics: HttpMetrics) -> Router {
+    let guard = Guard { token };
+    let mut r = Router::new();
+    // One MethodRouter per path: merge the methods registered for it.
+    let mut paths: Vec<(&'static str, MethodRouter)> = Vec::new();
+    for route in routes {
+        let handler = match route.access {
+            Access::Read => route.handler,
+            Access::Write => route.handler.layer(axum::middleware::from_fn_with_state(
+                guard.clone(),
+                require_token,
+            )),
+        };
+        match paths.iter_mut().find(|(p, _)| *p == route.path) {
+            Some((_, existing)) => {
+                let prev = std::mem::take(existing);
+                *existing = prev.merge(handler);
+            }
+            None => paths.push((route.path, handler)),
+        }
+    }
+    for (path, handler) in paths {
+        r = r.route(path, handler);
+    }
+    r.fallback(no_route)
+        .method_not_allowed_fallback(method_not_allowed)
+        // Whatever the route says, a method that may change state needs
+        // the token (a wrong method on a known path is a 401, not a hint).
+        .layer(axum::middleware::from_fn_with_state(
+            guard,
+            require_token_to_write,
+        ))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn_with_state(metrics, observe))
+}
+
+async fn require_token_to_write(State(g): State<Guard>, req: Request, next: Next) -> Response {
+    if matches!(*req.method(), Method::GET | Method::HEAD) {
+        return next.run(req).await;
+    }
+    require_token(State(g), req, next).await
+}
+
+async fn require_token(State(g): State<Guard>, req: Request, next: Next) -> Response {
+    let given = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.split_once(' ')
+                .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+                .map(|(_, t)| t.trim())
+        });
+    if given.is_some_and(|t| bool::from(t.as_bytes().ct_eq(g.token.as_bytes()))) {
+        return next.run(req).await;
+    }
+    ApiError::Unauthorized(
+        if given.is_some() {
+            "invalid API token"
+        } else {
+            "this request needs the API token (Authorization: Bearer <token>; see <data_dir>/api-token)"
+        }
+        .into(),
+    )
+    .into_response()
+}
+
+/// Metrics, tracing and the request timeout.
+async fn observe(State(m): State<HttpMetrics>, req: Request, next: Next) -> Response {
+    let method = req.method().clone();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| UNMATCHED.to_owned());
+    let start = Instant::now();
+    let resp = match tokio::time::timeout(REQUEST_TIMEOUT, next.run(req)).await {
+        Ok(resp) => resp,
+        Err(_) => ApiError::Unavailable("request timed out".into()).into_response(),
+    };
+    let elapsed = start.elapsed();
+    let status = resp.status().as_u16();
+    m.observe(method.as_str(), &route, status, elapsed.as_secs_f64());
+    tracing::debug!(%method, %route, status, elapsed_ms = elapsed.as_millis() as u64, "HTTP API request");
+    resp
+}
+
+async fn no_route(method: Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::NotFound(format!("no such endpoint: {method} {}", uri.path()))
+}
+
+async fn method_not_allowed(method: Method, uri: axum::http::Uri) -> Response {
+    let mut resp = (
+        StatusCode::METHOD_NOT_ALLOWED,
+        Json(ErrorBody {
+            error: format!("method {method} not allowed on {}", uri.path()),
+            field: None,
+        }),
+    )
+        .into_response();
+    resp.headers_mut().remove(header::WWW_AUTHENTICATE);
+    resp
+}
+
+/// A JSON body, or an error naming the field at fault (`type`,
+/// `checks[1].interval`, `body` for malformed JSON).
+pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let v: T = serde_path_to_error::deserialize(&mut de).map_err(json_error)?;
+    de.end()
+        .map_err(|e| ApiError::bad("body", format!("invalid JSON: {e}")))?;
+    Ok(v)
+}
+
+fn json_error(e: serde_path_to_error::Error<serde_json::Error>) -> ApiError {
+    let path = e.path().to_string();
+    let inner = e.into_inner();
+    if !inner.is_data() {
+        return ApiError::bad("body", format!("invalid JSON: {inner}"));
+    }
+    let msg = inner.to_string();
+    // Unknown and missing fields are reported at the parent's path.
+    let named = ["unknown field `", "missing field `"]
+        .iter()
+        .find_map(|p| msg.strip_prefix(p))
+        .and_then(|rest| rest.split_once('`'))
+        .map(|(name, _)| name.to_owned());
+    let root = path == "." || path.is_empty();
+    // The path ends with an unknown field's name already, not with a
+    // missing one's.
+    let field = match (named, root) {
+        (Some(n), true) => n,
+        (Some(n), false) if path == n || path.ends_with(&format!(".{n}")) => path,
+        (Some(n), false) => format!("{path}.{n}"),
+        (None, true) => "body".to_owned(),
+        (None, false) => path,
+    };
+    let message = if field == "port" && !msg.starts_with("missing") {
+        "invalid port: must be 1-65535".to_owned()
+    } else {
+        format!("invalid {field}: {msg}")
+    };
+    ApiError::bad(field, message)
+}
+
+/// The request body, or a 413 / 400.
+pub fn body_bytes(
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<axum::body::Bytes, ApiError> {
+    body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::TooLarge(format!("request body larger than {MAX_BODY_BYTES} bytes"))
+        } else {
+            ApiError::bad("body", e.body_text())
+        }
+    })
+}
+
+/// Parse a query string, rejecting parameters not in `allowed` and repeated
+/// ones; empty values count as absent.
+pub fn parse_query(
+    raw: Option<String>,
+    allowed: &[&str],
+) -> Result<Vec<(String, String)>, ApiError> {
+    let raw = raw.unwrap_or_default();
+    let pairs: Vec<(String, String)> =
+        serde_urlencoded::from_str(&raw).map_err(|e| ApiError::bad("query", e.to_string()))?;
+    let mut out: Vec<(String, String)> = Vec::new();
+    for (k, v) in pairs {
+        if !allowed.contains(&k.as_str()) {
+            return Err(ApiError::bad(
+                k.clone(),
+                format!(
+                    "unknown query parameter {k:?} (expected one of: {})",
+                    allowed.join(", ")
+                ),
+            ));
+        }
+        if out.iter().any(|(ek, _)| *ek == k) {
+            return Err(ApiError::bad(
+                k.clone(),
+                format!("{k:?} given more than once"),
+            ));
+        }
+        if !v.is_empty() {
+            out.push((k, v));
+        }
+    }
+    Ok(out)
+}
+
+/// The value of `k` in a parsed query.
+pub fn query_param<'a>(q: &'a [(String, String)], k: &str) -> Option<&'a str> {
+    q.iter().find(|(ek, _)| ek == k).map(|(_, v)| v.as_str())
+}
+
+/// Percent-encode one path segment.
+pub fn encode_segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::routing::{get, post};
+    use tower::ServiceExt;
+
+    #[tokio::test]
+    async fn access_rules_and_fallbacks() {
+        let routes = vec![
+            HttpRoute::new(Method::GET, "/r", Access::Read, get(|| async { "read" })),
+            HttpRoute::new(
+                Method::POST,
+                "/r",
+                Access::Write,
+                post(|| async { "wrote" }),
+            ),
+        ];
+        let app = router(routes, Arc::from("tok"), HttpMetrics::default());
+        let call = |method: &str, path: &str, token: Option<&str>| {
+            let mut b = axum::http::Request::builder().method(method).uri(path);
+            if let Some(t) = token {
+                b = b.header("authorization", format!("Bearer {t}"));
+            }
+            let app = app.clone();
+            let req = b.body(axum::body::Body::empty()).unwrap();
+            async move { app.oneshot(req).await.unwrap().status().as_u16() }
+        };
+        assert_eq!(call("GET", "/r", None).await, 200);
+        assert_eq!(call("POST", "/r", None).await, 401);
+        assert_eq!(call("POST", "/r", Some("bad")).await, 401);
+        assert_eq!(call("POST", "/r", Some("tok")).await, 200);
+        assert_eq!(call("DELETE", "/r", Some("tok")).await, 405);
+        assert_eq!(call("DELETE", "/r", None).await, 401);
+        assert_eq!(call("GET", "/nope", None).await, 404);
+    }
+
+    #[test]
+    fn json_errors_name_fields() {
+        #[derive(Deserialize, Debug)]
+        #[serde(deny_unknown_fields)]
+        #[allow(dead_code)]
+        struct T {
+            a: u16,
+            b: Vec<Inner>,
+        }
+        #[derive(Deserialize, Debug)]
+        #[serde(deny_unknown_fields)]
+        #[allow(dead_code)]
+        struct Inner {
+            c: String,
+        }
+        let f = |s: &str| {
+            parse_json::<T>(s.as_bytes())
+                .unwrap_err()
+                .field()
+                .map(str::to_owned)
+        };
+        assert_eq!(f("{"), Some("body".into()));
+        assert_eq!(f(r#"{"a":1,"b":[{"c":"x","d":1}]}"#), Some("b[0].d".into()));
+        assert_eq!(f(r#"{"b":[]}"#), Some("a".into()));
+        assert_eq!(f(r#"{"a":"x","b":[]}"#), Some("a".into()));
+        assert_eq!(f(r#"{"a":1,"b":[]} x"#), Some("body".into()));
+    }
+
+    #[test]
+    fn segments_are_encoded() {
+        assert_eq!(encode_segment("a b/c"), "a%20b%2Fc");
+    }
+}
