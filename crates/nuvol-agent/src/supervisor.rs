@@ -275,7 +275,8 @@ pub struct RunningAgent {
 }
 
 impl AgentConfig {
-    /// Start the agent; see the module docs for the order.
+    /// Start the agent; see the module docs for the order. The future is
+    /// `Send` (checked below), so an agent can start on any runtime task.
     pub async fn start(self) -> Result<RunningAgent, StartError> {
         let AgentConfig {
             agent,
@@ -438,14 +439,18 @@ impl AgentConfig {
                 registry: registry.clone(),
                 cluster: cluster.clone(),
             };
-            let restarts = restarts.get_or_create(&ComponentLabel {
-                component: name.to_owned(),
-            });
+            // Cloned out of the family's lock guard, which must not live
+            // across an await.
+            let counter = restarts
+                .get_or_create(&ComponentLabel {
+                    component: name.to_owned(),
+                })
+                .clone();
             let task = tokio::spawn(supervise(
                 runnable,
                 ctx,
                 critical,
-                restarts.clone(),
+                counter,
                 fatal_tx.clone(),
             ));
             running.supervised.push(Supervised { name, stop, task });
@@ -481,6 +486,13 @@ impl AgentConfig {
         }
         Ok(running)
     }
+}
+
+#[allow(dead_code)]
+fn start_is_send(
+    c: AgentConfig,
+) -> impl std::future::Future<Output = Result<RunningAgent, StartError>> + Send {
+    c.start()
 }
 
 /// Run one component, restarting it after failures if it is not critical.

@@ -46,6 +46,7 @@ impl Store {
     /// database, or one another agent holds open, is an error: nothing is
     /// overwritten.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
+        nuvol_agent::fsutil::io_delay();
         let db = Database::create(path).map_err(|source| StoreError::Open {
             path: path.to_owned(),
             source,
