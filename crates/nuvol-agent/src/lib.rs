@@ -10,6 +10,7 @@
 //! API, DNS, mDNS, checks, ...). Features depend on it and plug in through
 //! [`BuildCtx`] registrations.
 
+pub mod advertise;
 pub mod chan;
 pub mod cluster;
 pub mod component;

@@ -773,31 +773,17 @@ fn load_keyring(g: &GossipSettings) -> Result<Option<Keyring>, StartError> {
 }
 
 /// The advertised address: configured, else the bound one, else (bound to
-/// 0.0.0.0) a chosen interface address.
+/// 0.0.0.0) the address of the interface that holds the default route (see
+/// [`crate::advertise`]), logged with why it was chosen.
 fn advertise_addr(g: &GossipSettings, bound: SocketAddr) -> SocketAddr {
     match g.advertise {
         Some(a) if a.0.port() == 0 => SocketAddr::new(a.0.ip(), bound.port()),
         Some(a) => a.0,
-        None if bound.ip().is_unspecified() => SocketAddr::new(pick_advertise_ip(), bound.port()),
+        None if bound.ip().is_unspecified() => {
+            let choice = crate::advertise::from_system();
+            tracing::info!("{choice}");
+            SocketAddr::new(choice.addr, bound.port())
+        }
         None => bound,
     }
-}
-
-/// Pick an address to advertise when bound to 0.0.0.0: the first private
-/// IPv4 address of an interface, as memberlist's GetPrivateIP, else any
-/// non-loopback IPv4, else loopback.
-fn pick_advertise_ip() -> std::net::IpAddr {
-    let addrs = if_addrs::get_if_addrs().unwrap_or_default();
-    let v4: Vec<std::net::Ipv4Addr> = addrs
-        .iter()
-        .filter_map(|i| match i.ip() {
-            std::net::IpAddr::V4(v) if !v.is_loopback() => Some(v),
-            _ => None,
-        })
-        .collect();
-    v4.iter()
-        .find(|v| v.is_private())
-        .or_else(|| v4.first())
-        .map(|v| std::net::IpAddr::V4(*v))
-        .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST))
 }
