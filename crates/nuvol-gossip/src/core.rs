@@ -39,8 +39,6 @@ pub enum GossipError {
     BadFilter { tag: String, reason: String },
     #[error("the agent is leaving or has left")]
     NotAlive,
-    #[error("unknown node {0:?}")]
-    UnknownNode(String),
     #[error("encryption is not enabled")]
     NoKeyring,
     #[error("stream is encrypted but encryption is not configured")]

@@ -1280,11 +1280,11 @@ impl Gossip {
 
     // ------------------------------------------------------------ force-leave
 
-    /// Force a failed member into the left state (serf's RemoveFailedNode).
+    /// Force a failed member into the left state (serf's RemoveFailedNode,
+    /// `forceLeave` in serf/serf.go). As in serf, a node this agent does
+    /// not know is not an error: the leave intent is recorded and broadcast
+    /// all the same, so members that still know the node mark it left.
     pub fn force_leave(&mut self, node: &str, prune: bool) -> Result<(), GossipError> {
-        if !self.serf.members.contains_key(node) {
-            return Err(GossipError::UnknownNode(node.to_owned()));
-        }
         let l = sw::Leave {
             ltime: self.serf.clock,
             node: node.to_owned(),

@@ -498,7 +498,14 @@ fn join_force_leave_leave() {
     wait_for("cj2 alive", Duration::from_secs(20), || {
         status(&a, "cj2").as_deref() == Some("alive")
     });
-    one_line_error(&a.nuvol(&["force-leave", "ghost"]), "ghost");
+    // An unknown node: accepted, as serf does, with a warning.
+    let o = a.nuvol(&["force-leave", "ghost"]);
+    assert_eq!(ok(&o), "");
+    assert!(
+        err(&o).contains("\"ghost\" is not known to this agent"),
+        "{}",
+        err(&o)
+    );
     b.kill();
     wait_for("cj2 failed", Duration::from_secs(60), || {
         status(&a, "cj2").as_deref() == Some("failed")

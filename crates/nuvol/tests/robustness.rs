@@ -138,7 +138,6 @@ fn bad_cli_arguments_fail_with_one_line() {
         vec!["query", "--timeout", "5 parsecs", "q"],
         vec!["keys", "--install", "short"],
         vec!["join", "not-an-address:xx"],
-        vec!["force-leave", "ghost"],
         vec!["rtt", "ghost"],
     ] {
         let o = a.nuvol_cli(&args);

@@ -158,12 +158,17 @@ pub async fn run(cmd: ClientCommand) -> Result<i32> {
         ClientCommand::ForceLeave { rpc, prune, node } => {
             let c = rpc.connect().await?;
             let ms = c.members().await.context("Error force leaving")?;
-            if !ms.iter().any(|m| m.name == node) {
-                bail!("Error force leaving: the agent knows no member named {node:?}");
-            }
+            let known = ms.iter().any(|m| m.name == node);
             c.force_leave(&node, prune)
                 .await
                 .context("Error force leaving")?;
+            // As serf, the agent accepts a node it does not know.
+            if !known {
+                eprintln!(
+                    "nuvol: warning: node {node:?} is not known to this agent; \
+                     a leave intent was broadcast anyway"
+                );
+            }
             if rpc.format == Format::Json {
                 print_json(&json!({ "node": node, "prune": prune }))?;
             }

@@ -40,10 +40,10 @@
 //!   (`[]byte` fields base64, as Go's JSON would), `keygen` `{"key": K}`.
 //! - Durations (`query --timeout`) are Go's: `5s`, `1m30s`, `500ms`.
 //! - Differences from serf on purpose: errors go to stderr, not stdout;
-//!   `force-leave` and `rtt` of a node the agent does not know fail (serf's
-//!   `force-leave` silently succeeds); keys are checked locally to be base64
-//!   of 16, 24 or 32 bytes; regular expressions, `K=V` pairs and addresses
-//!   are checked before connecting.
+//!   `rtt` of a node the agent does not know fails (`force-leave` of one
+//!   succeeds, as serf's, with a warning on stderr); keys are checked
+//!   locally to be base64 of 16, 24 or 32 bytes; regular expressions,
+//!   `K=V` pairs and addresses are checked before connecting.
 
 mod catalog;
 mod commands;
