@@ -112,7 +112,11 @@ cargo clippy -p nuvol-dns --features fuzzing -- -D warnings
 echo "==> deployment build (scripts/build-release.sh)"
 # The binary users deploy (release profile, abort on panic, glibc linked
 # statically) is checked by crates/nuvol/tests/release_build.rs.
-NUVOL_RELEASE_BIN="$PWD/$(bash scripts/build-release.sh)"
+NUVOL_RELEASE_BIN="$(bash scripts/build-release.sh)"
+case "$NUVOL_RELEASE_BIN" in
+/*) ;;
+*) NUVOL_RELEASE_BIN="$PWD/$NUVOL_RELEASE_BIN" ;;
+esac
 export NUVOL_RELEASE_BIN
 
 echo "==> fuzz targets: build, replay regression and seed inputs"
