@@ -51,10 +51,26 @@ done
 # pip as a module of the python3 that runs the tests.
 python3 -m pip --version >/dev/null 2>&1 || need+=(python3-pip)
 
+# PyPI packages (module -> requirement):
+# - zeroconf: an independent mDNS / DNS-SD implementation the mDNS tests
+#   check nuvol's announcements against (Debian 12's python3-zeroconf is too
+#   old for the API the tests use);
+# - serfclient: a serf RPC client in python, for RPC interoperability tests.
+declare -A pypi=(
+  [zeroconf]='zeroconf>=0.131'
+  [serfclient]='serfclient'
+)
+pip_need=()
+for mod in zeroconf serfclient; do
+  python3 -c "import $mod" >/dev/null 2>&1 || pip_need+=("${pypi[$mod]}")
+done
 if [ "$(id -u)" != 0 ]; then
   msg="scripts/test.sh must run as root: the mDNS tests create network namespaces"
   if [ ${#need[@]} -gt 0 ]; then
     msg="$msg, and these Debian packages are missing: ${need[*]} (install them with: sudo apt-get install ${need[*]})"
+  fi
+  if [ ${#pip_need[@]} -gt 0 ]; then
+    msg="$msg; missing from PyPI: ${pip_need[*]} (python3 -m pip install ${pip_need[*]})"
   fi
   fail "$msg. Run it as root (sudo bash scripts/test.sh), or run plain \`cargo test\`, which skips what is missing."
 fi
@@ -75,19 +91,6 @@ fi
 # Debian's serf package may start a system agent on 127.0.0.1:7373; the tests
 # use their own loopback addresses (127.x.y.z), so it is left alone.
 
-# PyPI packages (module -> requirement):
-# - zeroconf: an independent mDNS / DNS-SD implementation the mDNS tests
-#   check nuvol's announcements against (Debian 12's python3-zeroconf is too
-#   old for the API the tests use);
-# - serfclient: a serf RPC client in python, for RPC interoperability tests.
-declare -A pypi=(
-  [zeroconf]='zeroconf>=0.131'
-  [serfclient]='serfclient'
-)
-pip_need=()
-for mod in zeroconf serfclient; do
-  python3 -c "import $mod" >/dev/null 2>&1 || pip_need+=("${pypi[$mod]}")
-done
 if [ ${#pip_need[@]} -gt 0 ]; then
   echo "==> installing (pip): ${pip_need[*]}"
   pip=(python3 -m pip install --quiet --disable-pip-version-check)
