@@ -262,6 +262,34 @@ async fn query_answered_through_stream_and_respond() {
     let responder = client(&a).await;
     let asker = client(&a).await;
     let mut s = responder.stream("query:uptime").await.unwrap();
+    // serf's agent answers the stream request before it registers the
+    // stream (handleStream registers in a defer), so a query sent right
+    // after the answer can miss it. Probe until a query shows on the stream.
+    let deadline = tokio::time::Instant::now() + T;
+    loop {
+        let probe = asker
+            .query(&QueryRequest {
+                name: "uptime".into(),
+                payload: b"probe".to_vec(),
+                request_ack: false,
+                timeout: Duration::from_millis(300),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let seen = tokio::time::timeout(Duration::from_secs(1), s.next()).await;
+        probe.collect().await.unwrap();
+        match seen {
+            Ok(ev) => match ev.unwrap().expect("stream open") {
+                StreamEvent::Query(qe) if qe.payload == b"probe" => break,
+                other => panic!("expected the probe query, got {other:?}"),
+            },
+            Err(_) => assert!(
+                tokio::time::Instant::now() < deadline,
+                "the query stream never got a query"
+            ),
+        }
+    }
     let q = asker
         .query(&QueryRequest {
             name: "uptime".into(),
