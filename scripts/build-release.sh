@@ -16,4 +16,5 @@ case "$host" in
 *-linux-gnu*) export RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static" ;;
 esac
 cargo build --release --locked -p nuvol --target "$host" >&2
-echo "target/$host/release/nuvol"
+# Where cargo put it (CARGO_TARGET_DIR, when set, moves it).
+echo "${CARGO_TARGET_DIR:-target}/$host/release/nuvol"

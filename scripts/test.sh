@@ -1,15 +1,30 @@
 #!/usr/bin/env bash
-# The whole test suite. Installs the Debian packages the tests need (serf as
-# the real peer, dig, iproute2, tcpdump, procps, psmisc, bzip2) when any is
-# missing, then runs fmt and clippy, builds the deployment binary, and runs
-# every test with NUVOL_REQUIRE_SERF=1 so that the interoperability tests
-# fail instead of being silently skipped.
+# The whole test suite, with every real part it needs: nothing is skipped.
 #
-# Non-interactive (CI=true, no stdin). On re-runs with everything installed
-# it does not touch apt at all.
+# Installs what is missing: Debian's packages (serf as the real peer, dig,
+# iproute2, tcpdump, procps, psmisc, bzip2, Go for the LZW golden test, a C++
+# compiler for libFuzzer) and python's zeroconf and serfclient (PyPI). Then
+# runs fmt and clippy, builds the deployment binary, runs every test with
+# NUVOL_REQUIRE_SERF=1, NUVOL_REQUIRE_SYSTEM=1 and NUVOL_REQUIRE_GO=1 (a
+# missing part fails a test instead of skipping it), and builds the fuzz
+# targets and replays their regression and seed inputs.
+#
+# It needs root (the mDNS tests create network namespaces; packages are
+# installed with apt-get). When a part cannot be installed it stops with a
+# message saying what to install. There is no way to skip parts here: a
+# developer who wants tests that skip what is missing runs plain
+# `cargo test`.
+#
+# Non-interactive (no stdin). On re-runs with everything installed it does
+# not touch apt or pip at all.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export DEBIAN_FRONTEND=noninteractive
+
+fail() {
+  echo "==> ERROR: $*" >&2
+  exit 1
+}
 
 # package -> a command it provides
 declare -A provides=(
@@ -20,62 +35,79 @@ declare -A provides=(
   [procps]=pgrep
   [psmisc]=killall
   [bzip2]=bzip2
+  [golang-go]=go
+  [g++]=g++
+  [python3]=python3
+  [python3-pip]=pip3
 )
+have() {
+  # tcpdump and ip live in /usr/sbin, which a non-root PATH may lack.
+  command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/sbin/$1" ]
+}
 need=()
-for pkg in serf dnsutils iproute2 tcpdump procps psmisc bzip2; do
-  # tcpdump lives in /usr/sbin, which a non-root PATH may lack.
-  if ! command -v "${provides[$pkg]}" >/dev/null 2>&1 &&
-    [ ! -x "/usr/sbin/${provides[$pkg]}" ] && [ ! -x "/sbin/${provides[$pkg]}" ]; then
-    need+=("$pkg")
-  fi
+for pkg in serf dnsutils iproute2 tcpdump procps psmisc bzip2 golang-go g++ python3; do
+  have "${provides[$pkg]}" || need+=("$pkg")
 done
+# pip as a module of the python3 that runs the tests.
+python3 -m pip --version >/dev/null 2>&1 || need+=(python3-pip)
+
+# PyPI packages (module -> requirement):
+# - zeroconf: an independent mDNS / DNS-SD implementation the mDNS tests
+#   check nuvol's announcements against (Debian 12's python3-zeroconf is too
+#   old for the API the tests use);
+# - serfclient: a serf RPC client in python, for RPC interoperability tests.
+declare -A pypi=(
+  [zeroconf]='zeroconf>=0.131'
+  [serfclient]='serfclient'
+)
+pip_need=()
+for mod in zeroconf serfclient; do
+  python3 -c "import $mod" >/dev/null 2>&1 || pip_need+=("${pypi[$mod]}")
+done
+if [ "$(id -u)" != 0 ]; then
+  msg="scripts/test.sh must run as root: the mDNS tests create network namespaces"
+  if [ ${#need[@]} -gt 0 ]; then
+    msg="$msg, and these Debian packages are missing: ${need[*]} (install them with: sudo apt-get install ${need[*]})"
+  fi
+  if [ ${#pip_need[@]} -gt 0 ]; then
+    msg="$msg; missing from PyPI: ${pip_need[*]} (python3 -m pip install ${pip_need[*]})"
+  fi
+  fail "$msg. Run it as root (sudo bash scripts/test.sh), or run plain \`cargo test\`, which skips what is missing."
+fi
 
 if [ ${#need[@]} -gt 0 ]; then
-  apt=()
-  if [ "$(id -u)" = 0 ]; then
-    apt=(apt-get)
-  elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
-    apt=(sudo -n env DEBIAN_FRONTEND=noninteractive apt-get)
-  fi
-  if [ ${#apt[@]} -gt 0 ]; then
-    echo "==> installing: ${need[*]}"
-    "${apt[@]}" update -qq </dev/null
-    "${apt[@]}" install -y -qq --no-install-recommends \
-      -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold \
-      "${need[@]}" </dev/null >/dev/null
-  else
-    echo "==> NOTE: missing Debian packages: ${need[*]}" >&2
-    echo "==>       not root and no password-less sudo, so not installing them;" >&2
-    echo "==>       install them with: sudo apt-get install ${need[*]}" >&2
-    if ! command -v serf >/dev/null 2>&1; then
-      if [ "${CI:-}" != true ]; then
-        # A developer without root: skip the interop tests rather than fail
-        # them (CI keeps failing them: it must never skip silently).
-        : "${NUVOL_REQUIRE_SERF:=0}"
-        echo "==>       tests that need serf will be SKIPPED" >&2
-      else
-        echo "==>       CI=true: tests that need serf will FAIL" >&2
-      fi
-    fi
-  fi
+  echo "==> installing: ${need[*]}"
+  apt-get update -qq </dev/null ||
+    fail "apt-get update failed; install these Debian packages: ${need[*]}"
+  apt-get install -y -qq --no-install-recommends \
+    -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold \
+    "${need[@]}" </dev/null >/dev/null ||
+    fail "could not install the Debian packages: ${need[*]}"
+  for pkg in "${need[@]}"; do
+    have "${provides[$pkg]}" || [ "$pkg" = python3-pip ] ||
+      fail "installing $pkg did not provide \`${provides[$pkg]}\`"
+  done
 fi
 # Debian's serf package may start a system agent on 127.0.0.1:7373; the tests
 # use their own loopback addresses (127.x.y.z), so it is left alone.
 
-# python-zeroconf: an independent mDNS / DNS-SD implementation the mDNS
-# tests check nuvol's announcements against (from PyPI; Debian 12's
-# python3-zeroconf is too old for the API the tests use).
-if ! python3 -c 'import zeroconf' >/dev/null 2>&1; then
-  echo "==> installing python zeroconf (pip)"
-  python3 -m pip install --quiet --disable-pip-version-check 'zeroconf>=0.131' ||
-    echo "==> NOTE: could not install zeroconf; the mDNS tests will fail" >&2
+if [ ${#pip_need[@]} -gt 0 ]; then
+  echo "==> installing (pip): ${pip_need[*]}"
+  pip=(python3 -m pip install --quiet --disable-pip-version-check)
+  # Debian's own python3 refuses system-wide installs unless told.
+  "${pip[@]}" "${pip_need[@]}" </dev/null ||
+    "${pip[@]}" --break-system-packages "${pip_need[@]}" </dev/null ||
+    fail "could not install from PyPI: ${pip_need[*]} (python3 -m pip install ${pip_need[*]})"
+  for mod in zeroconf serfclient; do
+    python3 -c "import $mod" >/dev/null 2>&1 ||
+      fail "python3 cannot import $mod after installing it"
+  done
 fi
 
-if command -v serf >/dev/null 2>&1; then
-  echo "==> serf: $(serf version | head -1)"
-fi
+echo "==> serf: $(serf version | head -1); $(go version)"
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check
+(cd fuzz && cargo fmt --all -- --check)
 echo "==> cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 # Code behind features the workspace build does not enable (fuzz entry points).
@@ -83,11 +115,38 @@ cargo clippy -p nuvol-dns --features fuzzing -- -D warnings
 echo "==> deployment build (scripts/build-release.sh)"
 # The binary users deploy (release profile, abort on panic, glibc linked
 # statically) is checked by crates/nuvol/tests/release_build.rs.
-NUVOL_RELEASE_BIN="$PWD/$(bash scripts/build-release.sh)"
+NUVOL_RELEASE_BIN="$(bash scripts/build-release.sh)"
+case "$NUVOL_RELEASE_BIN" in
+/*) ;;
+*) NUVOL_RELEASE_BIN="$PWD/$NUVOL_RELEASE_BIN" ;;
+esac
 export NUVOL_RELEASE_BIN
+
+echo "==> fuzz targets: build, replay regression and seed inputs"
+# The fuzz crate is outside the workspace. Its libFuzzer targets build on
+# the stable toolchain (without coverage instrumentation, which only
+# fuzzing needs); given file paths, a target runs exactly those inputs and
+# fails (non-zero) on a crash.
+cargo build --manifest-path fuzz/Cargo.toml --bins
+fuzz_bin="$(cargo metadata --manifest-path fuzz/Cargo.toml --format-version 1 --no-deps |
+  python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')/debug"
+mapfile -t targets < <(sed -n 's/^name = "\(.*\)"$/\1/p' fuzz/Cargo.toml | grep -v '^nuvol-fuzz$')
+[ ${#targets[@]} -gt 0 ] || fail "no fuzz targets found in fuzz/Cargo.toml"
+for t in "${targets[@]}"; do
+  inputs=()
+  for d in "fuzz/regressions/$t" "fuzz/seeds/$t"; do
+    [ -d "$d" ] && while IFS= read -r f; do inputs+=("$f"); done < <(find "$d" -type f | sort)
+  done
+  [ ${#inputs[@]} -gt 0 ] || fail "fuzz target $t has no inputs in fuzz/regressions/$t or fuzz/seeds/$t"
+  if ! "$fuzz_bin/$t" "${inputs[@]}" >"$fuzz_bin/$t.replay.log" 2>&1; then
+    cat "$fuzz_bin/$t.replay.log" >&2
+    fail "fuzz target $t crashed on one of: ${inputs[*]}"
+  fi
+  echo "    $t: ${#inputs[@]} inputs"
+done
+
 echo "==> cargo test"
-export NUVOL_REQUIRE_SERF="${NUVOL_REQUIRE_SERF:-1}"
-# Tests needing other system parts (dig, network namespaces, zeroconf) fail
-# instead of skipping.
-export NUVOL_REQUIRE_SYSTEM="${NUVOL_REQUIRE_SYSTEM:-$NUVOL_REQUIRE_SERF}"
+# Every test that needs serf, a system part (dig, network namespaces,
+# zeroconf, the deployment binary) or Go fails instead of skipping.
+export NUVOL_REQUIRE_SERF=1 NUVOL_REQUIRE_SYSTEM=1 NUVOL_REQUIRE_GO=1
 cargo test --workspace -- --test-threads=4

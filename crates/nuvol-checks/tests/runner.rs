@@ -59,39 +59,95 @@ async fn runs_at_once_and_repeats() {
     assert_eq!(runner.services().collect::<Vec<_>>(), ["web/80"]);
 }
 
-#[tokio::test]
-async fn same_list_does_not_restart() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("runs");
-    let cmd = format!("echo run >> '{}'", log.display());
-    let checks = vec![every_second(CheckKind::Script { command: cmd })];
-    let runs = || {
-        std::fs::read_to_string(&log)
-            .map(|s| s.lines().count())
-            .unwrap_or(0)
-    };
+/// Connections accepted so far on a non-blocking listener: one per run of a
+/// TCP check against it.
+fn accepted(l: &std::net::TcpListener) -> usize {
+    let mut n = 0;
+    loop {
+        match l.accept() {
+            Ok(_) => n += 1,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return n,
+            Err(e) => panic!("accept: {e}"),
+        }
+    }
+}
 
+fn counting_listener() -> (std::net::TcpListener, String) {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.set_nonblocking(true).unwrap();
+    let addr = l.local_addr().unwrap().to_string();
+    (l, addr)
+}
+
+/// A TCP check whose schedule is one run at once and none for an hour:
+/// within the test, every further run is a restart.
+fn hourly(addr: &str) -> Vec<CheckDef> {
+    vec![CheckDef {
+        kind: CheckKind::Tcp { addr: addr.into() },
+        interval: Duration::from_secs(3600),
+        timeout: Duration::from_secs(5),
+    }]
+}
+
+// One thread: spawned tasks are first polled in the order they were
+// spawned, which the probe below relies on.
+#[tokio::test(flavor = "current_thread")]
+async fn same_list_does_not_restart() {
+    let (svc, svc_addr) = counting_listener();
+    let checks = hourly(&svc_addr);
     let (tx, mut rx) = mpsc::channel(16);
     let mut runner = Runner::new(tx);
     runner.set("svc/1", checks.clone());
-    assert_eq!(next(&mut rx).await.state.status, Health::Passing);
+    let first = next(&mut rx).await;
+    assert_eq!(
+        first.state.status,
+        Health::Passing,
+        "{}",
+        first.state.output
+    );
+    let generation = runner.generation("svc/1").expect("svc/1 runs");
+    assert_eq!(first.generation, generation);
+    assert_eq!(accepted(&svc), 1, "the first run");
+
     for _ in 0..5 {
         runner.set("svc/1", checks.clone());
     }
     assert_eq!(runner.checks("svc/1"), Some(checks.as_slice()));
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    // A restart runs the check at once: five restarts would add five runs.
-    assert!(runs() < 3, "{} runs", runs());
+    assert_eq!(
+        runner.generation("svc/1"),
+        Some(generation),
+        "an identical list must not restart the checks"
+    );
+    // A restart would run the check at once (the first step of a check's
+    // task is its connect). The probe's task is spawned after any task the
+    // five calls spawned, so once the probe has connected and reported, a
+    // restarted svc/1 check would have connected as well.
+    let (probe, probe_addr) = counting_listener();
+    runner.set("probe/1", hourly(&probe_addr));
+    let u = next(&mut rx).await;
+    assert_eq!(
+        u.service, "probe/1",
+        "svc/1 ran again (generation {}): it was restarted",
+        u.generation
+    );
+    assert_eq!(accepted(&probe), 1);
+    assert_eq!(accepted(&svc), 0, "svc/1 ran again: it was restarted");
 
     // A changed list does restart, and its first run comes at once.
     let mut changed = checks.clone();
-    changed[0].timeout = Duration::from_millis(900);
+    changed[0].timeout = Duration::from_secs(4);
     runner.set("svc/1", changed);
-    let before = runs();
-    while runs() == before {
-        let u = next(&mut rx).await;
-        assert_eq!(u.state.status, Health::Passing);
-    }
+    let restarted = runner.generation("svc/1").expect("svc/1 runs");
+    assert_ne!(restarted, generation);
+    let u = next(&mut rx).await;
+    assert_eq!(
+        (u.service.as_str(), u.generation),
+        ("svc/1", restarted),
+        "{u:?}"
+    );
+    assert_eq!(u.state.status, Health::Passing, "{}", u.state.output);
+    assert_eq!(accepted(&svc), 1, "the restarted check's first run");
+    assert!(matches!(rx.try_recv(), Err(TryRecvError::Empty)));
 }
 
 #[tokio::test]

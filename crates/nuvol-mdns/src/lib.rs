@@ -571,6 +571,23 @@ pub fn instance_of(fullname: &str, ty_domain: &str) -> Option<String> {
 mod tests {
     use super::*;
 
+    /// The responder on 127.0.0.1, or `None` (skip) when the daemon cannot
+    /// start here; under `NUVOL_REQUIRE_SYSTEM=1` that is a failure
+    /// (testkit's skip-or-fail rule). Any other error is a bug and fails.
+    fn start_or_skip(test: &str, hostname: &str) -> Option<Mdns> {
+        match Mdns::start(hostname, vec!["127.0.0.1".parse().unwrap()]) {
+            Ok(m) => Some(m),
+            Err(MdnsError::Daemon(e)) => {
+                nuvol_testkit::netns::skip_or_fail(
+                    test,
+                    &format!("the mDNS daemon cannot start here: {e}"),
+                );
+                None
+            }
+            Err(e) => panic!("{test}: Mdns::start failed: {e}"),
+        }
+    }
+
     #[test]
     fn type_domain_mapping() {
         assert_eq!(avahi_type_of("_http._tcp.local."), Some("http".into()));
@@ -630,8 +647,8 @@ mod tests {
 
     #[test]
     fn set_services_rejects_before_changing() {
-        let Ok(mut m) = Mdns::start("unit-test-node", vec!["127.0.0.1".parse().unwrap()]) else {
-            eprintln!("skip: no mDNS socket available");
+        let Some(mut m) = start_or_skip("set_services_rejects_before_changing", "unit-test-node")
+        else {
             return;
         };
         let good = MdnsService {
@@ -678,8 +695,7 @@ mod tests {
 
     #[test]
     fn import_needs_runtime() {
-        let Ok(m) = Mdns::start("unit-test-node2", vec!["127.0.0.1".parse().unwrap()]) else {
-            eprintln!("skip: no mDNS socket available");
+        let Some(m) = start_or_skip("import_needs_runtime", "unit-test-node2") else {
             return;
         };
         assert!(matches!(m.import(), Err(MdnsError::NoRuntime)));

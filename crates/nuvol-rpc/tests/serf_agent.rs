@@ -1,19 +1,22 @@
 //! nuvol-rpc's client against a real `serf agent` (Debian's package): every
 //! command, auth, streams, queries, protocol errors.
 
-mod support;
-
 use nuvol_rpc::frame::{encode_value, FrameDecoder};
 use nuvol_rpc::proto::errors;
 use nuvol_rpc::types::*;
 use nuvol_rpc::*;
+use nuvol_testkit::{require_serf as serf_available, wait_until_async, AgentBuilder, SerfAgent};
 use std::collections::BTreeMap;
 use std::time::Duration;
-use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-const NET: u8 = 252;
 const T: Duration = Duration::from_secs(20);
+const POLL: Duration = Duration::from_millis(100);
+
+/// A `serf agent` on a loopback address of its own (testkit's allocator).
+fn serf(name: &str) -> AgentBuilder<SerfAgent> {
+    SerfAgent::builder(name)
+}
 
 fn tags(kv: &[(&str, &str)]) -> BTreeMap<String, String> {
     kv.iter()
@@ -22,7 +25,7 @@ fn tags(kv: &[(&str, &str)]) -> BTreeMap<String, String> {
 }
 
 async fn client(a: &SerfAgent) -> RpcClient {
-    RpcClient::connect(&a.rpc_addr(), None)
+    RpcClient::connect(&a.rpc_addr().to_string(), None)
         .await
         .expect("connect to serf")
 }
@@ -32,16 +35,20 @@ async fn members_filters_stats_and_coordinates() {
     if !serf_available() {
         return;
     }
-    let a = SerfAgent::start(NET, "m1", &["-tag", "role=web", "-tag", "dc=bcn"], None);
+    let a = serf("m1")
+        .tag("role", "web")
+        .tag("dc", "bcn")
+        .spawn()
+        .expect("serf agent");
     let c = client(&a).await;
 
     let ms = c.members().await.unwrap();
     assert_eq!(ms.len(), 1);
     let m = &ms[0];
     assert_eq!(m.name, "m1");
-    assert_eq!(m.addr, Some(a.bind.ip()));
+    assert_eq!(m.addr, Some(a.bind().ip()));
     assert_eq!(m.port, 7946);
-    assert_eq!(m.addr_string(), a.bind.to_string());
+    assert_eq!(m.addr_string(), a.bind().to_string());
     assert_eq!(m.status, "alive");
     assert_eq!(m.tags, tags(&[("role", "web"), ("dc", "bcn")]));
     assert!(m.protocol_min <= m.protocol_cur && m.protocol_cur <= m.protocol_max);
@@ -84,7 +91,11 @@ async fn tags_update_delete_and_agent_limit() {
     if !serf_available() {
         return;
     }
-    let a = SerfAgent::start(NET, "tg1", &["-tag", "old=1", "-tag", "keep=2"], None);
+    let a = serf("tg1")
+        .tag("old", "1")
+        .tag("keep", "2")
+        .spawn()
+        .expect("serf agent");
     let c = client(&a).await;
     c.update_tags(&tags(&[("role", "db")]), &["old"])
         .await
@@ -110,7 +121,7 @@ async fn user_event_reaches_event_stream() {
     if !serf_available() {
         return;
     }
-    let a = SerfAgent::start(NET, "ev1", &[], None);
+    let a = serf("ev1").spawn().expect("serf agent");
     let c = client(&a).await;
     let mut s = c.stream("user:deploy").await.unwrap();
     // The same connection sends the event while the stream is open.
@@ -136,7 +147,10 @@ async fn user_event_reaches_event_stream() {
         .user_event("deploy", &[b'x'; 2000], false)
         .await
         .unwrap_err();
-    assert!(matches!(e, ClientError::Remote(_)), "{e:?}");
+    match &e {
+        ClientError::Remote(msg) => assert!(msg.contains("exceeds configured limit"), "{msg}"),
+        other => panic!("expected the agent's size error, got {other:?}"),
+    }
     // An invalid filter is refused.
     let e = c.stream("bogus-event").await.err();
     assert_eq!(e, Some(ClientError::Remote(errors::INVALID_FILTER.into())));
@@ -150,11 +164,11 @@ async fn member_events_on_stream() {
     if !serf_available() {
         return;
     }
-    let a = SerfAgent::start(NET, "me1", &[], None);
-    let mut b = SerfAgent::start(NET, "me2", &[], None);
+    let a = serf("me1").spawn().expect("serf agent");
+    let mut b = serf("me2").spawn().expect("serf agent");
     let c = client(&a).await;
     let mut s = c.stream("member-join,member-failed").await.unwrap();
-    assert_eq!(c.join(&[b.bind.to_string()], false).await.unwrap(), 1);
+    assert_eq!(c.join(&[b.bind().to_string()], false).await.unwrap(), 1);
     let mut joined = false;
     let mut failed = false;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
@@ -171,7 +185,7 @@ async fn member_events_on_stream() {
             continue;
         };
         if m.event == "member-join" {
-            assert_eq!(me2.addr, Some(b.bind.ip()));
+            assert_eq!(me2.addr, Some(b.bind().ip()));
             assert_eq!(me2.status, "alive");
             joined = true;
             b.kill();
@@ -188,7 +202,7 @@ async fn query_acked_by_the_agent_itself() {
     if !serf_available() {
         return;
     }
-    let a = SerfAgent::start(NET, "q1", &["-tag", "role=web"], None);
+    let a = serf("q1").tag("role", "web").spawn().expect("serf agent");
     let c = client(&a).await;
     let started = std::time::Instant::now();
     let r = c
@@ -244,10 +258,38 @@ async fn query_answered_through_stream_and_respond() {
     if !serf_available() {
         return;
     }
-    let a = SerfAgent::start(NET, "qr1", &[], None);
+    let a = serf("qr1").spawn().expect("serf agent");
     let responder = client(&a).await;
     let asker = client(&a).await;
     let mut s = responder.stream("query:uptime").await.unwrap();
+    // serf's agent answers the stream request before it registers the
+    // stream (handleStream registers in a defer), so a query sent right
+    // after the answer can miss it. Probe until a query shows on the stream.
+    let deadline = tokio::time::Instant::now() + T;
+    loop {
+        let probe = asker
+            .query(&QueryRequest {
+                name: "uptime".into(),
+                payload: b"probe".to_vec(),
+                request_ack: false,
+                timeout: Duration::from_millis(300),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let seen = tokio::time::timeout(Duration::from_secs(1), s.next()).await;
+        probe.collect().await.unwrap();
+        match seen {
+            Ok(ev) => match ev.unwrap().expect("stream open") {
+                StreamEvent::Query(qe) if qe.payload == b"probe" => break,
+                other => panic!("expected the probe query, got {other:?}"),
+            },
+            Err(_) => assert!(
+                tokio::time::Instant::now() < deadline,
+                "the query stream never got a query"
+            ),
+        }
+    }
     let q = asker
         .query(&QueryRequest {
             name: "uptime".into(),
@@ -291,7 +333,7 @@ async fn monitor_streams_logs() {
     if !serf_available() {
         return;
     }
-    let a = SerfAgent::start(NET, "mon1", &[], None);
+    let a = serf("mon1").spawn().expect("serf agent");
     let c = client(&a).await;
     assert_eq!(
         c.monitor("NOPE").await.err(),
@@ -326,9 +368,14 @@ async fn rpc_auth_key() {
     if !serf_available() {
         return;
     }
-    let a = SerfAgent::start(NET, "auth1", &[], Some(r#"{"rpc_auth": "s3cret"}"#));
+    let a = serf("auth1")
+        .serf_config(serde_json::json!({"rpc_auth": "s3cret"}))
+        .spawn()
+        .expect("serf agent");
     // Handshake needs no key, commands do.
-    let c = RpcClient::connect(&a.rpc_addr(), None).await.unwrap();
+    let c = RpcClient::connect(&a.rpc_addr().to_string(), None)
+        .await
+        .unwrap();
     assert_eq!(
         c.members().await.unwrap_err(),
         ClientError::Auth(errors::AUTH_REQUIRED.into())
@@ -338,11 +385,11 @@ async fn rpc_auth_key() {
         c.stats().await.unwrap_err(),
         ClientError::Auth(errors::AUTH_REQUIRED.into())
     );
-    let e = RpcClient::connect(&a.rpc_addr(), Some("wrong"))
+    let e = RpcClient::connect(&a.rpc_addr().to_string(), Some("wrong"))
         .await
         .unwrap_err();
     assert_eq!(e, ClientError::Auth(errors::INVALID_AUTH_TOKEN.into()));
-    let c = RpcClient::connect(&a.rpc_addr(), Some("s3cret"))
+    let c = RpcClient::connect(&a.rpc_addr().to_string(), Some("s3cret"))
         .await
         .unwrap();
     assert_eq!(c.members().await.unwrap()[0].name, "auth1");
@@ -359,7 +406,7 @@ async fn keyring_commands() {
     }
     let k1 = "T9jncgl9mbLus+baTTa7q7nPSUrXwbDi2dhbtqir37s=";
     let k2 = "HvY8ubRZMgafUOWvrOadwOckVa1wN3QWAo46FVKbVN8=";
-    let a = SerfAgent::start(NET, "key1", &[&format!("-encrypt={k1}")], None);
+    let a = serf("key1").encrypt(k1).spawn().expect("serf agent");
     let c = client(&a).await;
     let l = c.list_keys().await.unwrap();
     assert_eq!(l.keys, BTreeMap::from([(k1.to_string(), 1)]));
@@ -383,10 +430,13 @@ async fn keyring_commands() {
     let l = c.list_keys().await.unwrap();
     assert_eq!(l.keys, BTreeMap::from([(k2.to_string(), 1)]));
     // Bad key material is the agent's error too.
-    assert!(matches!(
-        c.install_key("not base64!").await,
-        Err(ClientError::Keyring { .. }) | Err(ClientError::Remote(_))
-    ));
+    match c.install_key("not base64!").await {
+        Err(ClientError::Keyring { error, response }) => {
+            assert!(error.contains("illegal base64 data"), "{error}");
+            assert_eq!(response.num_nodes, 0, "refused before asking any node");
+        }
+        other => panic!("expected serf's keyring error, got {other:?}"),
+    }
 }
 
 #[tokio::test]
@@ -394,7 +444,7 @@ async fn keyring_on_unencrypted_agent_fails_per_node() {
     if !serf_available() {
         return;
     }
-    let a = SerfAgent::start(NET, "nokey1", &[], None);
+    let a = serf("nokey1").spawn().expect("serf agent");
     let c = client(&a).await;
     match c.list_keys().await.unwrap_err() {
         ClientError::Keyring { response, .. } => {
@@ -409,47 +459,58 @@ async fn join_force_leave_and_prune() {
     if !serf_available() {
         return;
     }
-    let a = SerfAgent::start(NET, "fl1", &[], None);
-    let mut b = SerfAgent::start(NET, "fl2", &[], None);
-    let mut z = SerfAgent::start(NET, "fl3", &[], None);
+    let a = serf("fl1").spawn().expect("serf agent");
+    let mut b = serf("fl2").spawn().expect("serf agent");
+    let mut z = serf("fl3").spawn().expect("serf agent");
     let c = client(&a).await;
     // Nothing listens at this address: the join fails.
-    let dead = z.bind.to_string();
+    let dead = z.bind().to_string();
     z.kill();
-    assert!(matches!(
-        c.join(&[dead], false).await,
-        Err(ClientError::Remote(_))
-    ));
-    assert_eq!(c.join(&[b.bind.to_string()], true).await.unwrap(), 1);
-    eventually("both alive", T, || async {
-        c.members()
-            .await
-            .map(|m| m.iter().filter(|m| m.status == "alive").count() == 2)
-            .unwrap_or(false)
-    })
-    .await;
-    b.kill();
+    match c.join(std::slice::from_ref(&dead), false).await {
+        Err(ClientError::Remote(msg)) => {
+            assert!(
+                msg.contains(&dead) && msg.contains("connection refused"),
+                "{msg}"
+            )
+        }
+        other => panic!("expected serf's join error, got {other:?}"),
+    }
+    assert_eq!(c.join(&[b.bind().to_string()], true).await.unwrap(), 1);
+    // A failed `members` call fails the test: it never reads as "absent".
     let status = |name: &'static str| {
         let c = c.clone();
         async move {
             c.members()
                 .await
-                .ok()
-                .and_then(|ms| ms.into_iter().find(|m| m.name == name))
+                .unwrap_or_else(|e| panic!("members: {e}"))
+                .into_iter()
+                .find(|m| m.name == name)
                 .map(|m| m.status)
         }
     };
-    eventually("fl2 failed", Duration::from_secs(60), || async {
+    wait_until_async("both alive", T, POLL, || async {
+        status("fl2").await.as_deref() == Some("alive")
+    })
+    .await
+    .unwrap();
+    b.kill();
+    wait_until_async("fl2 failed", Duration::from_secs(60), POLL, || async {
         status("fl2").await.as_deref() == Some("failed")
     })
-    .await;
+    .await
+    .unwrap();
     c.force_leave("fl2", false).await.unwrap();
-    eventually("fl2 left", T, || async {
+    wait_until_async("fl2 left", T, POLL, || async {
         status("fl2").await.as_deref() == Some("left")
     })
-    .await;
+    .await
+    .unwrap();
     c.force_leave("fl2", true).await.unwrap();
-    eventually("fl2 pruned", T, || async { status("fl2").await.is_none() }).await;
+    wait_until_async("fl2 pruned", T, POLL, || async {
+        status("fl2").await.is_none()
+    })
+    .await
+    .unwrap();
 }
 
 #[tokio::test]
@@ -457,11 +518,13 @@ async fn leave_shuts_the_agent_down() {
     if !serf_available() {
         return;
     }
-    let mut a = SerfAgent::start(NET, "lv1", &[], None);
+    let mut a = serf("lv1").spawn().expect("serf agent");
     let c = client(&a).await;
     c.leave().await.unwrap();
-    assert!(a.wait_exit(T), "serf did not exit after leave");
-    assert!(c.members().await.is_err());
+    let st = a.wait_exit(T).expect("serf exits after leave");
+    assert!(st.success(), "serf after leave: {st}");
+    // The connection went with the agent.
+    assert_eq!(c.members().await.unwrap_err(), ClientError::Closed);
 }
 
 /// Raw protocol, without the client: serf's own error replies, and serf's
@@ -471,7 +534,7 @@ async fn raw_protocol_errors() {
     if !serf_available() {
         return;
     }
-    let a = SerfAgent::start(NET, "raw1", &[], None);
+    let a = serf("raw1").spawn().expect("serf agent");
 
     async fn send(s: &mut tokio::net::TcpStream, cmd: &str, seq: u64, body: Option<rmpv::Value>) {
         let mut b = encode_value(
@@ -504,7 +567,7 @@ async fn raw_protocol_errors() {
     }
 
     // A command before the handshake: refused and disconnected.
-    let mut s = tokio::net::TcpStream::connect(a.rpc).await.unwrap();
+    let mut s = tokio::net::TcpStream::connect(a.rpc_addr()).await.unwrap();
     let mut d = FrameDecoder::new(1 << 20);
     send(&mut s, "members", 1, None).await;
     let h = ResponseHeader::from_value(&recv(&mut s, &mut d).await.unwrap()).unwrap();
@@ -512,7 +575,7 @@ async fn raw_protocol_errors() {
     assert_eq!(recv(&mut s, &mut d).await, None);
 
     // Wrong version, then right, then twice; then an unknown command.
-    let mut s = tokio::net::TcpStream::connect(a.rpc).await.unwrap();
+    let mut s = tokio::net::TcpStream::connect(a.rpc_addr()).await.unwrap();
     let mut d = FrameDecoder::new(1 << 20);
     let hs = |v| Some(HandshakeRequest { version: v }.to_value());
     send(&mut s, "handshake", 1, hs(2)).await;
@@ -542,7 +605,7 @@ async fn raw_protocol_errors() {
     let ours = MembersResponse::from_value(&body).unwrap();
     assert_eq!(ours.to_value(), body, "re-encoding gives serf's bytes back");
     let ms = MembersResponse::from_value(&body).unwrap();
-    assert_eq!(ms.members[0].addr, Some(a.bind.ip()));
+    assert_eq!(ms.members[0].addr, Some(a.bind().ip()));
     send(&mut s, "no-such-command", 5, None).await;
     let h = ResponseHeader::from_value(&recv(&mut s, &mut d).await.unwrap()).unwrap();
     assert_eq!(h.error, errors::UNSUPPORTED_COMMAND);

@@ -2,7 +2,7 @@
 //! from one builder with serf's flags (single dash for serf, double dash
 //! for nuvol), logging to a file in a temporary directory of their own.
 
-use crate::cli::{self, MemberJson};
+use crate::cli::{self, CliOutput, MemberJson, CLI_ENV};
 use crate::loopback::{fresh_ip, RPC_PORT, SERF_PORT};
 use crate::wait::wait_until_msg;
 use anyhow::{anyhow, bail, Context, Result};
@@ -14,6 +14,8 @@ use std::ops::{Deref, DerefMut};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
+
+pub use rustix::process::Signal;
 
 /// Set to `1` to keep every agent's directory (log, snapshot, data) after
 /// the test; they are always kept when the test panics.
@@ -87,6 +89,7 @@ pub struct AgentBuilder<T> {
     event_handlers: Vec<String>,
     join: Vec<String>,
     retry_join: Vec<String>,
+    reconnect_interval: Option<String>,
     data_dir: Option<PathBuf>,
     log_level: Option<String>,
     serf_config: Option<serde_json::Value>,
@@ -126,6 +129,7 @@ impl<T: FromProcess> AgentBuilder<T> {
             event_handlers: Vec::new(),
             join: Vec::new(),
             retry_join: Vec::new(),
+            reconnect_interval: None,
             data_dir: None,
             log_level: Some("debug".into()),
             serf_config: None,
@@ -234,6 +238,14 @@ impl<T: FromProcess> AgentBuilder<T> {
     /// `-retry-join` (repeatable).
     pub fn retry_join(mut self, addr: impl ToString) -> Self {
         self.retry_join.push(addr.to_string());
+        self
+    }
+
+    /// How often the agent tries to reconnect to failed members (`10s`,
+    /// `1h`): nuvol's `--reconnect-interval`, serf's `reconnect_interval`
+    /// in its configuration file (serf has no flag for it).
+    pub fn reconnect_interval(mut self, interval: &str) -> Self {
+        self.reconnect_interval = Some(interval.to_owned());
         self
     }
 
@@ -375,14 +387,23 @@ impl<T: FromProcess> AgentBuilder<T> {
                 if let Some(k) = &self.rpc_auth {
                     a.push(kind.flag("rpc-auth", k));
                 }
+                if let Some(r) = &self.reconnect_interval {
+                    a.push(kind.flag("reconnect-interval", r));
+                }
             }
             AgentKind::Serf => {
                 let mut cfg = self.serf_config.clone();
-                if let Some(k) = &self.rpc_auth {
+                let mut set = |key: &str, value: &str| {
                     let c = cfg.get_or_insert_with(|| serde_json::json!({}));
                     if let Some(o) = c.as_object_mut() {
-                        o.insert("rpc_auth".into(), k.clone().into());
+                        o.insert(key.into(), value.into());
                     }
+                };
+                if let Some(k) = &self.rpc_auth {
+                    set("rpc_auth", k);
+                }
+                if let Some(r) = &self.reconnect_interval {
+                    set("reconnect_interval", r);
                 }
                 if let Some(c) = cfg {
                     let p = dir.join("serf-config.json");
@@ -483,6 +504,9 @@ impl AgentProcess {
             .open(&self.log)
             .with_context(|| format!("opening {}", self.log.display()))?;
         let mut cmd = Command::new(&self.program);
+        for v in CLI_ENV {
+            cmd.env_remove(v);
+        }
         cmd.args(&self.args)
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .current_dir(self.dir.path())
@@ -650,20 +674,19 @@ impl AgentProcess {
         }
     }
 
-    /// Send a signal (`libc::SIGTERM`, `libc::SIGINT`, `libc::SIGHUP`, …).
-    pub fn signal(&self, sig: i32) -> Result<()> {
+    /// Send a signal ([`Signal::TERM`], [`Signal::INT`], [`Signal::HUP`],
+    /// …). The pid is our own child's, not reaped yet (we hold the
+    /// `Child`), so it cannot have been reused by another process.
+    pub fn signal(&self, sig: Signal) -> Result<()> {
         let Some(pid) = self.pid() else {
             bail!("{} is not running", self.name);
         };
-        // SAFETY: kill(2) on our own child's pid, which is not reaped yet
-        // (we hold the Child), so the pid cannot have been reused.
-        let r = unsafe { libc::kill(pid as libc::pid_t, sig) };
-        if r != 0 {
-            bail!(
-                "kill({pid}, {sig}) failed: {}",
-                std::io::Error::last_os_error()
-            );
-        }
+        let p = i32::try_from(pid)
+            .ok()
+            .and_then(rustix::process::Pid::from_raw)
+            .with_context(|| format!("pid {pid} out of range"))?;
+        rustix::process::kill_process(p, sig)
+            .with_context(|| format!("kill({pid}, {sig:?}) failed"))?;
         Ok(())
     }
 
@@ -679,17 +702,17 @@ impl AgentProcess {
 
     /// SIGTERM, then wait up to 10 s for the exit (SIGKILL after that).
     pub fn stop(&mut self) -> Result<ExitStatus> {
-        self.stop_with(libc::SIGTERM, Duration::from_secs(10))
+        self.stop_with(Signal::TERM, Duration::from_secs(10))
     }
 
     /// SIGINT (a graceful leave for serf), then wait up to 15 s.
     pub fn interrupt(&mut self) -> Result<ExitStatus> {
-        self.stop_with(libc::SIGINT, Duration::from_secs(15))
+        self.stop_with(Signal::INT, Duration::from_secs(15))
     }
 
     /// Send `sig`, wait up to `timeout` for the exit, then SIGKILL. Errs if
     /// the agent had to be killed.
-    pub fn stop_with(&mut self, sig: i32, timeout: Duration) -> Result<ExitStatus> {
+    pub fn stop_with(&mut self, sig: Signal, timeout: Duration) -> Result<ExitStatus> {
         if let Some(st) = self.try_exit_status() {
             return Ok(st);
         }
@@ -698,7 +721,7 @@ impl AgentProcess {
             Ok(st) => Ok(st),
             Err(e) => {
                 self.kill();
-                Err(e.context(format!("signal {sig} did not stop {}", self.name)))
+                Err(e.context(format!("signal {sig:?} did not stop {}", self.name)))
             }
         }
     }
@@ -707,15 +730,56 @@ impl AgentProcess {
     /// line, address and directory (so the same snapshot, keyring and data
     /// dir); the log is appended to. Waits until RPC accepts.
     pub fn restart(&mut self) -> Result<()> {
+        self.restart_with(|_| {})
+    }
+
+    /// [`restart`](Self::restart) with the arguments changed by `edit`
+    /// first (they stay changed for later restarts).
+    pub fn restart_with(&mut self, edit: impl FnOnce(&mut Vec<OsString>)) -> Result<()> {
         self.kill();
+        edit(&mut self.args);
         self.start()?;
         self.wait_ready(Duration::from_secs(30))
+    }
+
+    /// [`restart`](Self::restart) without its `join` and `retry-join`
+    /// flags: whatever it rejoins, it found by itself (in its snapshot).
+    pub fn restart_without_join(&mut self) -> Result<()> {
+        self.restart_with(|args| {
+            args.retain(|a| {
+                let a = a.to_string_lossy();
+                let a = a.trim_start_matches('-');
+                !(a.starts_with("join=") || a.starts_with("retry-join="))
+            })
+        })
     }
 
     /// Run `serf <args>` against this agent's RPC (with its auth key);
     /// see [`cli::serf_cli`].
     pub fn serf(&self, args: &[&str]) -> Result<String> {
         cli::serf_cli_auth(args, self.rpc, self.rpc_auth.as_deref())
+    }
+
+    /// [`serf`](Self::serf) whatever the exit status (to check failures).
+    pub fn serf_run(&self, args: &[&str]) -> Result<CliOutput> {
+        cli::serf_run(args, self.rpc, self.rpc_auth.as_deref())
+    }
+
+    /// serf's CLI against this agent's RPC without any auth key.
+    pub fn serf_run_noauth(&self, args: &[&str]) -> Result<CliOutput> {
+        cli::serf_run(args, self.rpc, None)
+    }
+
+    /// nuvol's CLI (`bin`) against this agent's RPC (with its auth key),
+    /// whatever the exit status; works on serf agents too.
+    pub fn nuvol_run(&self, bin: impl AsRef<Path>, args: &[&str]) -> Result<CliOutput> {
+        cli::nuvol_run(bin.as_ref(), args, self.rpc, self.rpc_auth.as_deref())
+    }
+
+    /// nuvol's CLI (`bin`) against this agent's RPC; its stdout, or an
+    /// error with its stderr.
+    pub fn nuvol_cli(&self, bin: impl AsRef<Path>, args: &[&str]) -> Result<String> {
+        self.nuvol_run(bin, args)?.into_ok()
     }
 
     /// This agent's member list through `serf members -format=json`,
@@ -729,10 +793,35 @@ impl AgentProcess {
         Ok(self.members()?.into_iter().find(|m| m.name == name))
     }
 
-    /// `name`'s status as this agent sees it; `None` if unknown or if the
-    /// RPC call failed.
+    /// `name`'s status as this agent sees it; `None` if it is not in the
+    /// member list.
+    ///
+    /// Panics (with the CLI's stderr) if the member list cannot be had: a
+    /// failed call is never taken for "not a member".
+    #[track_caller]
     pub fn status_of(&self, name: &str) -> Option<String> {
-        self.member(name).ok().flatten().map(|m| m.status)
+        match self.member(name) {
+            Ok(m) => m.map(|m| m.status),
+            Err(e) => panic!(
+                "asking {} agent {} for {name}'s status: {e:#}",
+                self.kind.name(),
+                self.name
+            ),
+        }
+    }
+
+    /// [`members`](Self::members), panicking (with the CLI's stderr) if the
+    /// list cannot be had.
+    #[track_caller]
+    pub fn members_now(&self) -> Vec<MemberJson> {
+        match self.members() {
+            Ok(ms) => ms,
+            Err(e) => panic!(
+                "asking {} agent {} for its members: {e:#}",
+                self.kind.name(),
+                self.name
+            ),
+        }
     }
 }
 
@@ -781,12 +870,22 @@ impl NuvolAgent {
 
     /// Run nuvol's own CLI (`<bin> <args> --rpc-addr …`) against this agent.
     pub fn cli(&self, args: &[&str]) -> Result<String> {
-        cli::nuvol_cli(
+        self.cli_run(args)?.into_ok()
+    }
+
+    /// [`cli`](Self::cli) whatever the exit status (to check failures).
+    pub fn cli_run(&self, args: &[&str]) -> Result<CliOutput> {
+        cli::nuvol_run(
             &self.0.program,
             args,
             self.0.rpc,
             self.0.rpc_auth.as_deref(),
         )
+    }
+
+    /// The nuvol binary this agent runs.
+    pub fn bin(&self) -> &Path {
+        &self.0.program
     }
 
     /// This agent's member list through `nuvol members --format json`.
@@ -844,6 +943,7 @@ pub fn wait_all_see(
     let mut last: Vec<String> = Vec::new();
     loop {
         last.clear();
+        let mut failed = None;
         pending.retain(|a| match a.members() {
             Ok(ms) if pred(&ms) => false,
             Ok(ms) => {
@@ -851,10 +951,13 @@ pub fn wait_all_see(
                 true
             }
             Err(e) => {
-                last.push(format!("{}: {e:#}", a.name()));
+                failed.get_or_insert(format!("{}: {e:#}", a.name()));
                 true
             }
         });
+        if let Some(e) = failed {
+            bail!("waiting for every agent to see {what}, a member list failed: {e}");
+        }
         if pending.is_empty() {
             return Ok(());
         }
@@ -863,6 +966,52 @@ pub fn wait_all_see(
                 "timed out after {:.1?} waiting for every agent to see {what}; not yet:\n  {}",
                 start.elapsed(),
                 last.join("\n  ")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Wait until every agent in `agents` reports the same member list (names,
+/// addresses, statuses, tags, protocol versions) and that list is exactly
+/// `expect` (name, status). A failed member list fails at once.
+pub fn wait_all_agree(
+    agents: &[&AgentProcess],
+    expect: &[(&str, &str)],
+    timeout: Duration,
+) -> Result<()> {
+    let start = Instant::now();
+    loop {
+        let mut views = Vec::with_capacity(agents.len());
+        for a in agents {
+            let ms = a
+                .members()
+                .with_context(|| format!("member list of {}", a.name()))?;
+            views.push((a.name(), ms));
+        }
+        let agree = views.windows(2).all(|w| w[0].1 == w[1].1);
+        let matches = match views.first() {
+            None => true,
+            Some((_, first)) => {
+                first.len() == expect.len()
+                    && expect
+                        .iter()
+                        .all(|(n, st)| first.iter().any(|m| m.name == *n && m.status == *st))
+            }
+        };
+        if agree && matches {
+            return Ok(());
+        }
+        if start.elapsed() > timeout {
+            let shown: Vec<String> = views
+                .iter()
+                .map(|(n, ms)| format!("{n}: {}", summarize(ms)))
+                .collect();
+            bail!(
+                "timed out after {:.1?} waiting for {} agents to agree on {expect:?}; they see:\n  {}",
+                start.elapsed(),
+                agents.len(),
+                shown.join("\n  ")
             );
         }
         std::thread::sleep(Duration::from_millis(200));

@@ -10,15 +10,19 @@
 //!   `nuvol agent` from one builder ([`AgentBuilder`]), log to a file,
 //!   SIGKILL on drop.
 //! - [`serf_cli`] / [`members_json`]: serf's own CLI against any RPC address,
-//!   parsed into [`MemberJson`].
-//! - [`wait_until`] / [`eventually`]: poll with an upper bound that only
-//!   fails a stuck test; never assert on how long something took.
+//!   parsed into [`MemberJson`]; [`serf_run`] / [`nuvol_run`] keep a failed
+//!   call's exit code and stderr ([`CliOutput`]) for tests of errors. A
+//!   failed call is an error (or, in [`AgentProcess::status_of`], a panic),
+//!   never an empty member list.
+//! - [`wait_until`] / [`eventually`] / [`wait_all_see`] / [`wait_all_agree`]:
+//!   poll with an upper bound that only fails a stuck test; never assert on
+//!   how long something took.
 //!
 //! - [`netns`]: two network namespaces joined by a veth pair, programs run
 //!   inside them, and the skip-or-fail rule for missing system parts.
 //!
 //! Everything is blocking (`std::process`, `std::thread::sleep`): no async
-//! runtime is needed.
+//! runtime is needed, except for [`wait_until_async`] (tokio's timer).
 
 mod agent;
 mod cli;
@@ -27,15 +31,16 @@ pub mod netns;
 mod wait;
 
 pub use agent::{
-    summarize, wait_all_see, AgentBuilder, AgentKind, AgentProcess, FromProcess, NuvolAgent,
-    SerfAgent, KEEP_DIRS_ENV,
+    summarize, wait_all_agree, wait_all_see, AgentBuilder, AgentKind, AgentProcess, FromProcess,
+    NuvolAgent, SerfAgent, Signal, KEEP_DIRS_ENV,
 };
 pub use cli::{
-    members_json, members_json_auth, nuvol_cli, nuvol_members_json, parse_members,
-    run_with_timeout, serf_cli, serf_cli_auth, MemberJson, ProtocolJson, CLI_TIMEOUT,
+    members_json, members_json_auth, nuvol_cli, nuvol_members_json, nuvol_run, parse_members,
+    run_cli, run_with_timeout, serf_cli, serf_cli_auth, serf_run, CliOutput, MemberJson,
+    ProtocolJson, CLI_ENV, CLI_TIMEOUT,
 };
 pub use loopback::{fresh_ip, ports_free, LoopbackAlloc, RESERVE_PORT, RPC_PORT, SERF_PORT};
-pub use wait::{eventually, wait_until, wait_until_msg};
+pub use wait::{eventually, wait_until, wait_until_async, wait_until_msg};
 
 use std::process::{Command, Stdio};
 

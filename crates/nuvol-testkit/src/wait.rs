@@ -73,6 +73,36 @@ pub fn eventually<T, E: Display>(
     }
 }
 
+/// [`wait_until_msg`] for async tests: poll the future `cond()` returns
+/// every `poll` (sleeping on tokio's timer) until it yields true, or fail
+/// after `timeout`.
+pub async fn wait_until_async<F, Fut>(
+    what: &str,
+    timeout: Duration,
+    poll: Duration,
+    mut cond: F,
+) -> Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = Instant::now();
+    let mut polls = 0u64;
+    loop {
+        polls += 1;
+        if cond().await {
+            return Ok(());
+        }
+        if start.elapsed() >= timeout {
+            return Err(anyhow!(
+                "timed out waiting for {what}: still false after {polls} polls over {:.1?} (limit {timeout:?})",
+                start.elapsed()
+            ));
+        }
+        tokio::time::sleep(poll).await;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

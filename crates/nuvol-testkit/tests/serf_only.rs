@@ -10,7 +10,7 @@
 
 use anyhow::{ensure, Context, Result};
 use nuvol_testkit::{
-    eventually, require_serf, serf_cli, wait_all_see, wait_until_msg, AgentProcess, SerfAgent,
+    eventually, require_serf, serf_run, wait_all_see, wait_until_msg, AgentProcess, SerfAgent,
 };
 use std::time::Duration;
 
@@ -66,7 +66,8 @@ fn three_agents_converge_tag_and_detect_failure() -> Result<()> {
     })?;
     s1.wait_for_log("EventMemberFailed: s3", LIMIT)?;
     ensure!(s1.status_of("s3").as_deref() == Some("failed"));
-    ensure!(serf_cli(&["members"], s3.rpc_addr()).is_err(), "s3 is dead");
+    // s3 is dead: its RPC port refuses.
+    serf_run(&["members"], s3.rpc_addr(), None)?.assert_fails_saying(1, "connection refused");
     Ok(())
 }
 
@@ -125,8 +126,10 @@ fn rpc_auth_and_encryption_are_applied() -> Result<()> {
     wait_all_see(&[&e1, &e2], "e1, e2 alive", LIMIT, |ms| {
         all_alive(ms, &["e1", "e2"])
     })?;
-    // Without the auth key serf's CLI is refused.
-    ensure!(serf_cli(&["members"], e1.rpc_addr()).is_err());
+    // Without the auth key, or with a wrong one, serf's CLI is refused.
+    serf_run(&["members"], e1.rpc_addr(), None)?.assert_fails_saying(1, "Authentication required");
+    serf_run(&["members"], e1.rpc_addr(), Some("wrong"))?
+        .assert_fails_saying(1, "Invalid authentication token");
     let keys = e1.serf(&["keys", "-list"])?;
     ensure!(keys.contains(key), "{keys}");
     // An unencrypted agent cannot join them.
@@ -152,7 +155,12 @@ fn stop_restart_and_snapshot_rejoin() -> Result<()> {
     if !require_serf() {
         return Ok(());
     }
-    let r1 = SerfAgent::builder("r1").profile("local").spawn()?;
+    // r1 never tries to reconnect to a failed member during the test, so
+    // only r2's snapshot can bring r2 back.
+    let r1 = SerfAgent::builder("r1")
+        .profile("local")
+        .reconnect_interval("1h")
+        .spawn()?;
     let mut r2 = SerfAgent::builder("r2")
         .profile("local")
         .snapshot("r2.snapshot")
@@ -173,13 +181,24 @@ fn stop_restart_and_snapshot_rejoin() -> Result<()> {
         ms.iter().any(|m| m.name == "r2" && m.status == "failed")
     })?;
 
-    // Same address and directory: it rejoins r1 from its snapshot alone.
-    r2.restart()?;
+    // Same address and directory, without its -join: it rejoins r1 from
+    // its snapshot alone.
+    r2.restart_without_join()?;
+    ensure!(
+        !r2.command_line().iter().any(|a| a.contains("join")),
+        "{:?}",
+        r2.command_line()
+    );
     let ms = eventually("r2 back from its snapshot", LIMIT, POLL, || {
         let ms = r1.members()?;
         ensure!(all_alive(&ms, &["r1", "r2"]), "{ms:?}");
         anyhow::Ok(ms)
     })?;
     ensure!(ms.len() == 2);
+    ensure!(
+        r2.log_contains("Re-joined to previously known node: r1"),
+        "r2 came back, but not through its snapshot:\n{}",
+        r2.log_tail(30)
+    );
     Ok(())
 }

@@ -2,16 +2,16 @@
 //! persistence across SIGKILL, service files with SIGHUP, DNS answered to
 //! the real `dig`, mDNS seen by python-zeroconf in a network namespace.
 
-mod common;
-
-use common::*;
 use nuvol_api::ApiClient;
 use nuvol_catalog::{Filter, ServiceDef};
+use nuvol_testkit::{eventually, fresh_ip, wait_until_msg, NuvolAgent, Signal};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+const NUVOL: &str = env!("CARGO_BIN_EXE_nuvol");
 const T: Duration = Duration::from_secs(60);
+const POLL: Duration = Duration::from_millis(200);
 
 fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
@@ -20,12 +20,16 @@ fn rt() -> tokio::runtime::Runtime {
         .expect("runtime")
 }
 
-fn base(a: &Agent) -> String {
-    format!("http://{}:7000", a.bind.ip())
+fn base(a: &NuvolAgent) -> String {
+    format!("http://{}:7000", a.ip())
 }
 
-fn data_dir(a: &Agent) -> PathBuf {
-    a.dir.join("data")
+fn data_dir(a: &NuvolAgent) -> PathBuf {
+    a.dir().join("data")
+}
+
+fn cli(a: &NuvolAgent, args: &[&str]) -> String {
+    a.cli(args).unwrap_or_else(|e| panic!("{args:?}: {e:#}"))
 }
 
 fn token(dir: &Path) -> String {
@@ -49,7 +53,7 @@ fn ports(rt: &tokio::runtime::Runtime, c: &ApiClient, t: &str) -> Vec<u16> {
     };
     rt.block_on(c.services(&f))
         .map(|l| l.iter().map(|s| s.port).collect())
-        .unwrap_or_default()
+        .unwrap_or_else(|e| panic!("listing {t} services: {e}"))
 }
 
 #[test]
@@ -57,18 +61,18 @@ fn writes_need_the_token_and_survive_sigkill() {
     let rt = rt();
     let ip = fresh_ip();
     let data = tempfile::tempdir().unwrap();
-    let opts = || Opts {
-        ip: Some(ip),
-        data_dir: Some(data.path().to_owned()),
-        extra: vec!["--mdns=false".into()],
-        ..Default::default()
-    };
-    let mut a = Agent::start(Kind::Nuvol, "p1", opts());
+    let mut a = NuvolAgent::builder(NUVOL, "p1")
+        .ip(ip)
+        .data_dir(data.path())
+        .arg("--mdns=false")
+        .spawn()
+        .unwrap();
     let base = base(&a);
-    wait_for("API up", T, || {
+    wait_until_msg("API up", T, POLL, || {
         rt.block_on(ApiClient::new(&base, None).unwrap().agent())
             .is_ok()
-    });
+    })
+    .unwrap();
 
     // The token file: created on first start, owner-only.
     use std::os::unix::fs::PermissionsExt;
@@ -99,14 +103,7 @@ fn writes_need_the_token_and_survive_sigkill() {
         vec!["publish", "x", "web", "80", "--check-tcp", "nohostport"],
         vec!["unpublish", "web", "9999"],
     ] {
-        let out = a.nuvol_cli(&args);
-        assert!(!out.status.success(), "{args:?}");
-        assert_eq!(
-            String::from_utf8_lossy(&out.stderr).trim().lines().count(),
-            1,
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        a.cli_run(&args).unwrap().assert_one_line_error("");
     }
     assert_eq!(ports(&rt, &c, "web"), vec![81]);
 
@@ -123,11 +120,12 @@ fn writes_need_the_token_and_survive_sigkill() {
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
     // Sampled once a second: wait for a sample taken after the publish.
-    wait_for("metrics sampled", T, || {
+    wait_until_msg("metrics sampled", T, POLL, || {
         let m = metrics();
         m.contains("nuvol_members{status=\"alive\"} 1")
             && m.contains("nuvol_catalog_services{status=\"passing\"} 1")
-    });
+    })
+    .unwrap();
     let m = metrics();
     for needle in [
         "nuvol_catalog_services{status=\"passing\"} 1",
@@ -166,8 +164,11 @@ fn writes_need_the_token_and_survive_sigkill() {
 
     // Restart on the same data dir: everything acknowledged is there, and
     // at most the one write in flight besides.
-    let a = Agent::start(Kind::Nuvol, "p1", opts());
-    wait_for("API up again", T, || rt.block_on(anon.agent()).is_ok());
+    a.restart().unwrap();
+    wait_until_msg("API up again", T, POLL, || {
+        rt.block_on(anon.agent()).is_ok()
+    })
+    .unwrap();
     let got = ports(&rt, &c, "bulk");
     for p in &acked {
         assert!(
@@ -192,18 +193,12 @@ fn service_files_reload_on_sighup() {
         "type = \"ssh\"\ndescription = \"Shell\"\nport = 22\n",
     )
     .unwrap();
-    let a = Agent::start(
-        Kind::Nuvol,
-        "f1",
-        Opts {
-            ip: Some(ip),
-            extra: vec![
-                "--mdns=false".into(),
-                format!("--services-dir={}", svc.path().display()),
-            ],
-            ..Default::default()
-        },
-    );
+    let a = NuvolAgent::builder(NUVOL, "f1")
+        .ip(ip)
+        .arg("--mdns=false")
+        .arg(format!("--services-dir={}", svc.path().display()))
+        .spawn()
+        .unwrap();
     // The data dir the agent created is owner-only.
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(data_dir(&a))
@@ -211,56 +206,51 @@ fn service_files_reload_on_sighup() {
         .permissions()
         .mode();
     assert_eq!(mode & 0o777, 0o700);
-    wait_for("file service listed", T, || {
-        stdout(&a.nuvol_cli(&["services"])).contains("Shell")
-    });
+    wait_until_msg("file service listed", T, POLL, || {
+        cli(&a, &["services"]).contains("Shell")
+    })
+    .unwrap();
     std::fs::write(
         svc.path().join("web.toml"),
         "[[service]]\ntype = \"http\"\ndescription = \"Home page\"\nport = 80\ntxt = { path = \"/\" }\n",
     )
     .unwrap();
-    let pid = a.pid().unwrap().to_string();
-    assert!(Command::new("kill")
-        .args(["-HUP", &pid])
-        .status()
-        .unwrap()
-        .success());
-    wait_for("reloaded", T, || {
-        stdout(&a.nuvol_cli(&["services"])).contains("Home_page")
-    });
+    a.signal(Signal::HUP).unwrap();
+    wait_until_msg("reloaded", T, POLL, || {
+        cli(&a, &["services"]).contains("Home_page")
+    })
+    .unwrap();
     // More than the 512-byte Cloudy tag holds: the CLI says so.
     let mut note = String::new();
     for i in 0..25u32 {
         let noise: String = (0..32)
             .map(|j| char::from(b'a' + ((i * 7919 + j * 104729) % 26) as u8))
             .collect();
-        let out = a.nuvol_cli(&[
-            "publish",
-            "svc",
-            "app",
-            &(5000 + i).to_string(),
-            &format!("k={noise}"),
-        ]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        note = String::from_utf8_lossy(&out.stderr).into_owned();
+        let out = a
+            .cli_run(&[
+                "publish",
+                "svc",
+                "app",
+                &(5000 + i).to_string(),
+                &format!("k={noise}"),
+            ])
+            .unwrap();
+        out.assert_ok();
+        note = out.stderr;
     }
     assert!(
         note.contains("tag holds") && note.contains("of 27 services"),
         "{note}"
     );
     // A file-defined service is not unpublished through the API.
-    let out = a.nuvol_cli(&["unpublish", "ssh", "22"]);
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("ssh.toml"));
+    a.cli_run(&["unpublish", "ssh", "22"])
+        .unwrap()
+        .assert_one_line_error("ssh.toml");
 }
 
-fn dig(server: &Agent, args: &[&str]) -> String {
+fn dig(server: &NuvolAgent, args: &[&str]) -> String {
     let out = Command::new("dig")
-        .arg(format!("@{}", server.bind.ip()))
+        .arg(format!("@{}", server.ip()))
         .args(["-p", "8600"])
         .args(args)
         .output()
@@ -284,35 +274,28 @@ fn dns_answers_healthy_instances_to_dig() {
         return;
     }
     let rt = rt();
-    let n1 = Agent::start(
-        Kind::Nuvol,
-        "d1",
-        Opts {
-            extra: vec!["--mdns=false".into()],
-            ..Default::default()
-        },
-    );
-    let n2 = Agent::start(
-        Kind::Nuvol,
-        "d2",
-        Opts {
-            join: vec![n1.bind],
-            extra: vec!["--mdns=false".into()],
-            ..Default::default()
-        },
-    );
+    let n1 = NuvolAgent::builder(NUVOL, "d1")
+        .arg("--mdns=false")
+        .spawn()
+        .unwrap();
+    let n2 = NuvolAgent::builder(NUVOL, "d2")
+        .join_agent(&n1)
+        .arg("--mdns=false")
+        .spawn()
+        .unwrap();
     let b1 = base(&n1);
-    wait_for("API up", T, || {
+    wait_until_msg("API up", T, POLL, || {
         rt.block_on(ApiClient::new(&b1, None).unwrap().agent())
             .is_ok()
-    });
+    })
+    .unwrap();
     let c = ApiClient::new(&b1, Some(token(&data_dir(&n1)))).unwrap();
     rt.block_on(c.publish(&def("web", 8080))).unwrap();
     // A service whose check fails is not served.
     let mut db = def("db", 5432);
     db.checks = vec![nuvol_catalog::CheckDef {
         kind: nuvol_catalog::CheckKind::Tcp {
-            addr: format!("{}:1", n1.bind.ip()),
+            addr: format!("{}:1", n1.ip()),
         },
         interval: Duration::from_secs(1),
         timeout: Duration::from_millis(500),
@@ -321,11 +304,12 @@ fn dns_answers_healthy_instances_to_dig() {
     for p in 0..60 {
         rt.block_on(c.publish(&def("bulk", 9000 + p))).unwrap();
     }
-    let ip1 = n1.bind.ip().to_string();
+    let ip1 = n1.ip().to_string();
     // Asked on the other node: the catalog travelled by gossip.
-    wait_for("n2 answers for web", T, || {
+    wait_until_msg("n2 answers for web", T, POLL, || {
         dig(&n2, &["web.service.nuvol", "+short"]).trim() == ip1
-    });
+    })
+    .unwrap();
     let srv = dig(
         &n2,
         &[
@@ -350,18 +334,20 @@ fn dns_answers_healthy_instances_to_dig() {
         "TTL 5: {a}"
     );
     assert!(dig(&n2, &["d1.node.nuvol", "+short"]).contains(&ip1));
-    wait_for("db is critical", T, || {
-        stdout(&n1.nuvol_cli(&["services", "--type", "db"])).contains("critical")
-    });
+    wait_until_msg("db is critical", T, POLL, || {
+        cli(&n1, &["services", "--type", "db"]).contains("critical")
+    })
+    .unwrap();
     assert!(dig(&n1, &["db.service.nuvol"]).contains("status: NXDOMAIN"));
     assert!(dig(&n1, &["nothing.service.nuvol"]).contains("status: NXDOMAIN"));
     // 60 instances do not fit a UDP answer: truncated, complete over TCP.
-    wait_for("bulk everywhere", T, || {
+    wait_until_msg("bulk everywhere", T, POLL, || {
         dig(&n2, &["bulk.service.nuvol", "SRV", "+tcp", "+short"])
             .lines()
             .count()
             == 60
-    });
+    })
+    .unwrap();
     let udp = dig(
         &n2,
         &["bulk.service.nuvol", "SRV", "+notcp", "+ignore", "+noedns"],
@@ -449,7 +435,9 @@ fn mdns_announced_and_imported_in_a_netns() {
         ],
     );
     printer.wait_json("registered", |v| v["event"] == "ready");
-    let services = || {
+    // The agent runs in the namespace, started without waiting for its RPC:
+    // a failed call is retried, and the last error reported on timeout.
+    let services = || -> Result<serde_json::Value, String> {
         let out = Command::new("ip")
             .args([
                 "netns",
@@ -461,16 +449,25 @@ fn mdns_announced_and_imported_in_a_netns() {
                 "--format=json",
             ])
             .output()
-            .unwrap();
-        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap_or_default()
+            .map_err(|e| e.to_string())?;
+        if !out.status.success() {
+            return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+        }
+        serde_json::from_slice(&out.stdout).map_err(|e| e.to_string())
     };
-    wait_for("printer imported", T, || {
-        services().as_array().is_some_and(|a| {
+    let all = eventually("printer imported", T, POLL, || {
+        let v = services()?;
+        let found = v.as_array().is_some_and(|a| {
             a.iter()
                 .any(|s| s["type"] == "ipp" && s["source"] == "mdns")
-        })
-    });
-    let all = services();
+        });
+        if found {
+            Ok(v)
+        } else {
+            Err(format!("not yet: {v}"))
+        }
+    })
+    .unwrap();
     let p = all
         .as_array()
         .unwrap()
@@ -486,21 +483,14 @@ fn mdns_announced_and_imported_in_a_netns() {
 
 #[test]
 fn catalog_commands_need_the_api_of_a_nuvol_agent() {
-    let a = Agent::start(
-        Kind::Nuvol,
-        "noapi",
-        Opts {
-            extra: vec!["--mdns=false".into(), "--http-addr=".into()],
-            ..Default::default()
-        },
-    );
+    let a = NuvolAgent::builder(NUVOL, "noapi")
+        .arg("--mdns=false")
+        .arg("--http-addr=")
+        .spawn()
+        .unwrap();
     for args in [vec!["services"], vec!["publish", "x", "web", "80"]] {
-        let out = a.nuvol_cli(&args);
-        assert!(!out.status.success(), "{args:?}");
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(err.trim().lines().count(), 1, "{err}");
-        assert!(err.contains("REST API"), "{err}");
+        a.cli_run(&args).unwrap().assert_one_line_error("REST API");
     }
     // Nothing was written into the tag behind the catalog's back.
-    assert!(!stdout(&a.nuvol_cli(&["members"])).contains("services="));
+    assert!(!cli(&a, &["members"]).contains("services="));
 }

@@ -3,177 +3,61 @@
 //! compared where serf's output is deterministic, errors checked to be one
 //! line on stderr with a non-zero exit and no change on the agent.
 
+use nuvol_testkit::{
+    require_serf as serf_available, run_cli, wait_until_msg, CliOutput, SerfAgent, CLI_TIMEOUT,
+};
 use serde_json::Value as Json;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::net::TcpListener;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const NUVOL: &str = env!("CARGO_BIN_EXE_nuvol");
 const K1: &str = "T9jncgl9mbLus+baTTa7q7nPSUrXwbDi2dhbtqir37s=";
 const K2: &str = "HvY8ubRZMgafUOWvrOadwOckVa1wN3QWAo46FVKbVN8=";
+const POLL: Duration = Duration::from_millis(100);
 
-use nuvol_testkit::require_serf as serf_available;
+/// serf's CLI and nuvol's against one serf agent, whatever their exit
+/// status (a CLI that cannot be run or hangs fails the test).
+trait Clis {
+    fn serf_out(&self, args: &[&str]) -> CliOutput;
+    fn nuvol_out(&self, args: &[&str]) -> CliOutput;
+}
 
-static NEXT: AtomicU32 = AtomicU32::new(1);
+impl Clis for SerfAgent {
+    #[track_caller]
+    fn serf_out(&self, args: &[&str]) -> CliOutput {
+        self.serf_run(args)
+            .unwrap_or_else(|e| panic!("serf {args:?}: {e:#}"))
+    }
 
-/// 127.253.x.y with the gossip and RPC ports free.
-fn fresh_ip() -> IpAddr {
-    let pid = std::process::id();
-    loop {
-        let n = NEXT.fetch_add(1, Ordering::SeqCst);
-        let b = ((pid % 125) * 2 + (n / 250) % 2) as u8;
-        let ip = IpAddr::V4(Ipv4Addr::new(127, 253, b, (n % 250) as u8 + 2));
-        let free = |p| {
-            let sa = SocketAddr::new(ip, p);
-            TcpListener::bind(sa).is_ok() && UdpSocket::bind(sa).is_ok()
-        };
-        if free(7946) && free(7373) {
-            return ip;
-        }
+    #[track_caller]
+    fn nuvol_out(&self, args: &[&str]) -> CliOutput {
+        nuvol_at(&self.rpc_addr().to_string(), args)
     }
 }
 
-struct Agent {
-    bind: SocketAddr,
-    rpc: String,
-    child: Option<Child>,
-    dir: tempfile::TempDir,
-}
-
-impl Agent {
-    fn start(name: &str, extra: &[&str], config: Option<&str>) -> Agent {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let ip = fresh_ip();
-        let bind = SocketAddr::new(ip, 7946);
-        let rpc = SocketAddr::new(ip, 7373);
-        let log = std::fs::File::create(dir.path().join("log")).expect("log");
-        let mut cmd = Command::new("serf");
-        cmd.arg("agent")
-            .arg(format!("-node={name}"))
-            .arg(format!("-bind={bind}"))
-            .arg(format!("-rpc-addr={rpc}"))
-            .arg("-log-level=debug")
-            .args(extra)
-            .stdout(log.try_clone().expect("log"))
-            .stderr(log)
-            .stdin(Stdio::null());
-        if let Some(c) = config {
-            let p = dir.path().join("config.json");
-            std::fs::write(&p, c).expect("config");
-            cmd.arg(format!("-config-file={}", p.display()));
-        }
-        let child = cmd.spawn().expect("spawn serf");
-        let mut a = Agent {
-            bind,
-            rpc: rpc.to_string(),
-            child: Some(child),
-            dir,
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            assert!(a.running(), "serf exited:\n{}", a.log());
-            if TcpStream::connect_timeout(&rpc, Duration::from_millis(200)).is_ok() {
-                break;
-            }
-            assert!(Instant::now() < deadline, "serf RPC never opened");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        a
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("log")).unwrap_or_default()
-    }
-
-    fn running(&mut self) -> bool {
-        self.child
-            .as_mut()
-            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    fn wait_exit(&mut self, t: Duration) -> bool {
-        let deadline = Instant::now() + t;
-        while Instant::now() < deadline {
-            if !self.running() {
-                self.child = None;
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        false
-    }
-
-    /// serf's CLI (flags after the subcommand; Go stops parsing flags at the
-    /// first positional argument).
-    fn serf(&self, args: &[&str]) -> Output {
-        let (sub, rest) = args.split_first().expect("subcommand");
-        Command::new("serf")
-            .arg(sub)
-            .arg(format!("-rpc-addr={}", self.rpc))
-            .args(rest)
-            .env_remove("SERF_RPC_AUTH")
-            .output()
-            .expect("run serf")
-    }
-
-    fn nuvol(&self, args: &[&str]) -> Output {
-        nuvol_at(&self.rpc, args)
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-fn nuvol_at(rpc: &str, args: &[&str]) -> Output {
+/// `nuvol <sub> --rpc-addr=<rpc> <rest>` (any address text, even a bad one).
+#[track_caller]
+fn nuvol_at(rpc: &str, args: &[&str]) -> CliOutput {
     let (sub, rest) = args.split_first().expect("subcommand");
-    Command::new(NUVOL)
-        .arg(sub)
-        .arg(format!("--rpc-addr={rpc}"))
-        .args(rest)
-        .env_remove("NUVOL_RPC_AUTH")
-        .env_remove("NUVOL_RPC_ADDR")
-        .output()
-        .expect("run nuvol")
+    let mut c = Command::new(NUVOL);
+    c.arg(sub).arg(format!("--rpc-addr={rpc}")).args(rest);
+    run_cli(c, CLI_TIMEOUT).unwrap_or_else(|e| panic!("nuvol {args:?}: {e:#}"))
 }
 
-fn out(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn err(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
+fn err(o: &CliOutput) -> String {
+    o.stderr.clone()
 }
 
 #[track_caller]
-fn ok(o: &Output) -> String {
-    assert!(
-        o.status.success(),
-        "failed ({:?}): stdout {} stderr {}",
-        o.status,
-        out(o),
-        err(o)
-    );
-    out(o)
+fn ok(o: &CliOutput) -> String {
+    o.assert_ok().to_owned()
 }
 
 /// Failed with exit code 1 and exactly one line on stderr (containing `what`).
 #[track_caller]
-fn one_line_error(o: &Output, what: &str) {
-    assert!(!o.status.success(), "should fail: {}", out(o));
-    let e = err(o);
-    assert_eq!(e.trim_end().lines().count(), 1, "not one line: {e:?}");
-    assert!(e.contains(what), "{e:?} lacks {what:?}");
+fn one_line_error(o: &CliOutput, what: &str) {
+    o.assert_one_line_error(what);
 }
 
 fn json(s: &str) -> Json {
@@ -195,34 +79,20 @@ fn drop_field(j: &mut Json, path: &str) {
     }
 }
 
-fn wait_for(what: &str, t: Duration, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + t;
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 #[test]
 fn members_like_serf() {
     if !serf_available() {
         return;
     }
-    let a = Agent::start(
-        "cm1",
-        &[
-            "-tag",
-            "role=web",
-            "-tag",
-            "html=<b>&amp;",
-            "-tag",
-            "dc=bcn",
-        ],
-        None,
-    );
+    let a = SerfAgent::builder("cm1")
+        .tag("role", "web")
+        .tag("html", "<b>&amp;")
+        .tag("dc", "bcn")
+        .spawn()
+        .unwrap();
     // JSON: byte for byte (Go sorts map keys and escapes <, >, &).
-    let theirs = ok(&a.serf(&["members", "-format=json"]));
-    let mine = ok(&a.nuvol(&["members", "--format=json"]));
+    let theirs = ok(&a.serf_out(&["members", "-format=json"]));
+    let mine = ok(&a.nuvol_out(&["members", "--format=json"]));
     assert_eq!(mine, theirs);
     assert_eq!(json(&mine)["members"][0]["tags"]["html"], "<b>&amp;");
     // Filters, including an empty result (`"members": null` in Go).
@@ -239,11 +109,15 @@ fn members_like_serf() {
         sa.extend(s);
         let mut na = vec!["members", "--format=json"];
         na.extend(n);
-        assert_eq!(json(&ok(&a.nuvol(&na))), json(&ok(&a.serf(&sa))), "{na:?}");
+        assert_eq!(
+            json(&ok(&a.nuvol_out(&na))),
+            json(&ok(&a.serf_out(&sa))),
+            "{na:?}"
+        );
     }
     // Text: same columns (Go's tag order is random, ours sorted).
-    let theirs = ok(&a.serf(&["members", "-detailed"]));
-    let mine = ok(&a.nuvol(&["members", "--detailed"]));
+    let theirs = ok(&a.serf_out(&["members", "-detailed"]));
+    let mine = ok(&a.nuvol_out(&["members", "--detailed"]));
     let cols = |s: &str| -> Vec<String> {
         s.split("  ")
             .map(|c| {
@@ -255,12 +129,15 @@ fn members_like_serf() {
     };
     assert_eq!(cols(&mine), cols(&theirs));
     assert_eq!(
-        ok(&a.nuvol(&["members", "--status=failed"])),
-        ok(&a.serf(&["members", "-status=failed"]))
+        ok(&a.nuvol_out(&["members", "--status=failed"])),
+        ok(&a.serf_out(&["members", "-status=failed"]))
     );
     // Bad filters: one line, nothing sent.
-    one_line_error(&a.nuvol(&["members", "--name=cm["]), "regular expression");
-    one_line_error(&a.nuvol(&["members", "--tag=role"]), "Invalid tag");
+    one_line_error(
+        &a.nuvol_out(&["members", "--name=cm["]),
+        "regular expression",
+    );
+    one_line_error(&a.nuvol_out(&["members", "--tag=role"]), "Invalid tag");
 }
 
 #[test]
@@ -268,7 +145,10 @@ fn info_like_serf() {
     if !serf_available() {
         return;
     }
-    let a = Agent::start("ci1", &["-tag", "role=web"], None);
+    let a = SerfAgent::builder("ci1")
+        .tag("role", "web")
+        .spawn()
+        .unwrap();
     let volatile = |mut j: Json| {
         for f in [
             "runtime/goroutines",
@@ -279,8 +159,8 @@ fn info_like_serf() {
         }
         j
     };
-    let theirs = volatile(json(&ok(&a.serf(&["info", "-format=json"]))));
-    let mine = volatile(json(&ok(&a.nuvol(&["info", "--format=json"]))));
+    let theirs = volatile(json(&ok(&a.serf_out(&["info", "-format=json"]))));
+    let mine = volatile(json(&ok(&a.nuvol_out(&["info", "--format=json"]))));
     assert_eq!(mine, theirs);
     let strip = |s: String| -> String {
         s.lines()
@@ -289,8 +169,8 @@ fn info_like_serf() {
             .join("\n")
     };
     assert_eq!(
-        strip(ok(&a.nuvol(&["info"]))),
-        strip(ok(&a.serf(&["info"])))
+        strip(ok(&a.nuvol_out(&["info"]))),
+        strip(ok(&a.serf_out(&["info"])))
     );
 }
 
@@ -299,13 +179,13 @@ fn info_like_serf() {
 /// stream keeps reading channels serf has closed; nuvol's client drops such
 /// records), which serf's CLI prints as `""` / `''`: take a run without
 /// that artefact as the reference.
-fn serf_query(a: &Agent, args: &[&str]) -> String {
-    let mut out = ok(&a.serf(args));
+fn serf_query(a: &SerfAgent, args: &[&str]) -> String {
+    let mut out = ok(&a.serf_out(args));
     for _ in 0..5 {
         if !out.contains("\"\"") && !out.contains("''") {
             break;
         }
-        out = ok(&a.serf(args));
+        out = ok(&a.serf_out(args));
     }
     out
 }
@@ -315,7 +195,10 @@ fn query_event_rtt_reachability_like_serf() {
     if !serf_available() {
         return;
     }
-    let a = Agent::start("cq1", &["-tag", "role=web"], None);
+    let a = SerfAgent::builder("cq1")
+        .tag("role", "web")
+        .spawn()
+        .unwrap();
     for extra in [
         vec![],
         vec!["no-ack"],
@@ -343,47 +226,53 @@ fn query_event_rtt_reachability_like_serf() {
         let sa: Vec<&str> = sa.iter().map(String::as_str).collect();
         let na: Vec<&str> = na.iter().map(String::as_str).collect();
         let theirs = serf_query(&a, &sa);
-        let mine = ok(&a.nuvol(&na));
+        let mine = ok(&a.nuvol_out(&na));
         assert_eq!(json(&mine), json(&theirs), "{na:?}");
         assert_eq!(mine, theirs, "byte for byte: {na:?}");
     }
     assert_eq!(
-        ok(&a.nuvol(&["query", "--timeout=1s", "ping", "x"])),
+        ok(&a.nuvol_out(&["query", "--timeout=1s", "ping", "x"])),
         serf_query(&a, &["query", "-timeout=1s", "ping", "x"])
     );
     assert_eq!(
-        ok(&a.nuvol(&["query", "--timeout=0.3s", "--no-ack", "ping"])),
+        ok(&a.nuvol_out(&["query", "--timeout=0.3s", "--no-ack", "ping"])),
         serf_query(&a, &["query", "-timeout=0.3s", "-no-ack", "ping"])
     );
-    one_line_error(&a.nuvol(&["query", "--timeout=5x", "ping"]), "5x");
-    one_line_error(&a.nuvol(&["query", "--tag=role", "ping"]), "Invalid tag");
+    one_line_error(&a.nuvol_out(&["query", "--timeout=5x", "ping"]), "5x");
+    one_line_error(
+        &a.nuvol_out(&["query", "--tag=role", "ping"]),
+        "Invalid tag",
+    );
 
     for args in [&["event", "deploy", "v1"][..], &["event", "ping"][..]] {
-        assert_eq!(ok(&a.nuvol(args)), ok(&a.serf(args)));
+        assert_eq!(ok(&a.nuvol_out(args)), ok(&a.serf_out(args)));
     }
     assert_eq!(
-        ok(&a.nuvol(&["event", "--coalesce=false", "deploy", "v1"])),
-        ok(&a.serf(&["event", "-coalesce=false", "deploy", "v1"]))
+        ok(&a.nuvol_out(&["event", "--coalesce=false", "deploy", "v1"])),
+        ok(&a.serf_out(&["event", "-coalesce=false", "deploy", "v1"]))
     );
     // Over serf's event size limit: the agent's error.
     let big = "x".repeat(600);
-    one_line_error(&a.nuvol(&["event", "deploy", &big]), "limit");
+    one_line_error(&a.nuvol_out(&["event", "deploy", &big]), "limit");
 
-    assert_eq!(ok(&a.nuvol(&["rtt", "cq1"])), ok(&a.serf(&["rtt", "cq1"])));
     assert_eq!(
-        ok(&a.nuvol(&["rtt", "cq1", "cq1"])),
-        ok(&a.serf(&["rtt", "cq1", "cq1"]))
+        ok(&a.nuvol_out(&["rtt", "cq1"])),
+        ok(&a.serf_out(&["rtt", "cq1"]))
     );
-    let j = json(&ok(&a.nuvol(&["rtt", "--format=json", "cq1"])));
+    assert_eq!(
+        ok(&a.nuvol_out(&["rtt", "cq1", "cq1"])),
+        ok(&a.serf_out(&["rtt", "cq1", "cq1"]))
+    );
+    let j = json(&ok(&a.nuvol_out(&["rtt", "--format=json", "cq1"])));
     assert_eq!(j["source"], "cq1");
     assert!(j["rtt_ms"].as_f64().is_some());
-    one_line_error(&a.nuvol(&["rtt", "ghost"]), "ghost");
+    one_line_error(&a.nuvol_out(&["rtt", "ghost"]), "ghost");
 
     assert_eq!(
-        ok(&a.nuvol(&["reachability"])),
-        ok(&a.serf(&["reachability"]))
+        ok(&a.nuvol_out(&["reachability"])),
+        ok(&a.serf_out(&["reachability"]))
     );
-    let j = json(&ok(&a.nuvol(&["reachability", "--format=json"])));
+    let j = json(&ok(&a.nuvol_out(&["reachability", "--format=json"])));
     assert_eq!(j["success"], true);
     assert_eq!(j["acks"], serde_json::json!(["cq1"]));
 }
@@ -393,24 +282,30 @@ fn tags_like_serf_and_limits() {
     if !serf_available() {
         return;
     }
-    let a = Agent::start("ct1", &["-tag", "old=1"], None);
+    let a = SerfAgent::builder("ct1").tag("old", "1").spawn().unwrap();
     assert_eq!(
-        ok(&a.nuvol(&["tags", "--set", "role=web", "--delete", "old"])),
-        ok(&a.serf(&["tags", "-set", "role=db", "-delete", "old"]))
+        ok(&a.nuvol_out(&["tags", "--set", "role=web", "--delete", "old"])),
+        ok(&a.serf_out(&["tags", "-set", "role=db", "-delete", "old"]))
     );
-    let tags =
-        |a: &Agent| json(&ok(&a.serf(&["members", "-format=json"])))["members"][0]["tags"].clone();
+    let tags = |a: &SerfAgent| {
+        json(&ok(&a.serf_out(&["members", "-format=json"])))["members"][0]["tags"].clone()
+    };
     assert_eq!(tags(&a), serde_json::json!({"role": "db"}));
-    ok(&a.nuvol(&["tags", "--set", "role=web", "--set", "x=1"]));
+    ok(&a.nuvol_out(&["tags", "--set", "role=web", "--set", "x=1"]));
     assert_eq!(tags(&a), serde_json::json!({"role": "web", "x": "1"}));
-    let j = json(&ok(&a.nuvol(&["tags", "--format=json", "--delete", "x"])));
+    let j = json(&ok(&a.nuvol_out(&[
+        "tags",
+        "--format=json",
+        "--delete",
+        "x",
+    ])));
     assert_eq!(j["tags"], serde_json::json!({"role": "web"}));
     // Malformed and oversized: one line, tags unchanged.
-    one_line_error(&a.nuvol(&["tags", "--set", "novalue"]), "Invalid tag");
-    one_line_error(&a.nuvol(&["tags", "--set", "=v"]), "Invalid tag");
+    one_line_error(&a.nuvol_out(&["tags", "--set", "novalue"]), "Invalid tag");
+    one_line_error(&a.nuvol_out(&["tags", "--set", "=v"]), "Invalid tag");
     let big = format!("big={}", "x".repeat(600));
-    one_line_error(&a.nuvol(&["tags", "--set", &big]), "limit");
-    one_line_error(&a.nuvol(&["tags"]), "--set");
+    one_line_error(&a.nuvol_out(&["tags", "--set", &big]), "limit");
+    one_line_error(&a.nuvol_out(&["tags"]), "--set");
     assert_eq!(tags(&a), serde_json::json!({"role": "web"}));
 }
 
@@ -419,43 +314,52 @@ fn keys_like_serf() {
     if !serf_available() {
         return;
     }
-    let a = Agent::start("ck1", &[&format!("-encrypt={K1}")], None);
+    let a = SerfAgent::builder("ck1").encrypt(K1).spawn().unwrap();
     // Go lists keys in map order (random); ours are sorted.
     let sorted = |s: String| {
         let mut l: Vec<String> = s.lines().map(str::to_owned).collect();
         l.sort();
         l
     };
-    let list = |a: &Agent| ok(&a.serf(&["keys", "-list"]));
-    assert_eq!(sorted(ok(&a.nuvol(&["keys", "--list"]))), sorted(list(&a)));
+    let list = |a: &SerfAgent| ok(&a.serf_out(&["keys", "-list"]));
     assert_eq!(
-        ok(&a.nuvol(&["keys", "--install", K2])),
+        sorted(ok(&a.nuvol_out(&["keys", "--list"]))),
+        sorted(list(&a))
+    );
+    assert_eq!(
+        ok(&a.nuvol_out(&["keys", "--install", K2])),
         "==> Installing key on all members...\n==> Successfully installed key!\n"
     );
-    assert_eq!(sorted(ok(&a.nuvol(&["keys", "--list"]))), sorted(list(&a)));
+    assert_eq!(
+        sorted(ok(&a.nuvol_out(&["keys", "--list"]))),
+        sorted(list(&a))
+    );
     assert!(list(&a).contains(K2));
-    let j = json(&ok(&a.nuvol(&["keys", "--list", "--format=json"])));
+    let j = json(&ok(&a.nuvol_out(&["keys", "--list", "--format=json"])));
     assert_eq!(j["keys"][K1], 1);
     assert_eq!(j["keys"][K2], 1);
     assert_eq!(j["num_nodes"], 1);
     assert_eq!(
-        ok(&a.nuvol(&["keys", "--use", K2])),
-        ok(&a.serf(&["keys", "-use", K2]))
+        ok(&a.nuvol_out(&["keys", "--use", K2])),
+        ok(&a.serf_out(&["keys", "-use", K2]))
     );
     // Removing the primary key fails on every node.
-    let o = a.nuvol(&["keys", "--remove", K2]);
+    let o = a.nuvol_out(&["keys", "--remove", K2]);
     assert!(!o.status.success());
     assert!(err(&o).contains("ck1"), "{}", err(&o));
     assert!(err(&o).contains("Error removing key"), "{}", err(&o));
     // Bad key material: refused locally, keyring unchanged.
     let before = list(&a);
-    one_line_error(&a.nuvol(&["keys", "--install", "not-base64!"]), "base64");
-    one_line_error(&a.nuvol(&["keys", "--install", "AAAA"]), "16, 24 or 32");
-    one_line_error(&a.nuvol(&["keys", "--remove", "%%%"]), "invalid key");
+    one_line_error(
+        &a.nuvol_out(&["keys", "--install", "not-base64!"]),
+        "base64",
+    );
+    one_line_error(&a.nuvol_out(&["keys", "--install", "AAAA"]), "16, 24 or 32");
+    one_line_error(&a.nuvol_out(&["keys", "--remove", "%%%"]), "invalid key");
     assert_eq!(sorted(list(&a)), sorted(before));
     assert_eq!(
-        ok(&a.nuvol(&["keys", "--remove", K1])),
-        ok(&a.serf(&["keys", "-remove", K1]))
+        ok(&a.nuvol_out(&["keys", "--remove", K1])),
+        ok(&a.serf_out(&["keys", "-remove", K1]))
     );
     assert!(!list(&a).contains(K1));
 }
@@ -465,11 +369,14 @@ fn keygen_key_is_accepted_by_serf() {
     if !serf_available() {
         return;
     }
-    let o = Command::new(NUVOL).arg("keygen").output().expect("keygen");
-    let key = ok(&o).trim().to_owned();
+    let mut c = Command::new(NUVOL);
+    c.arg("keygen");
+    let key = ok(&run_cli(c, CLI_TIMEOUT).expect("keygen"))
+        .trim()
+        .to_owned();
     assert_eq!(key.len(), 44);
-    let a = Agent::start("ckg1", &[&format!("-encrypt={key}")], None);
-    assert!(ok(&a.nuvol(&["keys", "--list"])).contains(&key));
+    let a = SerfAgent::builder("ckg1").encrypt(&key).spawn().unwrap();
+    assert!(ok(&a.nuvol_out(&["keys", "--list"])).contains(&key));
 }
 
 #[test]
@@ -477,29 +384,35 @@ fn join_force_leave_leave() {
     if !serf_available() {
         return;
     }
-    let mut a = Agent::start("cj1", &[], None);
-    let mut b = Agent::start("cj2", &[], None);
-    let bind = b.bind.to_string();
-    let mine = ok(&a.nuvol(&["join", &bind]));
+    let mut a = SerfAgent::builder("cj1").spawn().unwrap();
+    let mut b = SerfAgent::builder("cj2").spawn().unwrap();
+    let bind = b.bind().to_string();
+    let mine = ok(&a.nuvol_out(&["join", &bind]));
     assert_eq!(mine, "Successfully joined cluster by contacting 1 nodes.\n");
-    assert_eq!(ok(&a.serf(&["join", &bind])), mine);
-    let j = json(&ok(&a.nuvol(&["join", "--replay", "--format=json", &bind])));
+    assert_eq!(ok(&a.serf_out(&["join", &bind])), mine);
+    let j = json(&ok(&a.nuvol_out(&[
+        "join",
+        "--replay",
+        "--format=json",
+        &bind,
+    ])));
     assert_eq!(j["contacted"], 1);
-    one_line_error(&a.nuvol(&["join", "10.0.0.1:notaport"]), "port");
-    one_line_error(&a.nuvol(&["join", ""]), "invalid address");
-    let status = |a: &Agent, n: &str| -> Option<String> {
-        let j = json(&ok(&a.serf(&["members", "-format=json"])));
+    one_line_error(&a.nuvol_out(&["join", "10.0.0.1:notaport"]), "port");
+    one_line_error(&a.nuvol_out(&["join", ""]), "invalid address");
+    let status = |a: &SerfAgent, n: &str| -> Option<String> {
+        let j = json(&ok(&a.serf_out(&["members", "-format=json"])));
         j["members"]
             .as_array()?
             .iter()
             .find(|m| m["name"] == n)
             .map(|m| m["status"].as_str().unwrap_or("").to_owned())
     };
-    wait_for("cj2 alive", Duration::from_secs(20), || {
+    wait_until_msg("cj2 alive", Duration::from_secs(20), POLL, || {
         status(&a, "cj2").as_deref() == Some("alive")
-    });
+    })
+    .unwrap();
     // An unknown node: accepted, as serf does, with a warning.
-    let o = a.nuvol(&["force-leave", "ghost"]);
+    let o = a.nuvol_out(&["force-leave", "ghost"]);
     assert_eq!(ok(&o), "");
     assert!(
         err(&o).contains("\"ghost\" is not known to this agent"),
@@ -507,20 +420,26 @@ fn join_force_leave_leave() {
         err(&o)
     );
     b.kill();
-    wait_for("cj2 failed", Duration::from_secs(60), || {
+    wait_until_msg("cj2 failed", Duration::from_secs(60), POLL, || {
         status(&a, "cj2").as_deref() == Some("failed")
-    });
-    assert_eq!(ok(&a.nuvol(&["force-leave", "cj2"])), "");
-    wait_for("cj2 left", Duration::from_secs(20), || {
+    })
+    .unwrap();
+    assert_eq!(ok(&a.nuvol_out(&["force-leave", "cj2"])), "");
+    wait_until_msg("cj2 left", Duration::from_secs(20), POLL, || {
         status(&a, "cj2").as_deref() == Some("left")
-    });
-    ok(&a.nuvol(&["force-leave", "--prune", "cj2"]));
-    wait_for("cj2 pruned", Duration::from_secs(20), || {
+    })
+    .unwrap();
+    ok(&a.nuvol_out(&["force-leave", "--prune", "cj2"]));
+    wait_until_msg("cj2 pruned", Duration::from_secs(20), POLL, || {
         status(&a, "cj2").is_none()
-    });
+    })
+    .unwrap();
 
-    assert_eq!(ok(&a.nuvol(&["leave"])), "Graceful leave complete\n");
-    assert!(a.wait_exit(Duration::from_secs(20)), "agent still running");
+    assert_eq!(ok(&a.nuvol_out(&["leave"])), "Graceful leave complete\n");
+    let st = a
+        .wait_exit(Duration::from_secs(20))
+        .expect("serf exits after leave");
+    assert!(st.success(), "serf after leave: {st}");
 }
 
 #[test]
@@ -528,12 +447,12 @@ fn monitor_streams_logs_and_events() {
     if !serf_available() {
         return;
     }
-    let a = Agent::start("cmo1", &[], None);
+    let a = SerfAgent::builder("cmo1").spawn().unwrap();
     let mut child = Command::new(NUVOL)
         .args([
             "monitor",
             "--log-level=debug",
-            &format!("--rpc-addr={}", a.rpc),
+            &format!("--rpc-addr={}", a.rpc_addr()),
         ])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -553,7 +472,7 @@ fn monitor_streams_logs_and_events() {
         }
     });
     std::thread::sleep(Duration::from_millis(500));
-    ok(&a.nuvol(&["event", "mon-marker", "p<1>"]));
+    ok(&a.nuvol_out(&["event", "mon-marker", "p<1>"]));
     let deadline = Instant::now() + Duration::from_secs(20);
     let (mut log_seen, mut name_seen, mut payload_seen) = (false, false, false);
     let mut lines = Vec::new();
@@ -574,7 +493,7 @@ fn monitor_streams_logs_and_events() {
     );
     assert!(lines.iter().any(|l| l == "Event Info:"));
     one_line_error(
-        &a.nuvol(&["monitor", "--log-level=bogus"]),
+        &a.nuvol_out(&["monitor", "--log-level=bogus"]),
         "Unknown log level",
     );
 }
@@ -584,22 +503,30 @@ fn rpc_auth_flag_and_env() {
     if !serf_available() {
         return;
     }
-    let a = Agent::start("cau1", &[], Some(r#"{"rpc_auth": "s3cret"}"#));
-    one_line_error(&a.nuvol(&["members"]), "Authentication required");
+    // The key in serf's config file only: the harness does not pass it on.
+    let a = SerfAgent::builder("cau1")
+        .serf_config(serde_json::json!({"rpc_auth": "s3cret"}))
+        .spawn()
+        .unwrap();
+    one_line_error(&a.nuvol_out(&["members"]), "Authentication required");
     one_line_error(
-        &a.nuvol(&["members", "--rpc-auth=wrong"]),
+        &a.nuvol_out(&["members", "--rpc-auth=wrong"]),
         "Invalid authentication token",
     );
-    let mine = ok(&a.nuvol(&["members", "--format=json", "--rpc-auth=s3cret"]));
-    let theirs = ok(&a.serf(&["members", "-format=json", "-rpc-auth=s3cret"]));
+    let mine = ok(&a.nuvol_out(&["members", "--format=json", "--rpc-auth=s3cret"]));
+    let theirs = ok(&a.serf_out(&["members", "-format=json", "-rpc-auth=s3cret"]));
     assert_eq!(mine, theirs);
-    let o = Command::new(NUVOL)
-        .args(["members", "--format=json"])
-        .env("NUVOL_RPC_ADDR", &a.rpc)
-        .env("NUVOL_RPC_AUTH", "s3cret")
-        .output()
-        .expect("run nuvol");
-    assert_eq!(ok(&o), theirs);
+    // From the environment (set after the harness's variables are cleared).
+    let mut c = Command::new(NUVOL);
+    c.args(["members", "--format=json"]);
+    for v in nuvol_testkit::CLI_ENV {
+        c.env_remove(v);
+    }
+    c.env("NUVOL_RPC_ADDR", a.rpc_addr().to_string())
+        .env("NUVOL_RPC_AUTH", "s3cret");
+    let o = nuvol_testkit::run_with_timeout(c, CLI_TIMEOUT).expect("run nuvol");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(String::from_utf8_lossy(&o.stdout), theirs);
 }
 
 #[test]

@@ -104,7 +104,7 @@ fn deployment_binary_joins_by_host_name_and_works_with_serf() {
     // `a` listens on 127.0.0.1 so that `localhost` reaches it; its API and
     // DNS are off so that parallel tests' defaults do not collide.
     let port = free_localhost_port();
-    let a = NuvolAgent::builder(&bin, "rel-a")
+    let mut a = NuvolAgent::builder(&bin, "rel-a")
         .bind(SocketAddr::from((Ipv4Addr::LOCALHOST, port)))
         .rpc_addr(SocketAddr::from((
             Ipv4Addr::LOCALHOST,
@@ -127,9 +127,10 @@ fn deployment_binary_joins_by_host_name_and_works_with_serf() {
             .all(|n| list.iter().any(|m| m.name == *n && m.is_alive()))
     };
     wait_until_msg("three members alive on every node", T, POLL, || {
-        serf.members().map(all_alive).unwrap_or(false)
-            && a.nuvol_members().map(all_alive).unwrap_or(false)
-            && b.members().map(all_alive).unwrap_or(false)
+        // A failed member list fails the test (it is not "not yet").
+        all_alive(serf.members_now())
+            && all_alive(a.nuvol_members().expect("nuvol members on rel-a"))
+            && all_alive(b.members_now())
     })
     .expect("mixed cluster with the release binary");
 
@@ -161,15 +162,13 @@ fn deployment_binary_joins_by_host_name_and_works_with_serf() {
     eprintln!("release CLI reached rel-a at {rpc}");
     wait_until_msg("serf sees rel-a's new tag", T, POLL, || {
         serf.member("rel-a")
-            .ok()
-            .flatten()
+            .expect("serf's member list")
             .is_some_and(|m| m.tag("role") == Some("edge"))
     })
     .expect("tag from the release binary");
     let m = serf
         .member("rel-a")
-        .ok()
-        .flatten()
+        .expect("serf's member list")
         .expect("rel-a in serf's list");
     assert_eq!(m.tag("build"), Some("release"));
 
@@ -181,6 +180,8 @@ fn deployment_binary_joins_by_host_name_and_works_with_serf() {
             && b.status_of("rel-a").as_deref() == Some("left")
     })
     .expect("leave");
+    let st = a.wait_exit(T).expect("rel-a exits after its leave");
+    assert!(st.success(), "rel-a after leave: {st}");
     assert!(
         !a.log_text().contains("panicked"),
         "release agent a panicked:\n{}",

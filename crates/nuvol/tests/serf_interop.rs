@@ -1,343 +1,358 @@
 //! Mixed clusters of real serf agents and nuvol agents on loopback.
 //! Every check goes over the network or serf's RPC, as a user would see it.
 
-mod common;
+use anyhow::{ensure, Context, Result};
+use nuvol_testkit::{
+    require_serf, run_cli, serf_run, wait_all_agree, wait_until_msg, AgentBuilder, AgentProcess,
+    FromProcess, MemberJson, NuvolAgent, SerfAgent, CLI_TIMEOUT,
+};
+use std::collections::BTreeMap;
+use std::io::BufRead;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
-use common::*;
-use std::time::Duration;
-
+const NUVOL: &str = env!("CARGO_BIN_EXE_nuvol");
 const T: Duration = Duration::from_secs(60);
+const POLL: Duration = Duration::from_millis(200);
+
+fn serf(name: &str) -> AgentBuilder<SerfAgent> {
+    SerfAgent::builder(name).profile("local")
+}
+
+fn nuvol(name: &str) -> AgentBuilder<NuvolAgent> {
+    NuvolAgent::builder(NUVOL, name).profile("local")
+}
+
+fn tags(kv: &[(&str, &str)]) -> BTreeMap<String, String> {
+    kv.iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
 
 /// `members -format=json` output with members sorted by name (serf's own
 /// order changes from call to call).
-fn sorted_members(out: &[u8]) -> serde_json::Value {
-    let mut v: serde_json::Value = serde_json::from_slice(out).unwrap();
+fn sorted_members(out: &str) -> serde_json::Value {
+    let mut v: serde_json::Value =
+        serde_json::from_str(out).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"));
     if let Some(a) = v["members"].as_array_mut() {
         a.sort_by(|x, y| x["name"].as_str().cmp(&y["name"].as_str()));
     }
     v
 }
 
-fn local() -> Opts {
-    Opts {
-        profile: Some("local"),
-        ..Default::default()
-    }
-}
-
-fn joining(addr: std::net::SocketAddr, mut o: Opts) -> Opts {
-    o.join.push(addr);
-    o
+fn keygen() -> String {
+    let mut c = Command::new(NUVOL);
+    c.arg("keygen");
+    run_cli(c, CLI_TIMEOUT)
+        .expect("nuvol keygen")
+        .assert_ok()
+        .trim()
+        .to_owned()
 }
 
 /// Membership both ways, at Serf protocol 4 (Cloudy) and 5 (serf's default).
 #[test]
-fn membership_both_directions_protocols_4_and_5() {
+fn membership_both_directions_protocols_4_and_5() -> Result<()> {
     if !require_serf() {
-        return;
+        return Ok(());
+    }
+    fn opts<A: FromProcess>(b: AgentBuilder<A>, proto: u8) -> AgentBuilder<A> {
+        b.protocol(proto).tag("role", &format!("p{proto}"))
     }
     for proto in [4u8, 5] {
-        let o = || Opts {
-            protocol: Some(proto),
-            profile: Some("local"),
-            tags: vec![("role".into(), format!("p{proto}"))],
-            ..Default::default()
-        };
-        let s1 = Agent::start(Kind::Serf, "s1", o());
+        let s1 = opts(serf("s1"), proto).spawn()?;
         // nuvol joins a serf cluster...
-        let n1 = Agent::start(Kind::Nuvol, "n1", joining(s1.bind, o()));
+        let n1 = opts(nuvol("n1"), proto).join_agent(&s1).spawn()?;
         // ...and serf agents join a nuvol cluster.
-        let n2 = Agent::start(Kind::Nuvol, "n2", o());
-        let s2 = Agent::start(Kind::Serf, "s2", joining(n2.bind, o()));
-        let out = n2.nuvol_cli(&["join", &n1.bind.to_string()]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let all = [&s1, &n1, &n2, &s2];
+        let n2 = opts(nuvol("n2"), proto).spawn()?;
+        let s2 = opts(serf("s2"), proto).join_agent(&n2).spawn()?;
+        n2.cli(&["join", &n1.bind().to_string()])?;
         let expect = [
             ("n1", "alive"),
             ("n2", "alive"),
             ("s1", "alive"),
             ("s2", "alive"),
         ];
-        wait_for("all four agree on membership", T, || {
-            all_agree(&all, &expect)
-        });
-        let view = s1.members();
+        wait_all_agree(&[&s1, &n1, &n2, &s2], &expect, T)?;
+        let view = s1.members()?;
         for m in &view {
-            assert_eq!(m.protocol, proto as u64, "{m:?}");
-            assert!(m.tags.contains(&format!("p{proto}")), "{m:?}");
+            assert_eq!(m.protocol.version, proto, "{m:?}");
+            assert_eq!(m.tag("role"), Some(format!("p{proto}").as_str()), "{m:?}");
             assert_eq!(m.port, 7946);
         }
-        let n1v = view.iter().find(|m| m.name == "n1").unwrap();
-        assert_eq!(n1v.addr, n1.bind.to_string());
+        let n1v = view.iter().find(|m| m.name == "n1").context("n1 listed")?;
+        assert_eq!(n1v.addr, n1.bind().to_string());
     }
+    Ok(())
 }
 
 #[test]
-fn failure_detection_leave_and_rejoin_with_snapshot() {
+fn failure_detection_leave_and_rejoin_with_snapshot() -> Result<()> {
     if !require_serf() {
-        return;
+        return Ok(());
     }
-    let s1 = Agent::start(Kind::Serf, "s1", local());
-    let n1 = Agent::start(Kind::Nuvol, "n1", joining(s1.bind, local()));
-    let mut n2 = Agent::start(Kind::Nuvol, "n2", joining(s1.bind, local()));
-    let mut s2 = Agent::start(Kind::Serf, "s2", joining(n1.bind, local()));
+    // The observers of n2 never try to reconnect to a failed member during
+    // the test (serf's and nuvol's reconnect path would bring a restarted n2
+    // back without its snapshot): only n2's own snapshot can rejoin it.
+    let s1 = serf("s1").reconnect_interval("1h").spawn()?;
+    let mut n1 = nuvol("n1")
+        .reconnect_interval("1h")
+        .join_agent(&s1)
+        .spawn()?;
+    let mut n2 = nuvol("n2").join_agent(&s1).spawn()?;
+    let mut s2 = serf("s2")
+        .reconnect_interval("1h")
+        .join_agent(&n1)
+        .spawn()?;
     let expect = [
         ("n1", "alive"),
         ("n2", "alive"),
         ("s1", "alive"),
         ("s2", "alive"),
     ];
-    wait_for("converged", T, || all_agree(&[&s1, &n1, &n2, &s2], &expect));
+    wait_all_agree(&[&s1, &n1, &n2, &s2], &expect, T)?;
 
     // SIGKILL a nuvol node: failed everywhere.
-    let n2_ip = n2.bind.ip();
-    let n2_data = n2.dir.join("data");
     n2.kill();
-    wait_for("n2 failed on serf and nuvol", T, || {
-        [&s1, &n1, &s2]
+    wait_until_msg("n2 failed on serf and nuvol", T, POLL, || {
+        [&*s1, &*n1, &*s2]
             .iter()
             .all(|a| a.status_of("n2").as_deref() == Some("failed"))
-    });
+    })?;
     // SIGKILL a serf node: failed everywhere.
     s2.kill();
-    wait_for("s2 failed", T, || {
-        [&s1, &n1]
+    wait_until_msg("s2 failed", T, POLL, || {
+        [&*s1, &*n1]
             .iter()
             .all(|a| a.status_of("s2").as_deref() == Some("failed"))
-    });
+    })?;
 
-    // Restart n2 with the same name, address and data dir: its snapshot
-    // brings it back without any --join.
-    let n2b = Agent::start(
-        Kind::Nuvol,
-        "n2",
-        Opts {
-            ip: Some(n2_ip),
-            data_dir: Some(n2_data.clone()),
-            ..local()
-        },
+    // Restart n2 with the same name, address and data dir but without its
+    // --join: its snapshot brings it back.
+    let snap = std::fs::read_to_string(n2.dir().join("data/serf.snapshot"))?;
+    assert!(snap.contains("alive: s1 "), "snapshot lists peers:\n{snap}");
+    n2.restart_without_join()?;
+    assert!(
+        !n2.command_line().iter().any(|a| a.contains("join")),
+        "{:?}",
+        n2.command_line()
     );
-    wait_for("restarted n2 alive everywhere", T, || {
-        [&s1, &n1, &n2b]
+    wait_until_msg("restarted n2 alive everywhere", T, POLL, || {
+        [&*s1, &*n1, &*n2]
             .iter()
             .all(|a| a.status_of("n2").as_deref() == Some("alive"))
-    });
-    let snap = std::fs::read_to_string(n2_data.join("serf.snapshot")).unwrap();
-    assert!(snap.contains("alive: s1 "), "snapshot lists peers:\n{snap}");
+    })?;
+    ensure!(
+        n2.log_contains("re-joined from snapshot"),
+        "n2 came back, but not through its snapshot:\n{}",
+        n2.log_tail(40)
+    );
 
     // A graceful leave shows `left` everywhere, and the agent exits.
-    let out = n1.nuvol_cli(&["leave"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let left = || {
-        [&s1, &n2b]
+    n1.cli(&["leave"])?;
+    let left = wait_until_msg("n1 left everywhere", T, POLL, || {
+        [&*s1, &*n2]
             .iter()
             .all(|a| a.status_of("n1").as_deref() == Some("left"))
-    };
-    let deadline = std::time::Instant::now() + T;
-    while !left() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "n1 not left everywhere: s1 sees {:?}, n2b sees {:?}\n--- n1 log:\n{}\n--- n2b log:\n{}",
+    });
+    if let Err(e) = left {
+        panic!(
+            "{e}: s1 sees {:?}, n2 sees {:?}\n--- n1 log:\n{}\n--- n2 log:\n{}",
             s1.status_of("n1"),
-            n2b.status_of("n1"),
-            n1.log_text(),
-            n2b.log_text()
+            n2.status_of("n1"),
+            n1.log_tail(60),
+            n2.log_tail(60)
         );
-        std::thread::sleep(Duration::from_millis(200));
     }
+    let st = n1.wait_exit(T)?;
+    assert!(st.success(), "n1 after leave: {st}");
+    Ok(())
 }
 
 #[test]
-fn failed_members_are_reaped_after_reconnect_timeout() {
+fn failed_members_are_reaped_after_reconnect_timeout() -> Result<()> {
     if !require_serf() {
-        return;
+        return Ok(());
     }
-    let extra = vec!["--reconnect-timeout=2s".to_string()];
-    let n1 = Agent::start(Kind::Nuvol, "n1", Opts { extra, ..local() });
-    let mut s1 = Agent::start(Kind::Serf, "s1", joining(n1.bind, local()));
-    wait_for("joined", T, || {
+    let n1 = nuvol("n1").arg("--reconnect-timeout=2s").spawn()?;
+    let mut s1 = serf("s1").join_agent(&n1).spawn()?;
+    wait_until_msg("joined", T, POLL, || {
         n1.status_of("s1").as_deref() == Some("alive")
-    });
+    })?;
     s1.kill();
-    wait_for("s1 failed", T, || {
+    wait_until_msg("s1 failed", T, POLL, || {
         n1.status_of("s1").as_deref() == Some("failed")
-    });
-    // Reaping runs every 15s (serf's reap interval).
-    wait_for("s1 reaped", T, || n1.status_of("s1").is_none());
+    })?;
+    // Reaping runs every 15s (serf's reap interval). `status_of` panics if
+    // the member list cannot be had: an RPC error never reads as "reaped".
+    wait_until_msg("s1 reaped", T, POLL, || n1.status_of("s1").is_none())?;
+    Ok(())
 }
 
 #[test]
-fn name_conflict_resolved_like_serf() {
+fn name_conflict_resolved_like_serf() -> Result<()> {
     if !require_serf() {
-        return;
+        return Ok(());
     }
-    let s1 = Agent::start(Kind::Serf, "s1", local());
-    let s2 = Agent::start(Kind::Serf, "s2", joining(s1.bind, local()));
-    let n1 = Agent::start(Kind::Nuvol, "dup", joining(s1.bind, local()));
-    wait_for("joined", T, || {
-        all_agree(
-            &[&s1, &s2, &n1],
-            &[("dup", "alive"), ("s1", "alive"), ("s2", "alive")],
-        )
-    });
+    let s1 = serf("s1").spawn()?;
+    let s2 = serf("s2").join_agent(&s1).spawn()?;
+    let n1 = nuvol("dup").join_agent(&s1).spawn()?;
+    wait_all_agree(
+        &[&s1, &s2, &n1],
+        &[("dup", "alive"), ("s1", "alive"), ("s2", "alive")],
+        T,
+    )?;
     // A second node with the same name at another address is in the
     // minority and stops, as serf's conflict resolution decides.
-    let mut dup2 = Agent::start(Kind::Nuvol, "dup", joining(s2.bind, local()));
-    let code = dup2.wait_exit(T);
+    let mut dup2 = nuvol("dup").join_agent(&s2).wait_ready(false).spawn()?;
+    let st = dup2.wait_exit(T)?;
     assert_eq!(
-        code,
+        st.code(),
         Some(1),
         "the conflicting newcomer exits with an error"
     );
-    assert!(dup2.log_text().contains("conflict"), "{}", dup2.log_text());
-    let dup = s1.members().into_iter().find(|m| m.name == "dup").unwrap();
-    assert_eq!(dup.addr, n1.bind.to_string(), "the original keeps the name");
+    assert!(dup2.log_contains("conflict"), "{}", dup2.log_text());
+    let dup = s1.member("dup")?.context("dup listed")?;
+    assert_eq!(
+        dup.addr,
+        n1.bind().to_string(),
+        "the original keeps the name"
+    );
+    Ok(())
 }
 
 #[test]
-fn tags_at_start_and_runtime_reach_everyone() {
+fn tags_at_start_and_runtime_reach_everyone() -> Result<()> {
     if !require_serf() {
-        return;
+        return Ok(());
     }
-    let s1 = Agent::start(Kind::Serf, "s1", local());
-    let n1 = Agent::start(
-        Kind::Nuvol,
-        "n1",
-        Opts {
-            tags: vec![("role".into(), "web".into()), ("dc".into(), "bcn".into())],
-            ..joining(s1.bind, local())
-        },
-    );
-    wait_for("start tags seen by serf", T, || {
-        s1.members()
-            .iter()
-            .any(|m| m.name == "n1" && m.tags.contains("\"role\":\"web\""))
-    });
-    let out = n1.nuvol_cli(&["tags", "--set", "role=db", "--delete", "dc"]);
-    assert!(out.status.success());
-    wait_for("runtime tags seen by serf", T, || {
-        s1.members()
-            .iter()
-            .any(|m| m.name == "n1" && m.tags == "{\"role\":\"db\"}")
-    });
+    let s1 = serf("s1").spawn()?;
+    let n1 = nuvol("n1")
+        .tag("role", "web")
+        .tag("dc", "bcn")
+        .join_agent(&s1)
+        .spawn()?;
+    let has = |a: &AgentProcess, node: &str, f: &dyn Fn(&MemberJson) -> bool| {
+        a.members_now().iter().any(|m| m.name == node && f(m))
+    };
+    wait_until_msg("start tags seen by serf", T, POLL, || {
+        has(&s1, "n1", &|m| {
+            m.tags == tags(&[("role", "web"), ("dc", "bcn")])
+        })
+    })?;
+    n1.cli(&["tags", "--set", "role=db", "--delete", "dc"])?;
+    wait_until_msg("runtime tags seen by serf", T, POLL, || {
+        has(&s1, "n1", &|m| m.tags == tags(&[("role", "db")]))
+    })?;
     // serf's own `tags` against nuvol, seen from nuvol.
-    let out = s1.serf_cli(&["tags", "-set", "zone=a"]);
-    assert!(out.status.success());
-    wait_for("serf tag seen by nuvol", T, || {
-        n1.members()
-            .iter()
-            .any(|m| m.name == "s1" && m.tags.contains("zone"))
-    });
+    s1.serf(&["tags", "-set", "zone=a"])?;
+    wait_until_msg("serf tag seen by nuvol", T, POLL, || {
+        has(&n1, "s1", &|m| m.tag("zone") == Some("a"))
+    })?;
     // The 512-byte limit: a clear error, nothing changed.
     let big = format!("big={}", "x".repeat(600));
-    let out = n1.nuvol_cli(&["tags", "--set", &big]);
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("512"), "{err}");
-    assert_eq!(err.trim().lines().count(), 1, "one-line error: {err}");
-    assert!(n1
-        .members()
-        .iter()
-        .any(|m| m.name == "n1" && m.tags == "{\"role\":\"db\"}"));
+    n1.cli_run(&["tags", "--set", &big])?
+        .assert_one_line_error("512");
+    assert!(has(&n1, "n1", &|m| m.tags == tags(&[("role", "db")])));
+    Ok(())
 }
 
 #[test]
-fn user_events_and_queries_both_ways_with_handlers() {
+fn user_events_and_queries_both_ways_with_handlers() -> Result<()> {
     if !require_serf() {
-        return;
+        return Ok(());
     }
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir()?;
     let d = dir.path().display().to_string();
-    let handler = |who: &str| {
-        vec![
-            format!(
-                "user:deploy=env | grep ^SERF_ | sort > {d}/{who}.env; cat > {d}/{who}.payload"
-            ),
-            "query:whoami=echo \"$SERF_SELF_NAME/$SERF_QUERY_NAME/$SERF_TAG_ROLE\"; cat"
-                .to_string(),
-        ]
+    // One event name per direction: `deploy-n` is sent by n1 only and
+    // `deploy-s` by s1 only, each with its own payload. Every agent also
+    // runs its handler for the event it sent itself, so what proves
+    // delivery is the *other* agent's file: s1's deploy-n file (nuvol to
+    // serf) and n1's deploy-s file (serf to nuvol). serf gives a user
+    // event's handler no sender name, hence the names.
+    let handler = |who: &str, ev: &str| {
+        format!(
+            "user:{ev}=env | grep ^SERF_ | sort > {d}/{who}.{ev}.env; cat > {d}/{who}.{ev}.payload"
+        )
     };
-    let s1 = Agent::start(
-        Kind::Serf,
-        "s1",
-        Opts {
-            handlers: handler("s1"),
-            tags: vec![("role".into(), "db".into())],
-            ..local()
-        },
-    );
-    let n1 = Agent::start(
-        Kind::Nuvol,
-        "n1",
-        Opts {
-            handlers: handler("n1"),
-            tags: vec![("role".into(), "web".into())],
-            ..joining(s1.bind, local())
-        },
-    );
-    wait_for("joined", T, || {
-        all_agree(&[&s1, &n1], &[("n1", "alive"), ("s1", "alive")])
-    });
+    let query = "query:whoami=echo \"$SERF_SELF_NAME/$SERF_QUERY_NAME/$SERF_TAG_ROLE\"; cat";
+    let s1 = serf("s1")
+        .event_handler(&handler("s1", "deploy-n"))
+        .event_handler(&handler("s1", "deploy-s"))
+        .event_handler(query)
+        .tag("role", "db")
+        .spawn()?;
+    let n1 = nuvol("n1")
+        .event_handler(&handler("n1", "deploy-n"))
+        .event_handler(&handler("n1", "deploy-s"))
+        .event_handler(query)
+        .tag("role", "web")
+        .join_agent(&s1)
+        .spawn()?;
+    wait_all_agree(&[&s1, &n1], &[("n1", "alive"), ("s1", "alive")], T)?;
 
     // An event sent from nuvol reaches the serf handler, and vice versa.
-    let out = n1.nuvol_cli(&["event", "deploy", "v1"]);
-    assert!(out.status.success());
-    let out = s1.serf_cli(&["event", "deploy", "v2"]);
-    assert!(out.status.success());
+    n1.cli(&["event", "deploy-n", "from-n1"])?;
+    s1.serf(&["event", "deploy-s", "from-s1"])?;
     let read = |p: &str| std::fs::read_to_string(dir.path().join(p)).unwrap_or_default();
-    wait_for("handlers ran on both", T, || {
-        !read("s1.payload").is_empty() && !read("n1.payload").is_empty()
-    });
-    let env = read("n1.env");
-    assert!(env.contains("SERF_EVENT=user"), "{env}");
-    assert!(env.contains("SERF_USER_EVENT=deploy"), "{env}");
-    assert!(env.contains("SERF_SELF_NAME=n1"), "{env}");
-    assert!(env.contains("SERF_TAG_ROLE=web"), "{env}");
+    wait_until_msg("nuvol's event ran serf's handler", T, POLL, || {
+        !read("s1.deploy-n.payload").is_empty()
+    })?;
+    wait_until_msg("serf's event ran nuvol's handler", T, POLL, || {
+        !read("n1.deploy-s.payload").is_empty()
+    })?;
+    // Handlers get the payload on stdin with a newline appended (serf's
+    // streamPayload; nuvol does the same).
+    assert_eq!(read("s1.deploy-n.payload"), "from-n1\n", "nuvol -> serf");
+    assert_eq!(read("n1.deploy-s.payload"), "from-s1\n", "serf -> nuvol");
+    let env = read("n1.deploy-s.env");
+    assert!(env.contains("SERF_EVENT=user\n"), "{env}");
+    assert!(env.contains("SERF_USER_EVENT=deploy-s\n"), "{env}");
+    assert!(env.contains("SERF_SELF_NAME=n1\n"), "{env}");
+    assert!(env.contains("SERF_TAG_ROLE=web\n"), "{env}");
     assert!(env.contains("SERF_USER_LTIME="), "{env}");
+    let env = read("s1.deploy-n.env");
+    assert!(env.contains("SERF_USER_EVENT=deploy-n\n"), "{env}");
+    assert!(env.contains("SERF_SELF_NAME=s1\n"), "{env}");
 
     // Queries both ways, responses from handlers' stdout.
     // Every CLI against every agent kind.
-    for (from, cli) in [("nuvol", &n1), ("serf", &s1), ("nuvol", &s1), ("serf", &n1)] {
+    for (from, cli) in [
+        ("nuvol", &*n1),
+        ("serf", &*s1),
+        ("nuvol", &*s1),
+        ("serf", &*n1),
+    ] {
         let out = if from == "nuvol" {
-            cli.nuvol_cli(&[
-                "query",
-                "--format",
-                "json",
-                "--timeout",
-                "3s",
-                "whoami",
-                "ping",
-            ])
+            cli.nuvol_cli(
+                NUVOL,
+                &[
+                    "query",
+                    "--format",
+                    "json",
+                    "--timeout",
+                    "3s",
+                    "whoami",
+                    "ping",
+                ],
+            )?
         } else {
-            cli.serf_cli(&["query", "-format=json", "-timeout=3s", "whoami", "ping"])
+            cli.serf(&["query", "-format=json", "-timeout=3s", "whoami", "ping"])?
         };
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&out)?;
         assert_eq!(v["Responses"]["n1"], "n1/whoami/web\nping\n", "{v}");
         assert_eq!(v["Responses"]["s1"], "s1/whoami/db\nping\n", "{v}");
         let mut acks: Vec<String> = v["Acks"]
             .as_array()
-            .unwrap()
+            .context("Acks")?
             .iter()
-            .map(|a| a.as_str().unwrap().to_owned())
+            .map(|a| a.as_str().unwrap_or_default().to_owned())
             .collect();
         acks.sort();
         assert_eq!(acks, vec!["n1", "s1"]);
     }
     // Filters: by node and by tag.
-    let out = n1.nuvol_cli(&[
+    let out = n1.cli(&[
         "query",
         "--format",
         "json",
@@ -346,26 +361,26 @@ fn user_events_and_queries_both_ways_with_handlers() {
         "--timeout",
         "2s",
         "whoami",
-    ]);
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    ])?;
+    let v: serde_json::Value = serde_json::from_str(&out)?;
     assert!(
         v["Responses"].get("n1").is_none() && v["Responses"].get("s1").is_some(),
         "{v}"
     );
-    let out = s1.serf_cli(&[
+    let out = s1.serf(&[
         "query",
         "-format=json",
         "-tag=role=web",
         "-timeout=2s",
         "whoami",
-    ]);
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    ])?;
+    let v: serde_json::Value = serde_json::from_str(&out)?;
     assert!(
         v["Responses"].get("n1").is_some() && v["Responses"].get("s1").is_none(),
         "{v}"
     );
     // --no-ack: no acks.
-    let out = n1.nuvol_cli(&[
+    let out = n1.cli(&[
         "query",
         "--format",
         "json",
@@ -373,275 +388,238 @@ fn user_events_and_queries_both_ways_with_handlers() {
         "--timeout",
         "2s",
         "whoami",
-    ]);
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    ])?;
+    let v: serde_json::Value = serde_json::from_str(&out)?;
     assert!(v["Acks"].is_null(), "serf prints null for no acks: {v}");
     // Size limits: a clear error.
     let big = "x".repeat(2000);
-    let out = n1.nuvol_cli(&["event", "deploy", &big]);
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("limit"));
-    let out = n1.nuvol_cli(&["query", "whoami", &big]);
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("limit"));
+    n1.cli_run(&["event", "deploy", &big])?
+        .assert_one_line_error("limit");
+    n1.cli_run(&["query", "whoami", &big])?
+        .assert_one_line_error("limit");
+    Ok(())
 }
 
 #[test]
-fn encryption_keys_and_rotation_across_mixed_cluster() {
+fn encryption_keys_and_rotation_across_mixed_cluster() -> Result<()> {
     if !require_serf() {
-        return;
+        return Ok(());
     }
-    let keygen = |_: ()| {
-        let out = std::process::Command::new(NUVOL)
-            .arg("keygen")
-            .output()
-            .unwrap();
-        String::from_utf8(out.stdout).unwrap().trim().to_owned()
-    };
-    let k1 = keygen(());
-    let k2 = keygen(());
-    let ring = tempfile::tempdir().unwrap();
+    let k1 = keygen();
+    let k2 = keygen();
+    let ring = tempfile::tempdir()?;
     let ring_file = ring.path().join("keyring.json");
-    let s1 = Agent::start(
-        Kind::Serf,
-        "s1",
-        Opts {
-            encrypt: Some(k1.clone()),
-            ..local()
-        },
-    );
-    let n1 = Agent::start(
-        Kind::Nuvol,
-        "n1",
-        Opts {
-            encrypt: Some(k1.clone()),
-            keyring_file: Some(ring_file.clone()),
-            ..joining(s1.bind, local())
-        },
-    );
-    wait_for("encrypted join", T, || {
-        all_agree(&[&s1, &n1], &[("n1", "alive"), ("s1", "alive")])
-    });
+    let s1 = serf("s1").encrypt(&k1).spawn()?;
+    let n1 = nuvol("n1")
+        .encrypt(&k1)
+        .keyring_file(&ring_file)
+        .join_agent(&s1)
+        .spawn()?;
+    wait_all_agree(&[&s1, &n1], &[("n1", "alive"), ("s1", "alive")], T)?;
     // A node with the wrong key cannot join; both sides log it.
-    let mut bad = Agent::start(
-        Kind::Nuvol,
-        "bad",
-        Opts {
-            encrypt: Some(k2.clone()),
-            ..joining(s1.bind, local())
-        },
-    );
-    assert_eq!(bad.wait_exit(T), Some(1));
-    assert!(bad.log_text().contains("decrypt"), "{}", bad.log_text());
+    let mut bad = nuvol("bad")
+        .encrypt(&k2)
+        .join_agent(&s1)
+        .wait_ready(false)
+        .spawn()?;
+    assert_eq!(bad.wait_exit(T)?.code(), Some(1));
+    assert!(bad.log_contains("decrypt"), "{}", bad.log_text());
     assert!(
-        s1.log_text().contains("No installed keys could decrypt"),
+        s1.log_contains("No installed keys could decrypt"),
         "serf logs it"
     );
-    assert!(s1.members().iter().all(|m| m.name != "bad"));
+    assert!(s1.members()?.iter().all(|m| m.name != "bad"));
 
     // Rotate with nuvol's CLI, then serf's.
-    let ok = |o: std::process::Output| {
-        assert!(
-            o.status.success(),
-            "{}{}",
-            stdout(&o),
-            String::from_utf8_lossy(&o.stderr)
-        );
-        stdout(&o)
-    };
     // Each CLI against each agent: nuvol's against serf, serf's against nuvol.
-    ok(s1.nuvol_cli(&["keys", "--install", &k2]));
-    let list = ok(n1.serf_cli(&["keys", "-list"]));
+    s1.nuvol_cli(NUVOL, &["keys", "--install", &k2])?;
+    let list = n1.serf(&["keys", "-list"])?;
     assert!(list.contains(&k1) && list.contains(&k2), "{list}");
-    ok(n1.serf_cli(&["keys", "-use", &k2]));
-    ok(n1.nuvol_cli(&["keys", "--remove", &k1]));
-    let list = ok(n1.nuvol_cli(&["keys", "--list"]));
+    n1.serf(&["keys", "-use", &k2])?;
+    n1.cli(&["keys", "--remove", &k1])?;
+    let list = n1.cli(&["keys", "--list"])?;
     assert!(
         !list.contains(&k1) && list.contains(&format!("{k2}  [2/2]")),
         "{list}"
     );
-    let file = std::fs::read_to_string(&ring_file).unwrap();
+    let file = std::fs::read_to_string(&ring_file)?;
     assert!(
         file.contains(&k2) && !file.contains(&k1),
         "keyring file updated: {file}"
     );
     // Still talking after rotation: a tag change crosses.
-    ok(s1.serf_cli(&["tags", "-set", "rotated=yes"]));
-    wait_for("gossip after rotation", T, || {
-        n1.members()
+    s1.serf(&["tags", "-set", "rotated=yes"])?;
+    wait_until_msg("gossip after rotation", T, POLL, || {
+        n1.members_now()
             .iter()
-            .any(|m| m.name == "s1" && m.tags.contains("rotated"))
-    });
+            .any(|m| m.name == "s1" && m.tag("rotated") == Some("yes"))
+    })?;
     // A malformed key is refused with one line, nothing changed.
-    let o = n1.nuvol_cli(&["keys", "--install", "not-a-key"]);
-    assert!(!o.status.success());
+    n1.cli_run(&["keys", "--install", "not-a-key"])?
+        .assert_one_line_error("base64");
+    let list = n1.cli(&["keys", "--list"])?;
+    assert!(list.contains(&format!("{k2}  [2/2]")), "{list}");
+    assert_eq!(list.matches("[2/2]").count(), 1, "{list}");
+    Ok(())
 }
 
 #[test]
-fn serf_cli_against_nuvol_and_nuvol_cli_against_serf() {
+fn serf_cli_against_nuvol_and_nuvol_cli_against_serf() -> Result<()> {
     if !require_serf() {
-        return;
+        return Ok(());
     }
-    let s1 = Agent::start(Kind::Serf, "s1", local());
-    let n1 = Agent::start(
-        Kind::Nuvol,
-        "n1",
-        Opts {
-            extra: vec!["--rpc-auth=sekret".into()],
-            ..local()
-        },
-    );
-    // Auth: without the key nothing works; with it everything does.
-    let o = n1.serf_cli(&["members"]);
-    assert!(!o.status.success());
-    let auth = |args: &[&str]| {
-        let mut a: Vec<&str> = args.to_vec();
-        a.insert(1, "-rpc-auth=sekret");
-        n1.serf_cli(&a)
-    };
-    let o = auth(&["join", &s1.bind.to_string()]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let o = auth(&["members", "-format=json"]);
-    assert!(stdout(&o).contains("\"s1\""));
-    let o = auth(&["info"]);
-    assert!(stdout(&o).contains("name = n1"), "{}", stdout(&o));
-    let o = auth(&["event", "hello"]);
-    assert!(o.status.success());
+    let s1 = serf("s1").spawn()?;
+    // `rpc_auth`: the harness passes the key to both CLIs below.
+    let mut n1 = nuvol("n1").rpc_auth("sekret").spawn()?;
+    // Auth: without the key nothing works, nor with a wrong one; with it
+    // everything does.
+    n1.serf_run_noauth(&["members"])?
+        .assert_fails_saying(1, "Authentication required");
+    serf_run(&["members"], n1.rpc_addr(), Some("wrong"))?
+        .assert_fails_saying(1, "Invalid authentication token");
+    n1.serf(&["join", &s1.bind().to_string()])?;
+    let o = n1.serf(&["members", "-format=json"])?;
+    assert!(o.contains("\"s1\""), "{o}");
+    let o = n1.serf(&["info"])?;
+    assert!(o.contains("name = n1"), "{o}");
+    n1.serf(&["event", "hello"])?;
     // rtt from both CLIs (coordinates come with probe acks).
-    wait_for("coordinates exchanged", T, || {
-        auth(&["rtt", "s1"]).status.success()
-    });
-    wait_for("serf has n1's coordinate", T, || {
-        stdout(&s1.serf_cli(&["rtt", "n1"])).contains("rtt:")
-    });
-    let o = s1.nuvol_cli(&["rtt", "s1", "n1"]);
-    assert!(
-        stdout(&o).contains("Estimated s1 <-> n1 rtt:"),
-        "{}",
-        stdout(&o)
-    );
-    // monitor streams logs.
-    let mut mon = std::process::Command::new("serf")
+    wait_until_msg("coordinates exchanged", T, POLL, || {
+        n1.serf_run(&["rtt", "s1"]).expect("serf rtt").success()
+    })?;
+    wait_until_msg("serf has n1's coordinate", T, POLL, || {
+        let o = s1.serf_run(&["rtt", "n1"]).expect("serf rtt");
+        o.success() && o.stdout.contains("rtt:")
+    })?;
+    let o = s1.nuvol_cli(NUVOL, &["rtt", "s1", "n1"])?;
+    assert!(o.contains("Estimated s1 <-> n1 rtt:"), "{o}");
+    // monitor streams logs, the marker event among them.
+    let mut mon = Command::new("serf")
         .args(["monitor", "-log-level=debug", "-rpc-auth=sekret"])
-        .arg(format!("-rpc-addr={}", n1.rpc))
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(500));
-    let _ = auth(&["event", "monitored"]);
-    std::thread::sleep(Duration::from_secs(2));
+        .arg(format!("-rpc-addr={}", n1.rpc_addr()))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let stdout = mon.stdout.take().context("monitor stdout")?;
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(|l| l.ok())
+        {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    // The monitor may register after the first event: send the marker until
+    // it shows (each send is a new event and a new log line).
+    let deadline = Instant::now() + T;
+    let mut lines: Vec<String> = Vec::new();
+    'seen: loop {
+        n1.serf(&["event", "monitored-marker"])?;
+        let round = Instant::now() + Duration::from_secs(1);
+        while let Ok(l) = rx.recv_timeout(round.saturating_duration_since(Instant::now())) {
+            let hit = l.contains("monitored-marker");
+            lines.push(l);
+            if hit {
+                break 'seen;
+            }
+        }
+        if Instant::now() > deadline {
+            let _ = mon.kill();
+            panic!("monitor never showed the marker event: {lines:#?}");
+        }
+    }
     let _ = mon.kill();
-    let out = mon.wait_with_output().unwrap();
-    assert!(!out.stdout.is_empty(), "monitor printed nothing");
+    let _ = mon.wait();
     // nuvol's CLI against serf: same JSON as serf's own.
-    let a = n1.nuvol_cli(&["members", "--format", "json", "--rpc-auth", "sekret"]);
-    let b = auth(&["members", "-format=json"]);
-    assert_eq!(sorted_members(&a.stdout), sorted_members(&b.stdout));
-    let a = s1.nuvol_cli(&["members", "--format", "json"]);
-    let b = s1.serf_cli(&["members", "-format=json"]);
-    assert_eq!(sorted_members(&a.stdout), sorted_members(&b.stdout));
+    let a = n1.cli(&["members", "--format", "json"])?;
+    let b = n1.serf(&["members", "-format=json"])?;
+    assert_eq!(sorted_members(&a), sorted_members(&b));
+    let a = s1.nuvol_cli(NUVOL, &["members", "--format", "json"])?;
+    let b = s1.serf(&["members", "-format=json"])?;
+    assert_eq!(sorted_members(&a), sorted_members(&b));
     // force-leave of a failed member via serf's CLI against nuvol.
-    let mut s2 = Agent::start(Kind::Serf, "s2", joining(n1.bind, local()));
-    wait_for("s2 joined", T, || {
-        auth(&["members"]).stdout.windows(2).any(|w| w == b"s2")
-    });
+    let mut s2 = serf("s2").join_agent(&n1).spawn()?;
+    wait_until_msg("s2 joined", T, POLL, || {
+        n1.status_of("s2").as_deref() == Some("alive")
+    })?;
     s2.kill();
-    wait_for("s2 failed", T, || {
-        stdout(&auth(&["members"])).contains("failed")
-    });
-    let o = auth(&["force-leave", "s2"]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    wait_for("s2 left on serf", T, || {
+    wait_until_msg("s2 failed", T, POLL, || {
+        n1.status_of("s2").as_deref() == Some("failed")
+    })?;
+    n1.serf(&["force-leave", "s2"])?;
+    wait_until_msg("s2 left on serf", T, POLL, || {
         s1.status_of("s2").as_deref() == Some("left")
-    });
+    })?;
     // Bad input: one-line errors, non-zero exit.
-    let o = std::process::Command::new(NUVOL)
-        .args(["members", "--rpc-addr=300.1.1.1:1"])
-        .output()
-        .unwrap();
-    assert!(!o.status.success());
-    assert_eq!(String::from_utf8_lossy(&o.stderr).trim().lines().count(), 1);
+    let mut c = Command::new(NUVOL);
+    c.args(["members", "--rpc-addr=300.1.1.1:1"]);
+    run_cli(c, CLI_TIMEOUT)?.assert_one_line_error("300.1.1.1:1");
     // (force-leave of an unknown node succeeds, as serf's; rtt fails.)
-    let o = n1.nuvol_cli(&["force-leave", "--rpc-auth", "sekret", "nosuchnode"]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let o = n1.nuvol_cli(&["rtt", "--rpc-auth", "sekret", "nosuchnode"]);
-    assert!(!o.status.success());
-    let e = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(e.trim().lines().count(), 1, "{e}");
+    n1.cli_run(&["force-leave", "nosuchnode"])?.assert_ok();
+    n1.cli_run(&["rtt", "nosuchnode"])?
+        .assert_one_line_error("nosuchnode");
     // leave through serf's CLI stops the nuvol agent.
-    let o = auth(&["leave"]);
-    assert!(o.status.success());
-    wait_for("n1 left", T, || {
+    n1.serf(&["leave"])?;
+    wait_until_msg("n1 left", T, POLL, || {
         s1.status_of("n1").as_deref() == Some("left")
-    });
+    })?;
+    let st = n1.wait_exit(T)?;
+    assert!(st.success(), "n1 after leave: {st}");
+    Ok(())
 }
 
 #[test]
-fn profiles_lan_and_wan_interoperate() {
+fn profiles_lan_and_wan_interoperate() -> Result<()> {
     if !require_serf() {
-        return;
+        return Ok(());
     }
     for profile in ["lan", "wan"] {
-        let o = || Opts {
-            profile: Some(profile),
-            ..Default::default()
-        };
-        let s1 = Agent::start(Kind::Serf, "s1", o());
-        let mut n1 = Agent::start(Kind::Nuvol, "n1", joining(s1.bind, o()));
-        wait_for("joined", T, || {
-            all_agree(&[&s1, &n1], &[("n1", "alive"), ("s1", "alive")])
-        });
+        let s1 = SerfAgent::builder("s1").profile(profile).spawn()?;
+        let mut n1 = NuvolAgent::builder(NUVOL, "n1")
+            .profile(profile)
+            .join_agent(&s1)
+            .spawn()?;
+        wait_all_agree(&[&s1, &n1], &[("n1", "alive"), ("s1", "alive")], T)?;
         n1.kill();
         // wan: 5s probes and 6x suspicion; generous upper bound.
-        wait_for(
-            "failure seen with this profile",
+        wait_until_msg(
+            &format!("failure seen with the {profile} profile"),
             Duration::from_secs(120),
+            POLL,
             || s1.status_of("n1").as_deref() == Some("failed"),
-        );
+        )?;
     }
+    Ok(())
 }
 
 #[test]
-fn tags_file_and_retry_join() {
+fn tags_file_and_retry_join() -> Result<()> {
     if !require_serf() {
-        return;
+        return Ok(());
     }
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir()?;
     let tags_file = dir.path().join("tags.json");
-    std::fs::write(&tags_file, r#"{"role": "cache"}"#).unwrap();
+    std::fs::write(&tags_file, r#"{"role": "cache"}"#)?;
     // The serf agent comes up later, at an address nuvol keeps retrying.
-    let s_ip = fresh_ip();
-    let n1 = Agent::start(
-        Kind::Nuvol,
-        "n1",
-        Opts {
-            extra: vec![
-                format!("--tags-file={}", tags_file.display()),
-                format!("--retry-join={s_ip}:7946"),
-                "--retry-interval=1s".into(),
-            ],
-            ..local()
-        },
-    );
+    let s_ip = nuvol_testkit::fresh_ip();
+    let n1 = nuvol("n1")
+        .tags_file(&tags_file)
+        .retry_join(format!("{s_ip}:7946"))
+        .arg("--retry-interval=1s")
+        .spawn()?;
     std::thread::sleep(Duration::from_secs(2));
-    let s1 = Agent::start(
-        Kind::Serf,
-        "s1",
-        Opts {
-            ip: Some(s_ip),
-            ..local()
-        },
-    );
-    wait_for("retry-join reached serf", T, || {
-        all_agree(&[&s1, &n1], &[("n1", "alive"), ("s1", "alive")])
-    });
+    let s1 = serf("s1").ip(s_ip).spawn()?;
+    wait_all_agree(&[&s1, &n1], &[("n1", "alive"), ("s1", "alive")], T)?;
     assert!(s1
-        .members()
+        .members()?
         .iter()
-        .any(|m| m.name == "n1" && m.tags.contains("cache")));
-    let out = n1.nuvol_cli(&["tags", "--set", "zone=b"]);
-    assert!(out.status.success());
-    let saved: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&tags_file).unwrap()).unwrap();
+        .any(|m| m.name == "n1" && m.tag("role") == Some("cache")));
+    n1.cli(&["tags", "--set", "zone=b"])?;
+    let saved: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&tags_file)?)?;
     assert_eq!(saved, serde_json::json!({"role": "cache", "zone": "b"}));
+    Ok(())
 }
