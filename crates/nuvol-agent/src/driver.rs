@@ -415,10 +415,63 @@ async fn read_frame(s: &mut TcpStream, deadline: Instant) -> Result<StreamFrame,
     }
 }
 
+/// A query this node started, until its deadline.
 struct PendingQuery {
     updates: mpsc::Sender<QueryUpdate>,
     done: oneshot::Sender<QueryDone>,
     dropped: u64,
+}
+
+impl PendingQuery {
+    fn new() -> (PendingQuery, QueryStream) {
+        let (utx, urx) = mpsc::channel(QUERY_DEPTH);
+        let (dtx, drx) = oneshot::channel();
+        (
+            PendingQuery {
+                updates: utx,
+                done: dtx,
+                dropped: 0,
+            },
+            QueryStream {
+                updates: urx,
+                done: drx,
+            },
+        )
+    }
+
+    /// Queue an ack or response without waiting; one that does not fit is
+    /// counted (here, for the done record, and on `query-updates`).
+    fn push(&mut self, u: QueryUpdate, counters: Option<&crate::chan::ChannelCounters>) {
+        match self.updates.try_send(u) {
+            Ok(()) => {
+                if let Some(c) = counters {
+                    c.sent();
+                }
+            }
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.dropped += 1;
+                if let Some(c) = counters {
+                    c.dropped(1);
+                }
+            }
+            // The reader went away; nothing to tell.
+            Err(mpsc::error::TrySendError::Closed(_)) => {}
+        }
+    }
+
+    /// The deadline passed: the stream ends after what is queued, then
+    /// `done` says how much did not fit. Never dropped.
+    fn finish(self) {
+        if self.dropped > 0 {
+            tracing::warn!(
+                dropped = self.dropped,
+                "query updates dropped: the reader was too slow"
+            );
+        }
+        let _ = self.done.send(QueryDone {
+            dropped: self.dropped,
+        });
+    }
 }
 
 struct Driver {
@@ -538,15 +591,7 @@ impl Driver {
                 } => self.query_update(handle, QueryUpdate::Response { from, payload }),
                 Output::QueryDone { handle } => {
                     if let Some(q) = self.queries.remove(&handle) {
-                        if q.dropped > 0 {
-                            tracing::warn!(
-                                dropped = q.dropped,
-                                "query updates dropped: the reader was too slow"
-                            );
-                        }
-                        // Dropping `updates` ends the stream after what is
-                        // queued; `done` follows.
-                        let _ = q.done.send(QueryDone { dropped: q.dropped });
+                        q.finish();
                     }
                 }
                 Output::KeyOpDone { handle, result } => {
@@ -579,21 +624,7 @@ impl Driver {
     fn query_update(&mut self, handle: QueryHandle, u: QueryUpdate) {
         let counters = self.shared.upgrade().map(|s| s.query_updates.clone());
         if let Some(q) = self.queries.get_mut(&handle) {
-            match q.updates.try_send(u) {
-                Ok(()) => {
-                    if let Some(c) = &counters {
-                        c.sent();
-                    }
-                }
-                Err(mpsc::error::TrySendError::Full(_)) => {
-                    q.dropped += 1;
-                    if let Some(c) = &counters {
-                        c.dropped(1);
-                    }
-                }
-                // The reader went away; nothing to tell.
-                Err(mpsc::error::TrySendError::Closed(_)) => {}
-            }
+            q.push(u, counters.as_ref());
         }
     }
 
@@ -723,20 +754,9 @@ impl Driver {
                 reply,
             } => {
                 let r = self.gossip.query(&name, payload, params).map(|h| {
-                    let (utx, urx) = mpsc::channel(QUERY_DEPTH);
-                    let (dtx, drx) = oneshot::channel();
-                    self.queries.insert(
-                        h,
-                        PendingQuery {
-                            updates: utx,
-                            done: dtx,
-                            dropped: 0,
-                        },
-                    );
-                    QueryStream {
-                        updates: urx,
-                        done: drx,
-                    }
+                    let (pending, stream) = PendingQuery::new();
+                    self.queries.insert(h, pending);
+                    stream
                 });
                 let _ = reply.send(r);
             }
@@ -863,5 +883,30 @@ impl Driver {
         if let Some(ack) = stop {
             let _ = ack.send(());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn query_updates_that_do_not_fit_are_counted_and_done_always_arrives() {
+        let channels = Channels::default();
+        let counters = channels.counters("query-updates", QUERY_DEPTH);
+        let (mut q, mut stream) = PendingQuery::new();
+        // A reader that does not read: the queue fills, the rest is counted.
+        for i in 0..QUERY_DEPTH + 5 {
+            q.push(QueryUpdate::Ack(format!("n{i}")), Some(&counters));
+        }
+        q.finish();
+        let mut got = 0;
+        while let Some(u) = stream.updates.recv().await {
+            assert_eq!(u, QueryUpdate::Ack(format!("n{got}")), "in order");
+            got += 1;
+        }
+        assert_eq!(got, QUERY_DEPTH);
+        assert_eq!(stream.done.await.unwrap(), QueryDone { dropped: 5 });
+        assert_eq!(counters.dropped_total(), 5);
     }
 }

@@ -145,6 +145,11 @@ impl Component for Handlers {
     }
 }
 
+/// A handler or filter that does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct HandlerSpecError(pub String);
+
 /// One `FILTER=SCRIPT` entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HandlerSpec {
@@ -172,7 +177,7 @@ const EVENT_TYPES: &[&str] = &[
 
 impl EventFilter {
     /// Parse a comma-separated filter list (empty means `*`).
-    pub fn parse_list(v: &str) -> Result<Vec<EventFilter>, String> {
+    pub fn parse_list(v: &str) -> Result<Vec<EventFilter>, HandlerSpecError> {
         let v = if v.is_empty() { "*" } else { v };
         v.split(',')
             .map(|e| {
@@ -184,7 +189,7 @@ impl EventFilter {
                     (e, "")
                 };
                 if !EVENT_TYPES.contains(&event) {
-                    return Err(format!("invalid event filter {e:?}"));
+                    return Err(HandlerSpecError(format!("invalid event filter {e:?}")));
                 }
                 Ok(EventFilter {
                     event: event.to_owned(),
@@ -211,14 +216,16 @@ impl EventFilter {
 }
 
 impl HandlerSpec {
-    pub fn parse(s: &str) -> Result<HandlerSpec, String> {
+    pub fn parse(s: &str) -> Result<HandlerSpec, HandlerSpecError> {
         // serf: the filter is the part before '=' if it has no spaces.
         let (filter, script) = match s.split_once('=') {
             Some((f, rest)) if !f.contains(' ') && !f.is_empty() => (f, rest),
             _ => ("", s),
         };
         if script.trim().is_empty() {
-            return Err(format!("empty script in event handler {s:?}"));
+            return Err(HandlerSpecError(format!(
+                "empty script in event handler {s:?}"
+            )));
         }
         Ok(HandlerSpec {
             filters: EventFilter::parse_list(filter)?,

@@ -204,13 +204,25 @@ fn hostname() -> String {
         .unwrap_or_else(|| "nuvol".to_owned())
 }
 
+/// A tags file that cannot be read.
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {message}")]
+pub struct TagsFileError {
+    pub path: PathBuf,
+    pub message: String,
+}
+
 /// Read a tags file: a JSON object of string values (serf's `-tags-file`).
-pub fn read_tags_file(path: &Path) -> Result<BTreeMap<String, String>, String> {
+pub fn read_tags_file(path: &Path) -> Result<BTreeMap<String, String>, TagsFileError> {
+    let err = |message: String| TagsFileError {
+        path: path.to_owned(),
+        message,
+    };
     match std::fs::read_to_string(path) {
         Ok(text) if text.trim().is_empty() => Ok(BTreeMap::new()),
-        Ok(text) => serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display())),
+        Ok(text) => serde_json::from_str(&text).map_err(|e| err(e.to_string())),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(BTreeMap::new()),
-        Err(e) => Err(format!("{}: {e}", path.display())),
+        Err(e) => Err(err(e.to_string())),
     }
 }
 

@@ -43,6 +43,11 @@ impl std::fmt::Display for Profile {
     }
 }
 
+/// A configuration the core cannot run with.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
 /// Configuration of the gossip core. Build with [`Config::new`] and adjust.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -160,18 +165,18 @@ impl Config {
     }
 
     /// Check the values a user can set.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), ConfigError> {
         if !(SERF_PROTOCOL_MIN..=SERF_PROTOCOL_MAX).contains(&self.protocol) {
-            return Err(format!(
+            return Err(ConfigError(format!(
                 "protocol version {} is not supported (must be {SERF_PROTOCOL_MIN} to {SERF_PROTOCOL_MAX})",
                 self.protocol
-            ));
+            )));
         }
         if self.node_name.is_empty() {
-            return Err("node name must not be empty".into());
+            return Err(ConfigError("node name must not be empty".into()));
         }
         if self.node_name.len() > 128 {
-            return Err("node name is longer than 128 bytes".into());
+            return Err(ConfigError("node name is longer than 128 bytes".into()));
         }
         Ok(())
     }

@@ -218,13 +218,7 @@ async fn run(
             } => {
                 match ev {
                     Some(ImportEvent::Found(s)) => {
-                        let key = (s.stype.clone(), s.instance.clone());
-                        if found.len() >= MAX_IMPORTED && !found.contains_key(&key) {
-                            dropped.inc();
-                            tracing::warn!(stype = %s.stype, instance = %s.instance, "mDNS import limit ({MAX_IMPORTED}) reached; service not imported");
-                        } else {
-                            found.insert(key, s);
-                        }
+                        remember(&mut found, s, dropped);
                     }
                     Some(ImportEvent::Lost { stype, instance }) => {
                         found.remove(&(stype, instance));
@@ -238,9 +232,50 @@ async fn run(
     Ok(())
 }
 
+/// Keep an imported service, unless [`MAX_IMPORTED`] are kept already
+/// (then it is counted and logged). Returns whether it was kept.
+fn remember(
+    found: &mut BTreeMap<(String, String), ImportedService>,
+    s: ImportedService,
+    dropped: &Counter,
+) -> bool {
+    let key = (s.stype.clone(), s.instance.clone());
+    if found.len() >= MAX_IMPORTED && !found.contains_key(&key) {
+        dropped.inc();
+        tracing::warn!(stype = %s.stype, instance = %s.instance, "mDNS import limit ({MAX_IMPORTED}) reached; service not imported");
+        return false;
+    }
+    found.insert(key, s);
+    true
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn imports_are_bounded() {
+        let svc = |i: usize| ImportedService {
+            stype: "http".into(),
+            instance: format!("site {i}"),
+            host: "h.local".into(),
+            addrs: vec![std::net::Ipv4Addr::LOCALHOST.into()],
+            port: 80,
+            txt: Vec::new(),
+        };
+        let mut found = BTreeMap::new();
+        let dropped = Counter::default();
+        for i in 0..MAX_IMPORTED + 10 {
+            remember(&mut found, svc(i), &dropped);
+        }
+        assert_eq!(found.len(), MAX_IMPORTED);
+        assert_eq!(dropped.get(), 10);
+        // An update of a kept service still lands.
+        let mut again = svc(3);
+        again.port = 8080;
+        assert!(remember(&mut found, again, &dropped));
+        assert_eq!(found[&("http".to_owned(), "site 3".to_owned())].port, 8080);
+    }
 
     #[test]
     fn labels_and_instances() {

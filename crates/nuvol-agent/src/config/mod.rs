@@ -20,7 +20,7 @@ mod values;
 
 pub use clap::{Arg, ArgMatches};
 pub use toml::Table;
-pub use values::{Addr, Listen, Secret, Setting, Tags};
+pub use values::{Addr, BadValue, Listen, Secret, Setting, Tags};
 
 use std::path::{Path, PathBuf};
 
@@ -247,12 +247,10 @@ impl SectionFile {
     ) -> Result<Option<T>, ConfigError> {
         match self.table.remove(key) {
             None => Ok(None),
-            Some(v) => T::from_toml(v)
-                .map(Some)
-                .map_err(|message| ConfigError::Invalid {
-                    setting: setting_name(self.section, key, flag),
-                    message,
-                }),
+            Some(v) => T::from_toml(v).map(Some).map_err(|e| ConfigError::Invalid {
+                setting: setting_name(self.section, key, flag),
+                message: e.0,
+            }),
         }
     }
 }
@@ -307,9 +305,9 @@ pub fn flag_value<T: Setting>(
             setting: setting_name(section, key, flag),
             message: "not valid UTF-8".into(),
         })?;
-        let parsed = T::from_flag(text).map_err(|message| ConfigError::Invalid {
+        let parsed = T::from_flag(text).map_err(|e| ConfigError::Invalid {
             setting: setting_name(section, key, flag),
-            message,
+            message: e.0,
         })?;
         out = T::merge(out, Some(parsed));
     }

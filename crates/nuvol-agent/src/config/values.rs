@@ -7,6 +7,24 @@ use std::path::PathBuf;
 use std::time::Duration;
 use toml::Value;
 
+/// Why a value does not fit its setting (the message names no key: the
+/// caller adds `section.key`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct BadValue(pub String);
+
+impl From<String> for BadValue {
+    fn from(s: String) -> Self {
+        BadValue(s)
+    }
+}
+
+impl From<&str> for BadValue {
+    fn from(s: &str) -> Self {
+        BadValue(s.to_owned())
+    }
+}
+
 /// A type a setting can have.
 pub trait Setting: Sized + Clone + Send + Sync + 'static {
     /// Shown in `--help` (`--bind <ADDR>`).
@@ -15,8 +33,8 @@ pub trait Setting: Sized + Clone + Send + Sync + 'static {
     const REPEATED: bool = false;
     /// The flag may be given without a value, meaning `true`.
     const SWITCH: bool = false;
-    fn from_toml(v: Value) -> Result<Self, String>;
-    fn from_flag(s: &str) -> Result<Self, String>;
+    fn from_toml(v: Value) -> Result<Self, BadValue>;
+    fn from_flag(s: &str) -> Result<Self, BadValue>;
     /// The file's value and the flags' (flags win unless overridden).
     fn merge(file: Option<Self>, flags: Option<Self>) -> Option<Self> {
         flags.or(file)
@@ -35,29 +53,32 @@ fn found(v: &Value) -> &'static str {
     }
 }
 
-fn string(v: Value, what: &str) -> Result<String, String> {
+fn string(v: Value, what: &str) -> Result<String, BadValue> {
     match v {
         Value::String(s) => Ok(s),
-        other => Err(format!("expected {what}, found {}", found(&other))),
+        other => Err(BadValue(format!(
+            "expected {what}, found {}",
+            found(&other)
+        ))),
     }
 }
 
 impl Setting for String {
     const VALUE_NAME: &'static str = "TEXT";
-    fn from_toml(v: Value) -> Result<Self, String> {
+    fn from_toml(v: Value) -> Result<Self, BadValue> {
         string(v, "a string")
     }
-    fn from_flag(s: &str) -> Result<Self, String> {
+    fn from_flag(s: &str) -> Result<Self, BadValue> {
         Ok(s.to_owned())
     }
 }
 
 impl Setting for PathBuf {
     const VALUE_NAME: &'static str = "PATH";
-    fn from_toml(v: Value) -> Result<Self, String> {
+    fn from_toml(v: Value) -> Result<Self, BadValue> {
         string(v, "a path string").map(PathBuf::from)
     }
-    fn from_flag(s: &str) -> Result<Self, String> {
+    fn from_flag(s: &str) -> Result<Self, BadValue> {
         Ok(PathBuf::from(s))
     }
 }
@@ -65,17 +86,22 @@ impl Setting for PathBuf {
 impl Setting for bool {
     const VALUE_NAME: &'static str = "BOOL";
     const SWITCH: bool = true;
-    fn from_toml(v: Value) -> Result<Self, String> {
+    fn from_toml(v: Value) -> Result<Self, BadValue> {
         match v {
             Value::Boolean(b) => Ok(b),
-            other => Err(format!("expected true or false, found {}", found(&other))),
+            other => Err(BadValue(format!(
+                "expected true or false, found {}",
+                found(&other)
+            ))),
         }
     }
-    fn from_flag(s: &str) -> Result<Self, String> {
+    fn from_flag(s: &str) -> Result<Self, BadValue> {
         match s {
             "true" => Ok(true),
             "false" => Ok(false),
-            _ => Err(format!("invalid value {s:?} (expected true or false)")),
+            _ => Err(BadValue(format!(
+                "invalid value {s:?} (expected true or false)"
+            ))),
         }
     }
 }
@@ -84,17 +110,17 @@ macro_rules! integer {
     ($($t:ty),*) => {$(
         impl Setting for $t {
             const VALUE_NAME: &'static str = "N";
-            fn from_toml(v: Value) -> Result<Self, String> {
+            fn from_toml(v: Value) -> Result<Self, BadValue> {
                 match v {
                     Value::Integer(i) => <$t>::try_from(i).map_err(|_| {
-                        format!("{i} is out of range ({} to {})", <$t>::MIN, <$t>::MAX)
+                        BadValue(format!("{i} is out of range ({} to {})", <$t>::MIN, <$t>::MAX))
                     }),
-                    other => Err(format!("expected an integer, found {}", found(&other))),
+                    other => Err(BadValue(format!("expected an integer, found {}", found(&other)))),
                 }
             }
-            fn from_flag(s: &str) -> Result<Self, String> {
+            fn from_flag(s: &str) -> Result<Self, BadValue> {
                 s.parse().map_err(|_| {
-                    format!("invalid number {s:?} ({} to {})", <$t>::MIN, <$t>::MAX)
+                    BadValue(format!("invalid number {s:?} ({} to {})", <$t>::MIN, <$t>::MAX))
                 })
             }
         }
@@ -104,22 +130,22 @@ integer!(u8, u16, u32, u64, usize);
 
 impl Setting for Duration {
     const VALUE_NAME: &'static str = "DURATION";
-    fn from_toml(v: Value) -> Result<Self, String> {
+    fn from_toml(v: Value) -> Result<Self, BadValue> {
         let s = string(v, "a duration string such as \"30s\"")?;
         Self::from_flag(&s)
     }
-    fn from_flag(s: &str) -> Result<Self, String> {
-        crate::duration::parse(s).map_err(|e| e.to_string())
+    fn from_flag(s: &str) -> Result<Self, BadValue> {
+        crate::duration::parse(s).map_err(|e| BadValue(e.to_string()))
     }
 }
 
 impl Setting for nuvol_gossip::Profile {
     const VALUE_NAME: &'static str = "PROFILE";
-    fn from_toml(v: Value) -> Result<Self, String> {
+    fn from_toml(v: Value) -> Result<Self, BadValue> {
         Self::from_flag(&string(v, "a profile name")?)
     }
-    fn from_flag(s: &str) -> Result<Self, String> {
-        s.parse()
+    fn from_flag(s: &str) -> Result<Self, BadValue> {
+        s.parse().map_err(BadValue)
     }
 }
 
@@ -127,10 +153,10 @@ impl<T: Setting> Setting for Option<T> {
     const VALUE_NAME: &'static str = T::VALUE_NAME;
     const REPEATED: bool = T::REPEATED;
     const SWITCH: bool = T::SWITCH;
-    fn from_toml(v: Value) -> Result<Self, String> {
+    fn from_toml(v: Value) -> Result<Self, BadValue> {
         T::from_toml(v).map(Some)
     }
-    fn from_flag(s: &str) -> Result<Self, String> {
+    fn from_flag(s: &str) -> Result<Self, BadValue> {
         T::from_flag(s).map(Some)
     }
 }
@@ -140,19 +166,19 @@ impl<T: Setting> Setting for Option<T> {
 impl Setting for Vec<String> {
     const VALUE_NAME: &'static str = "VALUE";
     const REPEATED: bool = true;
-    fn from_toml(v: Value) -> Result<Self, String> {
+    fn from_toml(v: Value) -> Result<Self, BadValue> {
         match v {
             Value::Array(items) => items
                 .into_iter()
                 .map(|i| string(i, "a list of strings"))
                 .collect(),
-            other => Err(format!(
+            other => Err(BadValue(format!(
                 "expected a list of strings, found {}",
                 found(&other)
-            )),
+            ))),
         }
     }
-    fn from_flag(s: &str) -> Result<Self, String> {
+    fn from_flag(s: &str) -> Result<Self, BadValue> {
         Ok(vec![s.to_owned()])
     }
     fn merge(file: Option<Self>, flags: Option<Self>) -> Option<Self> {
@@ -174,29 +200,29 @@ pub struct Tags(pub BTreeMap<String, String>);
 impl Setting for Tags {
     const VALUE_NAME: &'static str = "KEY=VALUE";
     const REPEATED: bool = true;
-    fn from_toml(v: Value) -> Result<Self, String> {
+    fn from_toml(v: Value) -> Result<Self, BadValue> {
         match v {
             Value::Table(t) => t
                 .into_iter()
                 .map(|(k, v)| match v {
                     Value::String(s) => Ok((k, s)),
-                    other => Err(format!(
+                    other => Err(BadValue(format!(
                         "tag {k:?}: expected a string, found {}",
                         found(&other)
-                    )),
+                    ))),
                 })
                 .collect::<Result<_, _>>()
                 .map(Tags),
-            other => Err(format!(
+            other => Err(BadValue(format!(
                 "expected a table of strings, found {}",
                 found(&other)
-            )),
+            ))),
         }
     }
-    fn from_flag(s: &str) -> Result<Self, String> {
+    fn from_flag(s: &str) -> Result<Self, BadValue> {
         let (k, v) = s
             .split_once('=')
-            .ok_or_else(|| format!("invalid tag {s:?}: expected KEY=VALUE"))?;
+            .ok_or_else(|| BadValue(format!("invalid tag {s:?}: expected KEY=VALUE")))?;
         Ok(Tags(BTreeMap::from([(k.to_owned(), v.to_owned())])))
     }
     fn merge(file: Option<Self>, flags: Option<Self>) -> Option<Self> {
@@ -222,10 +248,10 @@ impl std::fmt::Debug for Secret {
 
 impl Setting for Secret {
     const VALUE_NAME: &'static str = "SECRET";
-    fn from_toml(v: Value) -> Result<Self, String> {
+    fn from_toml(v: Value) -> Result<Self, BadValue> {
         string(v, "a string").map(Secret)
     }
-    fn from_flag(s: &str) -> Result<Self, String> {
+    fn from_flag(s: &str) -> Result<Self, BadValue> {
         Ok(Secret(s.to_owned()))
     }
 }
@@ -248,8 +274,8 @@ impl<const PORT: u16> Addr<PORT> {
 }
 
 impl<const PORT: u16> std::str::FromStr for Addr<PORT> {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = BadValue;
+    fn from_str(s: &str) -> Result<Self, BadValue> {
         parse_addr(s, PORT).map(Addr)
     }
 }
@@ -261,7 +287,7 @@ impl<const PORT: u16> std::fmt::Display for Addr<PORT> {
 }
 
 /// Parse `IP:PORT`, `IP`, `:PORT` or `[IPv6]` (with `default_port`).
-pub fn parse_addr(s: &str, default_port: u16) -> Result<SocketAddr, String> {
+pub fn parse_addr(s: &str, default_port: u16) -> Result<SocketAddr, BadValue> {
     if let Ok(a) = s.parse::<SocketAddr>() {
         return Ok(a);
     }
@@ -269,7 +295,9 @@ pub fn parse_addr(s: &str, default_port: u16) -> Result<SocketAddr, String> {
         return Ok(SocketAddr::new(ip, default_port));
     }
     if let Some(port) = s.strip_prefix(':') {
-        let p: u16 = port.parse().map_err(|_| format!("invalid port in {s:?}"))?;
+        let p: u16 = port
+            .parse()
+            .map_err(|_| BadValue(format!("invalid port in {s:?}")))?;
         return Ok(SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), p));
     }
     if let Some(ip) = s.strip_prefix('[').and_then(|r| r.strip_suffix(']')) {
@@ -277,15 +305,17 @@ pub fn parse_addr(s: &str, default_port: u16) -> Result<SocketAddr, String> {
             return Ok(SocketAddr::new(ip, default_port));
         }
     }
-    Err(format!("invalid address {s:?} (expected IP:PORT)"))
+    Err(BadValue(format!(
+        "invalid address {s:?} (expected IP:PORT)"
+    )))
 }
 
 impl<const PORT: u16> Setting for Addr<PORT> {
     const VALUE_NAME: &'static str = "ADDR";
-    fn from_toml(v: Value) -> Result<Self, String> {
+    fn from_toml(v: Value) -> Result<Self, BadValue> {
         Self::from_flag(&string(v, "an address string such as \"127.0.0.1:7373\"")?)
     }
-    fn from_flag(s: &str) -> Result<Self, String> {
+    fn from_flag(s: &str) -> Result<Self, BadValue> {
         s.parse()
     }
 }
@@ -313,10 +343,10 @@ impl<const PORT: u16> Listen<PORT> {
 
 impl<const PORT: u16> Setting for Listen<PORT> {
     const VALUE_NAME: &'static str = "ADDR";
-    fn from_toml(v: Value) -> Result<Self, String> {
+    fn from_toml(v: Value) -> Result<Self, BadValue> {
         Self::from_flag(&string(v, "an address string (\"\" turns it off)")?)
     }
-    fn from_flag(s: &str) -> Result<Self, String> {
+    fn from_flag(s: &str) -> Result<Self, BadValue> {
         match s.trim() {
             "" => Ok(Listen::Off),
             a => parse_addr(a, PORT).map(Listen::At),
