@@ -149,4 +149,4 @@ echo "==> cargo test"
 # Every test that needs serf, a system part (dig, network namespaces,
 # zeroconf, the deployment binary) or Go fails instead of skipping.
 export NUVOL_REQUIRE_SERF=1 NUVOL_REQUIRE_SYSTEM=1 NUVOL_REQUIRE_GO=1
-cargo test --workspace -- --test-threads=4
+cargo test --workspace --no-fail-fast -- --test-threads=4

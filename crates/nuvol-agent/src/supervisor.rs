@@ -428,8 +428,13 @@ impl AgentConfig {
             persist_thread: Some(persist_thread),
             drain_timeout: agent.drain_timeout,
         };
-        for (name, critical, runnable) in built {
-            let index = registry.status.add(name, critical);
+        // Every component is listed (as starting) before the first runs, so
+        // a client of an early one (RPC) sees what is still to come.
+        let indexes: Vec<usize> = built
+            .iter()
+            .map(|(name, critical, _)| registry.status.add(name, *critical))
+            .collect();
+        for ((name, critical, runnable), index) in built.into_iter().zip(indexes) {
             let stop = CancellationToken::new();
             let ctx = RunCtx {
                 name,

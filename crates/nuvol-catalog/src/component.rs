@@ -46,8 +46,6 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch, Mutex};
 use tokio::time::Instant;
 
-/// Depth of the check results' channel.
-const CHECK_RESULTS: usize = 256;
 /// Attempts to write the tags when they keep changing under us.
 const TAG_ATTEMPTS: usize = 8;
 
@@ -167,7 +165,8 @@ struct Local {
     /// Latest result per check, by service key; `None` until the first run
     /// (counted as critical, as Consul does).
     checks: HashMap<String, Vec<Option<CheckState>>>,
-    runner: nuvol_checks::Runner,
+    /// The checks component's runner.
+    runner: nuvol_checks::Checks,
 }
 
 struct Inner {
@@ -231,8 +230,8 @@ pub fn dns_names(entries: &[ServiceEntry]) -> DnsNames {
 /// The catalog component.
 pub struct CatalogComponent {
     catalog: Catalog,
+    checks: nuvol_checks::Checks,
     check_rx: Option<mpsc::Receiver<nuvol_checks::CheckUpdate>>,
-    check_tx: mpsc::Sender<nuvol_checks::CheckUpdate>,
 }
 
 impl Component for CatalogComponent {
@@ -282,11 +281,16 @@ impl Component for CatalogComponent {
         }));
         ctx.info().set("cloud", cfg.cloud);
         ctx.provide(catalog.clone());
-        let (check_tx, check_rx) = mpsc::channel(CHECK_RESULTS);
+        let checks = ctx
+            .get::<nuvol_checks::Checks>()
+            .ok_or_else(|| BuildError::new("needs the checks component, listed before it"))?;
+        let check_rx = checks
+            .take_results()
+            .ok_or_else(|| BuildError::new("the checks' results are taken by another component"))?;
         Ok(Some(CatalogComponent {
             catalog,
+            checks,
             check_rx: Some(check_rx),
-            check_tx,
         }))
     }
 
@@ -295,7 +299,7 @@ impl Component for CatalogComponent {
         let Some(check_rx) = self.check_rx.take() else {
             return Err(ComponentError::msg("the catalog cannot be restarted"));
         };
-        cat.open(self.check_tx.clone()).await?;
+        cat.open(self.checks.clone()).await?;
         cat.inner.ready.send_replace(true);
         ctx.ready();
         let mut loops = tokio::task::JoinSet::new();
@@ -308,8 +312,12 @@ impl Component for CatalogComponent {
             _ = loops.join_next() => {}
         }
         cat.inner.ready.send_replace(false);
-        // Stops the checks (the runner aborts them) and closes the store.
-        *cat.inner.local.lock().await = None;
+        // Stops this node's checks and closes the store.
+        if let Some(l) = cat.inner.local.lock().await.take() {
+            for (k, _) in defs_of(&l) {
+                l.runner.remove(k);
+            }
+        }
         if ctx.is_stopping() {
             Ok(())
         } else {
@@ -422,10 +430,7 @@ impl Catalog {
 
     /// Open the store, read the service files, start the checks and write
     /// the tags.
-    async fn open(
-        &self,
-        check_tx: mpsc::Sender<nuvol_checks::CheckUpdate>,
-    ) -> Result<(), CatalogOpError> {
+    async fn open(&self, checks: nuvol_checks::Checks) -> Result<(), CatalogOpError> {
         let path = self.inner.data_dir.join("catalog.redb");
         let store = tokio::task::spawn_blocking(move || -> Result<_, StoreError> {
             let store = Store::open(&path)?;
@@ -443,7 +448,7 @@ impl Catalog {
             stored: defs.into_iter().map(|d| (d.key(), d)).collect(),
             files: BTreeMap::new(),
             checks: HashMap::new(),
-            runner: nuvol_checks::Runner::new(check_tx),
+            runner: checks,
         };
         if let Some(dir) = &self.inner.services_dir {
             load_files(&mut l, dir);
@@ -539,8 +544,8 @@ impl Catalog {
             if let Some(d) = l.stored.get(k).cloned() {
                 Self::store_op(&l.store, move |s| s.remove(&d.stype, d.port)).await?;
                 l.stored.remove(k);
-                l.runner.remove(k);
                 l.checks.remove(k);
+                l.runner.remove(k);
             }
         }
         self.inner.metrics.unpublishes.inc_by(keys.len() as u64);
@@ -578,8 +583,8 @@ impl Catalog {
         }
         for k in before.keys() {
             if !l.files.contains_key(k) && !l.stored.contains_key(k) {
-                l.runner.remove(k);
                 l.checks.remove(k);
+                l.runner.remove(k);
             }
         }
         self.republish(l).await;

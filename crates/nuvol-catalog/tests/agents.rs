@@ -33,6 +33,7 @@ fn config(
     remove_after: &str,
 ) -> nuvol_agent::AgentConfig {
     AgentBuilder::new()
+        .with::<nuvol_checks::ChecksComponent>()
         .with::<CatalogComponent>()
         .configure_from(
             "",

@@ -39,7 +39,13 @@ async fn a_restarted_node_serves_its_list_only_once_ready() {
     let a_addr: std::net::SocketAddr = format!("{}:7946", ips[0]).parse().unwrap();
 
     // First run: publish, then stop.
-    let a = start(AgentBuilder::new().with::<CatalogComponent>(), &a_flags).await;
+    let a = start(
+        AgentBuilder::new()
+            .with::<nuvol_checks::ChecksComponent>()
+            .with::<CatalogComponent>(),
+        &a_flags,
+    )
+    .await;
     let cat = a.get::<Catalog>().unwrap();
     cat.publish(ServiceDef {
         stype: "web".into(),
@@ -92,7 +98,13 @@ async fn a_restarted_node_serves_its_list_only_once_ready() {
     };
     // Second run: the store takes 2 s to open.
     let start_a = tokio::spawn(async move {
-        start(AgentBuilder::new().with::<CatalogComponent>(), &a_flags).await
+        start(
+            AgentBuilder::new()
+                .with::<nuvol_checks::ChecksComponent>()
+                .with::<CatalogComponent>(),
+            &a_flags,
+        )
+        .await
     });
     let early_tags = watcher.await.unwrap();
     assert!(

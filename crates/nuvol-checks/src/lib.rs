@@ -25,11 +25,13 @@
 //! random jitter), and sends every result as a [`CheckUpdate`]. A check that
 //! has not produced a result yet counts as critical, as in Consul.
 
+pub mod component;
 pub mod model;
 mod output;
 mod run;
 mod runner;
 
+pub use component::{Checks, ChecksComponent};
 pub use model::MAX_CHECK_OUTPUT;
 pub use run::{run_once, MAX_REDIRECTS};
 pub use runner::{CheckUpdate, Runner, MIN_INTERVAL};

@@ -63,6 +63,7 @@ pub struct Runner {
     tx: Sender<CheckUpdate>,
     services: HashMap<String, Service>,
     next_generation: u64,
+    allow_scripts: bool,
 }
 
 impl Runner {
@@ -71,7 +72,14 @@ impl Runner {
             tx,
             services: HashMap::new(),
             next_generation: 0,
+            allow_scripts: true,
         }
+    }
+
+    /// With `false`, script checks do not run: each reports critical,
+    /// saying script checks are disabled.
+    pub fn allow_scripts(&mut self, allow: bool) {
+        self.allow_scripts = allow;
     }
 
     /// Run `checks` for `service_key`. If the list equals the current one
@@ -106,6 +114,7 @@ impl Runner {
                     generation,
                     def.clone(),
                     self.tx.clone(),
+                    self.allow_scripts,
                 ))
             })
             .collect();
@@ -162,10 +171,20 @@ async fn check_loop(
     generation: u64,
     def: CheckDef,
     tx: Sender<CheckUpdate>,
+    allow_scripts: bool,
 ) {
     let interval = def.interval.max(MIN_INTERVAL);
+    let disabled = !allow_scripts && matches!(def.kind, crate::model::CheckKind::Script { .. });
     loop {
-        let state = run_once(&def).await;
+        let state = if disabled {
+            CheckState {
+                status: crate::model::Health::Critical,
+                output: "script checks are disabled ([checks] scripts = false)".into(),
+                updated_ms: crate::run::now_ms(),
+            }
+        } else {
+            run_once(&def).await
+        };
         let update = CheckUpdate {
             service: service.clone(),
             index,

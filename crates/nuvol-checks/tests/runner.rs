@@ -205,3 +205,25 @@ async fn empty_list_removes() {
     runner.set("a/1", vec![]);
     assert!(runner.checks("a/1").is_none());
 }
+
+#[tokio::test]
+async fn script_checks_can_be_disabled() {
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("ran");
+    let (tx, mut rx) = mpsc::channel(16);
+    let mut r = Runner::new(tx);
+    r.allow_scripts(false);
+    r.set(
+        "svc/1",
+        vec![every_second(CheckKind::Script {
+            command: format!("touch {}", marker.display()),
+        })],
+    );
+    let u = next(&mut rx).await;
+    assert_eq!(u.state.status, Health::Critical);
+    assert_eq!(
+        u.state.output,
+        "script checks are disabled ([checks] scripts = false)"
+    );
+    assert!(!marker.exists(), "the script ran");
+}

@@ -4,7 +4,7 @@
 use nuvol_agent::AgentBuilder;
 
 /// Every component of the agent, in start order: RPC first (so the CLI
-/// reaches a starting agent), event handlers, the catalog and what builds
+/// reaches a starting agent), event handlers, health checks, the catalog and what builds
 /// on it, the REST API, metrics, reload, and joining last (so a node joins
 /// once its catalog is ready). A new capability is one line here.
 pub fn components() -> AgentBuilder {
@@ -12,6 +12,7 @@ pub fn components() -> AgentBuilder {
     AgentBuilder::new()
         .with::<RpcServer>()
         .with::<Handlers>()
+        .with::<nuvol_checks::ChecksComponent>()
         .with::<nuvol_catalog::component::CatalogComponent>()
         .with::<nuvol_dns::Dns>()
         .with::<nuvol_mdns::component::MdnsComponent>()

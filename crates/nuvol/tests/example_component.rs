@@ -77,7 +77,7 @@ async fn the_example_component_plugs_in_with_one_line() {
         .collect();
     assert_eq!(
         names,
-        ["rpc", "catalog", "dns", "api", "metrics", "reload", "join", "example"]
+        ["rpc", "checks", "catalog", "dns", "api", "metrics", "reload", "join", "example"]
     );
     assert!(comps
         .as_array()

@@ -28,6 +28,9 @@ enum Target {
     Tags(RpcClient),
 }
 
+/// How long a catalog command waits for a starting agent's REST API.
+const API_START_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 fn http_base(addr: &str) -> String {
     if addr.starts_with("http://") || addr.starts_with("https://") {
         addr.to_owned()
@@ -46,15 +49,30 @@ async fn target(at: &CatalogOpts, write: bool) -> Result<Target> {
         Some(h) => (Some(h.clone()), None),
         None => {
             let c = at.rpc.connect().await?;
-            let stats = c.stats().await.context("Error querying agent")?;
-            match (stats.get("nuvol", "http_addr"), stats.get("nuvol", "data_dir")) {
-                (Some(h), dir) => (Some(h.to_owned()), dir.map(str::to_owned)),
-                // A nuvol agent owns its `services` tag: without its API
-                // there is no safe way to change its catalog.
-                (None, Some(_)) => bail!(
-                    "this nuvol agent runs without its REST API (started with --http-addr \"\"); the catalog needs it"
-                ),
-                (None, None) => return Ok(Target::Tags(c)),
+            // A starting agent answers RPC before its API listens: wait
+            // for it (the agent lists the API component meanwhile).
+            let deadline = std::time::Instant::now() + API_START_WAIT;
+            loop {
+                let stats = c.stats().await.context("Error querying agent")?;
+                let api = stats.get("nuvol", "component.api").unwrap_or("");
+                match (stats.get("nuvol", "http_addr"), stats.get("nuvol", "data_dir")) {
+                    (Some(h), dir) => break (Some(h.to_owned()), dir.map(str::to_owned)),
+                    (None, Some(_))
+                        if (api.starts_with("starting") || api.starts_with("restarting"))
+                            && std::time::Instant::now() < deadline =>
+                    {
+                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    }
+                    (None, Some(_)) if !api.is_empty() => {
+                        bail!("the agent's REST API is not running: {api}")
+                    }
+                    // A nuvol agent owns its `services` tag: without its API
+                    // there is no safe way to change its catalog.
+                    (None, Some(_)) => bail!(
+                        "this nuvol agent runs without its REST API (started with --http-addr \"\"); the catalog needs it"
+                    ),
+                    (None, None) => return Ok(Target::Tags(c)),
+                }
             }
         }
     };
