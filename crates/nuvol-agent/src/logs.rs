@@ -22,6 +22,18 @@ fn sender() -> &'static broadcast::Sender<LogLine> {
     LOGS.get_or_init(|| broadcast::channel(1024).0)
 }
 
+static MISSED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Count log lines a slow `monitor` subscriber missed.
+pub fn count_missed(n: u64) {
+    MISSED.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Log lines `monitor` subscribers missed, since the process started.
+pub fn missed() -> u64 {
+    MISSED.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// Subscribe to log lines (used by the `monitor` command).
 pub fn subscribe() -> broadcast::Receiver<LogLine> {
     sender().subscribe()

@@ -68,6 +68,7 @@ pub struct Metrics {
     probe_failures: Fed,
     suspicions: Fed,
     refutations: Fed,
+    log_lines_missed: Fed,
     health: Gauge,
     probe_rtt: Histogram,
     served: Arc<OnceLock<Arc<Registry>>>,
@@ -100,6 +101,7 @@ impl Component for Metrics {
             probe_failures: Fed::default(),
             suspicions: Fed::default(),
             refutations: Fed::default(),
+            log_lines_missed: Fed::default(),
             health: Gauge::default(),
             probe_rtt: Histogram::new([
                 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
@@ -153,6 +155,11 @@ impl Component for Metrics {
             "gossip_refutations",
             "Suspicions of this node it refuted",
             m.refutations.counter.clone(),
+        );
+        r.register(
+            "log_lines_missed",
+            "Log lines slow `monitor` subscribers missed",
+            m.log_lines_missed.counter.clone(),
         );
         r.register(
             "gossip_health_score",
@@ -210,6 +217,7 @@ impl Component for Metrics {
             self.probe_failures.feed(s.probe_failures);
             self.suspicions.feed(s.suspicions);
             self.refutations.feed(s.refutations);
+            self.log_lines_missed.feed(crate::logs::missed());
             self.health.set(i64::from(g.health_score));
             for r in rtts {
                 self.probe_rtt.observe(r.as_secs_f64());

@@ -61,13 +61,14 @@ pub async fn run(s: Script<'_>) -> std::io::Result<Outcome> {
     let mut child = cmd.spawn()?;
     // The child leads its own process group: its pid is the group's id.
     let pgid = child.id();
-    if let (Some(mut stdin), Some(data)) = (child.stdin.take(), s.stdin) {
-        // A script that never reads its stdin must not stall us: the write
-        // has its own task and ends with the script.
-        tokio::spawn(async move {
+    let child_stdin = child.stdin.take();
+    // Written alongside the waiting and reading below, so a script that
+    // never reads its stdin stalls nothing (and no task outlives it).
+    let feed = async move {
+        if let (Some(mut stdin), Some(data)) = (child_stdin, s.stdin) {
             let _ = stdin.write_all(&data).await;
-        });
-    }
+        }
+    };
     let stdout = child.stdout.take();
     let stderr = child.stderr.take();
     let mut out = Capture::new(s.max_output, s.keep);
@@ -81,7 +82,8 @@ pub async fn run(s: Script<'_>) -> std::io::Result<Outcome> {
             status
         };
         let all = async {
-            let (status, (), ()) = tokio::join!(wait, out.drain(stdout), err.drain(stderr));
+            let (status, (), (), ()) =
+                tokio::join!(wait, out.drain(stdout), err.drain(stderr), feed);
             status
         };
         tokio::time::timeout(s.timeout, all).await

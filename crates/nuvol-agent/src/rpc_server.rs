@@ -7,6 +7,7 @@
 //! Bad input from a client (garbage, oversized values, unknown commands)
 //! closes that client's connection with a log line; the agent is unaffected.
 
+use crate::chan::Tx;
 use crate::cluster::{Cluster, ClusterError, QueryStream, QueryUpdate};
 use crate::component::{BuildError, Component, ComponentError};
 use crate::config::{Addr, ConfigError, Secret, Validate};
@@ -22,7 +23,6 @@ use std::time::Duration;
 use subtle::ConstantTimeEq;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
 
 /// Largest single request value accepted from a client.
 const MAX_REQUEST: usize = 1024 * 1024;
@@ -171,7 +171,7 @@ struct Client {
     cluster: Cluster,
     registry: Arc<Registry>,
     auth: Option<Arc<str>>,
-    out: mpsc::Sender<Vec<u8>>,
+    out: Tx<Vec<u8>>,
     handshake_done: bool,
     did_auth: bool,
     /// Event streams by seq; aborted on `stop` or disconnect.
@@ -204,7 +204,9 @@ impl Client {
         sock: TcpStream,
     ) -> Result<(), String> {
         let (rd, mut wr) = sock.into_split();
-        let (out, mut out_rx) = mpsc::channel::<Vec<u8>>(CLIENT_QUEUE);
+        let (out, mut out_rx) = registry
+            .channels
+            .mpsc::<Vec<u8>>("rpc-client-out", CLIENT_QUEUE);
         let writer = tokio::spawn(async move {
             while let Some(b) = out_rx.recv().await {
                 if wr.write_all(&b).await.is_err() {
@@ -400,7 +402,10 @@ impl Client {
                                     return;
                                 }
                             }
-                            Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                            Ok(_) => {}
+                            Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                                crate::logs::count_missed(n);
+                            }
                             Err(_) => return,
                         }
                     }
@@ -623,7 +628,7 @@ const TOO_MANY_STREAMS: &str = "Too many streams on this connection";
 /// dropped here: the client's queue back-pressures this task, and what the
 /// driver had to drop (a reader slower than the cluster) is logged with the
 /// done record.
-async fn query_stream(q: QueryStream, out: mpsc::Sender<Vec<u8>>, seq: u64) {
+async fn query_stream(q: QueryStream, out: Tx<Vec<u8>>, seq: u64) {
     let QueryStream { mut updates, done } = q;
     while let Some(u) = updates.recv().await {
         let rec = match u {
@@ -661,7 +666,7 @@ async fn query_stream(q: QueryStream, out: mpsc::Sender<Vec<u8>>, seq: u64) {
 
 async fn event_stream(
     cluster: Cluster,
-    out: mpsc::Sender<Vec<u8>>,
+    out: Tx<Vec<u8>>,
     seq: u64,
     filters: Vec<crate::handlers::EventFilter>,
     pending: Arc<std::sync::Mutex<Pending>>,

@@ -418,7 +418,7 @@ impl AgentConfig {
         tracing::info!(node = %gossip.node, bind = %cluster.bound(), %advertise, "nuvol agent started");
 
         let registry = Arc::new(registry);
-        let (fatal_tx, fatal) = tokio::sync::mpsc::channel(16);
+        let (fatal_tx, fatal) = channels.mpsc("supervisor-fatal", 16);
         let mut running = RunningAgent {
             cluster: cluster.clone(),
             registry: registry.clone(),
@@ -506,7 +506,7 @@ async fn supervise(
     ctx: RunCtx,
     critical: bool,
     restarts: Counter,
-    fatal: tokio::sync::mpsc::Sender<(&'static str, String)>,
+    fatal: crate::chan::Tx<(&'static str, String)>,
 ) {
     let name = ctx.name;
     let mut backoff = BACKOFF_MIN;

@@ -81,7 +81,7 @@ impl Component for ChecksComponent {
     const NAME: &'static str = "checks";
 
     fn build(cfg: CheckSettings, ctx: &mut BuildCtx<'_>) -> Result<Option<Self>, BuildError> {
-        let (tx, rx) = mpsc::channel(RESULTS);
+        let (tx, rx) = ctx.channels().mpsc("check-results", RESULTS);
         let mut runner = Runner::new(tx);
         runner.allow_scripts(cfg.scripts);
         let checks = Checks {

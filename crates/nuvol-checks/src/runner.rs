@@ -2,10 +2,10 @@
 
 use crate::model::{CheckDef, CheckState};
 use crate::run::run_once;
+use nuvol_agent::chan::Tx as Sender;
 use rand::Rng;
 use std::collections::HashMap;
 use std::time::Duration;
-use tokio::sync::mpsc::Sender;
 use tokio::task::JoinHandle;
 use tracing::debug;
 

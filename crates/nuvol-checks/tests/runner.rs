@@ -34,7 +34,7 @@ async fn listener() -> (TcpListener, String) {
 #[tokio::test]
 async fn runs_at_once_and_repeats() {
     let (_l, addr) = listener().await;
-    let (tx, mut rx) = mpsc::channel(16);
+    let (tx, mut rx) = nuvol_agent::chan::Channels::default().mpsc("check-results", 16);
     let mut runner = Runner::new(tx);
     let closed = {
         let (l, a) = listener().await;
@@ -95,7 +95,7 @@ fn hourly(addr: &str) -> Vec<CheckDef> {
 async fn same_list_does_not_restart() {
     let (svc, svc_addr) = counting_listener();
     let checks = hourly(&svc_addr);
-    let (tx, mut rx) = mpsc::channel(16);
+    let (tx, mut rx) = nuvol_agent::chan::Channels::default().mpsc("check-results", 16);
     let mut runner = Runner::new(tx);
     runner.set("svc/1", checks.clone());
     let first = next(&mut rx).await;
@@ -154,7 +154,7 @@ async fn same_list_does_not_restart() {
 async fn remove_clear_and_drop_stop_updates() {
     let (_l, addr) = listener().await;
     let check = vec![every_second(CheckKind::Tcp { addr })];
-    let (tx, mut rx) = mpsc::channel(16);
+    let (tx, mut rx) = nuvol_agent::chan::Channels::default().mpsc("check-results", 16);
     let mut runner = Runner::new(tx);
 
     runner.set("a/1", check.clone());
@@ -198,7 +198,7 @@ async fn remove_clear_and_drop_stop_updates() {
 #[tokio::test]
 async fn empty_list_removes() {
     let (_l, addr) = listener().await;
-    let (tx, mut rx) = mpsc::channel(16);
+    let (tx, mut rx) = nuvol_agent::chan::Channels::default().mpsc("check-results", 16);
     let mut runner = Runner::new(tx);
     runner.set("a/1", vec![every_second(CheckKind::Tcp { addr })]);
     next(&mut rx).await;
@@ -210,7 +210,7 @@ async fn empty_list_removes() {
 async fn script_checks_can_be_disabled() {
     let dir = tempfile::tempdir().unwrap();
     let marker = dir.path().join("ran");
-    let (tx, mut rx) = mpsc::channel(16);
+    let (tx, mut rx) = nuvol_agent::chan::Channels::default().mpsc("check-results", 16);
     let mut r = Runner::new(tx);
     r.allow_scripts(false);
     r.set(

@@ -64,6 +64,10 @@ pub const META_QUERY: &str = "_services._dns-sd._udp.local.";
 
 /// Capacity of the channel returned by [`Mdns::import`].
 pub const IMPORT_CHANNEL_CAPACITY: usize = 256;
+/// Service types browsed at most (a LAN can announce any number).
+pub const MAX_IMPORT_TYPES: usize = 256;
+/// Services remembered by the importer at most; more are not reported.
+pub const MAX_IMPORT_SERVICES: usize = 4096;
 
 /// Errors of this crate.
 #[derive(Debug, thiserror::Error)]
@@ -453,6 +457,10 @@ impl Importer {
             debug!(service_type = %ty, "mDNS: not an avahi-ps type, not imported");
             return;
         };
+        if self.browsing.len() >= MAX_IMPORT_TYPES {
+            warn!(service_type = %ty, "mDNS: browsing {MAX_IMPORT_TYPES} types already; not imported");
+            return;
+        }
         let rx = match self.daemon.browse(&ty) {
             Ok(rx) => rx,
             Err(e) => {
@@ -485,6 +493,10 @@ impl Importer {
                     return Ok(());
                 };
                 let key = r.fullname.to_lowercase();
+                if self.found.len() >= MAX_IMPORT_SERVICES && !self.found.contains_key(&key) {
+                    debug!(fullname = %r.fullname, "mDNS import: {MAX_IMPORT_SERVICES} services known already; not reported");
+                    return Ok(());
+                }
                 if self.found.get(&key) != Some(&s) {
                     debug!(fullname = %r.fullname, "mDNS import: found");
                     self.found.insert(key, s.clone());
