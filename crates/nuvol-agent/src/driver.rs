@@ -249,7 +249,7 @@ async fn run(shared: Arc<Shared>, seed: Seed, l: Launch) {
         codec_tx: seed.codec_tx,
         stop_tx: seed.stop_tx,
         stats: shared.stats.clone(),
-        shared: Arc::downgrade(&shared),
+        query_counters: shared.query_updates.clone(),
     };
     drop(shared);
     driver.run(seed.rx).await;
@@ -492,7 +492,7 @@ struct Driver {
     codec_tx: watch::Sender<StreamCodec>,
     stop_tx: watch::Sender<Option<StopReason>>,
     stats: Arc<DriverStats>,
-    shared: std::sync::Weak<Shared>,
+    query_counters: crate::chan::ChannelCounters,
 }
 
 impl Driver {
@@ -622,9 +622,8 @@ impl Driver {
     }
 
     fn query_update(&mut self, handle: QueryHandle, u: QueryUpdate) {
-        let counters = self.shared.upgrade().map(|s| s.query_updates.clone());
         if let Some(q) = self.queries.get_mut(&handle) {
-            q.push(u, counters.as_ref());
+            q.push(u, Some(&self.query_counters));
         }
     }
 
