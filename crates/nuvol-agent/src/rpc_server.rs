@@ -56,6 +56,16 @@ impl Validate for RpcSettings {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RpcAddr(pub SocketAddr);
 
+impl RpcAddr {
+    /// The IP a local interface (REST API, DNS) listens on by default: the
+    /// RPC address's, or loopback without an RPC component before it.
+    pub fn default_ip(ctx: &BuildCtx<'_>) -> std::net::IpAddr {
+        ctx.get::<RpcAddr>()
+            .map(|a| a.0.ip())
+            .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST))
+    }
+}
+
 /// The serf RPC server component.
 pub struct RpcServer {
     addr: SocketAddr,

@@ -16,7 +16,7 @@ use nuvol_agent::{
     AgentEvent, BuildCtx, BuildError, Cluster, Component, ComponentError, Registry, RunCtx,
 };
 use std::convert::Infallible;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -78,11 +78,7 @@ impl Component for Api {
     const NAME: &'static str = "api";
 
     fn build(cfg: ApiSettings, ctx: &mut BuildCtx<'_>) -> Result<Option<Self>, BuildError> {
-        let rpc_ip = ctx
-            .get::<RpcAddr>()
-            .map(|a| a.0.ip())
-            .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
-        let Some(addr) = cfg.addr.resolve(rpc_ip) else {
+        let Some(addr) = cfg.addr.resolve(RpcAddr::default_ip(ctx)) else {
             return Ok(None);
         };
         let state = AppState {

@@ -8,7 +8,7 @@ use nuvol_agent::metrics::Fed;
 use nuvol_agent::rpc_server::RpcAddr;
 use nuvol_agent::{BuildCtx, BuildError, Component, ComponentError, RunCtx};
 use nuvol_gossip::MemberStatus;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -86,11 +86,7 @@ impl Component for Dns {
     const NAME: &'static str = "dns";
 
     fn build(cfg: DnsSettings, ctx: &mut BuildCtx<'_>) -> Result<Option<Self>, BuildError> {
-        let rpc_ip = ctx
-            .get::<RpcAddr>()
-            .map(|a| a.0.ip())
-            .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
-        let Some(addr) = cfg.addr.resolve(rpc_ip) else {
+        let Some(addr) = cfg.addr.resolve(RpcAddr::default_ip(ctx)) else {
             return Ok(None);
         };
         let counters = Counters::default();
