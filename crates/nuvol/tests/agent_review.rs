@@ -207,3 +207,33 @@ fn metrics_of_the_driver_dns_and_catalog_are_exported() {
         assert!(m.contains(needle), "/metrics lacks {needle}:\n{m}");
     }
 }
+
+#[test]
+fn a_critical_component_that_cannot_start_stops_the_agent_with_one_line() {
+    let ip = nuvol_testkit::LoopbackAlloc::global().take(1)[0];
+    // Something else holds the RPC port.
+    let _taken = std::net::TcpListener::bind((ip, 7373)).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(NUVOL)
+        .args([
+            "agent",
+            "--node=blocked",
+            "--profile=local",
+            "--mdns=false",
+            "--log-level=err",
+        ])
+        .arg(format!("--bind={ip}:7946"))
+        .arg(format!("--rpc-addr={ip}:7373"))
+        .arg(format!("--data-dir={}", dir.path().display()))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let last = stderr.trim_end().lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with(
+            "nuvol: the agent did not start: component rpc failed to start: cannot listen on"
+        ) && last.contains("in use"),
+        "{stderr}"
+    );
+}
