@@ -200,13 +200,22 @@ fn bad_cli_arguments_fail_with_one_line() {
     // and one line saying which flag is wrong (an agent that started
     // instead would run until the CLI time limit and fail the test).
     for (args, what) in [
-        (vec!["agent", "--protocol", "9"], "invalid protocol: 9"),
+        (
+            vec!["agent", "--protocol", "9"],
+            "invalid gossip.protocol (--protocol): 9 is not supported",
+        ),
         (
             vec!["agent", "--profile", "fast"],
             "unknown profile \"fast\"",
         ),
-        (vec!["agent", "--bind", "1.2.3.4.5"], "invalid bind"),
-        (vec!["agent", "--encrypt", "nope"], "invalid encrypt"),
+        (
+            vec!["agent", "--bind", "1.2.3.4.5"],
+            "invalid gossip.bind (--bind)",
+        ),
+        (
+            vec!["agent", "--encrypt", "nope"],
+            "invalid gossip.encrypt (--encrypt)",
+        ),
         (vec!["agent", "--tag", "x"], "invalid tag \"x\""),
     ] {
         let dir = tempfile::tempdir().unwrap();
