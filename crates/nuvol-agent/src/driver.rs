@@ -41,7 +41,8 @@ const MAX_STREAMS: usize = 128;
 /// Depth of each query's update channel.
 const QUERY_DEPTH: usize = 1024;
 /// Depth of the subscriptions to the cluster's events.
-const EVENT_DEPTH: usize = 1024;
+/// (Every slot is allocated and written at start: 256 keeps the agent small.)
+const EVENT_DEPTH: usize = 256;
 
 /// The gossip sockets, bound before the components are built so that a
 /// taken port stops the agent before anything else starts.
@@ -53,11 +54,11 @@ pub(crate) struct Sockets {
 
 #[derive(Debug, thiserror::Error)]
 pub enum BindError {
-    #[error("cannot bind {what} on {addr}: {source}")]
+    #[error("cannot bind {what} on {addr}: {error}")]
     Bind {
         what: &'static str,
         addr: SocketAddr,
-        source: std::io::Error,
+        error: std::io::Error,
     },
 }
 
@@ -69,10 +70,10 @@ pub(crate) fn bind(addr: SocketAddr) -> Result<Sockets, BindError> {
         match bind_once(addr) {
             Err(BindError::Bind {
                 what: "TCP gossip",
-                source,
+                error,
                 ..
             }) if addr.port() == 0
-                && source.kind() == std::io::ErrorKind::AddrInUse
+                && error.kind() == std::io::ErrorKind::AddrInUse
                 && attempt < 16 =>
             {
                 attempt += 1;
@@ -83,26 +84,26 @@ pub(crate) fn bind(addr: SocketAddr) -> Result<Sockets, BindError> {
 }
 
 fn bind_once(addr: SocketAddr) -> Result<Sockets, BindError> {
-    let udp = std::net::UdpSocket::bind(addr).map_err(|source| BindError::Bind {
+    let udp = std::net::UdpSocket::bind(addr).map_err(|error| BindError::Bind {
         what: "UDP gossip",
         addr,
-        source,
+        error,
     })?;
-    let bound = udp.local_addr().map_err(|source| BindError::Bind {
+    let bound = udp.local_addr().map_err(|error| BindError::Bind {
         what: "UDP gossip",
         addr,
-        source,
+        error,
     })?;
-    let tcp = std::net::TcpListener::bind(bound).map_err(|source| BindError::Bind {
+    let tcp = std::net::TcpListener::bind(bound).map_err(|error| BindError::Bind {
         what: "TCP gossip",
         addr: bound,
-        source,
+        error,
     })?;
     for r in [udp.set_nonblocking(true), tcp.set_nonblocking(true)] {
-        r.map_err(|source| BindError::Bind {
+        r.map_err(|error| BindError::Bind {
             what: "gossip",
             addr: bound,
-            source,
+            error,
         })?;
     }
     Ok(Sockets { udp, tcp, bound })

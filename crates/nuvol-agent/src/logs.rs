@@ -19,7 +19,7 @@ pub struct LogLine {
 static LOGS: OnceLock<broadcast::Sender<LogLine>> = OnceLock::new();
 
 fn sender() -> &'static broadcast::Sender<LogLine> {
-    LOGS.get_or_init(|| broadcast::channel(1024).0)
+    LOGS.get_or_init(|| broadcast::channel(256).0)
 }
 
 static MISSED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);

@@ -181,7 +181,7 @@ impl Component for Metrics {
                 async move { scrape(served.get()) }
             }),
         ))?;
-        ctx.openapi(serde_json::from_str(OPENAPI).map_err(BuildError::new)?);
+        ctx.openapi(OPENAPI)?;
         Ok(Some(m))
     }
 

@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 /// Depth of an internal query handler's inbox.
 const QUERY_INBOX_DEPTH: usize = 64;
 /// Depth of the agent's event bus.
-pub(crate) const EVENT_BUS_DEPTH: usize = 1024;
+pub(crate) const EVENT_BUS_DEPTH: usize = 256;
 
 /// Serves one nuvol application stream protocol (the byte after
 /// [`crate::APP_STREAM`]). Runs on the components' runtime.
@@ -155,7 +155,7 @@ pub struct NodeInfo {
 /// Everything registered, frozen after the build.
 pub struct Registry {
     pub(crate) routes: Vec<(&'static str, HttpRoute)>,
-    pub(crate) openapi: Vec<(&'static str, serde_json::Value)>,
+    pub(crate) openapi: Vec<(&'static str, &'static str)>,
     pub(crate) metrics: prometheus_client::registry::Registry,
     pub(crate) dns: Vec<DnsSource>,
     pub(crate) reload: Vec<(&'static str, ReloadHook)>,
@@ -176,8 +176,8 @@ impl Registry {
         self.routes.iter().map(|(c, r)| (*c, r))
     }
 
-    /// The OpenAPI fragments, by component.
-    pub fn openapi(&self) -> &[(&'static str, serde_json::Value)] {
+    /// The OpenAPI fragments (JSON text), by component.
+    pub fn openapi(&self) -> &[(&'static str, &'static str)] {
         &self.openapi
     }
 
@@ -268,10 +268,15 @@ impl BuildCtx<'_> {
         Ok(())
     }
 
-    /// The component's part of the OpenAPI document: an object with `paths`
-    /// and optionally `components` (schemas).
-    pub fn openapi(&mut self, fragment: serde_json::Value) {
+    /// The component's part of the OpenAPI document: JSON text of an
+    /// object with `paths` and optionally `components` (schemas). Kept as
+    /// text (it is in the binary anyway): the document is assembled when
+    /// asked for, not held parsed in memory.
+    pub fn openapi(&mut self, fragment: &'static str) -> Result<(), BuildError> {
+        serde_json::from_str::<serde_json::Value>(fragment)
+            .map_err(|e| BuildError::new(format!("its OpenAPI fragment is not JSON: {e}")))?;
         self.reg.registry.openapi.push((self.component, fragment));
+        Ok(())
     }
 
     /// Where to register metrics (names get the `nuvol_` prefix).

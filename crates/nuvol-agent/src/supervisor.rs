@@ -54,15 +54,15 @@ const LEAVE_TIMEOUT: Duration = Duration::from_secs(30);
 pub enum StartError {
     #[error(transparent)]
     Config(#[from] ConfigError),
-    #[error("cannot create data dir {path}: {source}")]
+    #[error("cannot create data dir {path}: {error}")]
     DataDir {
         path: std::path::PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
-    #[error("snapshot {path}: {source}")]
+    #[error("snapshot {path}: {error}")]
     Snapshot {
         path: std::path::PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("invalid keyring: {0}")]
     Keyring(String),
@@ -288,9 +288,9 @@ impl AgentConfig {
         create_data_dir(&data_dir)?;
         let snapshot_path = gossip.snapshot_path(&data_dir);
         let (snapshot, previous) =
-            Snapshot::open(&snapshot_path).map_err(|source| StartError::Snapshot {
+            Snapshot::open(&snapshot_path).map_err(|error| StartError::Snapshot {
                 path: snapshot_path.clone(),
-                source,
+                error,
             })?;
         let keyring = load_keyring(&gossip)?;
         let sockets = driver::bind(gossip.bind.0)?;
@@ -730,9 +730,9 @@ fn create_data_dir(dir: &Path) -> Result<(), StartError> {
         .recursive(true)
         .mode(0o700)
         .create(dir)
-        .map_err(|source| StartError::DataDir {
+        .map_err(|error| StartError::DataDir {
             path: dir.to_owned(),
-            source,
+            error,
         })
 }
 

@@ -15,17 +15,21 @@ pub struct MergeError {
 /// `components` (schemas, responses, ...) merged in. Two components
 /// documenting the same operation, or the same component name differently,
 /// is an error.
-pub fn assemble(base: &Value, fragments: &[(&str, Value)]) -> Result<Value, MergeError> {
-    let mut doc = base.clone();
-    for (component, frag) in fragments {
+pub fn assemble(base: &str, fragments: &[(&str, &str)]) -> Result<Value, MergeError> {
+    let mut doc: Value = serde_json::from_str(base).map_err(|e| MergeError {
+        component: "api".into(),
+        message: format!("not JSON: {e}"),
+    })?;
+    for (component, text) in fragments {
         let err = |message: String| MergeError {
             component: (*component).to_owned(),
             message,
         };
+        let frag: Value = serde_json::from_str(text).map_err(|e| err(format!("not JSON: {e}")))?;
         let Value::Object(frag) = frag else {
             return Err(err("not a JSON object".into()));
         };
-        for (key, v) in frag {
+        for (key, v) in &frag {
             match key.as_str() {
                 "paths" => {
                     let paths = object(&mut doc, "paths")
@@ -126,12 +130,9 @@ mod tests {
 
     #[test]
     fn merges_and_refuses_clashes() {
-        let base = json!({"openapi": "3.0.3", "paths": {"/a": {"get": {"x": 1}}}, "components": {"schemas": {"E": {}}}});
-        let doc = assemble(
-            &base,
-            &[("c", json!({"paths": {"/a": {"post": {"y": 1}}, "/b": {"get": {}}}, "components": {"schemas": {"S": {"type": "string"}}}}))],
-        )
-        .unwrap();
+        let base = json!({"openapi": "3.0.3", "paths": {"/a": {"get": {"x": 1}}}, "components": {"schemas": {"E": {}}}}).to_string();
+        let frag = json!({"paths": {"/a": {"post": {"y": 1}}, "/b": {"get": {}}}, "components": {"schemas": {"S": {"type": "string"}}}}).to_string();
+        let doc = assemble(&base, &[("c", &frag)]).unwrap();
         assert_eq!(
             operations(&doc),
             [
@@ -141,19 +142,14 @@ mod tests {
             ]
         );
         assert!(doc["components"]["schemas"]["S"].is_object());
-        let e = assemble(&base, &[("c", json!({"paths": {"/a": {"get": {"z": 2}}}}))]).unwrap_err();
+        let clash = json!({"paths": {"/a": {"get": {"z": 2}}}}).to_string();
+        let e = assemble(&base, &[("c", &clash)]).unwrap_err();
         assert_eq!(
             e.to_string(),
             "OpenAPI fragment of c: get /a is documented twice"
         );
-        let e = assemble(
-            &base,
-            &[(
-                "c",
-                json!({"components": {"schemas": {"E": {"type": "x"}}}}),
-            )],
-        )
-        .unwrap_err();
+        let clash = json!({"components": {"schemas": {"E": {"type": "x"}}}}).to_string();
+        let e = assemble(&base, &[("c", &clash)]).unwrap_err();
         assert!(e.to_string().contains("components.schemas.E"), "{e}");
     }
 }

@@ -46,7 +46,6 @@ impl Validate for ApiSettings {
 /// What the API's own routes read, once the agent runs.
 struct Live {
     registry: Arc<Registry>,
-    openapi: String,
     http_addr: SocketAddr,
 }
 
@@ -116,15 +115,15 @@ impl Component for Api {
         let token = tokio::task::spawn_blocking(move || crate::token::load_or_create(&data_dir))
             .await
             .map_err(ComponentError::from)??;
-        let base: serde_json::Value = serde_json::from_str(BASE_OPENAPI)?;
-        let doc = crate::openapi::assemble(&base, registry.openapi())?;
+        // Assembled once here to refuse fragments that do not fit, then on
+        // each (rare) request: the parsed document is not kept in memory.
+        crate::openapi::assemble(BASE_OPENAPI, registry.openapi())?;
         let listener = tokio::net::TcpListener::bind(self.addr)
             .await
             .map_err(|e| ComponentError::msg(format!("cannot listen on {}: {e}", self.addr)))?;
         let local = listener.local_addr()?;
         let _ = self.state.live.set(Live {
             registry: registry.clone(),
-            openapi: serde_json::to_string_pretty(&doc)?,
             http_addr: local,
         });
         let routes: Vec<HttpRoute> = registry.routes().map(|(_, r)| r.clone()).collect();
@@ -231,9 +230,11 @@ async fn get_components(State(st): State<AppState>) -> Result<Response, ApiError
 }
 
 async fn openapi(State(st): State<AppState>) -> Result<Response, ApiError> {
+    let doc = crate::openapi::assemble(BASE_OPENAPI, st.live()?.registry.openapi())
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
     Ok((
         [(header::CONTENT_TYPE, "application/json")],
-        st.live()?.openapi.clone(),
+        doc.to_string(),
     )
         .into_response())
 }

@@ -10,12 +10,11 @@ use std::collections::{BTreeMap, BTreeSet};
 
 /// The document assembled from the checked-in parts, as the agent does.
 fn doc() -> Value {
-    let parse = |s: &str| -> Value { serde_json::from_str(s).expect("fragment parses") };
     nuvol_api::openapi::assemble(
-        &parse(nuvol_api::BASE_OPENAPI),
+        nuvol_api::BASE_OPENAPI,
         &[
-            ("catalog", parse(nuvol_catalog::api::OPENAPI)),
-            ("metrics", parse(nuvol_agent::metrics::OPENAPI)),
+            ("catalog", nuvol_catalog::api::OPENAPI),
+            ("metrics", nuvol_agent::metrics::OPENAPI),
         ],
     )
     .expect("the fragments fit together")

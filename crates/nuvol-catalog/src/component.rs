@@ -273,7 +273,7 @@ impl Component for CatalogComponent {
         for route in crate::api::routes(Arc::new(catalog.clone())) {
             ctx.http_route(route)?;
         }
-        ctx.openapi(serde_json::from_str(crate::api::OPENAPI).map_err(BuildError::new)?);
+        ctx.openapi(crate::api::OPENAPI)?;
         let c = catalog.clone();
         ctx.on_reload(Arc::new(move || {
             let c = c.clone();

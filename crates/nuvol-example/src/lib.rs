@@ -83,7 +83,7 @@ impl Component for Example {
                 async move { axum::Json(body) }
             }),
         ))?;
-        ctx.openapi(serde_json::from_str(OPENAPI).map_err(BuildError::new)?);
+        ctx.openapi(OPENAPI)?;
         let tag = ctx.own_tags(&["example"])?;
         Ok(Some(Example {
             greeting: cfg.greeting,

@@ -59,6 +59,9 @@ fn main() {
     // layer has its own thread, so load here never delays a probe.
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
+        // Threads of blocking work (store commits) go soon after: each
+        // idle one holds its stack and malloc arena.
+        .thread_keep_alive(std::time::Duration::from_secs(1))
         .build()
     {
         Ok(rt) => rt,

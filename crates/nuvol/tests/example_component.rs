@@ -108,3 +108,41 @@ fn its_settings_are_checked_like_any_other() {
         "invalid example.greeting (--example-greeting): must be 1 to 64 bytes"
     );
 }
+
+/// The binary's components: every route registered is in the served
+/// OpenAPI document, and every documented operation is registered.
+#[tokio::test]
+async fn the_binarys_routes_are_exactly_the_documented_ones() {
+    let ip = LoopbackAlloc::global().take(1)[0];
+    let dir = tempfile::tempdir().unwrap();
+    let agent = nuvol::components()
+        .configure_from(
+            "[mdns]\nannounce = false\n",
+            &[
+                "--node=doc",
+                &format!("--bind={ip}:7946"),
+                &format!("--rpc-addr={ip}:7373"),
+                "--profile=local",
+                &format!("--data-dir={}", dir.path().display()),
+            ],
+        )
+        .unwrap()
+        .start()
+        .await
+        .unwrap();
+    let mut registered: Vec<(String, String)> = agent
+        .registry()
+        .routes()
+        .map(|(_, r)| (r.method.to_string(), r.path.to_owned()))
+        .collect();
+    registered.sort();
+    let http = agent.registry().info.get("http_addr").unwrap();
+    let doc: serde_json::Value = reqwest::get(format!("http://{http}/v1/openapi.json"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(registered, nuvol_api::openapi::operations(&doc));
+    agent.shutdown(false).await;
+}

@@ -163,7 +163,7 @@ impl Component for FakeCatalog {
         for r in nuvol_catalog::api::routes(fake.clone()) {
             ctx.http_route(r)?;
         }
-        ctx.openapi(serde_json::from_str(nuvol_catalog::api::OPENAPI).map_err(BuildError::new)?);
+        ctx.openapi(nuvol_catalog::api::OPENAPI)?;
         let g = Gauge::<i64>::default();
         g.set(2);
         ctx.metrics()
