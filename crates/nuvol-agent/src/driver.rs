@@ -827,6 +827,7 @@ impl Driver {
 
     async fn run(mut self, mut rx: mpsc::Receiver<Input>) {
         let mut clock_save = tokio::time::interval(Duration::from_secs(1));
+        let mut saved_clocks = (0, 0, 0);
         let stop = loop {
             let mut next = self.gossip.poll_timeout();
             if let Some(t) = self.coalescer.poll_timeout() {
@@ -866,8 +867,13 @@ impl Driver {
                     }
                 }
                 _ = clock_save.tick() => {
-                    let (c, e, q) = self.gossip.clocks();
-                    self.persist(PersistOp::Clocks(c, e, q));
+                    // Only when they moved: no wakeup of the disk thread
+                    // for nothing.
+                    let clocks = self.gossip.clocks();
+                    if clocks != saved_clocks {
+                        saved_clocks = clocks;
+                        self.persist(PersistOp::Clocks(clocks.0, clocks.1, clocks.2));
+                    }
                 }
             }
             self.route();
