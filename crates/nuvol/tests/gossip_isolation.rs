@@ -1,6 +1,15 @@
 //! Nothing stalls the failure detector: with every disk write made to take
 //! 2 s, or with the REST API flooded by 16 clients, a 3-node cluster (the
 //! `local` profile: 200 ms probe timeout) sees no suspicion.
+//!
+//! What each proves: the slow-disk test fails as soon as a write runs on the
+//! gossip thread (checked by moving the writes there: the cluster does not
+//! even form). The flood test checks the property the issue states, probes
+//! answered in time under a saturated API, but it also passes with gossip
+//! and API sharing one thread (checked likewise): tokio interleaves the
+//! API's short requests with the driver, which delays acks by about a
+//! millisecond, far below the probe timeout. How much the separate thread
+//! buys is measured, not asserted: `flood_bench` (BENCHMARKS.md).
 
 use nuvol_testkit::{wait_until_msg, NuvolAgent};
 use std::io::{Read, Write};
