@@ -168,12 +168,18 @@ impl Component for Dns {
                 if futs.len() == 0 {
                     std::future::pending::<()>().await;
                 }
-                let _ = futures::future::select_all(futs).await;
+                // A source whose component is gone: stop watching it.
+                let (r, i, _) = futures::future::select_all(futs).await;
+                r.err().map(|_| i)
             };
             tokio::select! {
                 r = &mut serve => break r.map_err(ComponentError::from).and_then(|r| r.map_err(Into::into)),
                 () = ctx.stopping() => break Ok(()),
-                () = changed => {}
+                gone = changed => {
+                    if let Some(i) = gone {
+                        sources.swap_remove(i);
+                    }
+                }
                 _ = members.recv() => {}
                 _ = tick.tick() => {}
                 _ = sample.tick() => {
