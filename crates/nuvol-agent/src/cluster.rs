@@ -125,14 +125,8 @@ pub struct GossipStats {
     pub streams_dropped: u64,
 }
 
-/// Network coordinate of a node (Vivaldi).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Coordinate {
-    pub vec: Vec<f64>,
-    pub error: f64,
-    pub adjustment: f64,
-    pub height: f64,
-}
+/// Network coordinate of a node (Vivaldi), as the core keeps it.
+pub use nuvol_gossip::coordinate::Coordinate;
 
 /// Why the agent stopped on its own.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -16,8 +16,8 @@
 
 use crate::chan::{Bus, Channels, Tx};
 use crate::cluster::{
-    ClusterError, Coordinate, DriverStats, GossipStats, InboundQuery, Input, Op, QueryDone,
-    QueryStream, QueryUpdate, Shared, StopReason, TagsSnapshot, APP_STREAM, MAX_STREAM_FRAME,
+    ClusterError, DriverStats, GossipStats, InboundQuery, Input, Op, QueryDone, QueryStream,
+    QueryUpdate, Shared, StopReason, TagsSnapshot, APP_STREAM, MAX_STREAM_FRAME,
 };
 use crate::persist::PersistOp;
 use crate::registry::StreamHandlers;
@@ -779,13 +779,7 @@ impl Driver {
                 let _ = reply.send(r);
             }
             Op::Coordinate { node, reply } => {
-                let c = self.gossip.coordinate(&node).map(|c| Coordinate {
-                    vec: c.vec,
-                    error: c.error,
-                    adjustment: c.adjustment,
-                    height: c.height,
-                });
-                let _ = reply.send(c);
+                let _ = reply.send(self.gossip.coordinate(&node));
             }
             Op::Stats(reply) => {
                 let g = &self.gossip;

@@ -6,26 +6,39 @@
 use nuvol_testkit::LoopbackAlloc;
 use std::time::Duration;
 
-#[tokio::test]
-async fn the_example_component_plugs_in_with_one_line() {
+/// Start `b` in this process on a fresh loopback address, with `toml`.
+async fn start(
+    b: nuvol_agent::AgentBuilder,
+    node: &str,
+    toml: &str,
+) -> (nuvol_agent::RunningAgent, tempfile::TempDir) {
     let ip = LoopbackAlloc::global().take(1)[0];
     let dir = tempfile::tempdir().unwrap();
-    let agent = nuvol::components()
-        .with::<nuvol_example::Example>()
-        .configure_from(
-            "[example]\ngreeting = 'hola'\n[mdns]\nannounce = false\n",
-            &[
-                "--node=ex",
-                &format!("--bind={ip}:7946"),
-                &format!("--rpc-addr={ip}:7373"),
-                "--profile=local",
-                &format!("--data-dir={}", dir.path().display()),
-            ],
-        )
+    let flags = [
+        format!("--node={node}"),
+        format!("--bind={ip}:7946"),
+        format!("--rpc-addr={ip}:7373"),
+        "--profile=local".to_owned(),
+        format!("--data-dir={}", dir.path().display()),
+    ];
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let agent = b
+        .configure_from(toml, &flags)
         .unwrap()
         .start()
         .await
         .unwrap();
+    (agent, dir)
+}
+
+#[tokio::test]
+async fn the_example_component_plugs_in_with_one_line() {
+    let (agent, _dir) = start(
+        nuvol::components().with::<nuvol_example::Example>(),
+        "ex",
+        "[example]\ngreeting = 'hola'\n[mdns]\nannounce = false\n",
+    )
+    .await;
     let http = agent.registry().info.get("http_addr").unwrap();
     let get = |path: &str| {
         let url = format!("http://{http}{path}");
@@ -113,23 +126,7 @@ fn its_settings_are_checked_like_any_other() {
 /// OpenAPI document, and every documented operation is registered.
 #[tokio::test]
 async fn the_binarys_routes_are_exactly_the_documented_ones() {
-    let ip = LoopbackAlloc::global().take(1)[0];
-    let dir = tempfile::tempdir().unwrap();
-    let agent = nuvol::components()
-        .configure_from(
-            "[mdns]\nannounce = false\n",
-            &[
-                "--node=doc",
-                &format!("--bind={ip}:7946"),
-                &format!("--rpc-addr={ip}:7373"),
-                "--profile=local",
-                &format!("--data-dir={}", dir.path().display()),
-            ],
-        )
-        .unwrap()
-        .start()
-        .await
-        .unwrap();
+    let (agent, _dir) = start(nuvol::components(), "doc", "[mdns]\nannounce = false\n").await;
     let mut registered: Vec<(String, String)> = agent
         .registry()
         .routes()
