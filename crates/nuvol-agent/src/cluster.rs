@@ -56,10 +56,6 @@ pub enum ClusterError {
     Remote { addr: SocketAddr, message: String },
 }
 
-/// A member or user event as the core reported it (member events before
-/// serf's coalescing).
-pub type ClusterEvent = Event;
-
 /// Where a running query reports; see [`Cluster::query`].
 #[derive(Debug)]
 pub struct QueryStream {
