@@ -211,8 +211,12 @@ pub(crate) enum Op {
         node: String,
         reply: oneshot::Sender<Option<Coordinate>>,
     },
-    Stats(oneshot::Sender<GossipStats>),
-    TakeRtts(oneshot::Sender<Vec<Duration>>),
+    Stats {
+        /// Move the probe round-trip times recorded since the last such
+        /// call into the answer (`core.recent_rtts`).
+        drain_rtts: bool,
+        reply: oneshot::Sender<GossipStats>,
+    },
     Shutdown(StopReason),
     /// Flush and end the driver (the last step of the agent's shutdown).
     Stop(oneshot::Sender<()>),
@@ -507,14 +511,24 @@ impl Cluster {
         self.ask(|reply| Op::Coordinate { node, reply }).await
     }
 
+    /// The gossip layer's counters (`core.recent_rtts` is empty).
     pub async fn stats(&self) -> Result<GossipStats, ClusterError> {
-        self.ask(Op::Stats).await
+        self.ask(|reply| Op::Stats {
+            drain_rtts: false,
+            reply,
+        })
+        .await
     }
 
-    /// Round-trip times of the direct probes since the last call (for one
-    /// metrics exporter).
-    pub async fn take_probe_rtts(&self) -> Result<Vec<Duration>, ClusterError> {
-        self.ask(Op::TakeRtts).await
+    /// The counters, and in `core.recent_rtts` the round-trip times of the
+    /// direct probes since the last call (for one metrics exporter): one
+    /// request a sample.
+    pub async fn sample(&self) -> Result<GossipStats, ClusterError> {
+        self.ask(|reply| Op::Stats {
+            drain_rtts: true,
+            reply,
+        })
+        .await
     }
 
     /// Ask the agent to stop (e.g. after a leave requested over RPC).

@@ -781,13 +781,18 @@ impl Driver {
             Op::Coordinate { node, reply } => {
                 let _ = reply.send(self.gossip.coordinate(&node));
             }
-            Op::Stats(reply) => {
+            Op::Stats { drain_rtts, reply } => {
+                let rtts = if drain_rtts {
+                    self.gossip.stats.take_rtts()
+                } else {
+                    Vec::new()
+                };
                 let g = &self.gossip;
                 let (members, failed, left) = g.counts();
                 let (iq, eq, qq) = g.queue_depths();
                 let (c, e, q) = g.clocks();
                 let mut core = g.stats.clone();
-                core.recent_rtts.clear();
+                core.recent_rtts = rtts;
                 use std::sync::atomic::Ordering::Relaxed;
                 let _ = reply.send(GossipStats {
                     name: g.name().to_owned(),
@@ -807,9 +812,6 @@ impl Driver {
                     stream_errors: self.stats.stream_errors.load(Relaxed),
                     streams_dropped: self.stats.streams_dropped.load(Relaxed),
                 });
-            }
-            Op::TakeRtts(reply) => {
-                let _ = reply.send(self.gossip.stats.take_rtts());
             }
             Op::Shutdown(reason) => {
                 self.stop_tx.send_replace(Some(reason));

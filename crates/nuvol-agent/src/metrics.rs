@@ -195,7 +195,7 @@ impl Component for Metrics {
                 _ = tick.tick() => {}
                 () = ctx.stopping() => return Ok(()),
             }
-            let (Ok(g), Ok(rtts)) = (cluster.stats().await, cluster.take_probe_rtts().await) else {
+            let Ok(g) = cluster.sample().await else {
                 return Ok(());
             };
             let alive = g.members.saturating_sub(g.failed + g.left);
@@ -219,7 +219,7 @@ impl Component for Metrics {
             self.refutations.feed(s.refutations);
             self.log_lines_missed.feed(crate::logs::missed());
             self.health.set(i64::from(g.health_score));
-            for r in rtts {
+            for r in &g.core.recent_rtts {
                 self.probe_rtt.observe(r.as_secs_f64());
             }
         }
