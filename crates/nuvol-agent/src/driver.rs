@@ -442,18 +442,12 @@ impl PendingQuery {
 
     /// Queue an ack or response without waiting; one that does not fit is
     /// counted (here, for the done record, and on `query-updates`).
-    fn push(&mut self, u: QueryUpdate, counters: Option<&crate::chan::ChannelCounters>) {
+    fn push(&mut self, u: QueryUpdate, counters: &crate::chan::ChannelCounters) {
         match self.updates.try_send(u) {
-            Ok(()) => {
-                if let Some(c) = counters {
-                    c.sent();
-                }
-            }
+            Ok(()) => counters.sent(),
             Err(mpsc::error::TrySendError::Full(_)) => {
                 self.dropped += 1;
-                if let Some(c) = counters {
-                    c.dropped(1);
-                }
+                counters.dropped(1);
             }
             // The reader went away; nothing to tell.
             Err(mpsc::error::TrySendError::Closed(_)) => {}
@@ -624,7 +618,7 @@ impl Driver {
 
     fn query_update(&mut self, handle: QueryHandle, u: QueryUpdate) {
         if let Some(q) = self.queries.get_mut(&handle) {
-            q.push(u, Some(&self.query_counters));
+            q.push(u, &self.query_counters);
         }
     }
 
@@ -899,7 +893,7 @@ mod tests {
         let (mut q, mut stream) = PendingQuery::new();
         // A reader that does not read: the queue fills, the rest is counted.
         for i in 0..QUERY_DEPTH + 5 {
-            q.push(QueryUpdate::Ack(format!("n{i}")), Some(&counters));
+            q.push(QueryUpdate::Ack(format!("n{i}")), &counters);
         }
         q.finish();
         let mut got = 0;

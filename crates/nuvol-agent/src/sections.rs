@@ -46,15 +46,9 @@ impl Validate for AgentSettings {
 }
 
 impl AgentSettings {
-    /// The level for `tracing` (serf's `err` is `error`).
-    pub fn tracing_level(&self) -> &str {
-        match self.log_level.to_ascii_lowercase().as_str() {
-            "err" | "error" => "error",
-            "warn" => "warn",
-            "debug" => "debug",
-            "trace" => "trace",
-            _ => "info",
-        }
+    /// The level for `tracing` (serf's names; validated at load).
+    pub fn tracing_level(&self) -> tracing::Level {
+        crate::logs::parse_level(&self.log_level).unwrap_or(tracing::Level::INFO)
     }
 }
 

@@ -14,15 +14,11 @@ pub struct AgentArgs {
     config: Option<PathBuf>,
 }
 
-fn init_logging(level: &str) {
+fn init_logging(level: tracing::Level) {
     use tracing_subscriber::filter::Targets;
     // `NUVOL_LOG` takes per-target directives (`info,nuvol_gossip=debug`);
     // `Targets` parses them without pulling a regex engine into the agent.
-    let default = || {
-        level
-            .parse::<Targets>()
-            .unwrap_or_else(|_| Targets::new().with_default(tracing::Level::INFO))
-    };
+    let default = || Targets::new().with_default(level);
     let filter = match std::env::var("NUVOL_LOG") {
         Ok(v) => v.parse::<Targets>().unwrap_or_else(|e| {
             eprintln!("nuvol: ignoring NUVOL_LOG={v:?}: {e}");
