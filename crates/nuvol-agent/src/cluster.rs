@@ -211,6 +211,7 @@ pub(crate) enum Op {
         node: String,
         reply: oneshot::Sender<Option<Coordinate>>,
     },
+    Coordinates(oneshot::Sender<Vec<(String, Coordinate)>>),
     Stats {
         /// Move the probe round-trip times recorded since the last such
         /// call into the answer (`core.recent_rtts`).
@@ -509,6 +510,12 @@ impl Cluster {
 
     pub async fn coordinate(&self, node: String) -> Result<Option<Coordinate>, ClusterError> {
         self.ask(|reply| Op::Coordinate { node, reply }).await
+    }
+
+    /// Every known coordinate, this node's first (empty when coordinates
+    /// are off): one request for a whole page of nodes.
+    pub async fn coordinates(&self) -> Result<Vec<(String, Coordinate)>, ClusterError> {
+        self.ask(Op::Coordinates).await
     }
 
     /// The gossip layer's counters (`core.recent_rtts` is empty).

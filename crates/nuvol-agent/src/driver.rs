@@ -775,6 +775,9 @@ impl Driver {
             Op::Coordinate { node, reply } => {
                 let _ = reply.send(self.gossip.coordinate(&node));
             }
+            Op::Coordinates(reply) => {
+                let _ = reply.send(self.gossip.coordinates());
+            }
             Op::Stats { drain_rtts, reply } => {
                 let rtts = if drain_rtts {
                     self.gossip.stats.take_rtts()

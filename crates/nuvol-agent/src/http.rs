@@ -4,9 +4,19 @@
 //! agent's access rule and request metrics. The REST API component serves
 //! the result; tests serve it without a socket.
 //!
-//! Access: [`Access::Read`] routes are open (the API binds to loopback by
-//! default); [`Access::Write`] routes need `Authorization: Bearer <token>`,
-//! compared in constant time, and get a 401 before the handler runs.
+//! Access: each route declares the permission it needs ([`Access`]:
+//! view, operate, admin). Viewing needs no credentials at this layer (a
+//! component may add its own rule, as the dashboard does by client
+//! address); operating and administering need a [`Principal`] of that role:
+//! `Authorization: Bearer <token>` (compared in constant time; the token's
+//! holder is an admin), or one an [`Authenticator`] a component registered
+//! recognises (the dashboard's session cookie). A request with a cookie
+//! credential that may change state must also carry that session's CSRF
+//! token (header `X-CSRF-Token` or form field `_csrf`), and a state-changing
+//! request without a bearer token is refused when the browser says it comes
+//! from another site (`Sec-Fetch-Site`, `Origin`). The handler never runs
+//! for a refused request: 401 without credentials, 403 with too few rights
+//! or a bad CSRF token.
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{header, HeaderValue, Method, StatusCode};
@@ -31,14 +41,96 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// The `route` label of requests no route matched.
 const UNMATCHED: &str = "unmatched";
 
-/// Who may call a route.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The permission a route needs. Ordered: an admin may operate, an
+/// operator may view. Roles for users and groups map onto these later
+/// without touching routes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Access {
-    /// Anyone who can reach the API.
-    Read,
-    /// Only with the API token.
-    Write,
+    /// Read state: anyone who can reach the API (components may narrow it).
+    View,
+    /// Change the cluster's or the node's state (publish, tags, events,
+    /// queries, joins).
+    Operate,
+    /// Change the agent's own configuration and keys.
+    Admin,
 }
+
+impl Access {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Access::View => "view",
+            Access::Operate => "operate",
+            Access::Admin => "admin",
+        }
+    }
+}
+
+/// How a request proved who it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Credential {
+    /// `Authorization: Bearer` with the API token.
+    Token,
+    /// A browser session (a cookie): state-changing requests need `csrf`.
+    Session { id: Arc<str>, csrf: Arc<str> },
+}
+
+/// Who is calling, as the router established it; handlers find it in the
+/// request's extensions (`Option<Extension<Principal>>`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    /// The most this caller may do.
+    pub role: Access,
+    pub via: Credential,
+}
+
+impl Principal {
+    /// The session's CSRF token, for forms.
+    pub fn csrf(&self) -> Option<&str> {
+        match &self.via {
+            Credential::Session { csrf, .. } => Some(csrf),
+            Credential::Token => None,
+        }
+    }
+}
+
+/// A component's way of recognising callers besides the API token (the
+/// dashboard's sessions). Called for every request without a valid bearer
+/// token; it must not block.
+pub trait Authenticator: Send + Sync + 'static {
+    fn authenticate(&self, parts: &axum::http::request::Parts) -> Option<Principal>;
+}
+
+/// What the router checks credentials against.
+#[derive(Clone)]
+pub struct Auth {
+    token: Arc<str>,
+    others: Vec<Arc<dyn Authenticator>>,
+}
+
+impl Auth {
+    /// The API token alone.
+    pub fn token(token: Arc<str>) -> Self {
+        Auth {
+            token,
+            others: Vec::new(),
+        }
+    }
+
+    /// The API token and the authenticators components registered.
+    pub fn with(token: Arc<str>, others: Vec<Arc<dyn Authenticator>>) -> Self {
+        Auth { token, others }
+    }
+
+    /// True when `given` is the API token (constant time).
+    pub fn is_token(&self, given: &str) -> bool {
+        bool::from(given.as_bytes().ct_eq(self.token.as_bytes()))
+    }
+}
+
+/// Name of the form field that carries the CSRF token.
+pub const CSRF_FIELD: &str = "_csrf";
+/// Header that carries the CSRF token (scripts).
+pub const CSRF_HEADER: &str = "x-csrf-token";
 
 /// One route a component serves.
 #[derive(Clone)]
@@ -249,25 +341,18 @@ impl HttpMetrics {
     }
 }
 
-#[derive(Clone)]
-struct Guard {
-    token: Arc<str>,
-}
-
 /// Serve `routes` with their access rules and `metrics`; anything else is a
 /// JSON 404 (or 405 for a known path).
-pub fn router(routes: Vec<HttpRoute>, token: Arc<str>, metrics: HttpMetrics) -> Router {
-    let guard = Guard { token };
+pub fn router(routes: Vec<HttpRoute>, auth: Auth, metrics: HttpMetrics) -> Router {
     let mut r = Router::new();
     // One MethodRouter per path: merge the methods registered for it.
     let mut paths: Vec<(&'static str, MethodRouter)> = Vec::new();
     for route in routes {
         let handler = match route.access {
-            Access::Read => route.handler,
-            Access::Write => route.handler.layer(axum::middleware::from_fn_with_state(
-                guard.clone(),
-                require_token,
-            )),
+            Access::View => route.handler,
+            need => route
+                .handler
+                .layer(axum::middleware::from_fn_with_state(need, require)),
         };
         match paths.iter_mut().find(|(p, _)| *p == route.path) {
             Some((_, existing)) => {
@@ -282,38 +367,149 @@ pub fn router(routes: Vec<HttpRoute>, token: Arc<str>, metrics: HttpMetrics) -> 
     }
     r.fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
-        // Whatever the route says, a method that may change state needs
-        // the token (a wrong method on a known path is a 401, not a hint).
-        .layer(axum::middleware::from_fn_with_state(
-            guard,
-            require_token_to_write,
-        ))
+        .layer(axum::middleware::from_fn_with_state(auth, authenticate))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn_with_state(metrics, observe))
 }
 
-async fn require_token_to_write(State(g): State<Guard>, req: Request, next: Next) -> Response {
-    if matches!(*req.method(), Method::GET | Method::HEAD) {
-        return next.run(req).await;
-    }
-    require_token(State(g), req, next).await
+fn is_safe(m: &Method) -> bool {
+    matches!(*m, Method::GET | Method::HEAD | Method::OPTIONS)
 }
 
-async fn require_token(State(g): State<Guard>, req: Request, next: Next) -> Response {
-    let given = req
-        .headers()
+/// Marks a request whose bearer token was wrong (for the 401's message).
+#[derive(Clone, Copy)]
+struct BadToken;
+
+/// Establish the [`Principal`], and refuse cross-site and CSRF-less
+/// state-changing requests before any route runs.
+async fn authenticate(State(auth): State<Auth>, req: Request, next: Next) -> Response {
+    let (mut parts, body) = req.into_parts();
+    let bearer = parts
+        .headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| {
             v.split_once(' ')
                 .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-                .map(|(_, t)| t.trim())
+                .map(|(_, t)| t.trim().to_owned())
         });
-    if given.is_some_and(|t| bool::from(t.as_bytes().ct_eq(g.token.as_bytes()))) {
-        return next.run(req).await;
+    let mut principal = None;
+    if let Some(t) = &bearer {
+        if auth.is_token(t) {
+            principal = Some(Principal {
+                role: Access::Admin,
+                via: Credential::Token,
+            });
+        } else {
+            parts.extensions.insert(BadToken);
+        }
     }
+    if principal.is_none() {
+        principal = auth.others.iter().find_map(|a| a.authenticate(&parts));
+    }
+    let safe = is_safe(&parts.method);
+    let mut body = axum::body::Body::from_stream(body.into_data_stream());
+    if !safe
+        && !matches!(
+            principal,
+            Some(Principal {
+                via: Credential::Token,
+                ..
+            })
+        )
+    {
+        if let Some(why) = cross_site(&parts) {
+            return ApiError::Forbidden(why).into_response();
+        }
+        if let Some(Principal {
+            via: Credential::Session { csrf, .. },
+            ..
+        }) = &principal
+        {
+            let (ok, rebuilt) = csrf_matches(&parts, body, csrf).await;
+            body = rebuilt;
+            if !ok {
+                return ApiError::Forbidden(
+                    "missing or invalid CSRF token: reload the page and try again".into(),
+                )
+                .into_response();
+            }
+        }
+    }
+    if let Some(p) = principal {
+        parts.extensions.insert(p);
+    }
+    next.run(Request::from_parts(parts, body)).await
+}
+
+/// Why a state-changing browser request comes from another site, if it does.
+fn cross_site(parts: &axum::http::request::Parts) -> Option<String> {
+    let h = &parts.headers;
+    if let Some(site) = h.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
+        if !matches!(site, "same-origin" | "none") {
+            return Some(format!(
+                "cross-site request refused (Sec-Fetch-Site: {site})"
+            ));
+        }
+    }
+    let origin = h.get(header::ORIGIN).and_then(|v| v.to_str().ok())?;
+    if origin == "null" {
+        return Some("request from an opaque origin refused".into());
+    }
+    let host = h.get(header::HOST).and_then(|v| v.to_str().ok())?;
+    let origin_host = origin.split_once("://").map_or(origin, |(_, rest)| rest);
+    (!origin_host.eq_ignore_ascii_case(host))
+        .then(|| format!("cross-origin request refused (Origin: {origin})"))
+}
+
+/// Whether the request carries `csrf` (header, or the form field of a
+/// urlencoded body, which is read and handed on unchanged).
+async fn csrf_matches(
+    parts: &axum::http::request::Parts,
+    body: axum::body::Body,
+    csrf: &str,
+) -> (bool, axum::body::Body) {
+    let eq = |given: &str| bool::from(given.as_bytes().ct_eq(csrf.as_bytes()));
+    if let Some(v) = parts.headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok()) {
+        return (eq(v), body);
+    }
+    let is_form = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+    if !is_form {
+        return (false, body);
+    }
+    match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
+        Ok(bytes) => {
+            let ok = serde_urlencoded::from_bytes::<Vec<(String, String)>>(&bytes)
+                .ok()
+                .and_then(|pairs| pairs.into_iter().find(|(k, _)| k == CSRF_FIELD))
+                .is_some_and(|(_, v)| eq(&v));
+            (ok, axum::body::Body::from(bytes))
+        }
+        Err(_) => (false, axum::body::Body::empty()),
+    }
+}
+
+/// The per-route check: the principal's role must reach `need`.
+async fn require(State(need): State<Access>, req: Request, next: Next) -> Response {
+    match req.extensions().get::<Principal>() {
+        Some(p) if p.role >= need => next.run(req).await,
+        Some(p) => ApiError::Forbidden(format!(
+            "this needs the {} permission; this session has {}",
+            need.as_str(),
+            p.role.as_str()
+        ))
+        .into_response(),
+        None => unauthorized(&req),
+    }
+}
+
+fn unauthorized(req: &Request) -> Response {
     ApiError::Unauthorized(
-        if given.is_some() {
+        if req.extensions().get::<BadToken>().is_some() {
             "invalid API token"
         } else {
             "this request needs the API token (Authorization: Bearer <token>; see <data_dir>/api-token)"
@@ -343,11 +539,25 @@ async fn observe(State(m): State<HttpMetrics>, req: Request, next: Next) -> Resp
     resp
 }
 
-async fn no_route(method: Method, uri: axum::http::Uri) -> ApiError {
-    ApiError::NotFound(format!("no such endpoint: {method} {}", uri.path()))
+async fn no_route(req: Request) -> Response {
+    // Whatever the path, a method that may change state needs credentials
+    // (a wrong method on a known path is a 401, not a hint).
+    if !is_safe(req.method()) && req.extensions().get::<Principal>().is_none() {
+        return unauthorized(&req);
+    }
+    ApiError::NotFound(format!(
+        "no such endpoint: {} {}",
+        req.method(),
+        req.uri().path()
+    ))
+    .into_response()
 }
 
-async fn method_not_allowed(method: Method, uri: axum::http::Uri) -> Response {
+async fn method_not_allowed(req: Request) -> Response {
+    if !is_safe(req.method()) && req.extensions().get::<Principal>().is_none() {
+        return unauthorized(&req);
+    }
+    let (method, uri) = (req.method(), req.uri());
     let mut resp = (
         StatusCode::METHOD_NOT_ALLOWED,
         Json(ErrorBody {
@@ -474,15 +684,19 @@ mod tests {
     #[tokio::test]
     async fn access_rules_and_fallbacks() {
         let routes = vec![
-            HttpRoute::new(Method::GET, "/r", Access::Read, get(|| async { "read" })),
+            HttpRoute::new(Method::GET, "/r", Access::View, get(|| async { "read" })),
             HttpRoute::new(
                 Method::POST,
                 "/r",
-                Access::Write,
+                Access::Operate,
                 post(|| async { "wrote" }),
             ),
         ];
-        let app = router(routes, Arc::from("tok"), HttpMetrics::default());
+        let app = router(
+            routes,
+            Auth::token(Arc::from("tok")),
+            HttpMetrics::default(),
+        );
         let call = |method: &str, path: &str, token: Option<&str>| {
             let mut b = axum::http::Request::builder().method(method).uri(path);
             if let Some(t) = token {
@@ -499,6 +713,122 @@ mod tests {
         assert_eq!(call("DELETE", "/r", Some("tok")).await, 405);
         assert_eq!(call("DELETE", "/r", None).await, 401);
         assert_eq!(call("GET", "/nope", None).await, 404);
+    }
+
+    /// A cookie `s=ok` is an operator's session with CSRF token `c1`.
+    struct Cookies;
+    impl Authenticator for Cookies {
+        fn authenticate(&self, parts: &axum::http::request::Parts) -> Option<Principal> {
+            let c = parts.headers.get(header::COOKIE)?.to_str().ok()?;
+            (c == "s=ok").then(|| Principal {
+                role: Access::Operate,
+                via: Credential::Session {
+                    id: Arc::from("ok"),
+                    csrf: Arc::from("c1"),
+                },
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn sessions_need_csrf_and_the_right_role() {
+        use axum::extract::Form;
+        use std::collections::HashMap;
+        let routes = vec![
+            HttpRoute::new(
+                Method::POST,
+                "/op",
+                Access::Operate,
+                post(|Form(f): Form<HashMap<String, String>>| async move {
+                    // The handler still sees the whole form.
+                    f.get("x").cloned().unwrap_or_default()
+                }),
+            ),
+            HttpRoute::new(
+                Method::POST,
+                "/admin",
+                Access::Admin,
+                post(|| async { "admin" }),
+            ),
+            HttpRoute::new(
+                Method::POST,
+                "/login",
+                Access::View,
+                post(|| async { "in" }),
+            ),
+        ];
+        let app = router(
+            routes,
+            Auth::with(Arc::from("tok"), vec![Arc::new(Cookies)]),
+            HttpMetrics::default(),
+        );
+        let call = |path: &str, headers: &[(&str, &str)], body: &str| {
+            let mut b = axum::http::Request::builder().method("POST").uri(path);
+            for (k, v) in headers {
+                b = b.header(*k, *v);
+            }
+            let req = b.body(axum::body::Body::from(body.to_owned())).unwrap();
+            let app = app.clone();
+            async move {
+                let resp = app.oneshot(req).await.unwrap();
+                let status = resp.status().as_u16();
+                let body = axum::body::to_bytes(resp.into_body(), 1 << 20)
+                    .await
+                    .unwrap();
+                (status, String::from_utf8_lossy(&body).into_owned())
+            }
+        };
+        let form = ("content-type", "application/x-www-form-urlencoded");
+        let cookie = ("cookie", "s=ok");
+        // No credentials: 401; a cookie without CSRF: 403.
+        assert_eq!(call("/op", &[form], "x=1").await.0, 401);
+        assert_eq!(call("/op", &[form, cookie], "x=1").await.0, 403);
+        assert_eq!(call("/op", &[form, cookie], "x=1&_csrf=bad").await.0, 403);
+        assert_eq!(
+            call("/op", &[form, cookie], "x=1&_csrf=c1").await,
+            (200, "1".into())
+        );
+        assert_eq!(
+            call("/op", &[form, cookie, ("x-csrf-token", "c1")], "x=2").await,
+            (200, "2".into())
+        );
+        // Another site's page posting with the victim's cookie.
+        let cross = ("sec-fetch-site", "cross-site");
+        assert_eq!(
+            call("/op", &[form, cookie, cross], "x=1&_csrf=c1").await.0,
+            403
+        );
+        let origin = [
+            ("host", "127.0.0.1:7000"),
+            ("origin", "http://evil.example"),
+        ];
+        assert_eq!(
+            call("/op", &[form, cookie, origin[0], origin[1]], "x=1&_csrf=c1")
+                .await
+                .0,
+            403
+        );
+        let same = [
+            ("host", "127.0.0.1:7000"),
+            ("origin", "http://127.0.0.1:7000"),
+        ];
+        assert_eq!(
+            call("/op", &[form, cookie, same[0], same[1]], "x=1&_csrf=c1")
+                .await
+                .0,
+            200
+        );
+        // An operator is not an admin; the token's holder is.
+        assert_eq!(call("/admin", &[form, cookie], "_csrf=c1").await.0, 403);
+        assert_eq!(
+            call("/admin", &[("authorization", "Bearer tok")], "")
+                .await
+                .0,
+            200
+        );
+        // A view route takes posts without credentials, but not cross-site.
+        assert_eq!(call("/login", &[form], "").await.0, 200);
+        assert_eq!(call("/login", &[form, cross], "").await.0, 403);
     }
 
     #[test]

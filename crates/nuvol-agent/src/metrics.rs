@@ -175,7 +175,7 @@ impl Component for Metrics {
         ctx.http_route(HttpRoute::new(
             Method::GET,
             "/metrics",
-            Access::Read,
+            Access::View,
             axum::routing::get(move || {
                 let served = served.clone();
                 async move { scrape(served.get()) }

@@ -155,6 +155,7 @@ pub struct NodeInfo {
 /// Everything registered, frozen after the build.
 pub struct Registry {
     pub(crate) routes: Vec<(&'static str, HttpRoute)>,
+    pub(crate) authenticators: Vec<Arc<dyn crate::http::Authenticator>>,
     pub(crate) openapi: Vec<(&'static str, &'static str)>,
     pub(crate) metrics: prometheus_client::registry::Registry,
     pub(crate) dns: Vec<DnsSource>,
@@ -174,6 +175,12 @@ impl Registry {
     /// Every HTTP route, with the component that registered it.
     pub fn routes(&self) -> impl Iterator<Item = (&'static str, &HttpRoute)> {
         self.routes.iter().map(|(c, r)| (*c, r))
+    }
+
+    /// Ways of recognising callers besides the API token, in registration
+    /// order.
+    pub fn authenticators(&self) -> &[Arc<dyn crate::http::Authenticator>] {
+        &self.authenticators
     }
 
     /// The OpenAPI fragments (JSON text), by component.
@@ -266,6 +273,12 @@ impl BuildCtx<'_> {
         }
         self.reg.registry.routes.push((self.component, route));
         Ok(())
+    }
+
+    /// Recognise callers another way than by the API token (a session
+    /// cookie); see [`crate::http`].
+    pub fn authenticator(&mut self, a: Arc<dyn crate::http::Authenticator>) {
+        self.reg.registry.authenticators.push(a);
     }
 
     /// The component's part of the OpenAPI document: JSON text of an

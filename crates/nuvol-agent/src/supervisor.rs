@@ -323,6 +323,7 @@ impl AgentConfig {
         let mut reg = Registrations {
             registry: Registry {
                 routes: Vec::new(),
+                authenticators: Vec::new(),
                 openapi: Vec::new(),
                 metrics,
                 dns: Vec::new(),

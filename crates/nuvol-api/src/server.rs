@@ -96,7 +96,7 @@ impl Component for Api {
             ctx.http_route(HttpRoute::new(
                 Method::GET,
                 path,
-                Access::Read,
+                Access::View,
                 handler.with_state(state.clone()),
             ))?;
         }
@@ -127,7 +127,11 @@ impl Component for Api {
             http_addr: local,
         });
         let routes: Vec<HttpRoute> = registry.routes().map(|(_, r)| r.clone()).collect();
-        let app = nuvol_agent::http::router(routes, Arc::from(token), self.metrics.clone());
+        let app = nuvol_agent::http::router(
+            routes,
+            nuvol_agent::http::Auth::with(Arc::from(token), registry.authenticators().to_vec()),
+            self.metrics.clone(),
+        );
         registry.info.set("http_addr", local.to_string());
         tracing::info!(addr = %local, "HTTP API listening");
         // Member changes join the components' events on the bus the event
@@ -144,7 +148,11 @@ impl Component for Api {
             .stop
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = sse_stop.clone();
-        let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
+        let serve = axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
             stop.cancelled().await;
             // End event streams, which would otherwise keep the server open.
             sse_stop.cancel();

@@ -114,31 +114,31 @@ pub fn routes(api: Api) -> Vec<HttpRoute> {
         HttpRoute::new(
             Method::GET,
             "/v1/services",
-            Access::Read,
+            Access::View,
             get(list_services).with_state(api.clone()),
         ),
         HttpRoute::new(
             Method::POST,
             "/v1/services",
-            Access::Write,
+            Access::Operate,
             post(publish).with_state(api.clone()),
         ),
         HttpRoute::new(
             Method::GET,
             "/v1/services/{node}/{type}/{port}",
-            Access::Read,
+            Access::View,
             get(get_service).with_state(api.clone()),
         ),
         HttpRoute::new(
             Method::DELETE,
             "/v1/services/{node}/{type}/{port}",
-            Access::Write,
+            Access::Operate,
             delete(unpublish).with_state(api.clone()),
         ),
         HttpRoute::new(
             Method::GET,
             "/v1/checks",
-            Access::Read,
+            Access::View,
             get(list_checks).with_state(api),
         ),
     ]

@@ -76,7 +76,7 @@ impl Component for Example {
         ctx.http_route(HttpRoute::new(
             Method::GET,
             "/v1/example",
-            Access::Read,
+            Access::View,
             axum::routing::get(move || {
                 greetings.inc();
                 let body = serde_json::json!({ "greeting": greeting });

@@ -1346,6 +1346,23 @@ impl Gossip {
         }
     }
 
+    /// Every coordinate known: our own first (when coordinates are on),
+    /// then the cached ones of other nodes.
+    pub fn coordinates(&self) -> Vec<(String, crate::coordinate::Coordinate)> {
+        let Some(c) = self.coord.as_ref() else {
+            return Vec::new();
+        };
+        let mut out = Vec::with_capacity(self.coord_cache.len() + 1);
+        out.push((self.cfg.node_name.clone(), c.get_coordinate().clone()));
+        out.extend(
+            self.coord_cache
+                .iter()
+                .filter(|(n, _)| **n != self.cfg.node_name)
+                .map(|(n, c)| (n.clone(), c.clone())),
+        );
+        out
+    }
+
     /// Our own coordinate, or a cached one of another node.
     pub fn coordinate(&self, node: &str) -> Option<crate::coordinate::Coordinate> {
         let c = self.coord.as_ref()?;

@@ -560,7 +560,7 @@ fn main() -> Result<()> {
         };
         let app = nuvol_agent::http::router(
             nuvol_catalog::api::routes(api_backend),
-            Arc::from(TOKEN),
+            nuvol_agent::http::Auth::token(Arc::from(TOKEN)),
             nuvol_agent::http::HttpMetrics::default(),
         );
         let local = listener.local_addr().map_err(anyhow::Error::from);
