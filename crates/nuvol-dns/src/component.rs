@@ -152,6 +152,7 @@ impl Component for Dns {
         let local = server.local_addr();
         let stats = server.stats();
         ctx.registry().info.set("dns_addr", local.to_string());
+        ctx.registry().info.set("dns_domain", self.domain.clone());
         tracing::info!(addr = %local, domain = %self.domain, "DNS listening");
         let stop = ctx.stop_token();
         let mut serve = tokio::spawn(server.run(async move { stop.cancelled().await }));

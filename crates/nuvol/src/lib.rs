@@ -17,6 +17,7 @@ pub fn components() -> AgentBuilder {
         .with::<nuvol_dns::Dns>()
         .with::<nuvol_mdns::component::MdnsComponent>()
         .with::<nuvol_api::Api>()
+        .with::<nuvol_dashboard::Dashboard>()
         .with::<Metrics>()
         .with::<Reload>()
         .with::<Join>()

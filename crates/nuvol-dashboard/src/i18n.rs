@@ -1,0 +1,297 @@
+//! Every string the dashboard shows, in one place, in English, Catalan and
+//! Spanish (Cloudy shipped all three). A page picks the language from the
+//! `lang` cookie (the switcher), else from `Accept-Language`, else English.
+//!
+//! Written by hand rather than with a gettext/Fluent crate: three fixed
+//! languages of short strings, checked at compile time (a missing
+//! translation does not build), and nothing to load at run time.
+
+/// A language the dashboard ships.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Lang {
+    #[default]
+    En,
+    Ca,
+    Es,
+}
+
+impl Lang {
+    pub const ALL: [Lang; 3] = [Lang::En, Lang::Ca, Lang::Es];
+
+    pub fn code(self) -> &'static str {
+        match self {
+            Lang::En => "en",
+            Lang::Ca => "ca",
+            Lang::Es => "es",
+        }
+    }
+
+    /// The language's name in itself, for the switcher.
+    pub fn native(self) -> &'static str {
+        match self {
+            Lang::En => "English",
+            Lang::Ca => "Català",
+            Lang::Es => "Español",
+        }
+    }
+
+    pub fn from_code(code: &str) -> Option<Lang> {
+        let primary = code.split(['-', '_']).next()?.trim();
+        Lang::ALL
+            .into_iter()
+            .find(|l| l.code().eq_ignore_ascii_case(primary))
+    }
+
+    /// The best shipped language of an `Accept-Language` header (q-values
+    /// honoured; malformed parts skipped).
+    pub fn negotiate(header: &str) -> Option<Lang> {
+        let mut best: Option<(f32, usize, Lang)> = None;
+        for (i, part) in header.split(',').take(32).enumerate() {
+            let mut it = part.split(';');
+            let Some(tag) = it.next().map(str::trim).filter(|t| !t.is_empty()) else {
+                continue;
+            };
+            let q = it
+                .filter_map(|p| p.trim().strip_prefix("q="))
+                .find_map(|v| v.parse::<f32>().ok())
+                .unwrap_or(1.0);
+            if !(q > 0.0 && q <= 1.0) {
+                continue;
+            }
+            let Some(lang) = Lang::from_code(tag) else {
+                continue;
+            };
+            // Highest q wins; the earlier on a tie.
+            if best.is_none_or(|(bq, bi, _)| q > bq || (q == bq && i < bi)) {
+                best = Some((q, i, lang));
+            }
+        }
+        best.map(|(_, _, l)| l)
+    }
+}
+
+macro_rules! strings {
+    ($($key:ident => $en:literal, $ca:literal, $es:literal;)*) => {
+        /// A string of the dashboard; [`T::get`] gives it in a language.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum T { $($key,)* }
+
+        impl T {
+            pub const ALL: &'static [T] = &[$(T::$key,)*];
+
+            pub fn get(self, lang: Lang) -> &'static str {
+                match (self, lang) {
+                    $(
+                        (T::$key, Lang::En) => $en,
+                        (T::$key, Lang::Ca) => $ca,
+                        (T::$key, Lang::Es) => $es,
+                    )*
+                }
+            }
+        }
+    };
+}
+
+strings! {
+    AppName => "nuvol", "nuvol", "nuvol";
+    SkipToContent => "Skip to content", "Salta al contingut", "Saltar al contenido";
+    MainNav => "Main", "Principal", "Principal";
+    Overview => "Overview", "Resum", "Resumen";
+    Nodes => "Nodes", "Nodes", "Nodos";
+    Services => "Services", "Serveis", "Servicios";
+    Events => "Events", "Esdeveniments", "Eventos";
+    Settings => "Settings", "Configuració", "Configuración";
+    Login => "Log in", "Inicia la sessió", "Iniciar sesión";
+    Logout => "Log out", "Tanca la sessió", "Cerrar sesión";
+    LoggedIn => "Logged in", "Sessió iniciada", "Sesión iniciada";
+    Language => "Language", "Llengua", "Idioma";
+    Change => "Change", "Canvia", "Cambiar";
+    ThisNode => "This node", "Aquest node", "Este nodo";
+    Cluster => "Cluster", "Clúster", "Clúster";
+    RecentEvents => "Recent events", "Esdeveniments recents", "Eventos recientes";
+    AllEvents => "All events", "Tots els esdeveniments", "Todos los eventos";
+    Name => "Name", "Nom", "Nombre";
+    Address => "Address", "Adreça", "Dirección";
+    Uptime => "Uptime", "Temps en marxa", "Tiempo activo";
+    Version => "Version", "Versió", "Versión";
+    Load => "Load", "Càrrega", "Carga";
+    Cpu => "CPU", "CPU", "CPU";
+    Memory => "Memory", "Memòria", "Memoria";
+    Disk => "Disk", "Disc", "Disco";
+    Temperature => "Temperature", "Temperatura", "Temperatura";
+    Board => "Board", "Placa", "Placa";
+    Unknown => "unknown", "desconegut", "desconocido";
+    Of => "of", "de", "de";
+    Free => "free", "lliure", "libre";
+    Members => "Members", "Membres", "Miembros";
+    Alive => "alive", "viu", "vivo";
+    Failed => "failed", "caigut", "caído";
+    Left => "left", "ha marxat", "se fue";
+    Leaving => "leaving", "marxant", "saliendo";
+    Passing => "passing", "correcte", "correcto";
+    Warning => "warning", "avís", "aviso";
+    Critical => "critical", "crític", "crítico";
+    Unavailable => "unavailable", "no disponible", "no disponible";
+    Status => "Status", "Estat", "Estado";
+    Tags => "Tags", "Etiquetes", "Etiquetas";
+    Protocol => "Protocol", "Protocol", "Protocolo";
+    Rtt => "RTT", "RTT", "RTT";
+    Quality => "Quality", "Qualitat", "Calidad";
+    ClusterMap => "Network map: nodes placed by their network coordinates; near means a short round trip", "Mapa de la xarxa: nodes situats per les seves coordenades de xarxa; a prop vol dir una anada i tornada curta", "Mapa de la red: nodos situados por sus coordenadas de red; cerca significa un viaje de ida y vuelta corto";
+    NoCoordinates => "No network coordinates yet.", "Encara no hi ha coordenades de xarxa.", "Aún no hay coordenadas de red.";
+    Filter => "Filter", "Filtra", "Filtrar";
+    Search => "Search", "Cerca", "Buscar";
+    SortBy => "Sort by", "Ordena per", "Ordenar por";
+    All => "All", "Tots", "Todos";
+    Description => "Description", "Descripció", "Descripción";
+    Node => "Node", "Node", "Nodo";
+    Ip => "IP", "IP", "IP";
+    Port => "Port", "Port", "Puerto";
+    MicroCloud => "µcloud", "µcloud", "µcloud";
+    Txt => "TXT", "TXT", "TXT";
+    Health => "Health", "Salut", "Salud";
+    DnsName => "DNS name", "Nom DNS", "Nombre DNS";
+    Action => "Action", "Acció", "Acción";
+    Open => "Open", "Obre", "Abrir";
+    NoServices => "No services match.", "Cap servei coincideix.", "Ningún servicio coincide.";
+    NoNodes => "No nodes match.", "Cap node coincideix.", "Ningún nodo coincide.";
+    NoEvents => "No events yet.", "Encara no hi ha esdeveniments.", "Aún no hay eventos.";
+    Publish => "Publish a service on this node", "Publica un servei en aquest node", "Publicar un servicio en este nodo";
+    PublishButton => "Publish", "Publica", "Publicar";
+    Unpublish => "Unpublish", "Retira", "Retirar";
+    Type => "Type", "Tipus", "Tipo";
+    TxtHelp => "key=value pairs joined by &, e.g. path=/&v=1", "parells clau=valor units per &, p. ex. path=/&v=1", "pares clave=valor unidos por &, p. ej. path=/&v=1";
+    SetTag => "Set a tag", "Posa una etiqueta", "Poner una etiqueta";
+    Key => "Key", "Clau", "Clave";
+    Value => "Value", "Valor", "Valor";
+    Save => "Save", "Desa", "Guardar";
+    Delete => "Delete", "Esborra", "Borrar";
+    UserEvent => "Send a user event", "Envia un esdeveniment d'usuari", "Enviar un evento de usuario";
+    Payload => "Payload", "Contingut", "Contenido";
+    Coalesce => "Coalesce", "Agrupa", "Agrupar";
+    Send => "Send", "Envia", "Enviar";
+    RunQuery => "Run a query", "Fes una consulta", "Hacer una consulta";
+    Timeout => "Timeout", "Temps d'espera", "Tiempo de espera";
+    TimeoutHelp => "e.g. 5s (at most 60s)", "p. ex. 5s (com a molt 60s)", "p. ej. 5s (como mucho 60s)";
+    OnlyNodes => "Only these nodes (comma-separated, optional)", "Només aquests nodes (separats per comes, opcional)", "Solo estos nodos (separados por comas, opcional)";
+    Run => "Run", "Executa", "Ejecutar";
+    Query => "Query", "Consulta", "Consulta";
+    Acks => "Acks", "Confirmacions", "Confirmaciones";
+    Responses => "Responses", "Respostes", "Respuestas";
+    QueryRunning => "Running…", "En curs…", "En curso…";
+    QueryDone => "Done.", "Fet.", "Hecho.";
+    JoinNode => "Join another node", "Uneix-te a un altre node", "Unirse a otro nodo";
+    Join => "Join", "Uneix", "Unir";
+    JoinHelp => "IP:PORT, HOST or HOST:PORT", "IP:PORT, HOST o HOST:PORT", "IP:PORT, HOST o HOST:PORT";
+    Scan => "Scan the quality of all nodes", "Mesura la qualitat de tots els nodes", "Medir la calidad de todos los nodos";
+    ScanNever => "Not scanned yet.", "Encara no s'ha mesurat.", "Aún no se ha medido.";
+    Bootstrap => "Bootstrap addresses", "Adreces d'arrencada", "Direcciones de arranque";
+    BootstrapHelp => "One per line. Saved on this node and joined now and at every start.", "Una per línia. Es desen en aquest node i s'hi uneix ara i a cada arrencada.", "Una por línea. Se guardan en este nodo y se une ahora y en cada arranque.";
+    Token => "API token", "Testimoni de l'API", "Token de la API";
+    TokenHelp => "The contents of the file api-token in the agent's data directory.", "El contingut del fitxer api-token del directori de dades de l'agent.", "El contenido del fichero api-token del directorio de datos del agente.";
+    BadToken => "That is not this node's API token.", "Aquest no és el testimoni de l'API d'aquest node.", "Ese no es el token de la API de este nodo.";
+    TooManyAttempts => "Too many attempts; wait a minute.", "Massa intents; espera un minut.", "Demasiados intentos; espera un minuto.";
+    LoginToAct => "Log in to make changes.", "Inicia la sessió per fer canvis.", "Inicia sesión para hacer cambios.";
+    NotAllowed => "This address may not view the dashboard. Log in with the API token.", "Aquesta adreça no pot veure el tauler. Inicia la sessió amb el testimoni de l'API.", "Esta dirección no puede ver el panel. Inicia sesión con el token de la API.";
+    NotFound => "Page not found", "No s'ha trobat la pàgina", "Página no encontrada";
+    NotFoundText => "There is no such page here.", "Aquí no hi ha cap pàgina així.", "Aquí no hay ninguna página así.";
+    NoSuchNode => "No such node.", "No existeix aquest node.", "No existe ese nodo.";
+    BackHome => "Back to the overview", "Torna al resum", "Volver al resumen";
+    Done => "Done.", "Fet.", "Hecho.";
+    Error => "Error", "Error", "Error";
+    FixErrors => "Please fix the fields marked below.", "Corregeix els camps marcats a sota.", "Corrige los campos marcados abajo.";
+    Published => "Service published.", "Servei publicat.", "Servicio publicado.";
+    Unpublished => "Service unpublished.", "Servei retirat.", "Servicio retirado.";
+    TagSaved => "Tag saved.", "Etiqueta desada.", "Etiqueta guardada.";
+    TagDeleted => "Tag deleted.", "Etiqueta esborrada.", "Etiqueta borrada.";
+    EventSent => "Event sent.", "Esdeveniment enviat.", "Evento enviado.";
+    Joined => "Joined.", "Unit.", "Unido.";
+    Scanned => "Scan finished.", "Mesura acabada.", "Medición terminada.";
+    BootstrapSaved => "Bootstrap addresses saved.", "Adreces d'arrencada desades.", "Direcciones de arranque guardadas.";
+    Required => "This field is required.", "Aquest camp és obligatori.", "Este campo es obligatorio.";
+    Live => "Live", "En directe", "En directo";
+    Offline => "Updates paused; reconnecting…", "Actualitzacions aturades; reconnectant…", "Actualizaciones en pausa; reconectando…";
+    Time => "Time", "Hora", "Hora";
+    Event => "Event", "Esdeveniment", "Evento";
+    Details => "Details", "Detalls", "Detalles";
+    Count => "Count", "Nombre", "Número";
+    Yes => "yes", "sí", "sí";
+    No => "no", "no", "no";
+    OwnedBy => "set by", "posada per", "puesta por";
+    Ssh => "SSH command", "Ordre SSH", "Orden SSH";
+    SyncthingDevice => "Syncthing device", "Dispositiu Syncthing", "Dispositivo Syncthing";
+    AddDevice => "Add this device", "Afegeix aquest dispositiu", "Añadir este dispositivo";
+    PermissionView => "view", "veure", "ver";
+    PermissionOperate => "operate", "operar", "operar";
+    PermissionAdmin => "administer", "administrar", "administrar";
+    Forbidden => "Not allowed", "No permès", "No permitido";
+}
+
+/// Fill `{}` placeholders in order.
+pub fn fill(template: &str, args: &[&str]) -> String {
+    let mut out = String::with_capacity(template.len() + 16);
+    let mut rest = template;
+    let mut args = args.iter();
+    while let Some(i) = rest.find("{}") {
+        out.push_str(&rest[..i]);
+        out.push_str(args.next().copied().unwrap_or(""));
+        rest = &rest[i + 2..];
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accept_language_negotiation() {
+        assert_eq!(Lang::negotiate("ca-ES,ca;q=0.9,es;q=0.8"), Some(Lang::Ca));
+        assert_eq!(Lang::negotiate("fr-FR, es;q=0.5, en;q=0.4"), Some(Lang::Es));
+        assert_eq!(Lang::negotiate("de, fr"), None);
+        assert_eq!(Lang::negotiate("en;q=0.2, es;q=0.9"), Some(Lang::Es));
+        assert_eq!(Lang::negotiate(";;,q=,,es;q=abc"), Some(Lang::Es));
+        assert_eq!(Lang::negotiate("es;q=0, ca;q=2"), None);
+        assert_eq!(Lang::negotiate(""), None);
+    }
+
+    #[test]
+    fn every_string_is_translated() {
+        // Catalan and Spanish differ from English except for names, units
+        // and abbreviations shared by the three.
+        let shared = [
+            T::AppName,
+            T::Cpu,
+            T::Rtt,
+            T::Ip,
+            T::Txt,
+            T::MicroCloud,
+            T::Error,
+            T::No,
+            T::Protocol,
+            T::Temperature,
+            T::Members,
+            T::Nodes,
+            T::Node,
+            T::JoinHelp,
+        ];
+        for &t in T::ALL {
+            for l in Lang::ALL {
+                assert!(!t.get(l).is_empty(), "{t:?} in {l:?}");
+            }
+            if !shared.contains(&t) {
+                assert!(
+                    t.get(Lang::Ca) != t.get(Lang::En) || t.get(Lang::Es) != t.get(Lang::En),
+                    "{t:?} is not translated"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn placeholders() {
+        assert_eq!(fill("{} of {}", &["1", "2"]), "1 of 2");
+        assert_eq!(fill("{} {}", &["1"]), "1 ");
+    }
+}

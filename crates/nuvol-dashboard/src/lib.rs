@@ -1,0 +1,142 @@
+//! The web dashboard: the community cloud at a glance, served by the agent
+//! on its HTTP address next to the REST API (`[dashboard]`).
+//!
+//! - Server-rendered HTML ([`maud`], compiled in), forms that work without
+//!   JavaScript (post, then redirect), one small hand-written script
+//!   (`assets/live.js`) for live updates, every asset embedded.
+//! - Pages: `/` overview, `/nodes`, `/nodes/{name}`, `/services`,
+//!   `/events`, `/queries/{id}`, `/settings`, `/login`; `/live` is the
+//!   live-update stream (server-sent events of rendered rows: only what
+//!   changed, escaped here like every page).
+//! - Access: each route declares view, operate or admin (the core's
+//!   router enforces it, see [`auth`]); viewing is open to the addresses
+//!   of `[dashboard] view` (loopback by default) or with a session.
+//! - Strings: [`i18n`] (English, Catalan, Spanish).
+//!
+//! Architecture Invariant: every value that comes from another node (names,
+//! tags, TXT, descriptions, event payloads) reaches HTML only through
+//! maud's escaping, including the rows the live stream sends.
+
+pub mod auth;
+pub mod i18n;
+mod live;
+mod page;
+mod pages;
+mod state;
+pub mod svg;
+pub mod sys;
+pub mod types;
+mod web;
+
+use auth::{Sessions, ViewRule};
+use axum::http::Method;
+use axum::routing::{get, post, MethodRouter};
+use nuvol_agent::config::{ConfigError, Validate};
+use nuvol_agent::http::{Access, HttpRoute};
+use nuvol_agent::{BuildCtx, BuildError, Component, ComponentError, RunCtx};
+use state::Dash;
+use std::sync::Arc;
+use std::time::Duration;
+
+nuvol_agent::settings! {
+    /// The web dashboard, served on the REST API's address.
+    pub struct DashboardSettings in "dashboard", "Web dashboard" {
+        /// Serve the dashboard.
+        enable: bool = true, flag "dashboard";
+        /// Who may view without logging in: loopback, lan (private,
+        /// link-local and CGNAT addresses), any, none, or IP[/PREFIX]
+        /// networks (repeatable). Acting always needs the API token or a
+        /// session.
+        view: Vec<String> = vec!["loopback".to_owned()], flag "dashboard-view";
+        /// A session idle this long ends.
+        session_ttl: Duration = Duration::from_secs(12 * 3600), flag "dashboard-session-ttl";
+    }
+}
+
+impl Validate for DashboardSettings {
+    fn validate(&self) -> Result<(), ConfigError> {
+        ViewRule::parse(&self.view).map_err(|e| ConfigError::invalid::<Self>("view", e))?;
+        if self.session_ttl < Duration::from_secs(60) {
+            return Err(ConfigError::invalid::<Self>(
+                "session_ttl",
+                "must be at least 1m",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The dashboard component.
+pub struct Dashboard {
+    dash: Arc<Dash>,
+}
+
+fn route(
+    ctx: &mut BuildCtx<'_>,
+    method: Method,
+    path: &'static str,
+    access: Access,
+    handler: MethodRouter<Arc<Dash>>,
+    dash: &Arc<Dash>,
+) -> Result<(), BuildError> {
+    ctx.http_route(HttpRoute::new(
+        method,
+        path,
+        access,
+        handler.with_state(dash.clone()),
+    ))
+}
+
+impl Component for Dashboard {
+    type Config = DashboardSettings;
+    const NAME: &'static str = "dashboard";
+
+    fn build(cfg: DashboardSettings, ctx: &mut BuildCtx<'_>) -> Result<Option<Self>, BuildError> {
+        if !cfg.enable {
+            return Ok(None);
+        }
+        let view = ViewRule::parse(&cfg.view).map_err(BuildError::new)?;
+        let sessions = Sessions::new(cfg.session_ttl);
+        ctx.authenticator(Arc::new(sessions.clone()));
+        let dash = Arc::new(Dash::new(ctx, view, sessions));
+        use Access::{Admin, Operate, View};
+        use Method as M;
+        let routes: Vec<(Method, &'static str, Access, MethodRouter<Arc<Dash>>)> = vec![
+            (M::GET, "/", View, get(pages::overview::page)),
+            (M::GET, "/nodes", View, get(pages::nodes::list)),
+            (M::GET, "/nodes/{name}", View, get(pages::nodes::one)),
+            (M::POST, "/nodes/join", Operate, post(pages::nodes::join)),
+            (M::POST, "/nodes/scan", Operate, post(pages::nodes::scan)),
+            (M::GET, "/services", View, get(pages::services::list)),
+            (M::POST, "/services/publish", Operate, post(pages::services::publish)),
+            (M::POST, "/services/unpublish", Operate, post(pages::services::unpublish)),
+            (M::GET, "/events", View, get(pages::events::page)),
+            (M::POST, "/events/send", Operate, post(pages::events::send)),
+            (M::POST, "/queries", Operate, post(pages::events::query)),
+            (M::GET, "/queries/{id}", View, get(pages::events::query_page)),
+            (M::GET, "/settings", View, get(pages::settings::page)),
+            (M::POST, "/settings/tags", Operate, post(pages::settings::tags)),
+            (M::POST, "/settings/bootstrap", Admin, post(pages::settings::bootstrap)),
+            (M::GET, "/login", View, get(pages::login::page)),
+            (M::POST, "/login", View, post(pages::login::login)),
+            (M::POST, "/logout", View, post(pages::login::logout)),
+            (M::GET, "/lang", View, get(pages::login::lang)),
+            (M::GET, "/live", View, get(live::stream)),
+            (M::GET, "/assets/{file}", View, get(page::asset)),
+            // Anything else a browser asks for: an HTML 404 (JSON under /v1/).
+            (M::GET, "/{*rest}", View, get(pages::not_found)),
+        ];
+        for (m, path, access, h) in routes {
+            route(ctx, m, path, access, h, &dash)?;
+        }
+        Ok(Some(Dashboard { dash }))
+    }
+
+    async fn run(&mut self, ctx: &RunCtx) -> Result<(), ComponentError> {
+        self.dash.start(ctx).await?;
+        ctx.ready();
+        let r = live::hub(self.dash.clone(), ctx).await;
+        self.dash.stop();
+        r
+    }
+}

@@ -1,0 +1,292 @@
+//! Live updates.
+//!
+//! [`hub`] (the component's run loop) follows the agent's event streams —
+//! member events, user events, the components' event bus that `/v1/events`
+//! serves — and the catalog's changes, keeps the event log, and broadcasts
+//! what changed ([`Change`]): one member, one service instance (the catalog
+//! is diffed, so a change sends one row, never the whole catalog), one
+//! event. [`stream`] (`GET /live?page=...`) turns those into server-sent
+//! events of rows rendered in the viewer's language by the same functions
+//! the pages use, filtered like the page that listens.
+
+use crate::i18n::Lang;
+use crate::pages::nodes::{member_row, view_of, NodeFilter};
+use crate::pages::services::{key as service_key, service_row, RowCtx, ServiceFilter};
+use crate::state::{Change, Dash};
+use crate::web::Viewer;
+use axum::extract::State;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
+use nuvol_agent::chan::RecvError;
+use nuvol_agent::{ComponentError, RunCtx};
+use nuvol_catalog::model::ServiceEntry;
+use nuvol_gossip::Event as GEvent;
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Shown of a user event's payload in the log.
+const PAYLOAD_LOGGED: usize = 200;
+
+/// The component's run loop: feed the log and the live stream until stop.
+pub async fn hub(dash: Arc<Dash>, ctx: &RunCtx) -> Result<(), ComponentError> {
+    let mut members = ctx.cluster().member_events();
+    let mut events = ctx.cluster().events();
+    let mut bus = ctx.registry().events.subscribe();
+    let mut changes = dash.catalog.as_ref().map(|c| c.changes());
+    let mut known: HashMap<String, ServiceEntry> = dash
+        .catalog
+        .as_ref()
+        .map(|c| {
+            c.entries(&Default::default())
+                .into_iter()
+                .map(|e| (service_key(&e), e))
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut tick = tokio::time::interval(Duration::from_secs(10));
+    loop {
+        tokio::select! {
+            () = ctx.stopping() => return Ok(()),
+            _ = tick.tick() => {
+                // Keep the CPU sampler's window short for the overview.
+                let d = dash.clone();
+                let _ = tokio::task::spawn_blocking(move || d.cpu_sample()).await;
+            }
+            r = members.recv() => match r {
+                Ok(GEvent::Member { kind, members }) => {
+                    for m in members {
+                        dash.log(kind.as_str(), &m.name, format!("{} {}", m.addr, m.status.as_str()));
+                        let _ = dash.changes.send(Change::Member(m));
+                    }
+                    let _ = dash.changes.send(Change::Counts);
+                }
+                Ok(_) | Err(RecvError::Lagged(_)) => {}
+                Err(RecvError::Closed) => return Ok(()),
+            },
+            r = events.recv() => match r {
+                Ok(GEvent::User { name, payload, .. }) => {
+                    let shown = &payload[..payload.len().min(PAYLOAD_LOGGED)];
+                    dash.log("user", &name, String::from_utf8_lossy(shown).into_owned());
+                }
+                Ok(_) | Err(RecvError::Lagged(_)) => {}
+                Err(RecvError::Closed) => return Ok(()),
+            },
+            r = bus.recv() => match r {
+                // Member events come from the cluster above, unduplicated.
+                Ok(ev) if !ev.event.starts_with("member-") => {
+                    let subject = ["node", "name", "type"]
+                        .iter()
+                        .find_map(|k| ev.data.get(*k).and_then(|v| v.as_str()))
+                        .unwrap_or("")
+                        .to_owned();
+                    let mut detail = ev.data.to_string();
+                    detail.truncate(PAYLOAD_LOGGED);
+                    dash.log(&ev.event, &subject, detail);
+                }
+                Ok(_) | Err(RecvError::Lagged(_)) => {}
+                Err(RecvError::Closed) => return Ok(()),
+            },
+            r = async {
+                match changes.as_mut() {
+                    Some(rx) => rx.changed().await.is_ok(),
+                    None => std::future::pending().await,
+                }
+            } => {
+                if !r {
+                    changes = None;
+                    continue;
+                }
+                let Some(c) = &dash.catalog else { continue };
+                let now: HashMap<String, ServiceEntry> = c
+                    .entries(&Default::default())
+                    .into_iter()
+                    .map(|e| (service_key(&e), e))
+                    .collect();
+                let mut any = false;
+                for (k, e) in &now {
+                    if known.get(k) != Some(e) {
+                        any = true;
+                        let _ = dash.changes.send(Change::Service(Box::new(e.clone())));
+                    }
+                }
+                for k in known.keys() {
+                    if !now.contains_key(k) {
+                        any = true;
+                        let _ = dash.changes.send(Change::ServiceGone(k.clone()));
+                    }
+                }
+                known = now;
+                if any {
+                    let _ = dash.changes.send(Change::Counts);
+                }
+            }
+        }
+    }
+}
+
+/// What one listener wants.
+struct Listener {
+    lang: Lang,
+    page: String,
+    nodes: NodeFilter,
+    services: ServiceFilter,
+    query: Option<u64>,
+    csrf: Option<String>,
+}
+
+fn msg(v: serde_json::Value) -> Event {
+    Event::default()
+        .event("u")
+        .json_data(v)
+        .unwrap_or_else(|_| Event::default().event("u").data("{}"))
+}
+
+fn upsert(list: &str, key: &str, html: String) -> Event {
+    msg(serde_json::json!({"op": "upsert", "list": list, "key": key, "html": html}))
+}
+
+fn remove(list: &str, key: &str) -> Event {
+    msg(serde_json::json!({"op": "remove", "list": list, "key": key}))
+}
+
+fn text(id: &str, t: String) -> Event {
+    msg(serde_json::json!({"op": "text", "id": id, "text": t}))
+}
+
+async fn render(dash: &Dash, l: &Listener, c: Change) -> Vec<Event> {
+    let lang = l.lang;
+    match c {
+        Change::Event(e) if matches!(l.page.as_str(), "overview" | "events") => {
+            vec![upsert(
+                "events",
+                &e.seq.to_string(),
+                crate::pages::events::event_row(lang, &e).into_string(),
+            )]
+        }
+        Change::Member(m) if l.page == "nodes" => {
+            let coords = dash
+                .cluster
+                .coordinates()
+                .await
+                .map(|c| c.into_iter().collect())
+                .unwrap_or_default();
+            let scan = dash.scan();
+            let name = m.name.clone();
+            let v = view_of(dash, m, &coords, scan.as_ref());
+            if l.nodes.matches(&v) {
+                vec![upsert("members", &name, member_row(lang, &v).into_string())]
+            } else {
+                vec![remove("members", &name)]
+            }
+        }
+        Change::Service(e) if l.page == "services" => {
+            let scan = dash.scan();
+            let domain = dash.info("dns_domain");
+            let rc = RowCtx {
+                l: lang,
+                scan: scan.as_ref(),
+                domain: domain.as_deref(),
+                unpublish: l.csrf.as_deref().map(|t| (dash.node_name.as_str(), t)),
+            };
+            let k = service_key(&e);
+            if l.services.matches(&e) {
+                vec![upsert("services", &k, service_row(&rc, &e).into_string())]
+            } else {
+                vec![remove("services", &k)]
+            }
+        }
+        Change::ServiceGone(k) if l.page == "services" => vec![remove("services", &k)],
+        Change::Counts if l.page == "overview" => {
+            let mut out = Vec::new();
+            if let Ok(members) = dash.cluster.members().await {
+                out.push(text("count-members", members.len().to_string()));
+                for (s, n) in Dash::count_members(&members) {
+                    out.push(text(&format!("count-{s}"), n.to_string()));
+                }
+            }
+            for (s, n) in crate::pages::overview::count_services(dash) {
+                out.push(text(&format!("svc-{s}"), n.to_string()));
+            }
+            out
+        }
+        Change::Query(id) if l.query == Some(id) => {
+            let Some(j) = dash.query(id) else {
+                return Vec::new();
+            };
+            let mut out = vec![
+                text("query-state", crate::pages::events::query_state(lang, &j).to_owned()),
+                text("query-acks", j.acks.len().to_string()),
+                text("query-responses", j.responses.len().to_string()),
+            ];
+            // Rows are keyed by node: re-sending the latest is idempotent.
+            if let Some((n, at)) = j.acks.last() {
+                out.push(upsert("acks", n, crate::pages::events::ack_row(n, *at).into_string()));
+            }
+            if let Some((n, p, at)) = j.responses.last() {
+                out.push(upsert(
+                    "responses",
+                    n,
+                    crate::pages::events::response_row(n, p, *at).into_string(),
+                ));
+            }
+            out
+        }
+        _ => Vec::new(),
+    }
+}
+
+/// `GET /live?page=overview|nodes|services|events|query&...`.
+pub async fn stream(State(dash): State<Arc<Dash>>, Viewer(req): Viewer) -> Response {
+    let q = match crate::pages::query(&req, &["page", "q", "status", "type", "query"]) {
+        Ok(q) => q,
+        Err((_, m)) => return (axum::http::StatusCode::BAD_REQUEST, m).into_response(),
+    };
+    let p = |k| crate::pages::param(&q, k).unwrap_or("").to_owned();
+    let page = p("page");
+    if !matches!(page.as_str(), "overview" | "nodes" | "services" | "events" | "query") {
+        return (axum::http::StatusCode::BAD_REQUEST, "unknown page").into_response();
+    }
+    let listener = Listener {
+        lang: req.lang,
+        nodes: NodeFilter {
+            q: p("q"),
+            status: p("status"),
+            ..Default::default()
+        },
+        services: ServiceFilter {
+            stype: p("type"),
+            q: p("q"),
+            ..Default::default()
+        },
+        query: p("query").parse().ok(),
+        csrf: req
+            .may(nuvol_agent::http::Access::Operate)
+            .then(|| req.csrf().to_owned()),
+        page,
+    };
+    let rx = dash.changes.subscribe();
+    let stop = dash.stop_token();
+    let listener = Arc::new(listener);
+    // A listener that lags misses changes (the broadcast queue holds 1024);
+    // its page is then stale until reloaded, never wrong in what it shows.
+    let s = tokio_stream::wrappers::BroadcastStream::new(rx)
+        .filter_map(|r| std::future::ready(r.ok()))
+        .then(move |c| {
+            let (dash, l) = (dash.clone(), listener.clone());
+            async move { render(&dash, &l, c).await }
+        })
+        .flat_map(futures::stream::iter)
+        .map(Ok::<_, Infallible>)
+        .take_until(async move { stop.cancelled().await });
+    let mut resp = Sse::new(s)
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+        .into_response();
+    resp.headers_mut().insert(
+        axum::http::header::CACHE_CONTROL,
+        axum::http::HeaderValue::from_static("no-store"),
+    );
+    resp
+}

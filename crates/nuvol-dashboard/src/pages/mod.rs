@@ -1,0 +1,64 @@
+//! The pages. Each handler reads what it shows through the cluster and
+//! catalog handles, renders with maud, and answers forms by redirecting
+//! (or by re-showing the form with its errors, status 400).
+
+pub mod events;
+pub mod login;
+pub mod nodes;
+pub mod overview;
+pub mod services;
+pub mod settings;
+
+use crate::i18n::T;
+use crate::page::{layout, Nav};
+use crate::state::Dash;
+use crate::web::{html, Req};
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use maud::html;
+use nuvol_agent::http::ApiError;
+use std::sync::Arc;
+
+/// Query parameters of a page: only `allowed` names, each at most once.
+/// The error is (parameter, message) for the filter form.
+pub fn query(req: &Req, allowed: &[&str]) -> Result<Vec<(String, String)>, (String, String)> {
+    let raw = req.here.split_once('?').map(|(_, q)| q.to_owned());
+    nuvol_agent::http::parse_query(raw, allowed).map_err(|e| {
+        let field = e.field().unwrap_or("query").to_owned();
+        (field, e.to_string())
+    })
+}
+
+pub fn param<'a>(q: &'a [(String, String)], k: &str) -> Option<&'a str> {
+    nuvol_agent::http::query_param(q, k)
+}
+
+/// The 404 page (a JSON error under `/v1/`, where API clients look).
+pub async fn not_found(State(dash): State<Arc<Dash>>, req: Req) -> Response {
+    if req.path.starts_with("/v1/") || req.path == "/v1" {
+        return ApiError::NotFound(format!("no such endpoint: GET {}", req.path)).into_response();
+    }
+    let _ = dash;
+    not_found_page(&req)
+}
+
+pub fn not_found_page(req: &Req) -> Response {
+    let body = html! {
+        p { (req.t(T::NotFoundText)) }
+        p { a href="/" { (req.t(T::BackHome)) } }
+    };
+    html(
+        StatusCode::NOT_FOUND,
+        layout(req, req.t(T::NotFound), Nav::None, None, body),
+    )
+}
+
+/// The agent is stopping, or the gossip layer failed to answer.
+pub fn unavailable(req: &Req, e: impl std::fmt::Display) -> Response {
+    let body = html! { (crate::page::notice(&e.to_string(), true)) };
+    html(
+        StatusCode::SERVICE_UNAVAILABLE,
+        layout(req, req.t(T::Error), Nav::None, None, body),
+    )
+}

@@ -1,0 +1,149 @@
+//! `/`: this node, the cluster at a glance, recent events (live).
+
+use super::events::event_row;
+use crate::i18n::{Lang, T};
+use crate::page::{layout, status_badge, Nav};
+use crate::state::Dash;
+use crate::sys::{human_bytes, human_duration};
+use crate::web::{html, Viewer};
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::Response;
+use maud::{html, Markup};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// Services by health, as the overview counts them.
+pub fn count_services(dash: &Dash) -> BTreeMap<&'static str, usize> {
+    let mut m: BTreeMap<&'static str, usize> = ["passing", "warning", "critical", "unavailable"]
+        .into_iter()
+        .map(|s| (s, 0))
+        .collect();
+    if let Some(c) = &dash.catalog {
+        for e in c.entries(&Default::default()) {
+            *m.entry(e.status.as_str()).or_insert(0) += 1;
+        }
+    }
+    m
+}
+
+/// How full: a native `<progress>` (no inline style, which the page's
+/// CSP forbids), labelled with the figure it repeats.
+fn meter(label: &str, used: u64, total: u64) -> Markup {
+    let pct = if total == 0 {
+        0
+    } else {
+        (used.saturating_mul(100) / total).min(100)
+    };
+    html! { progress class="meter" max="100" value=(pct) aria-label={ (label) " " (pct) "%" } { (pct) "%" } }
+}
+
+fn counts(l: Lang, id_prefix: &str, m: &BTreeMap<&'static str, usize>) -> Markup {
+    html! {
+        ul class="counts" {
+            @for (k, n) in m {
+                li { (status_badge(l, k)) " " span id={ (id_prefix) "-" (k) } { (n) } }
+            }
+        }
+    }
+}
+
+pub async fn page(State(dash): State<Arc<Dash>>, Viewer(req): Viewer) -> Response {
+    let l = req.lang;
+    let members = match dash.cluster.members().await {
+        Ok(m) => m,
+        Err(e) => return super::unavailable(&req, e),
+    };
+    let me = members.iter().find(|m| m.name == dash.node_name);
+    let stats = {
+        let d = dash.clone();
+        tokio::task::spawn_blocking(move || d.cpu_sample())
+            .await
+            .unwrap_or_default()
+    };
+    let unknown = T::Unknown.get(l);
+    let by_status = Dash::count_members(&members);
+    let by_health = count_services(&dash);
+    let events = dash.recent(10);
+    let body = html! {
+        div class="grid" {
+            section class="card" aria-labelledby="h-node" {
+                h2 id="h-node" { (T::ThisNode.get(l)) }
+                dl class="kv" {
+                    dt { (T::Name.get(l)) } dd { (dash.node_name) }
+                    dt { (T::Address.get(l)) } dd { (dash.cluster.advertise()) }
+                    dt { (T::Uptime.get(l)) } dd {
+                        (human_duration(dash.started.elapsed()))
+                        @if let Some(u) = stats.uptime { span class="muted" { " (" (T::Board.get(l)) " " (human_duration(u)) ")" } }
+                    }
+                    dt { (T::Version.get(l)) } dd { (dash.version) }
+                    dt { (T::Load.get(l)) } dd {
+                        @match stats.load { Some([a, b, c]) => { (format!("{a:.2} {b:.2} {c:.2}")) }, None => (unknown) }
+                        @if let Some(n) = stats.cpus { span class="muted" { " (" (n) " CPU)" } }
+                    }
+                    dt { (T::Cpu.get(l)) } dd id="stat-cpu" {
+                        @match stats.cpu_percent { Some(p) => { (format!("{p:.0}%")) }, None => span class="muted" { "–" } }
+                    }
+                    dt { (T::Memory.get(l)) } dd {
+                        @match (stats.mem_total, stats.mem_available) {
+                            (Some(t), Some(a)) => {
+                                (human_bytes(t.saturating_sub(a))) " " (T::Of.get(l)) " " (human_bytes(t))
+                                (meter(T::Memory.get(l), t.saturating_sub(a), t))
+                            }
+                            _ => (unknown),
+                        }
+                    }
+                    dt { (T::Disk.get(l)) } dd {
+                        @match (stats.disk_total, stats.disk_available) {
+                            (Some(t), Some(a)) => {
+                                (human_bytes(a)) " " (T::Free.get(l)) " " (T::Of.get(l)) " " (human_bytes(t))
+                                (meter(T::Disk.get(l), t.saturating_sub(a), t))
+                            }
+                            _ => (unknown),
+                        }
+                    }
+                    @if let Some(c) = stats.temperature_c {
+                        dt { (T::Temperature.get(l)) } dd { (format!("{c:.1} °C")) }
+                    }
+                    @if let Some(m) = &stats.model {
+                        dt { (T::Board.get(l)) } dd { (m) " · " (stats.arch) }
+                    }
+                    @if let Some(me) = me {
+                        dt { (T::Tags.get(l)) } dd { (me.tags.len()) }
+                    }
+                }
+            }
+            section class="card" aria-labelledby="h-cluster" {
+                h2 id="h-cluster" { (T::Cluster.get(l)) }
+                h3 { a href="/nodes" { (T::Members.get(l)) } " (" span id="count-members" { (members.len()) } ")" }
+                (counts(l, "count", &by_status))
+                h3 { a href="/services" { (T::Services.get(l)) } }
+                (counts(l, "svc", &by_health))
+            }
+        }
+        section aria-labelledby="h-events" {
+            h2 id="h-events" { (T::RecentEvents.get(l)) }
+            (event_table(l, &events, 10))
+            p { a href="/events" { (T::AllEvents.get(l)) } }
+        }
+    };
+    html(
+        StatusCode::OK,
+        layout(&req, T::Overview.get(l), Nav::Overview, Some("/live?page=overview"), body),
+    )
+}
+
+/// The events table, newest first, live (`max` rows kept).
+pub fn event_table(l: Lang, events: &[crate::state::LoggedEvent], max: usize) -> Markup {
+    html! {
+        p id="events-empty" class="muted" hidden[!events.is_empty()] { (T::NoEvents.get(l)) }
+        div class="scroll" tabindex="0" role="region" aria-label=(T::Events.get(l)) {
+            table {
+                thead { tr { th scope="col" { (T::Time.get(l)) } th scope="col" { (T::Event.get(l)) } th scope="col" { (T::Name.get(l)) } th scope="col" { (T::Details.get(l)) } } }
+                tbody data-list="events" data-order="newest-first" data-max=(max) data-empty="events-empty" {
+                    @for e in events { (event_row(l, e)) }
+                }
+            }
+        }
+    }
+}

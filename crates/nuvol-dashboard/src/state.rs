@@ -1,0 +1,274 @@
+//! What the dashboard keeps: the recent events, the last reachability scan,
+//! running queries, sessions, and what it reads from the rest of the agent.
+
+use crate::auth::{Sessions, ViewRule};
+use crate::sys::CpuSampler;
+use nuvol_agent::{BuildCtx, Cluster, ComponentError, Registry, RunCtx};
+use nuvol_catalog::component::Catalog;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant, SystemTime};
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+
+/// Events kept for the pages.
+pub const EVENT_LOG: usize = 200;
+/// Queries kept (the oldest is forgotten beyond).
+pub const QUERIES_KEPT: usize = 16;
+/// Acks and responses kept per query.
+pub const QUERY_ROWS: usize = 1000;
+/// Bytes of a response payload shown.
+pub const PAYLOAD_SHOWN: usize = 1024;
+
+/// One event of the log.
+#[derive(Debug, Clone)]
+pub struct LoggedEvent {
+    pub seq: u64,
+    pub at: SystemTime,
+    /// `member-join`, `member-failed`, `user`, `service-published`, ...
+    pub kind: String,
+    /// The node, or the user event's name.
+    pub subject: String,
+    pub detail: String,
+}
+
+/// The last reachability scan: the ack time of each node that answered.
+#[derive(Debug, Clone)]
+pub struct Scan {
+    pub at: SystemTime,
+    pub acks: HashMap<String, Duration>,
+    /// Nodes alive when the scan started.
+    pub asked: Vec<String>,
+}
+
+impl Scan {
+    /// Cloudy's quality: 100 − ack time in seconds × 100, clamped; 0 for
+    /// a node asked that did not answer, None for one not asked.
+    pub fn quality(&self, node: &str) -> Option<u8> {
+        match self.acks.get(node) {
+            Some(d) => Some(quality(*d)),
+            None => self.asked.iter().any(|n| n == node).then_some(0),
+        }
+    }
+}
+
+/// 100 − seconds × 100, in 0..=100.
+pub fn quality(ack: Duration) -> u8 {
+    let q = 100.0 - ack.as_secs_f64() * 100.0;
+    q.clamp(0.0, 100.0).round() as u8
+}
+
+/// A query started from the dashboard.
+#[derive(Debug, Clone)]
+pub struct QueryJob {
+    pub id: u64,
+    pub name: String,
+    pub started: SystemTime,
+    pub acks: Vec<(String, Duration)>,
+    pub responses: Vec<(String, String, Duration)>,
+    pub done: bool,
+}
+
+/// What changed, for the live stream.
+#[derive(Debug, Clone)]
+pub enum Change {
+    Member(nuvol_gossip::Member),
+    Service(Box<nuvol_catalog::model::ServiceEntry>),
+    ServiceGone(String),
+    Event(LoggedEvent),
+    /// Member and service counts changed.
+    Counts,
+    /// A query got an ack or a response, or ended.
+    Query(u64),
+}
+
+/// The dashboard's shared state.
+pub struct Dash {
+    pub cluster: Cluster,
+    pub catalog: Option<Catalog>,
+    pub sessions: Sessions,
+    pub view: ViewRule,
+    pub data_dir: PathBuf,
+    pub version: &'static str,
+    pub node_name: String,
+    pub started: Instant,
+    /// Set when the component runs.
+    pub token: OnceLock<Arc<str>>,
+    pub registry: OnceLock<Arc<Registry>>,
+    pub events: Mutex<VecDeque<LoggedEvent>>,
+    next_event: Mutex<u64>,
+    pub scan: Mutex<Option<Scan>>,
+    pub queries: Mutex<VecDeque<QueryJob>>,
+    pub changes: broadcast::Sender<Change>,
+    pub cpu: Mutex<CpuSampler>,
+    /// Cancelled when the current run stops (ends live streams).
+    pub stop: Mutex<CancellationToken>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Dash {
+    pub fn new(ctx: &mut BuildCtx<'_>, view: ViewRule, sessions: Sessions) -> Self {
+        let (changes, _) = broadcast::channel(1024);
+        Dash {
+            cluster: ctx.cluster(),
+            catalog: ctx.get::<Catalog>(),
+            sessions,
+            view,
+            data_dir: ctx.data_dir().to_path_buf(),
+            version: ctx.node().version,
+            node_name: ctx.node_name().to_owned(),
+            started: Instant::now(),
+            token: OnceLock::new(),
+            registry: OnceLock::new(),
+            events: Mutex::new(VecDeque::with_capacity(EVENT_LOG)),
+            next_event: Mutex::new(0),
+            scan: Mutex::new(None),
+            queries: Mutex::new(VecDeque::new()),
+            changes,
+            cpu: Mutex::new(CpuSampler::default()),
+            stop: Mutex::new(CancellationToken::new()),
+        }
+    }
+
+    /// Load the API token (the same file the REST API uses) and take the
+    /// registry.
+    pub async fn start(&self, ctx: &RunCtx) -> Result<(), ComponentError> {
+        let dir = self.data_dir.clone();
+        let token = tokio::task::spawn_blocking(move || nuvol_api::token::load_or_create(&dir))
+            .await
+            .map_err(ComponentError::from)?
+            .map_err(|e| ComponentError::msg(format!("the API token: {e}")))?;
+        let _ = self.token.set(Arc::from(token));
+        let _ = self.registry.set(ctx.registry().clone());
+        *lock(&self.stop) = ctx.stop_token().child_token();
+        Ok(())
+    }
+
+    pub fn stop(&self) {
+        lock(&self.stop).cancel();
+    }
+
+    pub fn stop_token(&self) -> CancellationToken {
+        lock(&self.stop).clone()
+    }
+
+    pub fn is_token(&self, given: &str) -> bool {
+        use subtle::ConstantTimeEq;
+        self.token
+            .get()
+            .is_some_and(|t| bool::from(given.as_bytes().ct_eq(t.as_bytes())))
+    }
+
+    pub fn info(&self, key: &str) -> Option<String> {
+        self.registry.get()?.info.get(key)
+    }
+
+    pub fn log(&self, kind: &str, subject: &str, detail: String) {
+        let ev = {
+            let mut n = lock(&self.next_event);
+            *n += 1;
+            LoggedEvent {
+                seq: *n,
+                at: SystemTime::now(),
+                kind: kind.to_owned(),
+                subject: subject.to_owned(),
+                detail,
+            }
+        };
+        {
+            let mut log = lock(&self.events);
+            if log.len() >= EVENT_LOG {
+                log.pop_back();
+            }
+            log.push_front(ev.clone());
+        }
+        let _ = self.changes.send(Change::Event(ev));
+    }
+
+    /// The newest `n` events, newest first.
+    pub fn recent(&self, n: usize) -> Vec<LoggedEvent> {
+        lock(&self.events).iter().take(n).cloned().collect()
+    }
+
+    pub fn scan(&self) -> Option<Scan> {
+        lock(&self.scan).clone()
+    }
+
+    pub fn set_scan(&self, s: Scan) {
+        *lock(&self.scan) = Some(s);
+    }
+
+    pub fn new_query(&self, name: &str) -> u64 {
+        let mut q = lock(&self.queries);
+        let id = q.front().map_or(1, |j| j.id + 1);
+        if q.len() >= QUERIES_KEPT {
+            q.pop_back();
+        }
+        q.push_front(QueryJob {
+            id,
+            name: name.to_owned(),
+            started: SystemTime::now(),
+            acks: Vec::new(),
+            responses: Vec::new(),
+            done: false,
+        });
+        id
+    }
+
+    pub fn query(&self, id: u64) -> Option<QueryJob> {
+        lock(&self.queries).iter().find(|j| j.id == id).cloned()
+    }
+
+    pub fn update_query(&self, id: u64, f: impl FnOnce(&mut QueryJob)) {
+        if let Some(j) = lock(&self.queries).iter_mut().find(|j| j.id == id) {
+            f(j);
+        }
+        let _ = self.changes.send(Change::Query(id));
+    }
+
+    pub fn cpu_sample(&self) -> crate::sys::NodeStats {
+        let mut cpu = lock(&self.cpu);
+        crate::sys::read(&crate::sys::SysRoot::host(), &self.data_dir, &mut cpu)
+    }
+
+    /// Members by status name.
+    pub fn count_members(members: &[nuvol_gossip::Member]) -> BTreeMap<&'static str, usize> {
+        let mut m = BTreeMap::new();
+        for s in ["alive", "failed", "left", "leaving"] {
+            m.insert(s, 0);
+        }
+        for mem in members {
+            let s = match mem.status {
+                nuvol_gossip::MemberStatus::None => "failed",
+                s => s.as_str(),
+            };
+            *m.entry(s).or_insert(0) += 1;
+        }
+        m
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cloudy_quality() {
+        assert_eq!(quality(Duration::from_millis(0)), 100);
+        assert_eq!(quality(Duration::from_millis(50)), 95);
+        assert_eq!(quality(Duration::from_millis(994)), 1);
+        assert_eq!(quality(Duration::from_secs(3)), 0);
+        let s = Scan {
+            at: SystemTime::now(),
+            acks: [("a".to_owned(), Duration::from_millis(120))].into(),
+            asked: vec!["a".into(), "b".into()],
+        };
+        assert_eq!(s.quality("a"), Some(88));
+        assert_eq!(s.quality("b"), Some(0));
+        assert_eq!(s.quality("c"), None);
+    }
+}
