@@ -491,7 +491,8 @@ impl Browser {
 
     /// Set the field named `field` in the form matching `form_css` as a
     /// person would: a `<select>` by option value, any other field by
-    /// clearing it and typing `value` (so input events fire).
+    /// clearing it and typing `value` (so input events fire). Checkboxes
+    /// and radio buttons are [`Browser::click`]ed instead.
     pub async fn fill(&self, form_css: &str, field: &str, value: &str) -> Result<()> {
         let css = format!("{form_css} [name=\"{}\"]", css_string(field));
         let el = self.find(&css).await?;
