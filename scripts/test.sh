@@ -3,7 +3,9 @@
 #
 # Installs what is missing: Debian's packages (serf as the real peer, dig,
 # iproute2, tcpdump, procps, psmisc, bzip2, Go for the LZW golden test, a C++
-# compiler for libFuzzer) and python's zeroconf and serfclient (PyPI). Then
+# compiler for libFuzzer, Chromium's headless shell and chromedriver for the
+# browser tests) and python's zeroconf and serfclient (PyPI), and fetches
+# axe-core for the browser tests' accessibility checks (from a PyPI wheel). Then
 # runs fmt and clippy, builds the deployment binary, runs every test with
 # NUVOL_REQUIRE_SERF=1, NUVOL_REQUIRE_SYSTEM=1 and NUVOL_REQUIRE_GO=1 (a
 # missing part fails a test instead of skipping it), and builds the fuzz
@@ -39,13 +41,16 @@ declare -A provides=(
   [g++]=g++
   [python3]=python3
   [python3-pip]=pip3
+  [chromium-headless-shell]=chromium-headless-shell
+  [chromium-driver]=chromedriver
 )
 have() {
   # tcpdump and ip live in /usr/sbin, which a non-root PATH may lack.
   command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/sbin/$1" ]
 }
 need=()
-for pkg in serf dnsutils iproute2 tcpdump procps psmisc bzip2 golang-go g++ python3; do
+for pkg in serf dnsutils iproute2 tcpdump procps psmisc bzip2 golang-go g++ python3 \
+  chromium-headless-shell chromium-driver; do
   have "${provides[$pkg]}" || need+=("$pkg")
 done
 # pip as a module of the python3 that runs the tests.
@@ -104,7 +109,38 @@ if [ ${#pip_need[@]} -gt 0 ]; then
   done
 fi
 
-echo "==> serf: $(serf version | head -1); $(go version)"
+# axe-core, for the browser tests' accessibility checks: its axe.min.js is
+# not kept in the repository but taken from a PyPI wheel that bundles it
+# (the one crates/nuvol-testkit/src/browser.rs names), once, into the target
+# directory, where that module looks too; the tests get its path in
+# NUVOL_AXE_JS, so they never run pip themselves.
+browser_rs=crates/nuvol-testkit/src/browser.rs
+axe_wheel="$(sed -n 's/^pub const AXE_WHEEL: &str = "\(.*\)";$/\1/p' "$browser_rs")"
+axe_member="$(sed -n 's/^pub const AXE_WHEEL_MEMBER: &str = "\(.*\)";$/\1/p' "$browser_rs")"
+[ -n "$axe_wheel" ] && [ -n "$axe_member" ] ||
+  fail "AXE_WHEEL or AXE_WHEEL_MEMBER not found in $browser_rs"
+target_dir="$(cargo metadata --format-version 1 --no-deps |
+  python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')"
+NUVOL_AXE_JS="$target_dir/axe-core/${axe_wheel/==/-}/axe.min.js"
+if [ ! -f "$NUVOL_AXE_JS" ]; then
+  echo "==> fetching axe-core (pip download $axe_wheel)"
+  axe_tmp="$(mktemp -d)"
+  python3 -m pip download --quiet --disable-pip-version-check --no-deps \
+    --only-binary=:all: -d "$axe_tmp" "$axe_wheel" </dev/null ||
+    fail "could not download $axe_wheel from PyPI (it bundles axe-core's axe.min.js)"
+  mkdir -p "$(dirname "$NUVOL_AXE_JS")"
+  # A wheel is a zip file.
+  python3 -c 'import glob, sys, zipfile
+whl, = glob.glob(sys.argv[1] + "/*.whl")
+open(sys.argv[3], "wb").write(zipfile.ZipFile(whl).read(sys.argv[2]))' \
+    "$axe_tmp" "$axe_member" "$NUVOL_AXE_JS.part" </dev/null ||
+    fail "could not extract $axe_member from $axe_wheel"
+  mv "$NUVOL_AXE_JS.part" "$NUVOL_AXE_JS"
+  rm -rf "$axe_tmp"
+fi
+export NUVOL_AXE_JS
+
+echo "==> serf: $(serf version | head -1); $(go version); $(chromedriver --version | cut -d' ' -f1,2)"
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check
 (cd fuzz && cargo fmt --all -- --check)
@@ -147,6 +183,7 @@ done
 
 echo "==> cargo test"
 # Every test that needs serf, a system part (dig, network namespaces,
-# zeroconf, the deployment binary) or Go fails instead of skipping.
+# zeroconf, the deployment binary, headless Chromium, axe-core) or Go fails
+# instead of skipping.
 export NUVOL_REQUIRE_SERF=1 NUVOL_REQUIRE_SYSTEM=1 NUVOL_REQUIRE_GO=1
 cargo test --workspace --no-fail-fast -- --test-threads=4

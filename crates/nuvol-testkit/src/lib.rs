@@ -18,13 +18,18 @@
 //!   poll with an upper bound that only fails a stuck test; never assert on
 //!   how long something took.
 //!
+//! - [`browser`]: headless Chromium over WebDriver (chromedriver) for
+//!   end-to-end tests of web pages: viewport widths, screenshots, forms,
+//!   and axe-core's accessibility checks.
 //! - [`netns`]: two network namespaces joined by a veth pair, programs run
 //!   inside them, and the skip-or-fail rule for missing system parts.
 //!
 //! Everything is blocking (`std::process`, `std::thread::sleep`): no async
-//! runtime is needed, except for [`wait_until_async`] (tokio's timer).
+//! runtime is needed, except for [`wait_until_async`] (tokio's timer) and
+//! [`browser`] (async throughout, on tokio).
 
 mod agent;
+pub mod browser;
 mod cli;
 mod loopback;
 pub mod netns;
