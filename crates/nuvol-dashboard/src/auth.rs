@@ -169,7 +169,8 @@ impl Sessions {
         let now = Instant::now();
         let mut g = self.lock();
         let ttl = self.ttl;
-        g.sessions.retain(|_, s| now.duration_since(s.last_seen) < ttl);
+        g.sessions
+            .retain(|_, s| now.duration_since(s.last_seen) < ttl);
         if g.sessions.len() >= MAX_SESSIONS {
             if let Some(oldest) = g
                 .sessions
@@ -290,7 +291,14 @@ mod tests {
         assert!(lo.allows(ip("::ffff:127.0.0.1")));
         assert!(!lo.allows(ip("192.168.1.5")));
         let lan = rule(&["lan"]);
-        for ok in ["10.1.2.3", "192.168.1.5", "172.16.0.1", "fe80::1", "fd00::1", "100.64.0.1"] {
+        for ok in [
+            "10.1.2.3",
+            "192.168.1.5",
+            "172.16.0.1",
+            "fe80::1",
+            "fd00::1",
+            "100.64.0.1",
+        ] {
             assert!(lan.allows(ip(ok)), "{ok}");
         }
         assert!(!lan.allows(ip("8.8.8.8")) && !lan.allows(ip("2001:db8::1")));

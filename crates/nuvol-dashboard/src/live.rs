@@ -217,13 +217,20 @@ async fn render(dash: &Dash, l: &Listener, c: Change) -> Vec<Event> {
                 return Vec::new();
             };
             let mut out = vec![
-                text("query-state", crate::pages::events::query_state(lang, &j).to_owned()),
+                text(
+                    "query-state",
+                    crate::pages::events::query_state(lang, &j).to_owned(),
+                ),
                 text("query-acks", j.acks.len().to_string()),
                 text("query-responses", j.responses.len().to_string()),
             ];
             // Rows are keyed by node: re-sending the latest is idempotent.
             if let Some((n, at)) = j.acks.last() {
-                out.push(upsert("acks", n, crate::pages::events::ack_row(n, *at).into_string()));
+                out.push(upsert(
+                    "acks",
+                    n,
+                    crate::pages::events::ack_row(n, *at).into_string(),
+                ));
             }
             if let Some((n, p, at)) = j.responses.last() {
                 out.push(upsert(
@@ -246,7 +253,10 @@ pub async fn stream(State(dash): State<Arc<Dash>>, Viewer(req): Viewer) -> Respo
     };
     let p = |k| crate::pages::param(&q, k).unwrap_or("").to_owned();
     let page = p("page");
-    if !matches!(page.as_str(), "overview" | "nodes" | "services" | "events" | "query") {
+    if !matches!(
+        page.as_str(),
+        "overview" | "nodes" | "services" | "events" | "query"
+    ) {
         return (axum::http::StatusCode::BAD_REQUEST, "unknown page").into_response();
     }
     let listener = Listener {

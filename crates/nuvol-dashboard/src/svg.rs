@@ -120,7 +120,14 @@ mod tests {
     #[test]
     fn planar_distances_are_recovered() {
         // Two sites of three nodes each, 40 ms apart, 2 ms within a site.
-        let pts = [(0.0, 0.0), (2.0, 0.0), (0.0, 2.0), (40.0, 0.0), (42.0, 0.0), (40.0, 2.0)];
+        let pts = [
+            (0.0, 0.0),
+            (2.0, 0.0),
+            (0.0, 2.0),
+            (40.0, 0.0),
+            (42.0, 0.0),
+            (40.0, 2.0),
+        ];
         let d: Vec<Vec<f64>> = pts
             .iter()
             .map(|a| pts.iter().map(|b| dist(*a, *b)).collect())

@@ -202,7 +202,14 @@ mod tests {
     #[test]
     fn next_paths_stay_local() {
         assert_eq!(local_path("/nodes?q=a"), Some("/nodes?q=a"));
-        for bad in ["//evil.example", "/\\evil", "http://x", "nodes", "/a\nb", "/a\\b"] {
+        for bad in [
+            "//evil.example",
+            "/\\evil",
+            "http://x",
+            "nodes",
+            "/a\nb",
+            "/a\\b",
+        ] {
             assert_eq!(local_path(bad), None, "{bad:?}");
         }
     }

@@ -425,8 +425,21 @@ impl<T: FromProcess> AgentBuilder<T> {
     /// returns once its RPC port accepts connections, or an error with the
     /// agent's log if it exits first or does not open it in time.
     pub fn spawn(self) -> Result<T> {
+        // Node names may hold anything (tests give markup); the directory
+        // name keeps only the safe characters.
+        let safe: String = self
+            .node
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
         let mut tmp = tempfile::Builder::new()
-            .prefix(&format!("nuvol-testkit-{}-{}-", T::KIND.name(), self.node))
+            .prefix(&format!("nuvol-testkit-{}-{safe}-", T::KIND.name()))
             .tempdir()
             .context("creating the agent's temporary directory")?;
         if std::env::var(KEEP_DIRS_ENV).as_deref() == Ok("1") {

@@ -49,7 +49,7 @@ fn forms(req: &Req, state: Option<&FormState>) -> Markup {
     let q = state.and_then(|s| s.for_form("query"));
     html! {
         div class="grid" {
-            section class="card" aria-labelledby="h-send" {
+            section class="card" {
                 h2 id="h-send" { (T::UserEvent.get(l)) }
                 @if ev.is_some() { (notice(T::FixErrors.get(l), true)) }
                 form id="event" method="post" action="/events/send" {
@@ -62,7 +62,7 @@ fn forms(req: &Req, state: Option<&FormState>) -> Markup {
                     button type="submit" { (T::Send.get(l)) }
                 }
             }
-            section class="card" aria-labelledby="h-query" {
+            section class="card" {
                 h2 id="h-query" { (T::RunQuery.get(l)) }
                 @if q.is_some() { (notice(T::FixErrors.get(l), true)) }
                 form id="query" method="post" action="/queries" {
@@ -87,14 +87,20 @@ fn render(dash: &Dash, req: &Req, state: Option<&FormState>, status: StatusCode)
     let body = html! {
         @if done.as_deref() == Some("event") { (notice(T::EventSent.get(l), false)) }
         (forms(req, state))
-        section aria-labelledby="h-log" {
+        section {
             h2 id="h-log" { (T::RecentEvents.get(l)) }
             (super::overview::event_table(l, &events, crate::state::EVENT_LOG))
         }
     };
     html(
         status,
-        layout(req, T::Events.get(l), Nav::Events, Some("/live?page=events"), body),
+        layout(
+            req,
+            T::Events.get(l),
+            Nav::Events,
+            Some("/live?page=events"),
+            body,
+        ),
     )
 }
 
@@ -109,7 +115,10 @@ fn check_name(f: &crate::web::Fields, errs: &mut FormErrors, l: Lang) -> String 
     } else if name.len() > 128 || name.chars().any(char::is_control) {
         errs.add("name", "at most 128 characters, no control characters");
     } else if name.starts_with("_serf_") || name.starts_with("_nuvol_") {
-        errs.add("name", "names starting with _serf_ or _nuvol_ are the agents' own");
+        errs.add(
+            "name",
+            "names starting with _serf_ or _nuvol_ are the agents' own",
+        );
     }
     name
 }
@@ -134,7 +143,11 @@ pub async fn send(State(dash): State<Arc<Dash>>, Viewer(req): Viewer, body: Byte
     let payload = check_payload(&f, &mut errs);
     if errs.is_empty() {
         let coalesce = f.get("coalesce").is_some_and(|v| v == "1");
-        if let Err(e) = dash.cluster.user_event(name.clone(), payload, coalesce).await {
+        if let Err(e) = dash
+            .cluster
+            .user_event(name.clone(), payload, coalesce)
+            .await
+        {
             errs.add("name", e.to_string());
         }
     }
@@ -269,7 +282,7 @@ pub async fn query_page(
     let body = html! {
         p { (T::Query.get(l)) " " code { (j.name) } " · " (clock(j.started)) " UTC · " span id="query-state" { (query_state(l, &j)) } }
         div class="grid" {
-            section aria-labelledby="h-acks" {
+            section {
                 h2 id="h-acks" { (T::Acks.get(l)) " (" span id="query-acks" { (j.acks.len()) } ")" }
                 div class="scroll" tabindex="0" role="region" aria-label=(T::Acks.get(l)) {
                     table {
@@ -278,7 +291,7 @@ pub async fn query_page(
                     }
                 }
             }
-            section aria-labelledby="h-resp" {
+            section {
                 h2 id="h-resp" { (T::Responses.get(l)) " (" span id="query-responses" { (j.responses.len()) } ")" }
                 div class="scroll" tabindex="0" role="region" aria-label=(T::Responses.get(l)) {
                     table {

@@ -16,11 +16,21 @@ use std::sync::Arc;
 fn next_of(req: &Req) -> String {
     super::query(req, &["next"])
         .ok()
-        .and_then(|q| super::param(&q, "next").and_then(local_path).map(str::to_owned))
+        .and_then(|q| {
+            super::param(&q, "next")
+                .and_then(local_path)
+                .map(str::to_owned)
+        })
         .unwrap_or_else(|| "/".to_owned())
 }
 
-fn form(req: &Req, next: &str, state: Option<&FormState>, status: StatusCode, lead: Option<&str>) -> Response {
+fn form(
+    req: &Req,
+    next: &str,
+    state: Option<&FormState>,
+    status: StatusCode,
+    lead: Option<&str>,
+) -> Response {
     let l = req.lang;
     let body = html! {
         @if let Some(t) = lead { (notice(t, true)) }
@@ -42,7 +52,13 @@ pub async fn page(req: Req) -> Response {
 /// 403 for a viewer whose address the view rule does not allow.
 pub fn forbidden(_dash: &Dash, req: &Req) -> Response {
     let next = local_path(&req.here).unwrap_or("/").to_owned();
-    form(req, &next, None, StatusCode::FORBIDDEN, Some(T::NotAllowed.get(req.lang)))
+    form(
+        req,
+        &next,
+        None,
+        StatusCode::FORBIDDEN,
+        Some(T::NotAllowed.get(req.lang)),
+    )
 }
 
 fn set_cookie(resp: &mut Response, value: String) {
@@ -79,7 +95,11 @@ pub async fn login(State(dash): State<Arc<Dash>>, req: Req, body: Bytes) -> Resp
         errors.add("token", T::BadToken.get(l));
     }
     if !errors.is_empty() {
-        let st = FormState { form: "login", values: Default::default(), errors };
+        let st = FormState {
+            form: "login",
+            values: Default::default(),
+            errors,
+        };
         return form(&req, &next, Some(&st), status, None);
     }
     let id = dash.sessions.create();
@@ -93,7 +113,11 @@ pub async fn login(State(dash): State<Arc<Dash>>, req: Req, body: Bytes) -> Resp
 }
 
 /// `POST /logout`.
-pub async fn logout(State(dash): State<Arc<Dash>>, req: Req, headers: axum::http::HeaderMap) -> Response {
+pub async fn logout(
+    State(dash): State<Arc<Dash>>,
+    req: Req,
+    headers: axum::http::HeaderMap,
+) -> Response {
     if let Some(id) = cookie(&headers, SESSION_COOKIE) {
         // The router checked the CSRF token of a live session; a dead
         // session's cookie is simply cleared.

@@ -61,7 +61,9 @@ pub fn view_of(
 ) -> NodeView {
     let mine = coords.get(&dash.node_name);
     let rtt = match (mine, coords.get(&m.name)) {
-        (Some(a), Some(b)) if m.name != dash.node_name => nuvol_gossip::coordinate::estimate_rtt(a, b).ok(),
+        (Some(a), Some(b)) if m.name != dash.node_name => {
+            nuvol_gossip::coordinate::estimate_rtt(a, b).ok()
+        }
         (Some(_), Some(_)) => Some(Duration::ZERO),
         _ => None,
     };
@@ -132,15 +134,18 @@ impl NodeFilter {
             && (q.is_empty()
                 || v.member.name.to_lowercase().contains(&q)
                 || v.member.addr.to_string().contains(&q)
-                || v.member
-                    .tags
-                    .iter()
-                    .any(|(k, val)| k.to_lowercase().contains(&q) || val.to_lowercase().contains(&q)))
+                || v.member.tags.iter().any(|(k, val)| {
+                    k.to_lowercase().contains(&q) || val.to_lowercase().contains(&q)
+                }))
     }
 
     pub fn sort(&self, list: &mut [NodeView]) {
         match self.sort.as_str() {
-            "status" => list.sort_by(|a, b| a.status().cmp(b.status()).then(a.member.name.cmp(&b.member.name))),
+            "status" => list.sort_by(|a, b| {
+                a.status()
+                    .cmp(b.status())
+                    .then(a.member.name.cmp(&b.member.name))
+            }),
             "addr" => list.sort_by_key(|v| v.member.addr),
             "rtt" => list.sort_by_key(|v| (v.rtt.is_none(), v.rtt)),
             "quality" => list.sort_by_key(|v| (v.quality.is_none(), std::cmp::Reverse(v.quality))),
@@ -155,7 +160,11 @@ impl NodeFilter {
     pub fn parse(req: &Req) -> Result<NodeFilter, (String, String)> {
         let q = super::query(req, &["q", "status", "sort", "order", "done"])?;
         let mut f = NodeFilter {
-            q: super::param(&q, "q").unwrap_or("").chars().take(128).collect(),
+            q: super::param(&q, "q")
+                .unwrap_or("")
+                .chars()
+                .take(128)
+                .collect(),
             ..Default::default()
         };
         if let Some(s) = super::param(&q, "status") {
@@ -192,7 +201,11 @@ impl NodeFilter {
 
     /// The live stream's URL for this filter.
     pub fn live_url(&self) -> String {
-        format!("/live?page=nodes&q={}&status={}", urlencode(&self.q), self.status)
+        format!(
+            "/live?page=nodes&q={}&status={}",
+            urlencode(&self.q),
+            self.status
+        )
     }
 }
 
@@ -211,13 +224,13 @@ fn map(l: Lang, views: &[NodeView], coords: &HashMap<String, Coordinate>, me: &s
         .map(|a| {
             placed
                 .iter()
-                .map(|b| {
-                    match (coords.get(&a.member.name), coords.get(&b.member.name)) {
+                .map(
+                    |b| match (coords.get(&a.member.name), coords.get(&b.member.name)) {
                         (Some(x), Some(y)) => nuvol_gossip::coordinate::estimate_rtt(x, y)
                             .map_or(0.0, |d| d.as_secs_f64() * 1000.0),
                         _ => 0.0,
-                    }
-                })
+                    },
+                )
                 .collect()
         })
         .collect();
@@ -253,7 +266,7 @@ fn actions(req: &Req, state: Option<&FormState>) -> Markup {
     let st = state.and_then(|s| s.for_form("join"));
     html! {
         div class="grid" {
-            section class="card" aria-labelledby="h-join" {
+            section class="card" {
                 h2 id="h-join" { (T::JoinNode.get(l)) }
                 form id="join" method="post" action="/nodes/join" {
                     (csrf(req))
@@ -261,7 +274,7 @@ fn actions(req: &Req, state: Option<&FormState>) -> Markup {
                     button type="submit" { (T::Join.get(l)) }
                 }
             }
-            section class="card" aria-labelledby="h-scan" {
+            section class="card" {
                 h2 id="h-scan" { (T::Quality.get(l)) }
                 form id="scan" method="post" action="/nodes/scan" {
                     (csrf(req))
@@ -272,7 +285,14 @@ fn actions(req: &Req, state: Option<&FormState>) -> Markup {
     }
 }
 
-fn render(dash: &Dash, req: &Req, views: Vec<NodeView>, coords: &HashMap<String, Coordinate>, state: Option<&FormState>, status: StatusCode) -> Response {
+fn render(
+    dash: &Dash,
+    req: &Req,
+    views: Vec<NodeView>,
+    coords: &HashMap<String, Coordinate>,
+    state: Option<&FormState>,
+    status: StatusCode,
+) -> Response {
     let l = req.lang;
     let (filter, ferr) = match NodeFilter::parse(req) {
         Ok(f) => (f, None),
@@ -281,14 +301,32 @@ fn render(dash: &Dash, req: &Req, views: Vec<NodeView>, coords: &HashMap<String,
     let done = super::query(req, &["q", "status", "sort", "order", "done"])
         .ok()
         .and_then(|q| super::param(&q, "done").map(str::to_owned));
-    let mut list: Vec<NodeView> = views.iter().filter(|v| filter.matches(v)).cloned().collect();
+    let mut list: Vec<NodeView> = views
+        .iter()
+        .filter(|v| filter.matches(v))
+        .cloned()
+        .collect();
     filter.sort(&mut list);
     let scan = dash.scan();
-    let ferr_for = |f: &str| ferr.as_ref().filter(|(k, _)| k == f || (f == "q" && !matches!(k.as_str(), "status" | "sort" | "order"))).map(|(_, m)| m.clone());
-    let status = if ferr.is_some() { StatusCode::BAD_REQUEST } else { status };
+    let ferr_for = |f: &str| {
+        ferr.as_ref()
+            .filter(|(k, _)| {
+                k == f || (f == "q" && !matches!(k.as_str(), "status" | "sort" | "order"))
+            })
+            .map(|(_, m)| m.clone())
+    };
+    let status = if ferr.is_some() {
+        StatusCode::BAD_REQUEST
+    } else {
+        status
+    };
     let th = |by: &str, t: T, class: &str| {
         let sorted = filter.sort == by || (by == "name" && filter.sort.is_empty());
-        let aria = sorted.then_some(if filter.desc { "descending" } else { "ascending" });
+        let aria = sorted.then_some(if filter.desc {
+            "descending"
+        } else {
+            "ascending"
+        });
         html! { th scope="col" class=(class) aria-sort=[aria] { a href=(filter.sort_link(by)) { (t.get(l)) } } }
     };
     let body = html! {
@@ -338,7 +376,16 @@ fn render(dash: &Dash, req: &Req, views: Vec<NodeView>, coords: &HashMap<String,
         (map(l, &views, coords, &dash.node_name))
         (actions(req, state))
     };
-    html(status, layout(req, T::Nodes.get(l), Nav::Nodes, Some(&filter.live_url()), body))
+    html(
+        status,
+        layout(
+            req,
+            T::Nodes.get(l),
+            Nav::Nodes,
+            Some(&filter.live_url()),
+            body,
+        ),
+    )
 }
 
 pub fn status_label(l: Lang, s: &str) -> &'static str {
@@ -350,7 +397,14 @@ pub fn status_label(l: Lang, s: &str) -> &'static str {
     }
 }
 
-pub fn filter_field(id: &str, name: &str, label: &str, kind: &str, value: &str, err: Option<String>) -> Markup {
+pub fn filter_field(
+    id: &str,
+    name: &str,
+    label: &str,
+    kind: &str,
+    value: &str,
+    err: Option<String>,
+) -> Markup {
     let err_id = format!("{id}-error");
     html! {
         div class={ "field" @if err.is_some() { " invalid" } } {
@@ -370,20 +424,33 @@ pub async fn list(State(dash): State<Arc<Dash>>, Viewer(req): Viewer) -> Respons
 }
 
 /// `GET /nodes/{name}`.
-pub async fn one(State(dash): State<Arc<Dash>>, Viewer(req): Viewer, Path(name): Path<String>) -> Response {
+pub async fn one(
+    State(dash): State<Arc<Dash>>,
+    Viewer(req): Viewer,
+    Path(name): Path<String>,
+) -> Response {
     let l = req.lang;
     let (all, _) = match views(&dash).await {
         Ok(v) => v,
         Err(e) => return super::unavailable(&req, e),
     };
     let Some(v) = all.into_iter().find(|v| v.member.name == name) else {
-        let body = html! { p { (T::NoSuchNode.get(l)) } p { a href="/nodes" { (T::Nodes.get(l)) } } };
-        return html(StatusCode::NOT_FOUND, layout(&req, T::NotFound.get(l), Nav::Nodes, None, body));
+        let body =
+            html! { p { (T::NoSuchNode.get(l)) } p { a href="/nodes" { (T::Nodes.get(l)) } } };
+        return html(
+            StatusCode::NOT_FOUND,
+            layout(&req, T::NotFound.get(l), Nav::Nodes, None, body),
+        );
     };
     let services = dash
         .catalog
         .as_ref()
-        .map(|c| c.entries(&nuvol_catalog::model::Filter { node: Some(name.clone()), ..Default::default() }))
+        .map(|c| {
+            c.entries(&nuvol_catalog::model::Filter {
+                node: Some(name.clone()),
+                ..Default::default()
+            })
+        })
         .unwrap_or_default();
     let owned = dash.cluster.owned_tags();
     let m = &v.member;
@@ -425,7 +492,10 @@ pub async fn join(State(dash): State<Arc<Dash>>, Viewer(req): Viewer, body: Byte
         Ok(f) => f,
         Err(e) => return super::settings::bad_form(&req, e),
     };
-    let addr = f.get("addr").map(|s| s.trim().to_owned()).unwrap_or_default();
+    let addr = f
+        .get("addr")
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_default();
     let mut errs = FormErrors::default();
     if addr.is_empty() {
         errs.add("addr", T::Required.get(req.lang));
@@ -435,7 +505,11 @@ pub async fn join(State(dash): State<Arc<Dash>>, Viewer(req): Viewer, body: Byte
         errs.add("addr", e.to_string());
     }
     if !errs.is_empty() {
-        let st = FormState { form: "join", values: f, errors: errs };
+        let st = FormState {
+            form: "join",
+            values: f,
+            errors: errs,
+        };
         return match views(&dash).await {
             Ok((v, c)) => render(&dash, &req, v, &c, Some(&st), StatusCode::BAD_REQUEST),
             Err(e) => super::unavailable(&req, e),
@@ -465,14 +539,21 @@ pub async fn run_scan(dash: &Dash) -> Result<Scan, nuvol_agent::ClusterError> {
         ..Default::default()
     };
     let start = Instant::now();
-    let mut s = dash.cluster.query("_serf_ping".into(), Vec::new(), params).await?;
+    let mut s = dash
+        .cluster
+        .query("_serf_ping".into(), Vec::new(), params)
+        .await?;
     let mut acks = HashMap::new();
     while let Some(u) = s.updates.recv().await {
         if let nuvol_agent::QueryUpdate::Ack(from) = u {
             acks.entry(from).or_insert_with(|| start.elapsed());
         }
     }
-    Ok(Scan { at: SystemTime::now(), acks, asked })
+    Ok(Scan {
+        at: SystemTime::now(),
+        acks,
+        asked,
+    })
 }
 
 /// `POST /nodes/scan`.

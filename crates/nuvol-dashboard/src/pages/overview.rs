@@ -67,7 +67,7 @@ pub async fn page(State(dash): State<Arc<Dash>>, Viewer(req): Viewer) -> Respons
     let events = dash.recent(10);
     let body = html! {
         div class="grid" {
-            section class="card" aria-labelledby="h-node" {
+            section class="card" {
                 h2 id="h-node" { (T::ThisNode.get(l)) }
                 dl class="kv" {
                     dt { (T::Name.get(l)) } dd { (dash.node_name) }
@@ -113,7 +113,7 @@ pub async fn page(State(dash): State<Arc<Dash>>, Viewer(req): Viewer) -> Respons
                     }
                 }
             }
-            section class="card" aria-labelledby="h-cluster" {
+            section class="card" {
                 h2 id="h-cluster" { (T::Cluster.get(l)) }
                 h3 { a href="/nodes" { (T::Members.get(l)) } " (" span id="count-members" { (members.len()) } ")" }
                 (counts(l, "count", &by_status))
@@ -121,7 +121,7 @@ pub async fn page(State(dash): State<Arc<Dash>>, Viewer(req): Viewer) -> Respons
                 (counts(l, "svc", &by_health))
             }
         }
-        section aria-labelledby="h-events" {
+        section {
             h2 id="h-events" { (T::RecentEvents.get(l)) }
             (event_table(l, &events, 10))
             p { a href="/events" { (T::AllEvents.get(l)) } }
@@ -129,7 +129,13 @@ pub async fn page(State(dash): State<Arc<Dash>>, Viewer(req): Viewer) -> Respons
     };
     html(
         StatusCode::OK,
-        layout(&req, T::Overview.get(l), Nav::Overview, Some("/live?page=overview"), body),
+        layout(
+            &req,
+            T::Overview.get(l),
+            Nav::Overview,
+            Some("/live?page=overview"),
+            body,
+        ),
     )
 }
 

@@ -81,14 +81,30 @@ pub fn service_row(c: &RowCtx<'_>, e: &ServiceEntry) -> Markup {
 }
 
 /// The services table; `sort` gives header links (None: plain headers).
-pub fn table(dash: &Dash, l: Lang, entries: &[ServiceEntry], sort: Option<&ServiceFilter>, id: &str) -> Markup {
+pub fn table(
+    dash: &Dash,
+    l: Lang,
+    entries: &[ServiceEntry],
+    sort: Option<&ServiceFilter>,
+    id: &str,
+) -> Markup {
     let scan = dash.scan();
     let domain = dash.info("dns_domain");
-    let c = RowCtx { l, scan: scan.as_ref(), domain: domain.as_deref(), unpublish: None };
+    let c = RowCtx {
+        l,
+        scan: scan.as_ref(),
+        domain: domain.as_deref(),
+        unpublish: None,
+    };
     table_with(&c, entries, sort, id)
 }
 
-pub fn table_with(c: &RowCtx<'_>, entries: &[ServiceEntry], sort: Option<&ServiceFilter>, id: &str) -> Markup {
+pub fn table_with(
+    c: &RowCtx<'_>,
+    entries: &[ServiceEntry],
+    sort: Option<&ServiceFilter>,
+    id: &str,
+) -> Markup {
     let l = c.l;
     let th = |by: &str, t: T, class: &str| match sort {
         Some(f) => {
@@ -136,7 +152,11 @@ impl ServiceFilter {
     pub fn parse(req: &Req) -> Result<ServiceFilter, (String, String)> {
         let q = super::query(req, &["type", "q", "sort", "order", "done"])?;
         let mut f = ServiceFilter {
-            q: super::param(&q, "q").unwrap_or("").chars().take(128).collect(),
+            q: super::param(&q, "q")
+                .unwrap_or("")
+                .chars()
+                .take(128)
+                .collect(),
             ..Default::default()
         };
         if let Some(t) = super::param(&q, "type") {
@@ -146,7 +166,10 @@ impl ServiceFilter {
             f.stype = t.to_owned();
         }
         if let Some(s) = super::param(&q, "sort") {
-            if !matches!(s, "type" | "desc" | "node" | "ip" | "port" | "cloud" | "health" | "quality") {
+            if !matches!(
+                s,
+                "type" | "desc" | "node" | "ip" | "port" | "cloud" | "health" | "quality"
+            ) {
                 return Err(("sort".into(), format!("cannot sort by {s:?}")));
             }
             f.sort = s.to_owned();
@@ -168,7 +191,9 @@ impl ServiceFilter {
                 || e.ip.contains(&q)
                 || e.stype.to_lowercase().contains(&q)
                 || e.cloud.to_lowercase().contains(&q)
-                || e.txt.iter().any(|(k, v)| k.to_lowercase().contains(&q) || v.to_lowercase().contains(&q)))
+                || e.txt
+                    .iter()
+                    .any(|(k, v)| k.to_lowercase().contains(&q) || v.to_lowercase().contains(&q)))
     }
 
     pub fn sort(&self, list: &mut [ServiceEntry], scan: Option<&Scan>) {
@@ -179,8 +204,15 @@ impl ServiceFilter {
             "port" => list.sort_by_key(|e| e.port),
             "cloud" => list.sort_by(|a, b| a.cloud.cmp(&b.cloud)),
             "health" => list.sort_by_key(|e| e.status.as_str()),
-            "quality" => list.sort_by_key(|e| std::cmp::Reverse(scan.and_then(|s| s.quality(&e.node)))),
-            _ => list.sort_by(|a, b| a.stype.cmp(&b.stype).then(a.node.cmp(&b.node)).then(a.port.cmp(&b.port))),
+            "quality" => {
+                list.sort_by_key(|e| std::cmp::Reverse(scan.and_then(|s| s.quality(&e.node))))
+            }
+            _ => list.sort_by(|a, b| {
+                a.stype
+                    .cmp(&b.stype)
+                    .then(a.node.cmp(&b.node))
+                    .then(a.port.cmp(&b.port))
+            }),
         }
         if self.desc {
             list.reverse();
@@ -198,7 +230,11 @@ impl ServiceFilter {
     }
 
     pub fn live_url(&self) -> String {
-        format!("/live?page=services&type={}&q={}", urlencode(&self.stype), urlencode(&self.q))
+        format!(
+            "/live?page=services&type={}&q={}",
+            urlencode(&self.stype),
+            urlencode(&self.q)
+        )
     }
 }
 
@@ -209,7 +245,7 @@ fn publish_form(req: &Req, state: Option<&FormState>) -> Markup {
     }
     let st = state.and_then(|s| s.for_form("publish"));
     html! {
-        section class="card" aria-labelledby="h-publish" {
+        section class="card" {
             h2 id="h-publish" { (T::Publish.get(l)) }
             @if st.is_some() { (notice(T::FixErrors.get(l), true)) }
             form id="publish" method="post" action="/services/publish" {
@@ -224,14 +260,28 @@ fn publish_form(req: &Req, state: Option<&FormState>) -> Markup {
     }
 }
 
-fn render(dash: &Dash, req: &Req, state: Option<&FormState>, status: StatusCode, done: Option<&str>) -> Response {
+fn render(
+    dash: &Dash,
+    req: &Req,
+    state: Option<&FormState>,
+    status: StatusCode,
+    done: Option<&str>,
+) -> Response {
     let l = req.lang;
     let (filter, ferr) = match ServiceFilter::parse(req) {
         Ok(f) => (f, None),
         Err(e) => (ServiceFilter::default(), Some(e)),
     };
-    let status = if ferr.is_some() { StatusCode::BAD_REQUEST } else { status };
-    let all = dash.catalog.as_ref().map(|c| c.entries(&Default::default())).unwrap_or_default();
+    let status = if ferr.is_some() {
+        StatusCode::BAD_REQUEST
+    } else {
+        status
+    };
+    let all = dash
+        .catalog
+        .as_ref()
+        .map(|c| c.entries(&Default::default()))
+        .unwrap_or_default();
     let mut types: BTreeMap<String, usize> = BTreeMap::new();
     for e in &all {
         *types.entry(e.stype.to_lowercase()).or_insert(0) += 1;
@@ -245,13 +295,19 @@ fn render(dash: &Dash, req: &Req, state: Option<&FormState>, status: StatusCode,
         l,
         scan: scan.as_ref(),
         domain: domain.as_deref(),
-        unpublish: req.may(Access::Operate).then_some((dash.node_name.as_str(), csrf_token.as_str())),
+        unpublish: req
+            .may(Access::Operate)
+            .then_some((dash.node_name.as_str(), csrf_token.as_str())),
     };
     let tab = |t: &str, n: usize, label: &str| {
         let current = filter.stype.eq_ignore_ascii_case(t);
         html! { li { a href={ "/services?type=" (urlencode(t)) "&q=" (urlencode(&filter.q)) } aria-current=[current.then_some("page")] { (label) " (" (n) ")" } } }
     };
-    let ferr_for = |f: &str| ferr.as_ref().filter(|(k, _)| k == f).map(|(_, m)| m.clone());
+    let ferr_for = |f: &str| {
+        ferr.as_ref()
+            .filter(|(k, _)| k == f)
+            .map(|(_, m)| m.clone())
+    };
     let body = html! {
         @match done {
             Some("publish") => (notice(T::Published.get(l), false)),
@@ -275,7 +331,16 @@ fn render(dash: &Dash, req: &Req, state: Option<&FormState>, status: StatusCode,
         (table_with(&c, &list, Some(&filter), "services"))
         (publish_form(req, state))
     };
-    html(status, layout(req, T::Services.get(l), Nav::Services, Some(&filter.live_url()), body))
+    html(
+        status,
+        layout(
+            req,
+            T::Services.get(l),
+            Nav::Services,
+            Some(&filter.live_url()),
+            body,
+        ),
+    )
 }
 
 pub async fn list(State(dash): State<Arc<Dash>>, Viewer(req): Viewer) -> Response {
@@ -316,7 +381,13 @@ pub fn parse_publish(f: &crate::web::Fields, l: Lang) -> Result<ServiceDef, Form
             Vec::new()
         }
     };
-    let def = ServiceDef { stype, description, port, txt, checks: Vec::new() };
+    let def = ServiceDef {
+        stype,
+        description,
+        port,
+        txt,
+        checks: Vec::new(),
+    };
     if errs.is_empty() {
         if let Err(e) = def.validate() {
             use nuvol_catalog::cloudy::CatalogError as C;
@@ -356,14 +427,22 @@ pub async fn publish(State(dash): State<Arc<Dash>>, Viewer(req): Viewer, body: B
     match result {
         Ok(_) => see_other("/services?done=publish"),
         Err(errors) => {
-            let st = FormState { form: "publish", values: f, errors };
+            let st = FormState {
+                form: "publish",
+                values: f,
+                errors,
+            };
             render(&dash, &req, Some(&st), StatusCode::BAD_REQUEST, None)
         }
     }
 }
 
 /// `POST /services/unpublish`.
-pub async fn unpublish(State(dash): State<Arc<Dash>>, Viewer(req): Viewer, body: Bytes) -> Response {
+pub async fn unpublish(
+    State(dash): State<Arc<Dash>>,
+    Viewer(req): Viewer,
+    body: Bytes,
+) -> Response {
     let f = match parse_form(&body) {
         Ok(f) => f,
         Err(e) => return super::settings::bad_form(&req, e),

@@ -64,7 +64,7 @@ async fn render(dash: &Dash, req: &Req, state: Option<&FormState>, status: Statu
             _ => {}
         }
         @if state.is_some_and(|s| !s.errors.is_empty()) { (notice(T::FixErrors.get(l), true)) }
-        section aria-labelledby="h-tags" {
+        section {
             h2 id="h-tags" { (T::Tags.get(l)) }
             div class="scroll" tabindex="0" role="region" aria-label=(T::Tags.get(l)) {
                 table id="own-tags" {
@@ -104,7 +104,7 @@ async fn render(dash: &Dash, req: &Req, state: Option<&FormState>, status: Statu
                 p { a href="/login?next=/settings" { (T::LoginToAct.get(l)) } }
             }
         }
-        section aria-labelledby="h-boot" {
+        section {
             h2 id="h-boot" { (T::Bootstrap.get(l)) }
             @if let Some(e) = &saved_err { (notice(e, true)) }
             @if req.may(Access::Admin) {
@@ -118,7 +118,7 @@ async fn render(dash: &Dash, req: &Req, state: Option<&FormState>, status: Statu
                 p { a href="/login?next=/settings" { (T::LoginToAct.get(l)) } }
             }
         }
-        section aria-labelledby="h-comp" {
+        section {
             h2 id="h-comp" { "Components" }
             div class="scroll" tabindex="0" role="region" aria-label="Components" {
                 table id="components" {
@@ -132,7 +132,10 @@ async fn render(dash: &Dash, req: &Req, state: Option<&FormState>, status: Statu
             }
         }
     };
-    html(status, layout(req, T::Settings.get(l), Nav::Settings, None, body))
+    html(
+        status,
+        layout(req, T::Settings.get(l), Nav::Settings, None, body),
+    )
 }
 
 pub async fn page(State(dash): State<Arc<Dash>>, Viewer(req): Viewer) -> Response {
@@ -150,14 +153,20 @@ pub async fn tags(State(dash): State<Arc<Dash>>, Viewer(req): Viewer, body: Byte
         Ok(f) => f,
         Err(e) => return bad_form(&req, e),
     };
-    let key = f.get("key").map(|s| s.trim().to_owned()).unwrap_or_default();
+    let key = f
+        .get("key")
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_default();
     let value = f.get("value").cloned().unwrap_or_default();
     let action = f.get("action").map(String::as_str).unwrap_or("set");
     let mut errs = FormErrors::default();
     if key.is_empty() {
         errs.add("key", T::Required.get(l));
     } else if key.len() > MAX_TAG_KEY || key.chars().any(|c| c.is_control() || c == '=') {
-        errs.add("key", format!("at most {MAX_TAG_KEY} characters, no '=' or control characters"));
+        errs.add(
+            "key",
+            format!("at most {MAX_TAG_KEY} characters, no '=' or control characters"),
+        );
     }
     if value.chars().any(char::is_control) {
         errs.add("value", "no control characters");
@@ -173,7 +182,11 @@ pub async fn tags(State(dash): State<Arc<Dash>>, Viewer(req): Viewer, body: Byte
         }
     }
     if !errs.is_empty() {
-        let st = FormState { form: "tags", values: f, errors: errs };
+        let st = FormState {
+            form: "tags",
+            values: f,
+            errors: errs,
+        };
         return render(&dash, &req, Some(&st), StatusCode::BAD_REQUEST).await;
     }
     see_other(&format!("/settings?done={done}"))
@@ -181,7 +194,11 @@ pub async fn tags(State(dash): State<Arc<Dash>>, Viewer(req): Viewer, body: Byte
 
 /// `POST /settings/bootstrap`: save the addresses (one per line), then
 /// join them in the background.
-pub async fn bootstrap(State(dash): State<Arc<Dash>>, Viewer(req): Viewer, body: Bytes) -> Response {
+pub async fn bootstrap(
+    State(dash): State<Arc<Dash>>,
+    Viewer(req): Viewer,
+    body: Bytes,
+) -> Response {
     let f = match parse_form(&body) {
         Ok(f) => f,
         Err(e) => return bad_form(&req, e),
@@ -207,7 +224,11 @@ pub async fn bootstrap(State(dash): State<Arc<Dash>>, Viewer(req): Viewer, body:
     };
     match result {
         Ok(s) => {
-            dash.log("settings", &dash.node_name, format!("bootstrap addresses: {}", s.addrs.join(", ")));
+            dash.log(
+                "settings",
+                &dash.node_name,
+                format!("bootstrap addresses: {}", s.addrs.join(", ")),
+            );
             if !s.addrs.is_empty() {
                 let cluster = dash.cluster.clone();
                 tokio::spawn(async move {
@@ -221,7 +242,11 @@ pub async fn bootstrap(State(dash): State<Arc<Dash>>, Viewer(req): Viewer, body:
         Err(message) => {
             let mut errors = FormErrors::default();
             errors.add("addrs", message);
-            let st = FormState { form: "bootstrap", values: f, errors };
+            let st = FormState {
+                form: "bootstrap",
+                values: f,
+                errors,
+            };
             render(&dash, &req, Some(&st), StatusCode::BAD_REQUEST).await
         }
     }

@@ -14,9 +14,9 @@ fn safe_path(p: &str) -> Option<&str> {
     let ok = p.starts_with('/')
         && !p.starts_with("//")
         && p.len() <= 512
-        && p
-            .bytes()
-            .all(|b| b.is_ascii_graphic() && !matches!(b, b'"' | b'\'' | b'<' | b'>' | b'\\' | b'`'));
+        && p.bytes().all(|b| {
+            b.is_ascii_graphic() && !matches!(b, b'"' | b'\'' | b'<' | b'>' | b'\\' | b'`')
+        });
     ok.then_some(p)
 }
 
@@ -56,12 +56,27 @@ mod tests {
     #[test]
     fn open_links() {
         let e = entry("http", "10.0.0.5", 8080, &[("path", "/admin")]);
-        assert_eq!(Http.open_url(&e).as_deref(), Some("http://10.0.0.5:8080/admin"));
+        assert_eq!(
+            Http.open_url(&e).as_deref(),
+            Some("http://10.0.0.5:8080/admin")
+        );
         let e = entry("https", "fd00::5", 8443, &[]);
-        assert_eq!(Http.open_url(&e).as_deref(), Some("https://[fd00::5]:8443/"));
-        for bad in ["//evil.example/", "javascript:x", "/\"onmouseover=x", "/<b>"] {
+        assert_eq!(
+            Http.open_url(&e).as_deref(),
+            Some("https://[fd00::5]:8443/")
+        );
+        for bad in [
+            "//evil.example/",
+            "javascript:x",
+            "/\"onmouseover=x",
+            "/<b>",
+        ] {
             let e = entry("http", "10.0.0.5", 80, &[("path", bad)]);
-            assert_eq!(Http.open_url(&e).as_deref(), Some("http://10.0.0.5:80/"), "{bad}");
+            assert_eq!(
+                Http.open_url(&e).as_deref(),
+                Some("http://10.0.0.5:80/"),
+                "{bad}"
+            );
         }
         let e = entry("http", "evil.example", 80, &[]);
         assert_eq!(Http.open_url(&e), None);

@@ -67,7 +67,10 @@ pub(crate) fn entry(stype: &str, ip: &str, port: u16, txt: &[(&str, &str)]) -> S
         ip: ip.into(),
         port,
         cloud: "c".into(),
-        txt: txt.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        txt: txt
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
         status: nuvol_catalog::model::Status::Passing,
         source: nuvol_catalog::model::Source::Nuvol,
         checks: Vec::new(),

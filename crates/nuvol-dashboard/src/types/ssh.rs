@@ -12,8 +12,7 @@ fn safe_user(u: &str) -> Option<&str> {
     let ok = !u.is_empty()
         && u.len() <= 32
         && !u.starts_with('-')
-        && u
-            .bytes()
+        && u.bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
     ok.then_some(u)
 }
@@ -54,13 +53,22 @@ mod tests {
 
     #[test]
     fn commands() {
-        assert_eq!(command(&entry("ssh", "10.0.0.1", 22, &[])).as_deref(), Some("ssh 10.0.0.1"));
+        assert_eq!(
+            command(&entry("ssh", "10.0.0.1", 22, &[])).as_deref(),
+            Some("ssh 10.0.0.1")
+        );
         assert_eq!(
             command(&entry("ssh", "10.0.0.1", 2222, &[("user", "pi")])).as_deref(),
             Some("ssh -p 2222 pi@10.0.0.1")
         );
         assert_eq!(
-            command(&entry("ssh", "10.0.0.1", 22, &[("user", "-oProxyCommand=x")])).as_deref(),
+            command(&entry(
+                "ssh",
+                "10.0.0.1",
+                22,
+                &[("user", "-oProxyCommand=x")]
+            ))
+            .as_deref(),
             Some("ssh 10.0.0.1")
         );
         assert_eq!(command(&entry("ssh", "host; rm -rf", 22, &[])), None);

@@ -13,7 +13,9 @@ pub struct Syncthing;
 pub fn device_id(s: &str) -> Option<&str> {
     let chars: String = s.chars().filter(|c| *c != '-').collect();
     let ok = matches!(chars.len(), 52 | 56)
-        && chars.bytes().all(|b| b.is_ascii_uppercase() || (b'2'..=b'7').contains(&b))
+        && chars
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || (b'2'..=b'7').contains(&b))
         && s.len() <= 63;
     ok.then_some(s)
 }
@@ -55,10 +57,26 @@ mod tests {
         assert_eq!(device_id(id), Some(id));
         assert_eq!(device_id("<script>"), None);
         assert_eq!(device_id("MFZWI3D"), None);
-        let e = entry("syncthing", "10.0.0.2", 22000, &[("id", id), ("gui", "8384")]);
+        let e = entry(
+            "syncthing",
+            "10.0.0.2",
+            22000,
+            &[("id", id), ("gui", "8384")],
+        );
         let html = Syncthing.render(&e, Lang::En).into_string();
-        assert!(html.contains(id) && html.contains("http://10.0.0.2:8384/"), "{html}");
-        let e = entry("syncthing", "10.0.0.2", 22000, &[("id", "\"><script>x</script>")]);
-        assert!(!Syncthing.render(&e, Lang::En).into_string().contains("script"));
+        assert!(
+            html.contains(id) && html.contains("http://10.0.0.2:8384/"),
+            "{html}"
+        );
+        let e = entry(
+            "syncthing",
+            "10.0.0.2",
+            22000,
+            &[("id", "\"><script>x</script>")],
+        );
+        assert!(!Syncthing
+            .render(&e, Lang::En)
+            .into_string()
+            .contains("script"));
     }
 }

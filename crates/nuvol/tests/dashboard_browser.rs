@@ -1,0 +1,346 @@
+//! The dashboard in a real browser (Debian's headless Chromium through
+//! chromedriver) against a small real cluster on loopback: three nuvol
+//! agents and one real serf agent whose name, tags and Cloudy services
+//! carry markup. Every page is loaded at 360 px and 1280 px (screenshots
+//! kept under `target/test-artefacts/dashboard_browser/`) and checked by
+//! axe-core; a service published through one node's form appears on
+//! another node's dashboard without a reload; a killed node turns failed
+//! live; queries, user events, scans, the language switcher and the
+//! bootstrap settings work through their forms.
+
+use nuvol_catalog::cloudy::{encode_services, CloudyService};
+use nuvol_testkit::browser::{axe, browser, require_axe, Browser};
+use nuvol_testkit::{require_serf, wait_all_agree, NuvolAgent, SerfAgent};
+use std::time::Duration;
+
+const NUVOL: &str = env!("CARGO_BIN_EXE_nuvol");
+const T: Duration = Duration::from_secs(60);
+/// Failure detection with the `local` profile takes seconds; gossip of
+/// the catalog a few more.
+const LIVE: Duration = Duration::from_secs(45);
+
+/// What the malicious node puts everywhere it can.
+const SCRIPT: &str = "<script>window.__xss=1</script>";
+const BREAK: &str = "\"'><img src=x onerror=window.__xss=2>";
+
+fn base(a: &NuvolAgent) -> String {
+    format!("http://{}:7000", a.ip())
+}
+
+/// Nothing the evil node sent became markup or ran.
+async fn assert_no_injection(b: &Browser, page: &str) {
+    let v = b
+        .js("[typeof window.__xss, document.querySelectorAll('img[src=x], script:not([src])').length, document.querySelectorAll('i.evil, b.evil').length]")
+        .await
+        .unwrap();
+    assert_eq!(
+        v,
+        serde_json::json!(["undefined", 0, 0]),
+        "{page}: injected markup"
+    );
+}
+
+async fn check_page(b: &Browser, url: &str, shot: &str) {
+    for width in [360, 1280] {
+        b.set_width(width).await.unwrap();
+        b.goto(url).await.unwrap();
+        b.wait_for("main h1", T).await.unwrap();
+        // Nothing wider than the viewport but tables, which scroll in
+        // their own region.
+        let overflow = b
+            .js("document.documentElement.scrollWidth - window.innerWidth")
+            .await
+            .unwrap();
+        if !overflow.as_i64().is_some_and(|o| o <= 0) {
+            let wide = b
+                .js("Array.from(document.querySelectorAll('*')).filter(e => e.getBoundingClientRect().right > window.innerWidth + 1 && !(e.parentElement && e.parentElement.closest('.scroll'))).slice(0, 8).map(e => e.tagName + '.' + e.className + ' ' + Math.round(e.getBoundingClientRect().right))")
+                .await
+                .unwrap();
+            panic!("{url} at {width}px overflows by {overflow}: {wide}");
+        }
+        b.screenshot(&format!("{shot}-{width}")).await.unwrap();
+        if require_axe("dashboard_browser") {
+            let v = axe(b).await.unwrap();
+            assert!(v.is_empty(), "{url} at {width}px: {v}");
+        }
+        assert_no_injection(b, url).await;
+        let errors = b.console_errors().await.unwrap();
+        // The 404 page's own status is logged as a failed load.
+        let errors: Vec<_> = errors
+            .into_iter()
+            .filter(|e| !(shot == "not-found" && format!("{e:?}").contains("404")))
+            .collect();
+        assert!(errors.is_empty(), "{url}: console errors {errors:?}");
+    }
+}
+
+#[test]
+fn dashboard_in_a_real_browser() {
+    if !require_serf() {
+        return;
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(run());
+}
+
+async fn run() {
+    let Some(b1) = browser("dashboard_browser").await.unwrap() else {
+        return;
+    };
+    let d1 = tempfile::tempdir().unwrap();
+    let d3 = tempfile::tempdir().unwrap();
+    let n1 = NuvolAgent::builder(NUVOL, "n1")
+        .profile("local")
+        .data_dir(d1.path())
+        .arg("--mdns=false")
+        .spawn()
+        .unwrap();
+    let n2 = NuvolAgent::builder(NUVOL, "n2")
+        .profile("local")
+        .join_agent(&n1)
+        .arg("--mdns=false")
+        .spawn()
+        .unwrap();
+    let mut n3 = NuvolAgent::builder(NUVOL, "n3")
+        .profile("local")
+        .data_dir(d3.path())
+        .join_agent(&n1)
+        .arg("--mdns=false")
+        .spawn()
+        .unwrap();
+    // The evil node: markup in its name, tags and Cloudy services.
+    let evil_name = "evil\"><i class=evil>x</i>";
+    let evil = SerfAgent::builder(evil_name)
+        .profile("local")
+        .tag("note", SCRIPT)
+        .tag("q", BREAK)
+        .join_agent(&n1)
+        .spawn()
+        .unwrap();
+    wait_all_agree(
+        &[&n1, &n2],
+        &[
+            ("n1", "alive"),
+            ("n2", "alive"),
+            ("n3", "alive"),
+            (evil_name, "alive"),
+        ],
+        T,
+    )
+    .unwrap();
+    let svc = CloudyService {
+        stype: "http".into(),
+        description: format!("{SCRIPT}{BREAK}"),
+        host: "evil.local".into(),
+        ip: "127.0.0.1".into(),
+        port: 8088,
+        cloud: "<b class=evil>cloud</b>".into(),
+        txt: vec![
+            ("path".into(), format!("/{BREAK}")),
+            ("k".into(), SCRIPT.into()),
+        ],
+    };
+    let tag = encode_services(&[svc]);
+    evil.serf(&["tags", "-set", &format!("services={tag}")])
+        .unwrap();
+    let (u1, u2) = (base(&n1), base(&n2));
+    b1.goto(&format!("{u1}/services")).await.unwrap();
+    b1.wait_until_js(
+        "document.querySelector('tr[data-service$=\"/http/8088\"]') !== null",
+        LIVE,
+    )
+    .await
+    .unwrap();
+
+    // Every page, anonymous (from loopback, viewing needs no login).
+    let evil_seg = "evil%22%3E%3Ci%20class%3Devil%3Ex%3C%2Fi%3E";
+    for (path, shot) in [
+        ("/", "overview"),
+        ("/nodes", "nodes"),
+        ("/nodes/n2", "node"),
+        (&format!("/nodes/{evil_seg}") as &str, "node-evil"),
+        ("/services", "services"),
+        ("/services?type=http&q=8088", "services-http"),
+        ("/events", "events"),
+        ("/settings", "settings"),
+        ("/login", "login"),
+        ("/no-such-page", "not-found"),
+    ] {
+        check_page(&b1, &format!("{u1}{path}"), shot).await;
+    }
+    // The evil values are shown as text.
+    b1.goto(&format!("{u1}/nodes/{evil_seg}")).await.unwrap();
+    let text = b1.text("main").await.unwrap();
+    assert!(text.contains(SCRIPT) && text.contains(BREAK), "{text}");
+
+    // Log in on n1 with the API token.
+    let token = nuvol_api::token::read_token(d1.path()).unwrap();
+    b1.set_width(1280).await.unwrap();
+    b1.goto(&format!("{u1}/login?next=/services"))
+        .await
+        .unwrap();
+    b1.fill("#login", "token", "not the token").await.unwrap();
+    b1.submit("#login").await.unwrap();
+    b1.wait_for("#login-token-error", T).await.unwrap();
+    // Its 401 is in the console log: read it out.
+    let logged = b1.console().await.unwrap();
+    assert!(format!("{logged:?}").contains("401"), "{logged:?}");
+    b1.fill("#login", "token", &token).await.unwrap();
+    b1.submit("#login").await.unwrap();
+    b1.wait_for("form#publish", T).await.unwrap();
+    // Forms for logged-in users pass axe too.
+    for (path, shot) in [
+        ("/services", "services-in"),
+        ("/nodes", "nodes-in"),
+        ("/events", "events-in"),
+        ("/settings", "settings-in"),
+    ] {
+        check_page(&b1, &format!("{u1}{path}"), shot).await;
+    }
+
+    // A second browser watches n2's services and nodes pages.
+    let Some(b2) = browser("dashboard_browser_watch").await.unwrap() else {
+        return;
+    };
+    b2.set_width(1280).await.unwrap();
+    b2.goto(&format!("{u2}/services")).await.unwrap();
+    b2.wait_for("#live-status.on", T).await.unwrap();
+    b2.js("(window.__mark = 1)").await.unwrap();
+
+    // A bad publish shows the error next to the field and changes nothing.
+    b1.goto(&format!("{u1}/services")).await.unwrap();
+    b1.fill("#publish", "type", "bad type!").await.unwrap();
+    b1.fill("#publish", "port", "8123").await.unwrap();
+    b1.fill("#publish", "description", "Browser web")
+        .await
+        .unwrap();
+    b1.submit("#publish").await.unwrap();
+    b1.wait_for("#publish-type-error", T).await.unwrap();
+    assert_eq!(
+        b1.attr("#publish-type", "aria-invalid")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("true")
+    );
+    b1.screenshot("publish-error-1280").await.unwrap();
+    let _ = b1.console().await.unwrap(); // the 400
+                                         // Now right.
+    b1.fill("#publish", "type", "http").await.unwrap();
+    b1.fill("#publish", "txt", "path=/web").await.unwrap();
+    b1.submit("#publish").await.unwrap();
+    b1.wait_for(".notice", T).await.unwrap();
+    assert!(b1
+        .current_url()
+        .await
+        .unwrap()
+        .ends_with("/services?done=publish"));
+    // n2's page gets the row without reloading.
+    b2.wait_until_js(
+        "document.querySelector('tr[data-service=\"n1/http/8123\"]') !== null && window.__mark === 1",
+        LIVE,
+    )
+    .await
+    .unwrap();
+    let open = b2
+        .attr("tr[data-service=\"n1/http/8123\"] a[target]", "href")
+        .await
+        .unwrap();
+    assert_eq!(open, Some(format!("http://{}:8123/web", n1.ip())));
+    b2.screenshot("n2-services-live-1280").await.unwrap();
+
+    // Kill n3: n2's nodes page shows it failed, live.
+    b2.goto(&format!("{u2}/nodes")).await.unwrap();
+    b2.wait_for("#live-status.on", T).await.unwrap();
+    b2.js("(window.__mark = 2)").await.unwrap();
+    n3.kill();
+    b2.wait_until_js(
+        "(() => { var r = document.querySelector('tr[data-node=\"n3\"]'); return r !== null && r.getAttribute('data-status') === 'failed' && window.__mark === 2; })()",
+        LIVE,
+    )
+    .await
+    .unwrap();
+    b2.screenshot("n2-nodes-failed-1280").await.unwrap();
+    b2.close().await.unwrap();
+
+    // A user event through the form lands in the log.
+    b1.goto(&format!("{u1}/events")).await.unwrap();
+    b1.fill("#event", "name", "deploy").await.unwrap();
+    b1.fill("#event", "payload", "v2").await.unwrap();
+    b1.submit("#event").await.unwrap();
+    b1.wait_until_js(
+        "Array.from(document.querySelectorAll('tr[data-kind=user]')).some(r => r.textContent.includes('deploy'))",
+        LIVE,
+    )
+    .await
+    .unwrap();
+    // A query: its acks arrive on the query's page.
+    b1.fill("#query", "name", "who").await.unwrap();
+    b1.fill("#query", "timeout", "3s").await.unwrap();
+    b1.submit("#query").await.unwrap();
+    b1.wait_for("#query-acks", T).await.unwrap();
+    b1.wait_until_js(
+        "document.querySelectorAll('tbody[data-list=acks] tr').length >= 2",
+        LIVE,
+    )
+    .await
+    .unwrap();
+    b1.wait_until_js(
+        "document.getElementById('query-state').textContent === 'Done.'",
+        LIVE,
+    )
+    .await
+    .unwrap();
+    let here = b1.current_url().await.unwrap();
+    check_page(&b1, &here, "query").await;
+
+    // Scan reachability: every alive node gets a quality.
+    b1.goto(&format!("{u1}/nodes")).await.unwrap();
+    b1.submit("#scan").await.unwrap();
+    b1.wait_for(".notice", T).await.unwrap();
+    let q = b1.text("tr[data-node=\"n2\"] .q").await.unwrap();
+    assert!(q.ends_with('%'), "{q}");
+
+    // Tags: set one, see it, delete it.
+    b1.goto(&format!("{u1}/settings")).await.unwrap();
+    b1.fill("#tags", "key", "role").await.unwrap();
+    b1.fill("#tags", "value", "edge").await.unwrap();
+    b1.submit("#tags").await.unwrap();
+    b1.wait_for("#own-tags tr[data-key=\"role\"]", T)
+        .await
+        .unwrap();
+    // The bootstrap addresses are saved in the data dir.
+    b1.fill("#bootstrap", "addrs", &n2.bind().to_string())
+        .await
+        .unwrap();
+    b1.submit("#bootstrap").await.unwrap();
+    b1.wait_for(".notice", T).await.unwrap();
+    let saved = std::fs::read_to_string(d1.path().join("join.json")).unwrap();
+    assert!(saved.contains(&n2.bind().to_string()), "{saved}");
+
+    // The language switcher: Catalan, kept across pages.
+    b1.fill("footer form.lang", "set", "ca").await.unwrap();
+    b1.submit("footer form.lang").await.unwrap();
+    b1.wait_until_js("document.documentElement.lang === 'ca'", T)
+        .await
+        .unwrap();
+    b1.goto(&format!("{u1}/")).await.unwrap();
+    assert_eq!(b1.text("nav a[aria-current=page]").await.unwrap(), "Resum");
+    check_page(&b1, &format!("{u1}/"), "overview-ca").await;
+    b1.fill("footer form.lang", "set", "es").await.unwrap();
+    b1.submit("footer form.lang").await.unwrap();
+    b1.wait_until_js("document.documentElement.lang === 'es'", T)
+        .await
+        .unwrap();
+    check_page(&b1, &format!("{u1}/services"), "services-es").await;
+
+    // Logging out: the forms are gone.
+    b1.submit("header form").await.unwrap();
+    b1.wait_for("header a[href^=\"/login\"]", T).await.unwrap();
+    b1.close().await.unwrap();
+    drop(evil);
+}
