@@ -570,6 +570,7 @@ fn every_page_is_html_with_safe_headers_and_assets_are_cached() {
         "/nodes/no-such-node",
         "/queries/999",
         "/queries/abc",
+        "/queries/%FF",
         "/a/b/c",
     ] {
         let r = n.get(path);
@@ -676,6 +677,10 @@ fn bad_query_strings_get_400_with_the_message_next_to_the_field() {
         // The page still works: the list and the navigation are there.
         assert!(r.body.contains("<nav aria-label="), "{path}");
     }
+    // A node name that is not UTF-8 once decoded: a page, not plain text.
+    let r = n.get("/nodes/%FF");
+    r.expect_page(400, "/nodes/%FF");
+    assert!(!errors(&r.body).is_empty(), "/nodes/%FF: no error shown");
     // The language switcher's parameters.
     for path in ["/lang?set=zz", "/lang?set=en&x=1", "/lang?set=%3Cx%3E"] {
         let r = n.get(path);
@@ -1205,6 +1210,15 @@ fn forms_publish_tag_and_save_bootstrap_addresses_and_refuse_bad_input() {
     let saved = std::fs::read_to_string(n.join_json()).unwrap_or_default();
     assert!(!saved.contains("127.0.0.1:1"), "{saved}");
 
+    // Bad join input: 400 at the field (an unreachable address too).
+    for addr in ["", "bad host", "127.0.0.1:1"] {
+        let what = format!("join {addr:?}");
+        let r = n.post_as(&s, "/nodes/join", &[("addr", addr)]);
+        r.expect_page(400, &what);
+        field_error(&r.body, "join-addr", &what);
+        assert_eq!(n.json("/v1/members").as_array().unwrap().len(), 1, "{what}");
+    }
+
     // Bad event and query input: 400 at the field.
     for (path, form_id, fields, field) in [
         (
@@ -1448,6 +1462,24 @@ fn markup_from_a_malicious_serf_node_is_escaped_on_every_page_and_live() {
     .expect_redirect("/services?done=publish", "publishing markup");
     assert!(n.has_service("victim", "web", 8099));
 
+    // A user event with markup in its name and payload, from the serf node.
+    evil.serf(&["event", SCRIPT, BREAK]).unwrap();
+    wait_until_msg("the evil event in the log", T, POLL, || {
+        n.get("/events")
+            .body
+            .contains("&lt;script&gt;window.__xss=1&lt;/script&gt;</td>")
+    })
+    .unwrap();
+    // A query the serf node acknowledges: its name on the query's page.
+    n.post_as(&s, "/queries", &[("name", "ping"), ("timeout", "2s")])
+        .expect_redirect("/queries/1", "a query");
+    wait_until_msg("the evil node's ack", T, POLL, || {
+        n.get("/queries/1")
+            .body
+            .contains("&quot;&gt;&lt;b&gt;x</td>")
+    })
+    .unwrap();
+
     // Every page, anonymous (from loopback) and logged in.
     let seg = nuvol_agent::http::encode_segment(EVIL);
     let pages = [
@@ -1462,6 +1494,7 @@ fn markup_from_a_malicious_serf_node_is_escaped_on_every_page_and_live() {
         "/nodes/victim".to_owned(),
         "/events".to_owned(),
         "/settings".to_owned(),
+        "/queries/1".to_owned(),
     ];
     let esc_name = "&quot;&gt;&lt;b&gt;x";
     let esc_script = "&lt;script&gt;window.__xss=1&lt;/script&gt;";
@@ -1509,9 +1542,13 @@ fn markup_from_a_malicious_serf_node_is_escaped_on_every_page_and_live() {
             );
         }
         let r = n.get_with("/events", &headers);
+        for want in [esc_name, esc_script, esc_break] {
+            assert!(r.body.contains(want), "/events lacks {want:?}:\n{}", r.body);
+        }
+        let r = n.get_with("/", &headers);
         assert!(
             r.body.contains(esc_name),
-            "/events lacks the node's name:\n{}",
+            "/ lacks the node's name:\n{}",
             r.body
         );
     }
@@ -1549,6 +1586,14 @@ fn markup_from_a_malicious_serf_node_is_escaped_on_every_page_and_live() {
             && v["html"].as_str().is_some_and(|h| h.contains(esc_name))
     });
     assert_escaped("live event row", ev["html"].as_str().unwrap());
+    let ev = n.live_until(&mut live_events, "the evil user event", |v| {
+        v["op"] == "upsert"
+            && v["list"] == "events"
+            && v["html"]
+                .as_str()
+                .is_some_and(|h| h.contains(esc_script) && h.contains(esc_break))
+    });
+    assert_escaped("live user event row", ev["html"].as_str().unwrap());
     for live in [
         &live_services,
         &live_services_anon,

@@ -6,6 +6,7 @@ use crate::page::{csrf, layout, notice, Field, Nav};
 use crate::state::{Dash, LoggedEvent, QueryJob, PAYLOAD_SHOWN, QUERY_ROWS};
 use crate::web::{html, parse_form, see_other, FormErrors, FormState, Req, Viewer};
 use axum::body::Bytes;
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
@@ -273,9 +274,11 @@ pub fn query_state(l: Lang, j: &QueryJob) -> &'static str {
 pub async fn query_page(
     State(dash): State<Arc<Dash>>,
     Viewer(req): Viewer,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
 ) -> Response {
     let l = req.lang;
+    // An id that is not even UTF-8 names no query either.
+    let id = id.map_or_else(|_| String::new(), |Path(id)| id);
     let Some(j) = id.parse::<u64>().ok().and_then(|id| dash.query(id)) else {
         return super::not_found_page(&req);
     };

@@ -7,6 +7,7 @@ use crate::page::{csrf, layout, notice, quality_cell, status_badge, urlencode, F
 use crate::state::{Dash, Scan};
 use crate::web::{html, parse_form, see_other, FormErrors, FormState, Req, Viewer};
 use axum::body::Bytes;
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
@@ -427,9 +428,14 @@ pub async fn list(State(dash): State<Arc<Dash>>, Viewer(req): Viewer) -> Respons
 pub async fn one(
     State(dash): State<Arc<Dash>>,
     Viewer(req): Viewer,
-    Path(name): Path<String>,
+    name: Result<Path<String>, PathRejection>,
 ) -> Response {
     let l = req.lang;
+    // Not UTF-8 once decoded: a page saying so, not axum's plain text.
+    let name = match name {
+        Ok(Path(n)) => n,
+        Err(e) => return super::settings::bad_form(&req, e.body_text()),
+    };
     let (all, _) = match views(&dash).await {
         Ok(v) => v,
         Err(e) => return super::unavailable(&req, e),
