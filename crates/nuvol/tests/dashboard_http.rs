@@ -509,6 +509,11 @@ fn every_page_is_html_with_safe_headers_and_assets_are_cached() {
             "{path}: no main landmark"
         );
     }
+    // The language: from Accept-Language, or the switcher's cookie.
+    let r = n.get_with("/nodes", &[("accept-language", "ca-ES,ca;q=0.9,en;q=0.5")]);
+    assert!(r.body.contains("<html lang=\"ca\">"), "{}", r.body);
+    let r = n.get_with("/nodes", &[("cookie", "nuvol_lang=es")]);
+    assert!(r.body.contains("<html lang=\"es\">"), "{}", r.body);
     // The node's own page is about it.
     let r = n.get(&own);
     assert!(
@@ -1103,6 +1108,21 @@ fn forms_publish_tag_and_save_bootstrap_addresses_and_refuse_bad_input() {
             n.services()
         );
     }
+    // A description longer than a service may carry.
+    let long = "d".repeat(300);
+    let r = n.post_as(
+        &s,
+        "/services/publish",
+        &[
+            ("type", "http"),
+            ("port", "80"),
+            ("description", &long),
+            ("txt", ""),
+        ],
+    );
+    r.expect_page(400, "a 300-byte description");
+    field_error(&r.body, "publish-description", "a 300-byte description");
+    assert!(n.services().is_empty());
     // Values typed back into the form are escaped.
     let r = n.post_as(
         &s,
@@ -1166,6 +1186,15 @@ fn forms_publish_tag_and_save_bootstrap_addresses_and_refuse_bad_input() {
         &[("action", "delete"), ("key", "zone")],
     )
     .expect_redirect("/settings?done=untag", "delete a tag");
+    assert!(!n.tags().contains_key("zone"));
+    // A value with a control character: 400 at the value field.
+    let r = n.post_as(
+        &s,
+        "/settings/tags",
+        &[("action", "set"), ("key", "zone"), ("value", "a\nb")],
+    );
+    r.expect_page(400, "a tag value with a newline");
+    field_error(&r.body, "tags-value", "a tag value with a newline");
     assert!(!n.tags().contains_key("zone"));
     // A tag a component owns, and malformed keys: 400 at the key field.
     for (key, says) in [("services", "catalog"), ("", ""), ("a=b", "'='")] {
