@@ -141,22 +141,48 @@ pub struct HttpRoute {
     pub path: &'static str,
     pub access: Access,
     pub handler: MethodRouter,
+    /// A REST API route (documented in the OpenAPI document), or a page
+    /// for browsers (the dashboard's HTML, assets, forms).
+    pub kind: RouteKind,
+}
+
+/// What a route serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RouteKind {
+    /// JSON, part of the REST API and of its OpenAPI document.
+    Api,
+    /// HTML, assets and forms for browsers; not in the OpenAPI document.
+    Page,
 }
 
 impl HttpRoute {
+    /// A REST API route.
     pub fn new(method: Method, path: &'static str, access: Access, handler: MethodRouter) -> Self {
         HttpRoute {
             method,
             path,
             access,
             handler,
+            kind: RouteKind::Api,
+        }
+    }
+
+    /// A route serving browsers rather than API clients.
+    pub fn page(method: Method, path: &'static str, access: Access, handler: MethodRouter) -> Self {
+        HttpRoute {
+            kind: RouteKind::Page,
+            ..HttpRoute::new(method, path, access, handler)
         }
     }
 }
 
 impl std::fmt::Debug for HttpRoute {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {} ({:?})", self.method, self.path, self.access)
+        write!(
+            f,
+            "{} {} ({:?}, {:?})",
+            self.method, self.path, self.access, self.kind
+        )
     }
 }
 
@@ -419,7 +445,7 @@ async fn authenticate(State(auth): State<Auth>, req: Request, next: Next) -> Res
         )
     {
         if let Some(why) = cross_site(&parts) {
-            return ApiError::Forbidden(why).into_response();
+            return refuse(&parts.headers, ApiError::Forbidden(why));
         }
         if let Some(Principal {
             via: Credential::Session { csrf, .. },
@@ -429,10 +455,12 @@ async fn authenticate(State(auth): State<Auth>, req: Request, next: Next) -> Res
             let (ok, rebuilt) = csrf_matches(&parts, body, csrf).await;
             body = rebuilt;
             if !ok {
-                return ApiError::Forbidden(
-                    "missing or invalid CSRF token: reload the page and try again".into(),
-                )
-                .into_response();
+                return refuse(
+                    &parts.headers,
+                    ApiError::Forbidden(
+                        "missing or invalid CSRF token: reload the page and try again".into(),
+                    ),
+                );
             }
         }
     }
@@ -497,26 +525,77 @@ async fn csrf_matches(
 async fn require(State(need): State<Access>, req: Request, next: Next) -> Response {
     match req.extensions().get::<Principal>() {
         Some(p) if p.role >= need => next.run(req).await,
-        Some(p) => ApiError::Forbidden(format!(
-            "this needs the {} permission; this session has {}",
-            need.as_str(),
-            p.role.as_str()
-        ))
-        .into_response(),
+        Some(p) => refuse(
+            req.headers(),
+            ApiError::Forbidden(format!(
+                "this needs the {} permission; this session has {}",
+                need.as_str(),
+                p.role.as_str()
+            )),
+        ),
         None => unauthorized(&req),
     }
 }
 
 fn unauthorized(req: &Request) -> Response {
-    ApiError::Unauthorized(
-        if req.extensions().get::<BadToken>().is_some() {
-            "invalid API token"
-        } else {
-            "this request needs the API token (Authorization: Bearer <token>; see <data_dir>/api-token)"
-        }
-        .into(),
+    refuse(
+        req.headers(),
+        ApiError::Unauthorized(
+            if req.extensions().get::<BadToken>().is_some() {
+                "invalid API token"
+            } else {
+                "this request needs the API token (Authorization: Bearer <token>; see <data_dir>/api-token)"
+            }
+            .into(),
+        ),
     )
-    .into_response()
+}
+
+/// A refusal: JSON for API clients, a small HTML page (with a way to log
+/// in) for a browser's form post, which would otherwise show raw JSON.
+fn refuse(headers: &axum::http::HeaderMap, e: ApiError) -> Response {
+    let wants_html = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("text/html"));
+    if !wants_html {
+        return e.into_response();
+    }
+    let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::FORBIDDEN);
+    let body = format!(
+        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <title>Not allowed</title></head><body><main><h1>Not allowed</h1><p>{}</p>\
+         <p><a href=\"/login\">Log in</a> · <a href=\"/\">Home</a></p></main></body></html>",
+        escape_html(&e.to_string())
+    );
+    let mut resp = (status, body).into_response();
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
+    );
+    resp
+}
+
+/// Escape text for HTML (the refusal page is the core's only HTML).
+fn escape_html(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// Metrics, tracing and the request timeout.
@@ -825,6 +904,13 @@ mod tests {
                 .await
                 .0,
             200
+        );
+        // A browser's refused form post gets a page, not JSON.
+        let (status, body) = call("/op", &[form, ("accept", "text/html,*/*")], "x=<b>").await;
+        assert_eq!(status, 401);
+        assert!(
+            body.starts_with("<!DOCTYPE html>") && body.contains("/login"),
+            "{body}"
         );
         // A view route takes posts without credentials, but not cross-site.
         assert_eq!(call("/login", &[form], "").await.0, 200);

@@ -135,6 +135,9 @@ struct Listener {
     services: ServiceFilter,
     query: Option<u64>,
     csrf: Option<String>,
+    /// The session this viewer views through, when its address alone
+    /// would not do: the stream ends with the session.
+    session: Option<String>,
 }
 
 fn msg(v: serde_json::Value) -> Event {
@@ -245,8 +248,28 @@ async fn render(dash: &Dash, l: &Listener, c: Change) -> Vec<Event> {
     }
 }
 
+/// Counts a stream open while it lives.
+struct StreamGauge(prometheus_client::metrics::gauge::Gauge);
+
+impl StreamGauge {
+    fn new(m: &crate::state::Metrics) -> Self {
+        m.live_streams.inc();
+        StreamGauge(m.live_streams.clone())
+    }
+}
+
+impl Drop for StreamGauge {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
 /// `GET /live?page=overview|nodes|services|events|query&...`.
-pub async fn stream(State(dash): State<Arc<Dash>>, Viewer(req): Viewer) -> Response {
+pub async fn stream(
+    State(dash): State<Arc<Dash>>,
+    Viewer(req): Viewer,
+    headers: axum::http::HeaderMap,
+) -> Response {
     let q = match crate::pages::query(&req, &["page", "q", "status", "type", "query"]) {
         Ok(q) => q,
         Err((_, m)) => return (axum::http::StatusCode::BAD_REQUEST, m).into_response(),
@@ -276,14 +299,37 @@ pub async fn stream(State(dash): State<Arc<Dash>>, Viewer(req): Viewer) -> Respo
             .may(nuvol_agent::http::Access::Operate)
             .then(|| req.csrf().to_owned()),
         page,
+        session: req
+            .client
+            .is_none_or(|ip| !dash.view.allows(ip))
+            .then(|| crate::auth::cookie(&headers, crate::auth::SESSION_COOKIE).map(str::to_owned))
+            .flatten(),
     };
     let rx = dash.changes.subscribe();
     let stop = dash.stop_token();
     let listener = Arc::new(listener);
     // A listener that lags misses changes (the broadcast queue holds 1024);
     // its page is then stale until reloaded, never wrong in what it shows.
+    let gauge = StreamGauge::new(&dash.metrics);
+    let missed = dash.metrics.live_missed.clone();
     let s = tokio_stream::wrappers::BroadcastStream::new(rx)
-        .filter_map(|r| std::future::ready(r.ok()))
+        .filter_map(move |r| {
+            let _ = &gauge;
+            if let Err(tokio_stream::wrappers::errors::BroadcastStreamRecvError::Lagged(n)) = &r {
+                missed.inc_by(*n);
+            }
+            std::future::ready(r.ok())
+        })
+        .take_while({
+            let (dash, l) = (dash.clone(), listener.clone());
+            move |_| {
+                let alive = l
+                    .session
+                    .as_deref()
+                    .is_none_or(|id| dash.sessions.lookup(id).is_some());
+                std::future::ready(alive)
+            }
+        })
         .then(move |c| {
             let (dash, l) = (dash.clone(), listener.clone());
             async move { render(&dash, &l, c).await }

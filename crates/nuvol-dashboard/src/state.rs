@@ -83,12 +83,55 @@ pub enum Change {
     Query(u64),
 }
 
+/// The dashboard's metrics (`nuvol_dashboard_*`).
+#[derive(Clone, Default)]
+pub struct Metrics {
+    /// Logins by result: `ok`, `bad-token`, `limited`.
+    pub logins: prometheus_client::metrics::family::Family<
+        Vec<(String, String)>,
+        prometheus_client::metrics::counter::Counter,
+    >,
+    /// Live streams open now.
+    pub live_streams: prometheus_client::metrics::gauge::Gauge,
+    /// Changes a live stream missed because it lagged.
+    pub live_missed: prometheus_client::metrics::counter::Counter,
+}
+
+impl Metrics {
+    pub fn register(&self, r: &mut prometheus_client::registry::Registry) {
+        r.register(
+            "dashboard_logins",
+            "Dashboard logins by result",
+            self.logins.clone(),
+        );
+        r.register(
+            "dashboard_live_streams",
+            "Dashboard live-update streams open",
+            self.live_streams.clone(),
+        );
+        r.register(
+            "dashboard_live_missed",
+            "Changes dashboard live streams missed because they lagged",
+            self.live_missed.clone(),
+        );
+    }
+
+    pub fn login(&self, result: &str) {
+        self.logins
+            .get_or_create(&vec![("result".to_owned(), result.to_owned())])
+            .inc();
+    }
+}
+
 /// The dashboard's shared state.
 pub struct Dash {
+    pub metrics: Metrics,
     pub cluster: Cluster,
     pub catalog: Option<Catalog>,
     pub sessions: Sessions,
     pub view: ViewRule,
+    /// Host names answered besides IP literals and localhost.
+    pub hosts: Vec<String>,
     pub data_dir: PathBuf,
     pub version: &'static str,
     pub node_name: String,
@@ -111,13 +154,22 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Dash {
-    pub fn new(ctx: &mut BuildCtx<'_>, view: ViewRule, sessions: Sessions) -> Self {
+    pub fn new(
+        ctx: &mut BuildCtx<'_>,
+        view: ViewRule,
+        sessions: Sessions,
+        hosts: Vec<String>,
+    ) -> Self {
         let (changes, _) = broadcast::channel(1024);
+        let metrics = Metrics::default();
+        metrics.register(ctx.metrics());
         Dash {
+            metrics,
             cluster: ctx.cluster(),
             catalog: ctx.get::<Catalog>(),
             sessions,
             view,
+            hosts,
             data_dir: ctx.data_dir().to_path_buf(),
             version: ctx.node().version,
             node_name: ctx.node_name().to_owned(),

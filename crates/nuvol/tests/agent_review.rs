@@ -138,7 +138,17 @@ fn the_agent_endpoint_shows_live_tags_and_components() {
         .collect();
     assert_eq!(
         names,
-        ["rpc", "checks", "catalog", "dns", "api", "metrics", "reload", "join"]
+        [
+            "rpc",
+            "checks",
+            "catalog",
+            "dns",
+            "api",
+            "dashboard",
+            "metrics",
+            "reload",
+            "join"
+        ]
     );
     // The same table in `nuvol info`'s nuvol section.
     let info = a.cli(&["info"]).unwrap();

@@ -51,7 +51,7 @@ async fn check_page(b: &Browser, url: &str, shot: &str) {
             .js("document.documentElement.scrollWidth - window.innerWidth")
             .await
             .unwrap();
-        if !overflow.as_i64().is_some_and(|o| o <= 0) {
+        if overflow.as_i64().is_none_or(|o| o > 0) {
             let wide = b
                 .js("Array.from(document.querySelectorAll('*')).filter(e => e.getBoundingClientRect().right > window.innerWidth + 1 && !(e.parentElement && e.parentElement.closest('.scroll'))).slice(0, 8).map(e => e.tagName + '.' + e.className + ' ' + Math.round(e.getBoundingClientRect().right))")
                 .await
@@ -102,6 +102,7 @@ async fn run() {
     let n2 = NuvolAgent::builder(NUVOL, "n2")
         .profile("local")
         .join_agent(&n1)
+        .event_handler("query:who=echo n2-here")
         .arg("--mdns=false")
         .spawn()
         .unwrap();
@@ -265,7 +266,11 @@ async fn run() {
     .await
     .unwrap();
     b2.screenshot("n2-nodes-failed-1280").await.unwrap();
-    b2.close().await.unwrap();
+    // n2's overview lists the failure, and gets n1's user event live.
+    b2.goto(&format!("{u2}/")).await.unwrap();
+    b2.wait_for("#live-status.on", T).await.unwrap();
+    assert_eq!(b2.text("#count-failed").await.unwrap(), "1");
+    b2.js("(window.__mark = 3)").await.unwrap();
 
     // A user event through the form lands in the log.
     b1.goto(&format!("{u1}/events")).await.unwrap();
@@ -278,6 +283,14 @@ async fn run() {
     )
     .await
     .unwrap();
+    b2.wait_until_js(
+        "Array.from(document.querySelectorAll('tr[data-kind=user]')).some(r => r.textContent.includes('deploy')) && window.__mark === 3",
+        LIVE,
+    )
+    .await
+    .unwrap();
+    b2.screenshot("n2-overview-live-1280").await.unwrap();
+    b2.close().await.unwrap();
     // A query: its acks arrive on the query's page.
     b1.fill("#query", "name", "who").await.unwrap();
     b1.fill("#query", "timeout", "3s").await.unwrap();
@@ -285,6 +298,12 @@ async fn run() {
     b1.wait_for("#query-acks", T).await.unwrap();
     b1.wait_until_js(
         "document.querySelectorAll('tbody[data-list=acks] tr').length >= 2",
+        LIVE,
+    )
+    .await
+    .unwrap();
+    b1.wait_until_js(
+        "Array.from(document.querySelectorAll('tbody[data-list=responses] tr')).some(r => r.textContent.includes('n2-here'))",
         LIVE,
     )
     .await

@@ -106,6 +106,9 @@ fn render(dash: &Dash, req: &Req, state: Option<&FormState>, status: StatusCode)
 }
 
 pub async fn page(State(dash): State<Arc<Dash>>, Viewer(req): Viewer) -> Response {
+    if let Some(r) = super::reject_unknown(&req, &["done"]) {
+        return r;
+    }
     render(&dash, &req, None, StatusCode::OK)
 }
 
@@ -276,6 +279,9 @@ pub async fn query_page(
     Viewer(req): Viewer,
     id: Result<Path<String>, PathRejection>,
 ) -> Response {
+    if let Some(r) = super::reject_unknown(&req, &[]) {
+        return r;
+    }
     let l = req.lang;
     // An id that is not even UTF-8 names no query either.
     let id = id.map_or_else(|_| String::new(), |Path(id)| id);

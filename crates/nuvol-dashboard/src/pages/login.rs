@@ -45,6 +45,9 @@ fn form(
 }
 
 pub async fn page(req: Req) -> Response {
+    if let Some(r) = super::reject_unknown(&req, &["next"]) {
+        return r;
+    }
     let next = next_of(&req);
     form(&req, &next, None, StatusCode::OK, None)
 }
@@ -68,8 +71,19 @@ fn set_cookie(resp: &mut Response, value: String) {
 }
 
 /// `POST /login`: the API token for a session cookie.
-pub async fn login(State(dash): State<Arc<Dash>>, req: Req, body: Bytes) -> Response {
+pub async fn login(
+    State(dash): State<Arc<Dash>>,
+    req: Req,
+    headers: axum::http::HeaderMap,
+    body: Bytes,
+) -> Response {
     let l = req.lang;
+    if !crate::web::host_allowed(&headers, &dash.hosts) {
+        return crate::web::misdirected(&req);
+    }
+    if dash.token.get().is_none() {
+        return super::unavailable(&req, "the dashboard is starting; try again in a moment");
+    }
     let f = match parse_form(&body) {
         Ok(f) => f,
         Err(e) => return super::settings::bad_form(&req, e),
@@ -86,11 +100,13 @@ pub async fn login(State(dash): State<Arc<Dash>>, req: Req, body: Bytes) -> Resp
     if !dash.sessions.may_try(ip) {
         errors.add("token", T::TooManyAttempts.get(l));
         status = StatusCode::TOO_MANY_REQUESTS;
+        dash.metrics.login("limited");
     } else if token.is_empty() {
         errors.add("token", T::Required.get(l));
         status = StatusCode::BAD_REQUEST;
     } else if !dash.is_token(token) {
         dash.sessions.failed(ip);
+        dash.metrics.login("bad-token");
         tracing::warn!(client = %ip, "dashboard: failed login");
         errors.add("token", T::BadToken.get(l));
     }
@@ -103,11 +119,12 @@ pub async fn login(State(dash): State<Arc<Dash>>, req: Req, body: Bytes) -> Resp
         return form(&req, &next, Some(&st), status, None);
     }
     let id = dash.sessions.create();
-    let ttl = dash.sessions.ttl().as_secs();
+    dash.metrics.login("ok");
     let mut resp = see_other(&next);
+    // A browser-session cookie: the server ends idle sessions itself.
     set_cookie(
         &mut resp,
-        format!("{SESSION_COOKIE}={id}; Path=/; HttpOnly; SameSite=Strict; Max-Age={ttl}"),
+        format!("{SESSION_COOKIE}={id}; Path=/; HttpOnly; SameSite=Strict"),
     );
     resp
 }

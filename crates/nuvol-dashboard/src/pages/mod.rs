@@ -30,6 +30,18 @@ pub fn query(req: &Req, allowed: &[&str]) -> Result<Vec<(String, String)>, (Stri
     })
 }
 
+/// A 400 page when the query string has parameters other than `allowed`
+/// (pages without filters), so a mistyped link is not silently ignored.
+pub fn reject_unknown(req: &Req, allowed: &[&str]) -> Option<Response> {
+    let (_, message) = query(req, allowed).err()?;
+    let body =
+        html! { (crate::page::notice(&message, true)) p { a href="/" { (req.t(T::BackHome)) } } };
+    Some(html(
+        StatusCode::BAD_REQUEST,
+        layout(req, req.t(T::Error), Nav::None, None, body),
+    ))
+}
+
 pub fn param<'a>(q: &'a [(String, String)], k: &str) -> Option<&'a str> {
     nuvol_agent::http::query_param(q, k)
 }

@@ -430,6 +430,9 @@ pub async fn one(
     Viewer(req): Viewer,
     name: Result<Path<String>, PathRejection>,
 ) -> Response {
+    if let Some(r) = super::reject_unknown(&req, &[]) {
+        return r;
+    }
     let l = req.lang;
     // Not UTF-8 once decoded: a page saying so, not axum's plain text.
     let name = match name {

@@ -30,11 +30,11 @@ pub fn count_services(dash: &Dash) -> BTreeMap<&'static str, usize> {
 /// How full: a native `<progress>` (no inline style, which the page's
 /// CSP forbids), labelled with the figure it repeats.
 fn meter(label: &str, used: u64, total: u64) -> Markup {
-    let pct = if total == 0 {
-        0
-    } else {
-        (used.saturating_mul(100) / total).min(100)
-    };
+    let pct = used
+        .saturating_mul(100)
+        .checked_div(total)
+        .unwrap_or(0)
+        .min(100);
     html! { progress class="meter" max="100" value=(pct) aria-label={ (label) " " (pct) "%" } { (pct) "%" } }
 }
 
@@ -49,6 +49,9 @@ fn counts(l: Lang, id_prefix: &str, m: &BTreeMap<&'static str, usize>) -> Markup
 }
 
 pub async fn page(State(dash): State<Arc<Dash>>, Viewer(req): Viewer) -> Response {
+    if let Some(r) = super::reject_unknown(&req, &[]) {
+        return r;
+    }
     let l = req.lang;
     let members = match dash.cluster.members().await {
         Ok(m) => m,

@@ -139,6 +139,9 @@ async fn render(dash: &Dash, req: &Req, state: Option<&FormState>, status: Statu
 }
 
 pub async fn page(State(dash): State<Arc<Dash>>, Viewer(req): Viewer) -> Response {
+    if let Some(r) = super::reject_unknown(&req, &["done"]) {
+        return r;
+    }
     render(&dash, &req, None, StatusCode::OK).await
 }
 
