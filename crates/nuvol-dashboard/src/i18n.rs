@@ -225,6 +225,28 @@ strings! {
     PermissionOperate => "operate", "operar", "operar";
     PermissionAdmin => "administer", "administrar", "administrar";
     Forbidden => "Not allowed", "No permès", "No permitido";
+    Components => "Components", "Components", "Componentes";
+    Delegate => "delegate", "delegat", "delegado";
+    NameTooLong => "At most 128 characters, no control characters.", "Com a molt 128 caràcters, sense caràcters de control.", "Como mucho 128 caracteres, sin caracteres de control.";
+    ReservedName => "Names starting with _serf_ or _nuvol_ belong to the agents.", "Els noms que comencen per _serf_ o _nuvol_ són dels agents.", "Los nombres que empiezan por _serf_ o _nuvol_ son de los agentes.";
+    PayloadTooLong => "At most {} bytes.", "Com a molt {} bytes.", "Como mucho {} bytes.";
+    TimeoutRange => "More than 0s and at most 60s.", "Més de 0s i com a molt 60s.", "Más de 0s y como mucho 60s.";
+    TooManyNodes => "At most 64 names of up to 128 characters each.", "Com a molt 64 noms de fins a 128 caràcters cadascun.", "Como mucho 64 nombres de hasta 128 caracteres cada uno.";
+    UnknownValue => "Unknown value {}.", "Valor desconegut {}.", "Valor desconocido {}.";
+    CannotSortBy => "Cannot sort by {}.", "No es pot ordenar per {}.", "No se puede ordenar por {}.";
+    BadOrder => "The order is asc or desc, not {}.", "L'ordre és asc o desc, no {}.", "El orden es asc o desc, no {}.";
+    NotAType => "{} is not a service type: use letters, digits and -.", "{} no és un tipus de servei: fes servir lletres, xifres i -.", "{} no es un tipo de servicio: usa letras, cifras y -.";
+    BadPort => "The port must be 1-65535.", "El port ha de ser 1-65535.", "El puerto debe ser 1-65535.";
+    BadTagKey => "At most {} characters, no = or control characters.", "Com a molt {} caràcters, sense = ni caràcters de control.", "Como mucho {} caracteres, sin = ni caracteres de control.";
+    NoControl => "No control characters.", "Sense caràcters de control.", "Sin caracteres de control.";
+    UnknownAction => "Unknown action {}.", "Acció desconeguda {}.", "Acción desconocida {}.";
+    CatalogOff => "The catalog is off on this node.", "El catàleg està desactivat en aquest node.", "El catálogo está desactivado en este nodo.";
+    Starting => "The dashboard is starting; try again in a moment.", "El tauler s'està iniciant; torna-ho a provar d'aquí a un moment.", "El panel se está iniciando; vuelve a intentarlo en un momento.";
+    UnknownLanguage => "Unknown language (en, ca, es).", "Llengua desconeguda (en, ca, es).", "Idioma desconocido (en, ca, es).";
+    HostRefused => "This dashboard does not answer to this address; add the name to [dashboard] hosts.", "Aquest tauler no respon a aquesta adreça; afegeix el nom a [dashboard] hosts.", "Este panel no responde a esta dirección; añade el nombre a [dashboard] hosts.";
+    UnknownParam => "Unknown parameter {} (expected: {}).", "Paràmetre desconegut {} (s'esperava: {}).", "Parámetro desconocido {} (se esperaba: {}).";
+    RepeatedParam => "{} is given more than once.", "{} apareix més d'una vegada.", "{} aparece más de una vez.";
+    BadQuery => "Malformed query string.", "Cadena de consulta mal formada.", "Cadena de consulta mal formada.";
 }
 
 /// Fill `{}` placeholders in order.

@@ -28,6 +28,75 @@ pub mod sys;
 pub mod types;
 mod web;
 
+/// Entry points for the fuzz targets: everything the dashboard parses from
+/// a request, and the escaping of what other nodes send.
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing {
+    use nuvol_catalog::model::{ServiceEntry, Source, Status};
+
+    /// Parse `data` every way a request can reach the dashboard: a form
+    /// body, a query string, `Accept-Language`, `Cookie`, `Host`, the
+    /// publish form, join addresses. Nothing may panic.
+    pub fn request(data: &[u8]) {
+        if let Ok(f) = crate::web::parse_form(data) {
+            let _ = crate::pages::services::parse_publish(&f, crate::i18n::Lang::En);
+        }
+        let Ok(s) = std::str::from_utf8(data) else {
+            return;
+        };
+        let _ = crate::i18n::Lang::negotiate(s);
+        let _ = nuvol_agent::http::parse_query(Some(s.to_owned()), &["q", "type", "sort"]);
+        let _ = nuvol_agent::join::check_join_addr(s);
+        let _ = crate::web::local_path(s);
+        if let Ok(v) = axum::http::HeaderValue::from_str(s) {
+            let mut h = axum::http::HeaderMap::new();
+            h.insert(axum::http::header::COOKIE, v.clone());
+            h.insert(axum::http::header::HOST, v);
+            let _ = crate::auth::cookie(&h, crate::auth::SESSION_COOKIE);
+            let _ = crate::web::host_allowed(&h, &[]);
+        }
+    }
+
+    fn entry(text: &str) -> ServiceEntry {
+        ServiceEntry {
+            node: text.to_owned(),
+            stype: "http".into(),
+            description: text.to_owned(),
+            host: text.to_owned(),
+            ip: "10.0.0.1".into(),
+            port: 80,
+            cloud: text.to_owned(),
+            txt: vec![
+                ("k".into(), text.to_owned()),
+                ("path".into(), text.to_owned()),
+            ],
+            status: Status::Passing,
+            source: Source::Cloudy,
+            checks: Vec::new(),
+        }
+    }
+
+    /// Render a service row whose every field another node controls is
+    /// `text`: it must have exactly the markup of a row with plain text
+    /// (the same number of `<`), so nothing in `text` became markup.
+    pub fn escaping(text: &str) {
+        let ctx = crate::pages::services::RowCtx {
+            l: crate::i18n::Lang::En,
+            scan: None,
+            domain: Some("nuvol"),
+            unpublish: None,
+        };
+        let count = |t: &str| {
+            crate::pages::services::service_row(&ctx, &entry(t))
+                .into_string()
+                .matches('<')
+                .count()
+        };
+        // A plain path keeps the open link's structure the same.
+        assert_eq!(count(text), count("x"), "markup from {text:?}");
+    }
+}
+
 use auth::{Sessions, ViewRule};
 use axum::http::Method;
 use axum::routing::{get, post, MethodRouter};

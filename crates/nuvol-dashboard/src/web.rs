@@ -123,7 +123,7 @@ pub fn host_allowed(headers: &axum::http::HeaderMap, extra: &[String]) -> bool {
 /// 421 for a Host this agent does not answer to.
 pub fn misdirected(req: &Req) -> Response {
     let body = maud::html! {
-        (crate::page::notice("This address is not one this dashboard answers to; add the name to [dashboard] hosts.", true))
+        (crate::page::notice(req.t(T::HostRefused), true))
     };
     html(
         StatusCode::MISDIRECTED_REQUEST,

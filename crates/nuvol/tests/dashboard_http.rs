@@ -609,24 +609,24 @@ fn bad_query_strings_get_400_with_the_message_next_to_the_field() {
         (
             "/nodes?status=bogus",
             Some("nodes-status"),
-            "unknown status &quot;bogus&quot;",
+            "Unknown value &quot;bogus&quot;",
         ),
         (
             "/nodes?status=%22%3E%3Cx%3E",
             Some("nodes-status"),
-            "unknown status &quot;\\&quot;&gt;&lt;x&gt;&quot;",
+            "Unknown value &quot;\\&quot;&gt;&lt;x&gt;&quot;",
         ),
         (
             "/nodes?sort=bogus",
             None,
-            "cannot sort by &quot;bogus&quot;",
+            "Cannot sort by &quot;bogus&quot;",
         ),
-        ("/nodes?order=sideways", None, "order is asc or desc"),
-        ("/nodes?q=a&q=b", Some("nodes-q"), "given more than once"),
+        ("/nodes?order=sideways", None, "The order is asc or desc"),
+        ("/nodes?q=a&q=b", Some("nodes-q"), "is given more than once"),
         (
             "/nodes?zzz=1",
             Some("nodes-q"),
-            "unknown query parameter &quot;zzz&quot;",
+            "Unknown parameter &quot;zzz&quot;",
         ),
         (
             "/services?type=%3Cx%3E",
@@ -637,17 +637,17 @@ fn bad_query_strings_get_400_with_the_message_next_to_the_field() {
         (
             "/services?unknown=1",
             None,
-            "unknown query parameter &quot;unknown&quot;",
+            "Unknown parameter &quot;unknown&quot;",
         ),
         (
             "/services?q=a&q=b",
             Some("services-q"),
-            "&quot;q&quot; given more than once",
+            "&quot;q&quot; is given more than once",
         ),
         (
             "/services?sort=%3Cx%3E",
             None,
-            "cannot sort by &quot;&lt;x&gt;&quot;",
+            "Cannot sort by &quot;&lt;x&gt;&quot;",
         ),
     ];
     for (path, field, msg) in cases {
@@ -1197,7 +1197,7 @@ fn forms_publish_tag_and_save_bootstrap_addresses_and_refuse_bad_input() {
     field_error(&r.body, "tags-value", "a tag value with a newline");
     assert!(!n.tags().contains_key("zone"));
     // A tag a component owns, and malformed keys: 400 at the key field.
-    for (key, says) in [("services", "catalog"), ("", ""), ("a=b", "'='")] {
+    for (key, says) in [("services", "catalog"), ("", ""), ("a=b", "no =")] {
         let what = format!("setting tag {key:?}");
         let before = n.tags();
         let r = n.post_as(

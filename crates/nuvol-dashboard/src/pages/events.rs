@@ -117,20 +117,20 @@ fn check_name(f: &crate::web::Fields, errs: &mut FormErrors, l: Lang) -> String 
     if name.is_empty() {
         errs.add("name", T::Required.get(l));
     } else if name.len() > 128 || name.chars().any(char::is_control) {
-        errs.add("name", "at most 128 characters, no control characters");
+        errs.add("name", T::NameTooLong.get(l));
     } else if name.starts_with("_serf_") || name.starts_with("_nuvol_") {
-        errs.add(
-            "name",
-            "names starting with _serf_ or _nuvol_ are the agents' own",
-        );
+        errs.add("name", T::ReservedName.get(l));
     }
     name
 }
 
-fn check_payload(f: &crate::web::Fields, errs: &mut FormErrors) -> Vec<u8> {
+fn check_payload(f: &crate::web::Fields, errs: &mut FormErrors, l: Lang) -> Vec<u8> {
     let p = f.get("payload").cloned().unwrap_or_default();
     if p.len() > MAX_PAYLOAD {
-        errs.add("payload", format!("at most {MAX_PAYLOAD} bytes"));
+        errs.add(
+            "payload",
+            crate::i18n::fill(T::PayloadTooLong.get(l), &[&MAX_PAYLOAD.to_string()]),
+        );
     }
     p.into_bytes()
 }
@@ -144,7 +144,7 @@ pub async fn send(State(dash): State<Arc<Dash>>, Viewer(req): Viewer, body: Byte
     };
     let mut errs = FormErrors::default();
     let name = check_name(&f, &mut errs, l);
-    let payload = check_payload(&f, &mut errs);
+    let payload = check_payload(&f, &mut errs, l);
     if errs.is_empty() {
         let coalesce = f.get("coalesce").is_some_and(|v| v == "1");
         if let Err(e) = dash
@@ -175,13 +175,13 @@ pub async fn query(State(dash): State<Arc<Dash>>, Viewer(req): Viewer, body: Byt
     };
     let mut errs = FormErrors::default();
     let name = check_name(&f, &mut errs, l);
-    let payload = check_payload(&f, &mut errs);
+    let payload = check_payload(&f, &mut errs, l);
     let timeout = match f.get("timeout").map(|s| s.trim()).filter(|s| !s.is_empty()) {
         None => Duration::from_secs(5),
         Some(t) => match nuvol_agent::duration::parse(t) {
             Ok(d) if !d.is_zero() && d <= MAX_QUERY_TIMEOUT => d,
             Ok(_) => {
-                errs.add("timeout", "must be more than 0s and at most 60s");
+                errs.add("timeout", T::TimeoutRange.get(l));
                 Duration::ZERO
             }
             Err(e) => {
@@ -200,7 +200,7 @@ pub async fn query(State(dash): State<Arc<Dash>>, Viewer(req): Viewer, body: Byt
         })
         .unwrap_or_default();
     if nodes.len() > 64 || nodes.iter().any(|n| n.len() > 128) {
-        errs.add("nodes", "at most 64 names of up to 128 characters");
+        errs.add("nodes", T::TooManyNodes.get(l));
     }
     let mut stream = None;
     if errs.is_empty() {

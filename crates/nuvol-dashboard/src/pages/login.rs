@@ -82,7 +82,7 @@ pub async fn login(
         return crate::web::misdirected(&req);
     }
     if dash.token.get().is_none() {
-        return super::unavailable(&req, "the dashboard is starting; try again in a moment");
+        return super::unavailable(&req, T::Starting.get(l));
     }
     let f = match parse_form(&body) {
         Ok(f) => f,
@@ -157,7 +157,7 @@ pub async fn lang(req: Req) -> Response {
         Err((_, m)) => return super::settings::bad_form(&req, m),
     };
     let Some(lang) = super::param(&q, "set").and_then(Lang::from_code) else {
-        return super::settings::bad_form(&req, "unknown language (en, ca, es)".into());
+        return super::settings::bad_form(&req, T::UnknownLanguage.get(req.lang).into());
     };
     let next = super::param(&q, "next").and_then(local_path).unwrap_or("/");
     let mut resp = see_other(next);

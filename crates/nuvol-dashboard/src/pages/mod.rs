@@ -26,7 +26,18 @@ pub fn query(req: &Req, allowed: &[&str]) -> Result<Vec<(String, String)>, (Stri
     let raw = req.here.split_once('?').map(|(_, q)| q.to_owned());
     nuvol_agent::http::parse_query(raw, allowed).map_err(|e| {
         let field = e.field().unwrap_or("query").to_owned();
-        (field, e.to_string())
+        let l = req.lang;
+        let message = if e.to_string().contains("more than once") {
+            crate::i18n::fill(T::RepeatedParam.get(l), &[&format!("{field:?}")])
+        } else if field == "query" {
+            T::BadQuery.get(l).to_owned()
+        } else {
+            crate::i18n::fill(
+                T::UnknownParam.get(l),
+                &[&format!("{field:?}"), &allowed.join(", ")],
+            )
+        };
+        (field, message)
     })
 }
 

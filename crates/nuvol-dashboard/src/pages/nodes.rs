@@ -170,20 +170,31 @@ impl NodeFilter {
         };
         if let Some(s) = super::param(&q, "status") {
             if !matches!(s, "alive" | "failed" | "left" | "leaving") {
-                return Err(("status".into(), format!("unknown status {s:?}")));
+                return Err((
+                    "status".into(),
+                    crate::i18n::fill(T::UnknownValue.get(req.lang), &[&format!("{s:?}")]),
+                ));
             }
             f.status = s.to_owned();
         }
         if let Some(s) = super::param(&q, "sort") {
             if !matches!(s, "name" | "status" | "addr" | "rtt" | "quality") {
-                return Err(("sort".into(), format!("cannot sort by {s:?}")));
+                return Err((
+                    "sort".into(),
+                    crate::i18n::fill(T::CannotSortBy.get(req.lang), &[&format!("{s:?}")]),
+                ));
             }
             f.sort = s.to_owned();
         }
         match super::param(&q, "order") {
             None | Some("asc") => {}
             Some("desc") => f.desc = true,
-            Some(o) => return Err(("order".into(), format!("order is asc or desc, not {o:?}"))),
+            Some(o) => {
+                return Err((
+                    "order".into(),
+                    crate::i18n::fill(T::BadOrder.get(req.lang), &[&format!("{o:?}")]),
+                ))
+            }
         }
         Ok(f)
     }
@@ -469,7 +480,7 @@ pub async fn one(
             dt { (T::Address.get(l)) } dd { (m.addr) }
             dt { (T::Rtt.get(l)) } dd { (fmt_rtt(v.rtt)) }
             dt { (T::Quality.get(l)) } dd { (quality_cell(v.quality)) }
-            dt { (T::Protocol.get(l)) } dd { (m.vsn[0]) "–" (m.vsn[1]) " (" (m.vsn[2]) "), delegate " (m.vsn[3]) "–" (m.vsn[4]) " (" (m.vsn[5]) ")" }
+            dt { (T::Protocol.get(l)) } dd { (m.vsn[0]) "–" (m.vsn[1]) " (" (m.vsn[2]) "), " (T::Delegate.get(l)) " " (m.vsn[3]) "–" (m.vsn[4]) " (" (m.vsn[5]) ")" }
         }
         h2 { (T::Tags.get(l)) }
         div class="scroll" tabindex="0" role="region" aria-label=(T::Tags.get(l)) {

@@ -161,7 +161,10 @@ impl ServiceFilter {
         };
         if let Some(t) = super::param(&q, "type") {
             if nuvol_catalog::cloudy::validate_type(t).is_err() {
-                return Err(("type".into(), format!("{t:?} is not a service type")));
+                return Err((
+                    "type".into(),
+                    crate::i18n::fill(T::NotAType.get(req.lang), &[&format!("{t:?}")]),
+                ));
             }
             f.stype = t.to_owned();
         }
@@ -170,14 +173,22 @@ impl ServiceFilter {
                 s,
                 "type" | "desc" | "node" | "ip" | "port" | "cloud" | "health" | "quality"
             ) {
-                return Err(("sort".into(), format!("cannot sort by {s:?}")));
+                return Err((
+                    "sort".into(),
+                    crate::i18n::fill(T::CannotSortBy.get(req.lang), &[&format!("{s:?}")]),
+                ));
             }
             f.sort = s.to_owned();
         }
         match super::param(&q, "order") {
             None | Some("asc") => {}
             Some("desc") => f.desc = true,
-            Some(o) => return Err(("order".into(), format!("order is asc or desc, not {o:?}"))),
+            Some(o) => {
+                return Err((
+                    "order".into(),
+                    crate::i18n::fill(T::BadOrder.get(req.lang), &[&format!("{o:?}")]),
+                ))
+            }
         }
         Ok(f)
     }
@@ -370,7 +381,7 @@ pub fn parse_publish(f: &crate::web::Fields, l: Lang) -> Result<ServiceDef, Form
             0
         }
         _ => {
-            errs.add("port", "the port must be 1-65535");
+            errs.add("port", T::BadPort.get(l));
             0
         }
     };
@@ -414,7 +425,7 @@ pub async fn publish(State(dash): State<Arc<Dash>>, Viewer(req): Viewer, body: B
         Err(e) => return super::settings::bad_form(&req, e),
     };
     let Some(catalog) = &dash.catalog else {
-        return super::unavailable(&req, "the catalog is off on this node");
+        return super::unavailable(&req, T::CatalogOff.get(req.lang));
     };
     let result = match parse_publish(&f, req.lang) {
         Ok(def) => catalog.publish(def).await.map_err(|e| {
@@ -448,16 +459,19 @@ pub async fn unpublish(
         Err(e) => return super::settings::bad_form(&req, e),
     };
     let Some(catalog) = &dash.catalog else {
-        return super::unavailable(&req, "the catalog is off on this node");
+        return super::unavailable(&req, T::CatalogOff.get(req.lang));
     };
     let stype = f.get("type").map(|s| s.trim()).unwrap_or("");
     let port = match f.get("port").map(|p| p.trim().parse::<u16>()) {
         Some(Ok(p)) if p != 0 => Some(p),
         None => None,
-        Some(_) => return super::settings::bad_form(&req, "the port must be 1-65535".into()),
+        Some(_) => return super::settings::bad_form(&req, T::BadPort.get(req.lang).into()),
     };
     if stype.is_empty() {
-        return super::settings::bad_form(&req, "type: this field is required".into());
+        return super::settings::bad_form(
+            &req,
+            format!("{}: {}", T::Type.get(req.lang), T::Required.get(req.lang)),
+        );
     }
     match catalog.unpublish(stype, port).await {
         Ok(_) => see_other("/services?done=unpublish"),

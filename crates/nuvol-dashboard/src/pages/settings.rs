@@ -119,8 +119,8 @@ async fn render(dash: &Dash, req: &Req, state: Option<&FormState>, status: Statu
             }
         }
         section {
-            h2 id="h-comp" { "Components" }
-            div class="scroll" tabindex="0" role="region" aria-label="Components" {
+            h2 id="h-comp" { (T::Components.get(l)) }
+            div class="scroll" tabindex="0" role="region" aria-label=(T::Components.get(l)) {
                 table id="components" {
                     thead { tr { th scope="col" { (T::Name.get(l)) } th scope="col" { (T::Status.get(l)) } th scope="col" { (T::Details.get(l)) } } }
                     tbody {
@@ -168,16 +168,21 @@ pub async fn tags(State(dash): State<Arc<Dash>>, Viewer(req): Viewer, body: Byte
     } else if key.len() > MAX_TAG_KEY || key.chars().any(|c| c.is_control() || c == '=') {
         errs.add(
             "key",
-            format!("at most {MAX_TAG_KEY} characters, no '=' or control characters"),
+            crate::i18n::fill(T::BadTagKey.get(l), &[&MAX_TAG_KEY.to_string()]),
         );
     }
     if value.chars().any(char::is_control) {
-        errs.add("value", "no control characters");
+        errs.add("value", T::NoControl.get(l));
     }
     let (set, delete, done) = match action {
         "set" => (BTreeMap::from([(key.clone(), value)]), Vec::new(), "tag"),
         "delete" => (BTreeMap::new(), vec![key.clone()], "untag"),
-        other => return bad_form(&req, format!("unknown action {other:?}")),
+        other => {
+            return bad_form(
+                &req,
+                crate::i18n::fill(T::UnknownAction.get(l), &[&format!("{other:?}")]),
+            )
+        }
     };
     if errs.is_empty() {
         if let Err(e) = dash.cluster.set_user_tags(set, delete).await {
