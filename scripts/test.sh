@@ -148,6 +148,7 @@ echo "==> cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 # Code behind features the workspace build does not enable (fuzz entry points).
 cargo clippy -p nuvol-dns --features fuzzing -- -D warnings
+cargo clippy -p nuvol-dashboard --features fuzzing -- -D warnings
 echo "==> deployment build (scripts/build-release.sh)"
 # The binary users deploy (release profile, abort on panic, glibc linked
 # statically) is checked by crates/nuvol/tests/release_build.rs.
