@@ -323,6 +323,16 @@ async fn run() {
     b1.wait_for(".notice", T).await.unwrap();
     let q = b1.text("tr[data-node=\"n2\"] .q").await.unwrap();
     assert!(q.ends_with('%'), "{q}");
+    // The same button on the services page (Cloudy's "scan quality of
+    // services"): the serf node's service gets its node's quality.
+    b1.goto(&format!("{u1}/services")).await.unwrap();
+    b1.submit("#scan").await.unwrap();
+    b1.wait_for(".notice", T).await.unwrap();
+    let q = b1
+        .text("tr[data-service$=\"/http/8088\"] .q")
+        .await
+        .unwrap();
+    assert!(q.ends_with('%'), "{q}");
 
     // Tags: set one, see it, delete it.
     b1.goto(&format!("{u1}/settings")).await.unwrap();

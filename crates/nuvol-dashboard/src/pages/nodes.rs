@@ -577,13 +577,21 @@ pub async fn run_scan(dash: &Dash) -> Result<Scan, nuvol_agent::ClusterError> {
 }
 
 /// `POST /nodes/scan`.
-pub async fn scan(State(dash): State<Arc<Dash>>, Viewer(req): Viewer) -> Response {
+pub async fn scan(State(dash): State<Arc<Dash>>, Viewer(req): Viewer, body: Bytes) -> Response {
+    let back = parse_form(&body)
+        .ok()
+        .and_then(|f| f.get("back").cloned())
+        .unwrap_or_default();
     match run_scan(&dash).await {
         Ok(s) => {
             let n = s.acks.len();
             dash.set_scan(s);
             dash.log("scan", &dash.node_name, format!("{n} nodes answered"));
-            see_other("/nodes?done=scan&sort=quality")
+            if back == "services" {
+                see_other("/services?done=scan&sort=quality")
+            } else {
+                see_other("/nodes?done=scan&sort=quality")
+            }
         }
         Err(e) => super::unavailable(&req, e),
     }

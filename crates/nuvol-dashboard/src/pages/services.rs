@@ -323,6 +323,7 @@ fn render(
         @match done {
             Some("publish") => (notice(T::Published.get(l), false)),
             Some("unpublish") => (notice(T::Unpublished.get(l), false)),
+            Some("scan") => (notice(T::Scanned.get(l), false)),
             _ => {}
         }
         nav aria-label=(T::Type.get(l)) {
@@ -338,6 +339,13 @@ fn render(
                 p class="error" role="alert" { (e) }
             }
             button type="submit" { (T::Search.get(l)) }
+        }
+        @if req.may(Access::Operate) {
+            form id="scan" method="post" action="/nodes/scan" class="inline" {
+                (csrf(req))
+                input type="hidden" name="back" value="services";
+                button type="submit" class="secondary" { (T::Scan.get(l)) }
+            }
         }
         (table_with(&c, &list, Some(&filter), "services"))
         (publish_form(req, state))
