@@ -105,20 +105,30 @@ pub trait Authenticator: Send + Sync + 'static {
 pub struct Auth {
     token: Arc<str>,
     others: Vec<Arc<dyn Authenticator>>,
+    /// Host names answered besides IP literals and localhost.
+    hosts: Arc<[String]>,
 }
 
 impl Auth {
     /// The API token alone.
     pub fn token(token: Arc<str>) -> Self {
-        Auth {
-            token,
-            others: Vec::new(),
-        }
+        Auth::with(token, Vec::new())
     }
 
     /// The API token and the authenticators components registered.
     pub fn with(token: Arc<str>, others: Vec<Arc<dyn Authenticator>>) -> Self {
-        Auth { token, others }
+        Auth {
+            token,
+            others,
+            hosts: Arc::from(Vec::new()),
+        }
+    }
+
+    /// Also answer to these host names (lower case), e.g. the node's DNS
+    /// name; see [`host_allowed`].
+    pub fn hosts(mut self, hosts: Vec<String>) -> Self {
+        self.hosts = hosts.into_iter().map(|h| h.to_ascii_lowercase()).collect();
+        self
     }
 
     /// True when `given` is the API token (constant time).
@@ -207,6 +217,9 @@ pub enum ApiError {
     /// 413.
     #[error("{0}")]
     TooLarge(String),
+    /// 421: the request names a host this agent does not answer to.
+    #[error("{0}")]
+    Misdirected(String),
     /// 503 (e.g. the agent is shutting down, or the port is taken at bind).
     #[error("{0}")]
     Unavailable(String),
@@ -233,6 +246,7 @@ impl ApiError {
             ApiError::NotFound(_) => 404,
             ApiError::Conflict(_) => 409,
             ApiError::TooLarge(_) => 413,
+            ApiError::Misdirected(_) => 421,
             ApiError::Unavailable(_) => 503,
             ApiError::Internal(_) => 500,
         }
@@ -410,6 +424,15 @@ struct BadToken;
 /// state-changing requests before any route runs.
 async fn authenticate(State(auth): State<Auth>, req: Request, next: Next) -> Response {
     let (mut parts, body) = req.into_parts();
+    if !host_allowed(&parts.headers, &auth.hosts) {
+        return refuse(
+            &parts.headers,
+            ApiError::Misdirected(
+                "this agent does not answer to that host name; use its address, or add the name to [api] hosts"
+                    .into(),
+            ),
+        );
+    }
     let bearer = parts
         .headers
         .get(header::AUTHORIZATION)
@@ -468,6 +491,29 @@ async fn authenticate(State(auth): State<Auth>, req: Request, next: Next) -> Res
         parts.extensions.insert(p);
     }
     next.run(Request::from_parts(parts, body)).await
+}
+
+/// Whether the `Host` header names this agent: an IP literal, `localhost`,
+/// or one of `extra`. A page of another site whose name was rebound to
+/// this address (DNS rebinding) sends its own name and is refused, so it
+/// can read neither the API nor the dashboard.
+pub fn host_allowed(headers: &axum::http::HeaderMap, extra: &[String]) -> bool {
+    let Some(host) = headers.get(header::HOST).and_then(|v| v.to_str().ok()) else {
+        // HTTP/1.0 without Host: not a browser.
+        return true;
+    };
+    let host = host.trim().to_ascii_lowercase();
+    let name = if let Some(rest) = host.strip_prefix('[') {
+        return rest
+            .split_once(']')
+            .is_some_and(|(v6, _)| v6.parse::<std::net::Ipv6Addr>().is_ok());
+    } else {
+        host.rsplit_once(':').map_or(host.as_str(), |(h, _)| h)
+    };
+    name.parse::<std::net::Ipv4Addr>().is_ok()
+        || name == "localhost"
+        || name.ends_with(".localhost")
+        || extra.iter().any(|e| e == name)
 }
 
 /// Why a state-changing browser request comes from another site, if it does.
@@ -943,6 +989,62 @@ mod tests {
         assert_eq!(f(r#"{"b":[]}"#), Some("a".into()));
         assert_eq!(f(r#"{"a":"x","b":[]}"#), Some("a".into()));
         assert_eq!(f(r#"{"a":1,"b":[]} x"#), Some("body".into()));
+    }
+
+    #[test]
+    fn hosts() {
+        let h = |v: &str| {
+            let mut m = axum::http::HeaderMap::new();
+            m.insert(header::HOST, v.parse().unwrap());
+            host_allowed(&m, &["pi1.guifi.net".to_owned()])
+        };
+        for ok in [
+            "127.0.0.1:7000",
+            "10.0.0.5",
+            "[::1]:7000",
+            "localhost:7000",
+            "PI1.guifi.net:7000",
+        ] {
+            assert!(h(ok), "{ok}");
+        }
+        for bad in [
+            "evil.example",
+            "evil.example:7000",
+            "[::1",
+            "[evil]:80",
+            "127.0.0.1.evil.example",
+        ] {
+            assert!(!h(bad), "{bad}");
+        }
+        assert!(host_allowed(&axum::http::HeaderMap::new(), &[]));
+    }
+
+    #[tokio::test]
+    async fn other_host_names_are_refused() {
+        let routes = vec![HttpRoute::new(
+            Method::GET,
+            "/r",
+            Access::View,
+            get(|| async { "read" }),
+        )];
+        let app = router(
+            routes,
+            Auth::token(Arc::from("tok")).hosts(vec!["Pi1.local".into()]),
+            HttpMetrics::default(),
+        );
+        for (host, want) in [
+            ("127.0.0.1:7000", 200),
+            ("pi1.local:7000", 200),
+            ("evil.example", 421),
+        ] {
+            let req = axum::http::Request::builder()
+                .uri("/r")
+                .header("host", host)
+                .body(axum::body::Body::empty())
+                .unwrap();
+            let status = app.clone().oneshot(req).await.unwrap().status().as_u16();
+            assert_eq!(status, want, "{host}");
+        }
     }
 
     #[test]

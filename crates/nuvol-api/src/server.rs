@@ -34,11 +34,27 @@ nuvol_agent::settings! {
         /// REST API address (default: the RPC address's IP, port 7000; ""
         /// turns the API off).
         addr: Listen<7000> = Listen::Default, flag "http-addr", env "NUVOL_HTTP_ADDR";
+        /// Host names the API and the dashboard answer to besides IP
+        /// addresses and localhost (repeatable), e.g. the node's DNS name;
+        /// requests naming another host get 421, so a DNS-rebinding page
+        /// cannot read them.
+        hosts: Vec<String> = Vec::new(), flag "http-host";
     }
 }
 
 impl Validate for ApiSettings {
     fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(h) = self.hosts.iter().find(|h| {
+            h.is_empty()
+                || !h
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+        }) {
+            return Err(ConfigError::invalid::<Self>(
+                "hosts",
+                format!("{h:?} is not a host name"),
+            ));
+        }
         Ok(())
     }
 }
@@ -68,6 +84,7 @@ impl AppState {
 /// The REST API component.
 pub struct Api {
     addr: SocketAddr,
+    hosts: Vec<String>,
     state: AppState,
     metrics: HttpMetrics,
 }
@@ -104,6 +121,7 @@ impl Component for Api {
         metrics.register(ctx.metrics());
         Ok(Some(Api {
             addr,
+            hosts: cfg.hosts.clone(),
             state,
             metrics,
         }))
@@ -129,7 +147,8 @@ impl Component for Api {
         let routes: Vec<HttpRoute> = registry.routes().map(|(_, r)| r.clone()).collect();
         let app = nuvol_agent::http::router(
             routes,
-            nuvol_agent::http::Auth::with(Arc::from(token), registry.authenticators().to_vec()),
+            nuvol_agent::http::Auth::with(Arc::from(token), registry.authenticators().to_vec())
+                .hosts(self.hosts.clone()),
             self.metrics.clone(),
         );
         registry.info.set("http_addr", local.to_string());

@@ -243,7 +243,6 @@ strings! {
     CatalogOff => "The catalog is off on this node.", "El catàleg està desactivat en aquest node.", "El catálogo está desactivado en este nodo.";
     Starting => "The dashboard is starting; try again in a moment.", "El tauler s'està iniciant; torna-ho a provar d'aquí a un moment.", "El panel se está iniciando; vuelve a intentarlo en un momento.";
     UnknownLanguage => "Unknown language (en, ca, es).", "Llengua desconeguda (en, ca, es).", "Idioma desconocido (en, ca, es).";
-    HostRefused => "This dashboard does not answer to this address; add the name to [dashboard] hosts.", "Aquest tauler no respon a aquesta adreça; afegeix el nom a [dashboard] hosts.", "Este panel no responde a esta dirección; añade el nombre a [dashboard] hosts.";
     UnknownParam => "Unknown parameter {} (expected: {}).", "Paràmetre desconegut {} (s'esperava: {}).", "Parámetro desconocido {} (se esperaba: {}).";
     RepeatedParam => "{} is given more than once.", "{} apareix més d'una vegada.", "{} aparece más de una vez.";
     BadQuery => "Malformed query string.", "Cadena de consulta mal formada.", "Cadena de consulta mal formada.";

@@ -53,7 +53,7 @@ pub mod fuzzing {
             h.insert(axum::http::header::COOKIE, v.clone());
             h.insert(axum::http::header::HOST, v);
             let _ = crate::auth::cookie(&h, crate::auth::SESSION_COOKIE);
-            let _ = crate::web::host_allowed(&h, &[]);
+            let _ = nuvol_agent::http::host_allowed(&h, &[]);
         }
     }
 
@@ -117,10 +117,6 @@ nuvol_agent::settings! {
         /// networks (repeatable). Acting always needs the API token or a
         /// session.
         view: Vec<String> = vec!["loopback".to_owned()], flag "dashboard-view";
-        /// Host names the dashboard answers to besides IP addresses and
-        /// localhost (repeatable), e.g. the node's DNS name; other Host
-        /// headers are refused, so a DNS-rebinding page cannot read it.
-        hosts: Vec<String> = Vec::new(), flag "dashboard-host";
         /// A session idle this long ends.
         session_ttl: Duration = Duration::from_secs(12 * 3600), flag "dashboard-session-ttl";
     }
@@ -129,17 +125,6 @@ nuvol_agent::settings! {
 impl Validate for DashboardSettings {
     fn validate(&self) -> Result<(), ConfigError> {
         ViewRule::parse(&self.view).map_err(|e| ConfigError::invalid::<Self>("view", e))?;
-        if let Some(h) = self.hosts.iter().find(|h| {
-            h.is_empty()
-                || !h
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
-        }) {
-            return Err(ConfigError::invalid::<Self>(
-                "hosts",
-                format!("{h:?} is not a host name"),
-            ));
-        }
         if self.session_ttl < Duration::from_secs(60) {
             return Err(ConfigError::invalid::<Self>(
                 "session_ttl",
@@ -182,12 +167,7 @@ impl Component for Dashboard {
         let view = ViewRule::parse(&cfg.view).map_err(BuildError::new)?;
         let sessions = Sessions::new(cfg.session_ttl);
         ctx.authenticator(Arc::new(sessions.clone()));
-        let hosts = cfg
-            .hosts
-            .iter()
-            .map(|h| h.trim().to_ascii_lowercase())
-            .collect();
-        let dash = Arc::new(Dash::new(ctx, view, sessions, hosts));
+        let dash = Arc::new(Dash::new(ctx, view, sessions));
         use Access::{Admin, Operate, View};
         use Method as M;
         let routes: Vec<(Method, &'static str, Access, MethodRouter<Arc<Dash>>)> = vec![

@@ -130,8 +130,6 @@ pub struct Dash {
     pub catalog: Option<Catalog>,
     pub sessions: Sessions,
     pub view: ViewRule,
-    /// Host names answered besides IP literals and localhost.
-    pub hosts: Vec<String>,
     pub data_dir: PathBuf,
     pub version: &'static str,
     pub node_name: String,
@@ -154,12 +152,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Dash {
-    pub fn new(
-        ctx: &mut BuildCtx<'_>,
-        view: ViewRule,
-        sessions: Sessions,
-        hosts: Vec<String>,
-    ) -> Self {
+    pub fn new(ctx: &mut BuildCtx<'_>, view: ViewRule, sessions: Sessions) -> Self {
         let (changes, _) = broadcast::channel(1024);
         let metrics = Metrics::default();
         metrics.register(ctx.metrics());
@@ -169,7 +162,6 @@ impl Dash {
             catalog: ctx.get::<Catalog>(),
             sessions,
             view,
-            hosts,
             data_dir: ctx.data_dir().to_path_buf(),
             version: ctx.node().version,
             node_name: ctx.node_name().to_owned(),

@@ -86,49 +86,12 @@ impl FromRequestParts<Arc<Dash>> for Viewer {
 
     async fn from_request_parts(parts: &mut Parts, dash: &Arc<Dash>) -> Result<Self, Response> {
         let req = req_of(parts);
-        if !host_allowed(&parts.headers, &dash.hosts) {
-            return Err(misdirected(&req));
-        }
         let by_addr = req.client.is_some_and(|ip| dash.view.allows(ip));
         if by_addr || req.principal.is_some() {
             return Ok(Viewer(req));
         }
         Err(crate::pages::login::forbidden(dash, &req))
     }
-}
-
-/// Whether the `Host` header names this agent: an IP literal, `localhost`,
-/// or a configured name. A page of another site whose name was rebound to
-/// this address (DNS rebinding) sends its own name and is refused.
-pub fn host_allowed(headers: &axum::http::HeaderMap, extra: &[String]) -> bool {
-    let Some(host) = headers.get(header::HOST).and_then(|v| v.to_str().ok()) else {
-        // HTTP/1.0 without Host: not a browser.
-        return true;
-    };
-    let host = host.trim().to_ascii_lowercase();
-    let name = if let Some(rest) = host.strip_prefix('[') {
-        match rest.split_once(']') {
-            Some((v6, _)) => return v6.parse::<std::net::Ipv6Addr>().is_ok(),
-            None => return false,
-        }
-    } else {
-        host.rsplit_once(':').map_or(host.as_str(), |(h, _)| h)
-    };
-    name.parse::<std::net::Ipv4Addr>().is_ok()
-        || name == "localhost"
-        || name.ends_with(".localhost")
-        || extra.iter().any(|e| e == name)
-}
-
-/// 421 for a Host this agent does not answer to.
-pub fn misdirected(req: &Req) -> Response {
-    let body = maud::html! {
-        (crate::page::notice(req.t(T::HostRefused), true))
-    };
-    html(
-        StatusCode::MISDIRECTED_REQUEST,
-        crate::page::layout(req, req.t(T::Forbidden), crate::page::Nav::None, None, body),
-    )
 }
 
 /// A page: HTML with the headers every page gets.
@@ -249,34 +212,6 @@ mod tests {
         ] {
             assert_eq!(local_path(bad), None, "{bad:?}");
         }
-    }
-
-    #[test]
-    fn hosts() {
-        let h = |v: &str| {
-            let mut m = axum::http::HeaderMap::new();
-            m.insert(header::HOST, v.parse().unwrap());
-            host_allowed(&m, &["pi1.guifi.net".to_owned()])
-        };
-        for ok in [
-            "127.0.0.1:7000",
-            "10.0.0.5",
-            "[::1]:7000",
-            "localhost:7000",
-            "PI1.guifi.net:7000",
-        ] {
-            assert!(h(ok), "{ok}");
-        }
-        for bad in [
-            "evil.example",
-            "evil.example:7000",
-            "[::1",
-            "[evil]:80",
-            "127.0.0.1.evil.example",
-        ] {
-            assert!(!h(bad), "{bad}");
-        }
-        assert!(host_allowed(&axum::http::HeaderMap::new(), &[]));
     }
 
     #[test]

@@ -1637,3 +1637,35 @@ fn markup_from_a_malicious_serf_node_is_escaped_on_every_page_and_live() {
     }
     drop(evil);
 }
+
+// ---------------------------------------------------------------------
+// DNS rebinding: a request naming another host is refused before any
+// route runs, pages and REST API alike; configured names are answered.
+
+#[test]
+fn other_host_names_get_421_and_configured_ones_are_answered() {
+    let n = Node::start("rebind", &["--http-host=pi1.guifi.net"]);
+    for path in ["/", "/nodes", "/v1/members", "/v1/agent", "/login"] {
+        let r = n.get_with(path, &[("host", "evil.example:7000")]);
+        r.expect(421, path);
+        assert!(!r.body.contains("rebind"), "{path}: leaked {}", r.body);
+        n.get_with(path, &[("host", "pi1.guifi.net:7000")])
+            .expect(200, path);
+        n.get_with(path, &[("host", "localhost:7000")])
+            .expect(200, path);
+    }
+    // A browser gets a page saying why.
+    let r = n.get_with(
+        "/nodes",
+        &[("host", "evil.example"), ("accept", "text/html")],
+    );
+    r.expect(421, "a browser on another host name");
+    assert!(r.body.contains("[api] hosts"), "{}", r.body);
+    // Nor can a rebound page log in.
+    let r = n.post(
+        "/login",
+        &[("token", "x")],
+        &[("host", "evil.example:7000")],
+    );
+    r.expect(421, "login through another host name");
+}

@@ -71,16 +71,8 @@ fn set_cookie(resp: &mut Response, value: String) {
 }
 
 /// `POST /login`: the API token for a session cookie.
-pub async fn login(
-    State(dash): State<Arc<Dash>>,
-    req: Req,
-    headers: axum::http::HeaderMap,
-    body: Bytes,
-) -> Response {
+pub async fn login(State(dash): State<Arc<Dash>>, req: Req, body: Bytes) -> Response {
     let l = req.lang;
-    if !crate::web::host_allowed(&headers, &dash.hosts) {
-        return crate::web::misdirected(&req);
-    }
     if dash.token.get().is_none() {
         return super::unavailable(&req, T::Starting.get(l));
     }
