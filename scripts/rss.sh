@@ -2,18 +2,21 @@
 # Resident memory of one idle single-node agent, split by mapping: what the
 # "Memory" table in BENCHMARKS.md was measured with.
 #
-#   bash scripts/rss.sh BINARY [SECONDS]     # default 6 s after start
+#   bash scripts/rss.sh BINARY [SECONDS [AGENT-ARGS...]]   # default 6 s after start
+#
+# AGENT-ARGS are added to the agent's command line (e.g. --dashboard=false).
 #
 # Prints the binary's size, RSS and anonymous RSS (smaps_rollup), and the
 # resident pages of each executable mapping (the binary's code, libc...).
 set -euo pipefail
 bin=$(realpath "$1")
 secs=${2:-6}
+shift $(( $# < 2 ? $# : 2 ))
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
 "$bin" agent --node rss --bind 127.0.0.1:17946 --rpc-addr 127.0.0.1:17373 \
   --http-addr 127.0.0.1:17000 --dns-addr 127.0.0.1:18600 \
-  --data-dir "$dir/data" >"$dir/log" 2>&1 &
+  --data-dir "$dir/data" "$@" >"$dir/log" 2>&1 &
 pid=$!
 sleep "$secs"
 if ! kill -0 "$pid" 2>/dev/null; then
