@@ -215,7 +215,7 @@ async fn render(dash: &Dash, l: &Listener, c: Change) -> Vec<Event> {
             }
             out
         }
-        Change::Query(id) if l.query == Some(id) => {
+        Change::Query(id, row) if l.query == Some(id) => {
             let Some(j) = dash.query(id) else {
                 return Vec::new();
             };
@@ -227,20 +227,18 @@ async fn render(dash: &Dash, l: &Listener, c: Change) -> Vec<Event> {
                 text("query-acks", j.acks.len().to_string()),
                 text("query-responses", j.responses.len().to_string()),
             ];
-            // Rows are keyed by node: re-sending the latest is idempotent.
-            if let Some((n, at)) = j.acks.last() {
-                out.push(upsert(
+            match row {
+                Some(crate::state::QueryRow::Ack(n, at)) => out.push(upsert(
                     "acks",
-                    n,
-                    crate::pages::events::ack_row(n, *at).into_string(),
-                ));
-            }
-            if let Some((n, p, at)) = j.responses.last() {
-                out.push(upsert(
+                    &n,
+                    crate::pages::events::ack_row(&n, at).into_string(),
+                )),
+                Some(crate::state::QueryRow::Response(n, p, at)) => out.push(upsert(
                     "responses",
-                    n,
-                    crate::pages::events::response_row(n, p, *at).into_string(),
-                ));
+                    &n,
+                    crate::pages::events::response_row(&n, &p, at).into_string(),
+                )),
+                None => {}
             }
             out
         }

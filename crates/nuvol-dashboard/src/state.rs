@@ -70,6 +70,13 @@ pub struct QueryJob {
     pub done: bool,
 }
 
+/// One ack or response of a query.
+#[derive(Debug, Clone)]
+pub enum QueryRow {
+    Ack(String, Duration),
+    Response(String, String, Duration),
+}
+
 /// What changed, for the live stream.
 #[derive(Debug, Clone)]
 pub enum Change {
@@ -79,8 +86,9 @@ pub enum Change {
     Event(LoggedEvent),
     /// Member and service counts changed.
     Counts,
-    /// A query got an ack or a response, or ended.
-    Query(u64),
+    /// A query got an ack or a response (the row itself, so a listener
+    /// that renders late still sends each one), or ended (None).
+    Query(u64, Option<QueryRow>),
 }
 
 /// The dashboard's metrics (`nuvol_dashboard_*`).
@@ -267,11 +275,32 @@ impl Dash {
         lock(&self.queries).iter().find(|j| j.id == id).cloned()
     }
 
-    pub fn update_query(&self, id: u64, f: impl FnOnce(&mut QueryJob)) {
-        if let Some(j) = lock(&self.queries).iter_mut().find(|j| j.id == id) {
-            f(j);
+    /// Record `row` (or the end, with None) and tell the live streams.
+    pub fn update_query(&self, id: u64, row: Option<QueryRow>) {
+        let kept = {
+            let mut q = lock(&self.queries);
+            let Some(j) = q.iter_mut().find(|j| j.id == id) else {
+                return;
+            };
+            match row.clone() {
+                None => {
+                    j.done = true;
+                    true
+                }
+                Some(_) if j.acks.len() + j.responses.len() >= QUERY_ROWS => false,
+                Some(QueryRow::Ack(n, at)) => {
+                    j.acks.push((n, at));
+                    true
+                }
+                Some(QueryRow::Response(n, p, at)) => {
+                    j.responses.push((n, p, at));
+                    true
+                }
+            }
+        };
+        if kept {
+            let _ = self.changes.send(Change::Query(id, row));
         }
-        let _ = self.changes.send(Change::Query(id));
     }
 
     pub fn cpu_sample(&self) -> crate::sys::NodeStats {

@@ -40,6 +40,19 @@ async fn assert_no_injection(b: &Browser, page: &str) {
     );
 }
 
+/// Wait for the redirect after a form (`?done=WHAT`): a notice already on
+/// the page from an earlier form must not count.
+async fn wait_done(b: &Browser, what: &str) {
+    b.wait_until_js(
+        &format!(
+            "location.search.indexOf('done={what}') >= 0 && document.readyState === 'complete' && document.querySelector('.notice') !== null"
+        ),
+        T,
+    )
+    .await
+    .unwrap();
+}
+
 async fn check_page(b: &Browser, url: &str, shot: &str) {
     for width in [360, 1280] {
         b.set_width(width).await.unwrap();
@@ -234,12 +247,7 @@ async fn run() {
     b1.fill("#publish", "type", "http").await.unwrap();
     b1.fill("#publish", "txt", "path=/web").await.unwrap();
     b1.submit("#publish").await.unwrap();
-    b1.wait_for(".notice", T).await.unwrap();
-    assert!(b1
-        .current_url()
-        .await
-        .unwrap()
-        .ends_with("/services?done=publish"));
+    wait_done(&b1, "publish").await;
     // n2's page gets the row without reloading.
     b2.wait_until_js(
         "document.querySelector('tr[data-service=\"n1/http/8123\"]') !== null && window.__mark === 1",
@@ -293,7 +301,7 @@ async fn run() {
     b2.close().await.unwrap();
     // A query: its acks arrive on the query's page.
     b1.fill("#query", "name", "who").await.unwrap();
-    b1.fill("#query", "timeout", "3s").await.unwrap();
+    b1.fill("#query", "timeout", "10s").await.unwrap();
     b1.submit("#query").await.unwrap();
     b1.wait_for("#query-acks", T).await.unwrap();
     b1.wait_until_js(
@@ -320,14 +328,14 @@ async fn run() {
     // Scan reachability: every alive node gets a quality.
     b1.goto(&format!("{u1}/nodes")).await.unwrap();
     b1.submit("#scan").await.unwrap();
-    b1.wait_for(".notice", T).await.unwrap();
+    wait_done(&b1, "scan").await;
     let q = b1.text("tr[data-node=\"n2\"] .q").await.unwrap();
     assert!(q.ends_with('%'), "{q}");
     // The same button on the services page (Cloudy's "scan quality of
     // services"): the serf node's service gets its node's quality.
     b1.goto(&format!("{u1}/services")).await.unwrap();
     b1.submit("#scan").await.unwrap();
-    b1.wait_for(".notice", T).await.unwrap();
+    wait_done(&b1, "scan").await;
     let q = b1
         .text("tr[data-service$=\"/http/8088\"] .q")
         .await
@@ -347,7 +355,7 @@ async fn run() {
         .await
         .unwrap();
     b1.submit("#bootstrap").await.unwrap();
-    b1.wait_for(".notice", T).await.unwrap();
+    wait_done(&b1, "bootstrap").await;
     let saved = std::fs::read_to_string(d1.path().join("join.json")).unwrap();
     assert!(saved.contains(&n2.bind().to_string()), "{saved}");
 

@@ -3,7 +3,7 @@
 
 use crate::i18n::{Lang, T};
 use crate::page::{csrf, layout, notice, Field, Nav};
-use crate::state::{Dash, LoggedEvent, QueryJob, PAYLOAD_SHOWN, QUERY_ROWS};
+use crate::state::{Dash, LoggedEvent, QueryJob, QueryRow, PAYLOAD_SHOWN};
 use crate::web::{html, parse_form, see_other, FormErrors, FormState, Req, Viewer};
 use axum::body::Bytes;
 use axum::extract::rejection::PathRejection;
@@ -233,22 +233,17 @@ async fn follow(dash: Arc<Dash>, id: u64, mut s: nuvol_agent::QueryStream) {
     let start = Instant::now();
     while let Some(u) = s.updates.recv().await {
         let at = start.elapsed();
-        dash.update_query(id, |j| {
-            if j.acks.len() + j.responses.len() >= QUERY_ROWS {
-                return;
+        let row = match u {
+            QueryUpdate::Ack(from) => QueryRow::Ack(from, at),
+            QueryUpdate::Response { from, payload } => {
+                let shown = &payload[..payload.len().min(PAYLOAD_SHOWN)];
+                QueryRow::Response(from, String::from_utf8_lossy(shown).into_owned(), at)
             }
-            match u {
-                QueryUpdate::Ack(from) => j.acks.push((from, at)),
-                QueryUpdate::Response { from, payload } => {
-                    let shown = &payload[..payload.len().min(PAYLOAD_SHOWN)];
-                    j.responses
-                        .push((from, String::from_utf8_lossy(shown).into_owned(), at));
-                }
-            }
-        });
+        };
+        dash.update_query(id, Some(row));
     }
     let _ = s.done.await;
-    dash.update_query(id, |j| j.done = true);
+    dash.update_query(id, None);
 }
 
 pub fn ack_row(from: &str, at: Duration) -> Markup {
