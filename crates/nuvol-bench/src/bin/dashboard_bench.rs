@@ -486,10 +486,13 @@ fn measure_quiet(
 
 // ---------------------------------------------------------------- live --
 
+/// What a stream's reader thread collected: (arrival, bytes) chunks.
+type Chunks = Arc<Mutex<Vec<(Instant, Vec<u8>)>>>;
+
 /// An open `/live` stream, read by a thread into (time, bytes) chunks.
 struct Live {
     name: String,
-    chunks: Arc<Mutex<Vec<(Instant, Vec<u8>)>>>,
+    chunks: Chunks,
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -1129,21 +1132,19 @@ async fn main() -> Result<()> {
             r.path,
             kb(r.body),
             kb(r.tbody),
-            if r.rows > 0 {
-                format!("{} B", r.tbody / r.rows)
-            } else {
-                "–".into()
-            },
+            r.tbody
+                .checked_div(r.rows)
+                .map_or_else(|| "–".into(), |b| format!("{b} B")),
             kb(r.map)
         );
     }
     for r in results.iter().filter(|r| r.session) {
         if let Some(a) = results.iter().find(|a| !a.session && a.path == r.path) {
-            if r.rows > 0 {
+            if let Some(per_row) = r.tbody.checked_div(r.rows) {
                 println!(
                     "(session: `{}` in `<tbody>` {} B per row, {} anonymous)",
                     r.path,
-                    r.tbody / r.rows,
+                    per_row,
                     a.tbody / a.rows.max(1)
                 );
             }
