@@ -494,7 +494,7 @@ async fn authenticate(State(auth): State<Auth>, req: Request, next: Next) -> Res
 }
 
 /// Whether the `Host` header names this agent: an IP literal, `localhost`,
-/// or one of `extra`. A page of another site whose name was rebound to
+/// an mDNS `.local` name, or one of `extra`. A page of another site whose name was rebound to
 /// this address (DNS rebinding) sends its own name and is refused, so it
 /// can read neither the API nor the dashboard.
 pub fn host_allowed(headers: &axum::http::HeaderMap, extra: &[String]) -> bool {
@@ -513,6 +513,9 @@ pub fn host_allowed(headers: &axum::http::HeaderMap, extra: &[String]) -> bool {
     name.parse::<std::net::Ipv4Addr>().is_ok()
         || name == "localhost"
         || name.ends_with(".localhost")
+        // mDNS names resolve on the LAN only: a site on the internet cannot
+        // rebind one.
+        || name.ends_with(".local")
         || extra.iter().any(|e| e == name)
 }
 
@@ -1004,6 +1007,7 @@ mod tests {
             "[::1]:7000",
             "localhost:7000",
             "PI1.guifi.net:7000",
+            "raspberrypi.local:7000",
         ] {
             assert!(h(ok), "{ok}");
         }

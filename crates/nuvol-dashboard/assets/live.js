@@ -19,6 +19,11 @@
     return null;
   }
   function apply(m) {
+    if (m.op === "reload") {
+      // More changed since the page was rendered than the server kept.
+      window.location.reload();
+      return;
+    }
     if (m.op === "text") {
       var el = document.getElementById(m.id);
       if (el) el.textContent = m.text;

@@ -59,9 +59,9 @@ pub async fn hub(dash: Arc<Dash>, ctx: &RunCtx) -> Result<(), ComponentError> {
                 Ok(GEvent::Member { kind, members }) => {
                     for m in members {
                         dash.log(kind.as_str(), &m.name, format!("{} {}", m.addr, m.status.as_str()));
-                        let _ = dash.changes.send(Change::Member(m));
+                        dash.publish(Change::Member(m));
                     }
-                    let _ = dash.changes.send(Change::Counts);
+                    dash.publish(Change::Counts);
                 }
                 Ok(_) | Err(RecvError::Lagged(_)) => {}
                 Err(RecvError::Closed) => return Ok(()),
@@ -109,22 +109,39 @@ pub async fn hub(dash: Arc<Dash>, ctx: &RunCtx) -> Result<(), ComponentError> {
                 for (k, e) in &now {
                     if known.get(k) != Some(e) {
                         any = true;
-                        let _ = dash.changes.send(Change::Service(Box::new(e.clone())));
+                        dash.publish(Change::Service(Box::new(e.clone())));
                     }
                 }
                 for k in known.keys() {
                     if !now.contains_key(k) {
                         any = true;
-                        let _ = dash.changes.send(Change::ServiceGone(k.clone()));
+                        dash.publish(Change::ServiceGone(k.clone()));
                     }
                 }
                 known = now;
                 if any {
-                    let _ = dash.changes.send(Change::Counts);
+                    dash.publish(Change::Counts);
                 }
             }
         }
     }
+}
+
+/// The live message of one query row.
+fn render_row(r: &crate::state::QueryRow) -> Option<Event> {
+    use crate::state::QueryRow;
+    Some(match r {
+        QueryRow::Ack(n, at) => upsert(
+            "acks",
+            n,
+            crate::pages::events::ack_row(n, *at).into_string(),
+        ),
+        QueryRow::Response(n, p, at) => upsert(
+            "responses",
+            n,
+            crate::pages::events::response_row(n, p, *at).into_string(),
+        ),
+    })
 }
 
 /// What one listener wants.
@@ -227,18 +244,8 @@ async fn render(dash: &Dash, l: &Listener, c: Change) -> Vec<Event> {
                 text("query-acks", j.acks.len().to_string()),
                 text("query-responses", j.responses.len().to_string()),
             ];
-            match row {
-                Some(crate::state::QueryRow::Ack(n, at)) => out.push(upsert(
-                    "acks",
-                    &n,
-                    crate::pages::events::ack_row(&n, at).into_string(),
-                )),
-                Some(crate::state::QueryRow::Response(n, p, at)) => out.push(upsert(
-                    "responses",
-                    &n,
-                    crate::pages::events::response_row(&n, &p, at).into_string(),
-                )),
-                None => {}
+            if let Some(r) = &row {
+                out.extend(render_row(r));
             }
             out
         }
@@ -268,7 +275,7 @@ pub async fn stream(
     Viewer(req): Viewer,
     headers: axum::http::HeaderMap,
 ) -> Response {
-    let q = match crate::pages::query(&req, &["page", "q", "status", "type", "query"]) {
+    let q = match crate::pages::query(&req, &["page", "q", "status", "type", "query", "since"]) {
         Ok(q) => q,
         Err((_, m)) => return (axum::http::StatusCode::BAD_REQUEST, m).into_response(),
     };
@@ -303,21 +310,59 @@ pub async fn stream(
             .then(|| crate::auth::cookie(&headers, crate::auth::SESSION_COOKIE).map(str::to_owned))
             .flatten(),
     };
-    let rx = dash.changes.subscribe();
+    let since: Option<u64> = crate::pages::param(&q, "since").and_then(|s| s.parse().ok());
+    let (rx, caught_up, complete) = dash.subscribe_since(since.unwrap_or(u64::MAX));
     let stop = dash.stop_token();
     let listener = Arc::new(listener);
     // A listener that lags misses changes (the broadcast queue holds 1024);
     // its page is then stale until reloaded, never wrong in what it shows.
     let gauge = StreamGauge::new(&dash.metrics);
     let missed = dash.metrics.live_missed.clone();
-    let s = tokio_stream::wrappers::BroadcastStream::new(rx)
-        .filter_map(move |r| {
-            let _ = &gauge;
-            if let Err(tokio_stream::wrappers::errors::BroadcastStreamRecvError::Lagged(n)) = &r {
-                missed.inc_by(*n);
+    // A query's page was rendered before this stream subscribed: replay
+    // its rows (upserts by node, so repeats are harmless) after
+    // subscribing, so none that arrived in between is lost.
+    let replay: Vec<Event> = match listener.query.and_then(|id| dash.query(id)) {
+        Some(j) => {
+            let mut out = Vec::new();
+            for (n, at) in &j.acks {
+                out.extend(render_row(&crate::state::QueryRow::Ack(n.clone(), *at)));
             }
-            std::future::ready(r.ok())
-        })
+            for (n, p, at) in &j.responses {
+                out.extend(render_row(&crate::state::QueryRow::Response(
+                    n.clone(),
+                    p.clone(),
+                    *at,
+                )));
+            }
+            out.push(text("query-acks", j.acks.len().to_string()));
+            out.push(text("query-responses", j.responses.len().to_string()));
+            out.push(text(
+                "query-state",
+                crate::pages::events::query_state(listener.lang, &j).to_owned(),
+            ));
+            out
+        }
+        None => Vec::new(),
+    };
+    let mut replay = replay;
+    if !complete {
+        replay.push(msg(serde_json::json!({"op": "reload"})));
+    }
+    let replay = futures::stream::iter(replay.into_iter().map(Ok::<_, Infallible>));
+    // Changes made since the page was rendered, then the live ones (by
+    // sequence number, so none is sent twice).
+    let last_missed = caught_up.last().map_or(0, |(s, _)| *s);
+    let caught_up = futures::stream::iter(caught_up);
+    let live = tokio_stream::wrappers::BroadcastStream::new(rx).filter_map(move |r| {
+        let _ = &gauge;
+        if let Err(tokio_stream::wrappers::errors::BroadcastStreamRecvError::Lagged(n)) = &r {
+            missed.inc_by(*n);
+        }
+        std::future::ready(r.ok().filter(|(seq, _)| *seq > last_missed))
+    });
+    let s = caught_up
+        .chain(live)
+        .map(|(_, c)| c)
         .take_while({
             let (dash, l) = (dash.clone(), listener.clone());
             move |_| {
@@ -333,7 +378,9 @@ pub async fn stream(
             async move { render(&dash, &l, c).await }
         })
         .flat_map(futures::stream::iter)
-        .map(Ok::<_, Infallible>)
+        .map(Ok::<_, Infallible>);
+    let s = replay
+        .chain(s)
         .take_until(async move { stop.cancelled().await });
     let mut resp = Sse::new(s)
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))

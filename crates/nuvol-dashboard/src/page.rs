@@ -52,6 +52,8 @@ pub enum Nav {
 /// A whole page. `live` is the live stream's URL for this page, if any.
 pub fn layout(req: &Req, title: &str, nav: Nav, live: Option<&str>, body: Markup) -> Markup {
     let l = req.lang;
+    let live_url = live.map(|u| format!("{u}&since={}", req.seq));
+    let live = live_url.as_deref();
     let item = |n: Nav, href: &str, t: T| {
         html! {
             li { a href=(href) aria-current=[(nav == n).then_some("page")] { (t.get(l)) } }

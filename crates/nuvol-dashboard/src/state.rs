@@ -12,6 +12,12 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
+/// A new subscription, the changes it missed, and whether those are all.
+pub type CatchUp = (broadcast::Receiver<(u64, Change)>, Vec<(u64, Change)>, bool);
+
+/// Changes kept for live streams to catch up on.
+pub const RECENT_CHANGES: usize = 256;
+
 /// Events kept for the pages.
 pub const EVENT_LOG: usize = 200;
 /// Queries kept (the oldest is forgotten beyond).
@@ -149,7 +155,10 @@ pub struct Dash {
     next_event: Mutex<u64>,
     pub scan: Mutex<Option<Scan>>,
     pub queries: Mutex<VecDeque<QueryJob>>,
-    pub changes: broadcast::Sender<Change>,
+    changes: broadcast::Sender<(u64, Change)>,
+    /// The latest changes and their sequence numbers, for streams that
+    /// subscribe after their page was rendered.
+    recent: Mutex<(u64, VecDeque<(u64, Change)>)>,
     pub cpu: Mutex<CpuSampler>,
     /// Cancelled when the current run stops (ends live streams).
     pub stop: Mutex<CancellationToken>,
@@ -181,6 +190,7 @@ impl Dash {
             scan: Mutex::new(None),
             queries: Mutex::new(VecDeque::new()),
             changes,
+            recent: Mutex::new((0, VecDeque::with_capacity(RECENT_CHANGES))),
             cpu: Mutex::new(CpuSampler::default()),
             stop: Mutex::new(CancellationToken::new()),
         }
@@ -198,6 +208,35 @@ impl Dash {
         let _ = self.registry.set(ctx.registry().clone());
         *lock(&self.stop) = ctx.stop_token().child_token();
         Ok(())
+    }
+
+    /// Number the next change, keep it, and send it to the live streams
+    /// (under one lock, so a stream that subscribes sees every change
+    /// either in its catch-up or live, never neither).
+    pub fn publish(&self, c: Change) {
+        let mut r = lock(&self.recent);
+        r.0 += 1;
+        let seq = r.0;
+        if r.1.len() >= RECENT_CHANGES {
+            r.1.pop_front();
+        }
+        r.1.push_back((seq, c.clone()));
+        let _ = self.changes.send((seq, c));
+    }
+
+    /// The number of the latest change (a page records it when rendered).
+    pub fn seq(&self) -> u64 {
+        lock(&self.recent).0
+    }
+
+    /// Subscribe, and the changes after `since` already made; `false`
+    /// when some of those are no longer kept (the page should reload).
+    pub fn subscribe_since(&self, since: u64) -> CatchUp {
+        let r = lock(&self.recent);
+        let rx = self.changes.subscribe();
+        let complete = since >= r.0 || r.1.front().is_some_and(|(s, _)| *s <= since + 1);
+        let missed = r.1.iter().filter(|(s, _)| *s > since).cloned().collect();
+        (rx, missed, complete)
     }
 
     pub fn stop(&self) {
@@ -238,7 +277,7 @@ impl Dash {
             }
             log.push_front(ev.clone());
         }
-        let _ = self.changes.send(Change::Event(ev));
+        self.publish(Change::Event(ev));
     }
 
     /// The newest `n` events, newest first.
@@ -299,7 +338,7 @@ impl Dash {
             }
         };
         if kept {
-            let _ = self.changes.send(Change::Query(id, row));
+            self.publish(Change::Query(id, row));
         }
     }
 

@@ -22,6 +22,9 @@ pub struct Req {
     /// Path and query, for the language switcher and `next` links.
     pub here: String,
     pub path: String,
+    /// The latest live change when the request came in (pages pass it to
+    /// their live stream, which catches up from there).
+    pub seq: u64,
 }
 
 impl Req {
@@ -74,6 +77,7 @@ pub fn req_of(parts: &Parts) -> Req {
             .path_and_query()
             .map_or_else(|| "/".to_owned(), |p| p.as_str().to_owned()),
         path: parts.uri.path().to_owned(),
+        seq: 0,
     }
 }
 
@@ -85,7 +89,8 @@ impl FromRequestParts<Arc<Dash>> for Viewer {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, dash: &Arc<Dash>) -> Result<Self, Response> {
-        let req = req_of(parts);
+        let mut req = req_of(parts);
+        req.seq = dash.seq();
         let by_addr = req.client.is_some_and(|ip| dash.view.allows(ip));
         if by_addr || req.principal.is_some() {
             return Ok(Viewer(req));

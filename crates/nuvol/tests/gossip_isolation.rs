@@ -24,7 +24,7 @@ const T: Duration = Duration::from_secs(60);
 fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<String> {
     let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
     s.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n")?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
     let mut out = String::new();
     s.read_to_string(&mut out)?;
     Ok(out)

@@ -102,7 +102,7 @@ fn http_get(addr: SocketAddr, path: &str) -> bool {
         return false;
     };
     let _ = s.set_read_timeout(Some(Duration::from_secs(30)));
-    if write!(s, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").is_err() {
+    if write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").is_err() {
         return false;
     }
     let mut out = Vec::new();
