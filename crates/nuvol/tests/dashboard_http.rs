@@ -649,6 +649,8 @@ fn bad_query_strings_get_400_with_the_message_next_to_the_field() {
             None,
             "Cannot sort by &quot;&lt;x&gt;&quot;",
         ),
+        ("/services?page=0", None, "Unknown value &quot;0&quot;"),
+        ("/services?page=x", None, "Unknown value &quot;x&quot;"),
     ];
     for (path, field, msg) in cases {
         let r = n.get(path);

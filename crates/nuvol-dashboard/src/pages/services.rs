@@ -146,11 +146,17 @@ pub struct ServiceFilter {
     pub q: String,
     pub sort: String,
     pub desc: bool,
+    /// 1-based page of [`PAGE_ROWS`] rows.
+    pub page: usize,
 }
+
+/// Rows per page of the services list: a community catalog of thousands
+/// stays light on a phone (about 120 KB of HTML, 7 KB gzipped, a page).
+pub const PAGE_ROWS: usize = 200;
 
 impl ServiceFilter {
     pub fn parse(req: &Req) -> Result<ServiceFilter, (String, String)> {
-        let q = super::query(req, &["type", "q", "sort", "order", "done"])?;
+        let q = super::query(req, &["type", "q", "sort", "order", "done", "page"])?;
         let mut f = ServiceFilter {
             q: super::param(&q, "q")
                 .unwrap_or("")
@@ -190,6 +196,18 @@ impl ServiceFilter {
                 ))
             }
         }
+        f.page = match super::param(&q, "page") {
+            None => 1,
+            Some(p) => match p.parse::<usize>() {
+                Ok(n) if (1..=100_000).contains(&n) => n,
+                _ => {
+                    return Err((
+                        "page".into(),
+                        crate::i18n::fill(T::UnknownValue.get(req.lang), &[&format!("{p:?}")]),
+                    ))
+                }
+            },
+        };
         Ok(f)
     }
 
@@ -237,6 +255,17 @@ impl ServiceFilter {
             urlencode(&self.stype),
             urlencode(&self.q),
             if desc { "desc" } else { "asc" }
+        )
+    }
+
+    /// This filter's URL at `page`.
+    fn page_link(&self, page: usize) -> String {
+        format!(
+            "/services?type={}&q={}&sort={}&order={}&page={page}",
+            urlencode(&self.stype),
+            urlencode(&self.q),
+            self.sort,
+            if self.desc { "desc" } else { "asc" }
         )
     }
 
@@ -347,7 +376,22 @@ fn render(
                 button type="submit" class="secondary" { (T::Scan.get(l)) }
             }
         }
-        (table_with(&c, &list, Some(&filter), "services"))
+        @let total = list.len();
+        @let start = filter.page.saturating_sub(1) * PAGE_ROWS;
+        @let shown: &[ServiceEntry] = list.get(start..(start + PAGE_ROWS).min(total)).unwrap_or(&[]);
+        (table_with(&c, shown, Some(&filter), "services"))
+        @if total > PAGE_ROWS {
+            nav class="pages" aria-label=(T::Services.get(l)) {
+                p {
+                    (start.min(total) + usize::from(!shown.is_empty())) "–" (start + shown.len()) " " (T::Of.get(l)) " " (total)
+                }
+                ul class="tabs" {
+                    @for p in 1..=total.div_ceil(PAGE_ROWS) {
+                        li { a href=(filter.page_link(p)) aria-current=[(p == filter.page.max(1)).then_some("page")] { (p) } }
+                    }
+                }
+            }
+        }
         (publish_form(req, state))
     };
     html(
@@ -363,7 +407,7 @@ fn render(
 }
 
 pub async fn list(State(dash): State<Arc<Dash>>, Viewer(req): Viewer) -> Response {
-    let done = super::query(&req, &["type", "q", "sort", "order", "done"])
+    let done = super::query(&req, &["type", "q", "sort", "order", "done", "page"])
         .ok()
         .and_then(|q| super::param(&q, "done").map(str::to_owned));
     render(&dash, &req, None, StatusCode::OK, done.as_deref())
