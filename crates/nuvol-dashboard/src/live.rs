@@ -36,13 +36,15 @@ pub async fn hub(dash: Arc<Dash>, ctx: &RunCtx) -> Result<(), ComponentError> {
     let mut events = ctx.cluster().events();
     let mut bus = ctx.registry().events.subscribe();
     let mut changes = dash.catalog.as_ref().map(|c| c.changes());
-    let mut known: HashMap<String, ServiceEntry> = dash
+    // What each instance looked like, as a hash: diffing needs no copy of
+    // the catalog (2,000 entries are about a megabyte).
+    let mut known: HashMap<String, u64> = dash
         .catalog
         .as_ref()
         .map(|c| {
             c.entries(&Default::default())
-                .into_iter()
-                .map(|e| (service_key(&e), e))
+                .iter()
+                .map(|e| (service_key(e), entry_hash(e)))
                 .collect()
         })
         .unwrap_or_default();
@@ -100,16 +102,17 @@ pub async fn hub(dash: Arc<Dash>, ctx: &RunCtx) -> Result<(), ComponentError> {
                     continue;
                 }
                 let Some(c) = &dash.catalog else { continue };
-                let now: HashMap<String, ServiceEntry> = c
-                    .entries(&Default::default())
-                    .into_iter()
-                    .map(|e| (service_key(&e), e))
+                let entries = c.entries(&Default::default());
+                let now: HashMap<String, u64> = entries
+                    .iter()
+                    .map(|e| (service_key(e), entry_hash(e)))
                     .collect();
                 let mut any = false;
-                for (k, e) in &now {
-                    if known.get(k) != Some(e) {
+                for e in entries {
+                    let k = service_key(&e);
+                    if known.get(&k) != now.get(&k) {
                         any = true;
-                        dash.publish(Change::Service(Box::new(e.clone())));
+                        dash.publish(Change::Service(Box::new(e)));
                     }
                 }
                 for k in known.keys() {
@@ -142,6 +145,14 @@ fn render_row(r: &crate::state::QueryRow) -> Option<Event> {
             crate::pages::events::response_row(n, p, *at).into_string(),
         ),
     })
+}
+
+/// A hash of everything an instance shows (its JSON form).
+fn entry_hash(e: &ServiceEntry) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    serde_json::to_vec(e).unwrap_or_default().hash(&mut h);
+    h.finish()
 }
 
 /// What one listener wants.
