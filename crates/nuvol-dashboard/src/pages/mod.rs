@@ -53,6 +53,36 @@ pub fn reject_unknown(req: &Req, allowed: &[&str]) -> Option<Response> {
     ))
 }
 
+/// The `sort` (one of `sorts`) and `order` (asc/desc) parameters of a
+/// list page; the error names the parameter.
+pub fn sort_order(
+    req: &Req,
+    q: &[(String, String)],
+    sorts: &[&str],
+) -> Result<(String, bool), (String, String)> {
+    let mut sort = String::new();
+    if let Some(s) = param(q, "sort") {
+        if !sorts.contains(&s) {
+            return Err((
+                "sort".into(),
+                crate::i18n::fill(T::CannotSortBy.get(req.lang), &[&format!("{s:?}")]),
+            ));
+        }
+        sort = s.to_owned();
+    }
+    let desc = match param(q, "order") {
+        None | Some("asc") => false,
+        Some("desc") => true,
+        Some(o) => {
+            return Err((
+                "order".into(),
+                crate::i18n::fill(T::BadOrder.get(req.lang), &[&format!("{o:?}")]),
+            ))
+        }
+    };
+    Ok((sort, desc))
+}
+
 pub fn param<'a>(q: &'a [(String, String)], k: &str) -> Option<&'a str> {
     nuvol_agent::http::query_param(q, k)
 }

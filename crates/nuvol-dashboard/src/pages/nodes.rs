@@ -177,25 +177,8 @@ impl NodeFilter {
             }
             f.status = s.to_owned();
         }
-        if let Some(s) = super::param(&q, "sort") {
-            if !matches!(s, "name" | "status" | "addr" | "rtt" | "quality") {
-                return Err((
-                    "sort".into(),
-                    crate::i18n::fill(T::CannotSortBy.get(req.lang), &[&format!("{s:?}")]),
-                ));
-            }
-            f.sort = s.to_owned();
-        }
-        match super::param(&q, "order") {
-            None | Some("asc") => {}
-            Some("desc") => f.desc = true,
-            Some(o) => {
-                return Err((
-                    "order".into(),
-                    crate::i18n::fill(T::BadOrder.get(req.lang), &[&format!("{o:?}")]),
-                ))
-            }
-        }
+        (f.sort, f.desc) =
+            super::sort_order(req, &q, &["name", "status", "addr", "rtt", "quality"])?;
         Ok(f)
     }
 

@@ -174,28 +174,13 @@ impl ServiceFilter {
             }
             f.stype = t.to_owned();
         }
-        if let Some(s) = super::param(&q, "sort") {
-            if !matches!(
-                s,
-                "type" | "desc" | "node" | "ip" | "port" | "cloud" | "health" | "quality"
-            ) {
-                return Err((
-                    "sort".into(),
-                    crate::i18n::fill(T::CannotSortBy.get(req.lang), &[&format!("{s:?}")]),
-                ));
-            }
-            f.sort = s.to_owned();
-        }
-        match super::param(&q, "order") {
-            None | Some("asc") => {}
-            Some("desc") => f.desc = true,
-            Some(o) => {
-                return Err((
-                    "order".into(),
-                    crate::i18n::fill(T::BadOrder.get(req.lang), &[&format!("{o:?}")]),
-                ))
-            }
-        }
+        (f.sort, f.desc) = super::sort_order(
+            req,
+            &q,
+            &[
+                "type", "desc", "node", "ip", "port", "cloud", "health", "quality",
+            ],
+        )?;
         f.page = match super::param(&q, "page") {
             None => 1,
             Some(p) => match p.parse::<usize>() {
