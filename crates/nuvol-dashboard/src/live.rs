@@ -22,7 +22,7 @@ use nuvol_agent::chan::RecvError;
 use nuvol_agent::{ComponentError, RunCtx};
 use nuvol_catalog::model::ServiceEntry;
 use nuvol_gossip::Event as GEvent;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
@@ -48,6 +48,7 @@ pub async fn hub(dash: Arc<Dash>, ctx: &RunCtx) -> Result<(), ComponentError> {
                 .collect()
         })
         .unwrap_or_default();
+    let mut counters = dash.counters().await;
     let mut tick = tokio::time::interval(Duration::from_secs(10));
     loop {
         tokio::select! {
@@ -63,7 +64,7 @@ pub async fn hub(dash: Arc<Dash>, ctx: &RunCtx) -> Result<(), ComponentError> {
                         dash.log(kind.as_str(), &m.name, format!("{} {}", m.addr, m.status.as_str()));
                         dash.publish(Change::Member(m));
                     }
-                    dash.publish(Change::Counts);
+                    publish_counters(&dash, &mut counters).await;
                 }
                 Ok(_) | Err(RecvError::Lagged(_)) => {}
                 Err(RecvError::Closed) => return Ok(()),
@@ -123,11 +124,33 @@ pub async fn hub(dash: Arc<Dash>, ctx: &RunCtx) -> Result<(), ComponentError> {
                 }
                 known = now;
                 if any {
-                    dash.publish(Change::Counts);
+                    publish_counters(&dash, &mut counters).await;
                 }
             }
         }
     }
+}
+
+/// Publish the overview counters that differ from `last` (and remember
+/// them): a change sends only the figures it moved.
+async fn publish_counters(dash: &Dash, last: &mut BTreeMap<String, usize>) {
+    let now = dash.counters().await;
+    let changed = counters_changed(last, &now);
+    if !changed.is_empty() {
+        dash.publish(Change::Counts(changed.into()));
+    }
+    *last = now;
+}
+
+/// The counters of `now` whose value is not the one in `last`.
+fn counters_changed(
+    last: &BTreeMap<String, usize>,
+    now: &BTreeMap<String, usize>,
+) -> Vec<(String, usize)> {
+    now.iter()
+        .filter(|(k, v)| last.get(*k) != Some(*v))
+        .map(|(k, v)| (k.clone(), *v))
+        .collect()
 }
 
 /// The live message of one query row.
@@ -230,19 +253,10 @@ async fn render(dash: &Dash, l: &Listener, c: Change) -> Vec<Event> {
             }
         }
         Change::ServiceGone(k) if l.page == "services" => vec![remove("services", &k)],
-        Change::Counts if l.page == "overview" => {
-            let mut out = Vec::new();
-            if let Ok(members) = dash.cluster.members().await {
-                out.push(text("count-members", members.len().to_string()));
-                for (s, n) in Dash::count_members(&members) {
-                    out.push(text(&format!("count-{s}"), n.to_string()));
-                }
-            }
-            for (s, n) in crate::pages::overview::count_services(dash) {
-                out.push(text(&format!("svc-{s}"), n.to_string()));
-            }
-            out
-        }
+        Change::Counts(changed) if l.page == "overview" => changed
+            .iter()
+            .map(|(id, n)| text(id, n.to_string()))
+            .collect(),
         Change::Query(id, row) if l.query == Some(id) => {
             let Some(j) = dash.query(id) else {
                 return Vec::new();
@@ -401,4 +415,35 @@ pub async fn stream(
         axum::http::HeaderValue::from_static("no-store"),
     );
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_counters_that_moved_are_sent() {
+        let m = |v: &[(&str, usize)]| -> BTreeMap<String, usize> {
+            v.iter().map(|(k, n)| ((*k).to_owned(), *n)).collect()
+        };
+        let last = m(&[
+            ("count-members", 3),
+            ("count-alive", 3),
+            ("svc-passing", 10),
+        ]);
+        let now = m(&[
+            ("count-members", 3),
+            ("count-alive", 2),
+            ("count-failed", 1),
+            ("svc-passing", 10),
+        ]);
+        assert_eq!(
+            counters_changed(&last, &now),
+            vec![
+                ("count-alive".to_owned(), 2),
+                ("count-failed".to_owned(), 1)
+            ]
+        );
+        assert!(counters_changed(&now, &now).is_empty());
+    }
 }

@@ -90,8 +90,9 @@ pub enum Change {
     Service(Box<nuvol_catalog::model::ServiceEntry>),
     ServiceGone(String),
     Event(LoggedEvent),
-    /// Member and service counts changed.
-    Counts,
+    /// Overview counters that changed: (element id, new value). The hub
+    /// diffs them, so an unchanged counter is never sent.
+    Counts(Arc<[(String, usize)]>),
     /// A query got an ack or a response (the row itself, so a listener
     /// that renders late still sends each one), or ended (None).
     Query(u64, Option<QueryRow>),
@@ -137,6 +138,44 @@ impl Metrics {
     }
 }
 
+/// The `/nodes` map's layout, kept for [`MAP_KEPT`] while the same nodes
+/// are placed: coordinates move a little with every probe, so a layout
+/// keyed by their exact values would never be reused, and one a few
+/// seconds old shows who is near whom as well. Laying out 200 nodes is
+/// most of that page's time.
+#[derive(Debug, Clone)]
+pub struct MapCache {
+    pub at: Instant,
+    pub names: Vec<String>,
+    pub points: Vec<(f64, f64)>,
+}
+
+/// How long a map layout is reused.
+pub const MAP_KEPT: Duration = Duration::from_secs(10);
+
+/// The layout in `cell` when it places exactly `names` and is younger than
+/// [`MAP_KEPT`] at `now`, else a new one from `compute`, kept for next time.
+pub fn cached_layout(
+    cell: &Mutex<Option<MapCache>>,
+    now: Instant,
+    names: &[&str],
+    compute: impl FnOnce() -> Vec<(f64, f64)>,
+) -> Vec<(f64, f64)> {
+    if let Some(c) = lock(cell).as_ref() {
+        let fresh = now.saturating_duration_since(c.at) < MAP_KEPT;
+        if fresh && c.names.iter().map(String::as_str).eq(names.iter().copied()) {
+            return c.points.clone();
+        }
+    }
+    let points = compute();
+    *lock(cell) = Some(MapCache {
+        at: now,
+        names: names.iter().map(|n| (*n).to_owned()).collect(),
+        points: points.clone(),
+    });
+    points
+}
+
 /// The dashboard's shared state.
 pub struct Dash {
     pub metrics: Metrics,
@@ -160,6 +199,8 @@ pub struct Dash {
     /// subscribe after their page was rendered.
     recent: Mutex<(u64, VecDeque<(u64, Change)>)>,
     pub cpu: Mutex<CpuSampler>,
+    /// The `/nodes` map's last layout (see [`MapCache`]).
+    pub map: Mutex<Option<MapCache>>,
     /// Cancelled when the current run stops (ends live streams).
     pub stop: Mutex<CancellationToken>,
 }
@@ -192,6 +233,7 @@ impl Dash {
             changes,
             recent: Mutex::new((0, VecDeque::with_capacity(RECENT_CHANGES))),
             cpu: Mutex::new(CpuSampler::default()),
+            map: Mutex::new(None),
             stop: Mutex::new(CancellationToken::new()),
         }
     }
@@ -348,6 +390,31 @@ impl Dash {
     }
 
     /// Members by status name.
+    /// The `/nodes` map's positions for these nodes (see [`MapCache`]).
+    pub fn map_layout(
+        &self,
+        names: &[&str],
+        compute: impl FnOnce() -> Vec<(f64, f64)>,
+    ) -> Vec<(f64, f64)> {
+        cached_layout(&self.map, Instant::now(), names, compute)
+    }
+
+    /// The overview's counters by element id: members (all and by
+    /// status) and services by health.
+    pub async fn counters(&self) -> BTreeMap<String, usize> {
+        let mut out = BTreeMap::new();
+        if let Ok(members) = self.cluster.members().await {
+            out.insert("count-members".to_owned(), members.len());
+            for (s, n) in Dash::count_members(&members) {
+                out.insert(format!("count-{s}"), n);
+            }
+        }
+        for (s, n) in crate::pages::overview::count_services(self) {
+            out.insert(format!("svc-{s}"), n);
+        }
+        out
+    }
+
     pub fn count_members(members: &[nuvol_gossip::Member]) -> BTreeMap<&'static str, usize> {
         let mut m = BTreeMap::new();
         for s in ["alive", "failed", "left", "leaving"] {
@@ -367,6 +434,33 @@ impl Dash {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn map_layout_is_reused_for_the_same_nodes_while_fresh() {
+        let cell = Mutex::new(None);
+        let t0 = Instant::now();
+        let mut runs = 0;
+        let mut get = |at: Instant, names: &[&str]| {
+            cached_layout(&cell, at, names, || {
+                runs += 1;
+                vec![(f64::from(runs), 0.0); names.len()]
+            })
+        };
+        assert_eq!(get(t0, &["a", "b"]), vec![(1.0, 0.0); 2]);
+        // Same nodes, 9 s later: the kept layout.
+        assert_eq!(
+            get(t0 + Duration::from_secs(9), &["a", "b"]),
+            vec![(1.0, 0.0); 2]
+        );
+        // Another node set: laid out again.
+        assert_eq!(
+            get(t0 + Duration::from_secs(9), &["a", "c"]),
+            vec![(2.0, 0.0); 2]
+        );
+        assert_eq!(get(t0 + Duration::from_secs(9), &["a"]), vec![(3.0, 0.0)]);
+        // The same set, too old: laid out again.
+        assert_eq!(get(t0 + Duration::from_secs(20), &["a"]), vec![(4.0, 0.0)]);
+    }
 
     #[test]
     fn cloudy_quality() {

@@ -205,7 +205,13 @@ impl NodeFilter {
 }
 
 /// The map: nodes placed by their coordinates (see [`crate::svg`]).
-fn map(l: Lang, views: &[NodeView], coords: &HashMap<String, Coordinate>, me: &str) -> Markup {
+fn map(
+    dash: &Dash,
+    l: Lang,
+    views: &[NodeView],
+    coords: &HashMap<String, Coordinate>,
+    me: &str,
+) -> Markup {
     let placed: Vec<&NodeView> = views
         .iter()
         .filter(|v| coords.contains_key(&v.member.name))
@@ -214,23 +220,26 @@ fn map(l: Lang, views: &[NodeView], coords: &HashMap<String, Coordinate>, me: &s
     if placed.len() < 2 {
         return html! { p class="muted" { (T::NoCoordinates.get(l)) } };
     }
-    let d: Vec<Vec<f64>> = placed
-        .iter()
-        .map(|a| {
-            placed
-                .iter()
-                .map(
-                    |b| match (coords.get(&a.member.name), coords.get(&b.member.name)) {
-                        (Some(x), Some(y)) => nuvol_gossip::coordinate::estimate_rtt(x, y)
-                            .map_or(0.0, |d| d.as_secs_f64() * 1000.0),
-                        _ => 0.0,
-                    },
-                )
-                .collect()
-        })
-        .collect();
     let (w, h) = (640.0, 360.0);
-    let pts = crate::svg::fit(&crate::svg::layout(&d), w, h, 30.0);
+    let names: Vec<&str> = placed.iter().map(|v| v.member.name.as_str()).collect();
+    let pts = dash.map_layout(&names, || {
+        let d: Vec<Vec<f64>> = placed
+            .iter()
+            .map(|a| {
+                placed
+                    .iter()
+                    .map(
+                        |b| match (coords.get(&a.member.name), coords.get(&b.member.name)) {
+                            (Some(x), Some(y)) => nuvol_gossip::coordinate::estimate_rtt(x, y)
+                                .map_or(0.0, |d| d.as_secs_f64() * 1000.0),
+                            _ => 0.0,
+                        },
+                    )
+                    .collect()
+            })
+            .collect();
+        crate::svg::fit(&crate::svg::layout(&d), w, h, 30.0)
+    });
     let label = placed.len() <= 40;
     html! {
         figure {
@@ -368,7 +377,7 @@ fn render(
         } @else {
             p class="muted" { (T::ScanNever.get(l)) }
         }
-        (map(l, &views, coords, &dash.node_name))
+        (map(dash, l, &views, coords, &dash.node_name))
         (actions(req, state))
     };
     html(
