@@ -1,0 +1,8 @@
+//! Apps on a node: see ARCHITECTURE.md, "Apps".
+
+pub mod compose;
+pub mod error;
+pub mod meta;
+pub mod plan;
+
+pub use error::AppError;
