@@ -5,5 +5,6 @@ pub mod driver;
 pub mod error;
 pub mod meta;
 pub mod plan;
+pub mod reconcile;
 
 pub use error::AppError;
