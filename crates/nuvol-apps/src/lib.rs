@@ -6,5 +6,6 @@ pub mod error;
 pub mod meta;
 pub mod plan;
 pub mod reconcile;
+pub mod state;
 
 pub use error::AppError;
