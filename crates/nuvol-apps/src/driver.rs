@@ -43,6 +43,9 @@ pub struct Observed {
     pub app: String,
     /// `nuvol.service`.
     pub service: String,
+    /// `nuvol.node`: the agent that created it (agents sharing one engine
+    /// leave each other's containers alone).
+    pub node: String,
     /// `nuvol.spec`: the hash of the spec it was created from.
     pub spec: String,
     pub state: RunState,

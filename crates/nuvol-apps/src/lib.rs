@@ -3,6 +3,7 @@
 pub mod compose;
 pub mod driver;
 pub mod error;
+pub mod manager;
 pub mod meta;
 pub mod plan;
 pub mod reconcile;

@@ -503,6 +503,7 @@ volumes: {data: {}}
                             name: s.name.clone(),
                             app: app.clone(),
                             service: service.clone(),
+                            node: "n1".into(),
                             spec: s.hash(),
                             state: RunState::Created,
                             health: Health::None,
