@@ -203,6 +203,53 @@ impl ApiClient {
         serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode(e.to_string()))
     }
 
+    /// A call of a route this client has no method for (another
+    /// component's): `segments` under the base URL, `query` pairs, an
+    /// optional JSON body, the answer decoded from JSON (a 204 or an empty
+    /// body decodes as `null`). `timeout` defaults to [`CALL_TIMEOUT`].
+    pub async fn call_json<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        segments: &[&str],
+        query: &[(&str, &str)],
+        body: Option<&serde_json::Value>,
+        timeout: Option<Duration>,
+    ) -> Result<T, ClientError> {
+        let mut url = self.url(segments)?;
+        if !query.is_empty() {
+            url.query_pairs_mut().extend_pairs(query);
+        }
+        let mut rb = self
+            .request(method, url.clone())
+            .timeout(timeout.unwrap_or(CALL_TIMEOUT));
+        if let Some(b) = body {
+            rb = rb.json(b);
+        }
+        let resp = self.send(rb, &url).await?;
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|e| ClientError::from_reqwest(&url, e))?;
+        let bytes: &[u8] = if bytes.is_empty() { b"null" } else { &bytes };
+        serde_json::from_slice(bytes).map_err(|e| ClientError::Decode(e.to_string()))
+    }
+
+    /// Like [`ApiClient::call_json`] but the answer is returned as it comes
+    /// (a long-lived stream such as followed logs), with no timeout.
+    pub async fn call_stream(
+        &self,
+        method: Method,
+        segments: &[&str],
+        query: &[(&str, &str)],
+    ) -> Result<reqwest::Response, ClientError> {
+        let mut url = self.url(segments)?;
+        if !query.is_empty() {
+            url.query_pairs_mut().extend_pairs(query);
+        }
+        let rb = self.request(method, url.clone());
+        self.send(rb, &url).await
+    }
+
     /// `GET /v1/agent`.
     pub async fn agent(&self) -> Result<AgentInfo, ClientError> {
         self.call(Method::GET, self.url(&["v1", "agent"])?, None)

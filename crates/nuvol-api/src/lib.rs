@@ -26,5 +26,7 @@ pub mod token;
 pub use backend::{AgentInfo, ApiEvent, CheckInfo, ComponentInfo, MemberInfo};
 pub use client::{ApiClient, ClientError, EventStream};
 pub use nuvol_agent::http::{ApiError, ErrorBody};
+/// The HTTP method type of [`ApiClient::call_json`].
+pub use reqwest::Method;
 pub use server::{Api, ApiSettings, BASE_OPENAPI, SHUTDOWN_GRACE};
 pub use token::TokenError;

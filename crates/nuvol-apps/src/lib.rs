@@ -1,6 +1,8 @@
 //! Apps on a node: see ARCHITECTURE.md, "Apps".
 
+pub mod component;
 pub mod compose;
+pub mod docker;
 pub mod driver;
 pub mod error;
 pub mod manager;
@@ -9,4 +11,5 @@ pub mod plan;
 pub mod reconcile;
 pub mod state;
 
+pub use component::Apps;
 pub use error::AppError;

@@ -18,6 +18,7 @@ pub fn components() -> AgentBuilder {
         .with::<nuvol_mdns::component::MdnsComponent>()
         .with::<nuvol_api::Api>()
         .with::<nuvol_dashboard::Dashboard>()
+        .with::<nuvol_apps::Apps>()
         .with::<Metrics>()
         .with::<Reload>()
         .with::<Join>()

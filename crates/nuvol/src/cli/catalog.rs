@@ -21,7 +21,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 /// Where the catalog lives.
-enum Target {
+pub(super) enum Target {
     /// A nuvol agent's REST API.
     Api { client: ApiClient, me: String },
     /// A serf agent: the `services` tag over RPC.
@@ -44,7 +44,7 @@ fn api_error(e: ClientError) -> anyhow::Error {
 }
 
 /// Reach the agent. `write` asks for the API token too.
-async fn target(at: &CatalogOpts, write: bool) -> Result<Target> {
+pub(super) async fn target(at: &CatalogOpts, write: bool) -> Result<Target> {
     let (http, data_dir) = match &at.http_addr {
         Some(h) => (Some(h.clone()), None),
         None => {

@@ -45,6 +45,7 @@
 //!   locally to be base64 of 16, 24 or 32 bytes; regular expressions,
 //!   `K=V` pairs and addresses are checked before connecting.
 
+mod app;
 mod catalog;
 mod commands;
 pub mod output;
@@ -301,6 +302,11 @@ pub enum ClientCommand {
         #[arg(long)]
         node: Option<String>,
     },
+    /// Apps on a node: install, list, start, stop, logs, remove, ...
+    App {
+        #[command(subcommand)]
+        cmd: AppCommand,
+    },
     /// Print a new random encryption key (32 bytes, base64); needs no agent.
     Keygen {
         /// Output format (json: `{"key": KEY}`).
@@ -386,4 +392,77 @@ mod tests {
             }
         ));
     }
+}
+
+/// `nuvol app ...`.
+#[derive(Debug, Subcommand, Clone)]
+pub enum AppCommand {
+    /// Install an app and start it: SOURCE is a Compose file (with or
+    /// without an x-nuvol block), a directory holding one, or a Cloudy,
+    /// CasaOS or Portainer template (imported on the fly).
+    Install {
+        #[command(flatten)]
+        at: CatalogOpts,
+        #[arg(value_name = "SOURCE")]
+        source: String,
+        /// The app's name (default: the template's id).
+        #[arg(long)]
+        name: Option<String>,
+        /// A parameter's value (repeatable).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+    },
+    /// This node's apps (--all: every nuvol node's).
+    List {
+        #[command(flatten)]
+        at: CatalogOpts,
+        #[arg(long)]
+        all: bool,
+    },
+    /// One app: state, containers, published services, parameters.
+    Status {
+        #[command(flatten)]
+        at: CatalogOpts,
+        name: String,
+    },
+    /// Start an app (and keep it running across restarts).
+    Start {
+        #[command(flatten)]
+        at: CatalogOpts,
+        name: String,
+    },
+    /// Stop an app (and keep it stopped across restarts).
+    Stop {
+        #[command(flatten)]
+        at: CatalogOpts,
+        name: String,
+    },
+    /// Restart an app's containers.
+    Restart {
+        #[command(flatten)]
+        at: CatalogOpts,
+        name: String,
+    },
+    /// An app's log (its main service, or --service).
+    Logs {
+        #[command(flatten)]
+        at: CatalogOpts,
+        name: String,
+        /// Keep printing new lines.
+        #[arg(long, short = 'f')]
+        follow: bool,
+        /// Lines from the past.
+        #[arg(long, default_value_t = 100)]
+        tail: usize,
+        #[arg(long)]
+        service: Option<String>,
+    },
+    /// Remove an app; its volumes and files stay unless --purge.
+    Remove {
+        #[command(flatten)]
+        at: CatalogOpts,
+        name: String,
+        #[arg(long)]
+        purge: bool,
+    },
 }

@@ -1,0 +1,579 @@
+//! The apps component: `[apps]` settings, the `/v1/apps` routes, the
+//! `nv-apps` tag (this node runs apps; the number installed), the stream
+//! protocol other nodes list this node's apps with, and the run loop that
+//! connects to the engine and reconciles.
+
+use crate::driver::Engine;
+use crate::error::AppError;
+use crate::manager::{AppSummary, Fut, Install, Manager, Published, Publisher};
+use axum::body::{Body, Bytes};
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{header, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use futures::future::BoxFuture;
+use futures::StreamExt;
+use nuvol_agent::config::{ConfigError, Validate};
+use nuvol_agent::http::{
+    body_bytes, parse_json, parse_query, query_param, Access, ApiError, HttpRoute,
+};
+use nuvol_agent::{
+    BuildCtx, BuildError, Cluster, Component, ComponentError, OwnedTags, RunCtx, StreamError,
+    StreamHandler,
+};
+use nuvol_catalog::component::Catalog;
+use nuvol_catalog::model::ServiceDef;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+/// The stream protocol of `GET /v1/apps?all=true`: the request is
+/// `[APP_STREAM, APPS_LIST]`, the reply this node's apps as JSON.
+pub const APPS_LIST: u8 = 2;
+/// The tag of nodes that run apps (its value: how many are installed).
+pub const APPS_TAG: &str = "nv-apps";
+/// Largest list reply accepted from a peer.
+const MAX_LIST_REPLY: usize = 1024 * 1024;
+
+nuvol_agent::settings! {
+    /// Apps: Compose definitions run on this node's container engine.
+    pub struct AppsSettings in "apps", "Apps" {
+        /// Run apps on this node.
+        enable: bool = true, flag "apps";
+        /// The engine's socket: Docker's (default /var/run/docker.sock, or
+        /// DOCKER_HOST when it is unix://) or Podman's
+        /// (/run/podman/podman.sock).
+        docker_socket: String = String::new(), flag "docker-socket";
+        /// Time between two looks at the engine (containers that crashed,
+        /// checks that fail, a daemon that restarted).
+        reconcile_every: Duration = Duration::from_secs(5), flag "apps-reconcile-every";
+    }
+}
+
+impl Validate for AppsSettings {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.reconcile_every < Duration::from_secs(1) {
+            return Err(ConfigError::invalid::<Self>(
+                "reconcile_every",
+                "must be at least 1s",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// What the routes share with the run loop: the manager once the engine
+/// is reached.
+#[derive(Default)]
+struct Shared {
+    manager: RwLock<Option<Manager>>,
+    /// Why there is none (for 503 answers).
+    error: RwLock<Option<String>>,
+}
+
+impl Shared {
+    fn get(&self) -> Result<Manager, ApiError> {
+        if let Some(m) = self.manager.read().ok().and_then(|g| g.clone()) {
+            return Ok(m);
+        }
+        let why = self
+            .error
+            .read()
+            .ok()
+            .and_then(|g| g.clone())
+            .unwrap_or_else(|| "starting".into());
+        Err(ApiError::Unavailable(format!(
+            "apps are not available: {why}"
+        )))
+    }
+}
+
+/// The component.
+pub struct Apps {
+    cfg: AppsSettings,
+    shared: Arc<Shared>,
+    node: String,
+    data_dir: PathBuf,
+    catalog: Option<Catalog>,
+    tag: OwnedTags,
+}
+
+/// The catalog as the manager's [`Publisher`].
+struct CatalogPublisher(Catalog);
+
+impl Publisher for CatalogPublisher {
+    fn publish(&self, def: ServiceDef) -> Fut<'_, ()> {
+        Box::pin(async move {
+            self.0
+                .publish(def)
+                .await
+                .map(|_| ())
+                .map_err(|e| AppError::Other(format!("catalog: {e}")))
+        })
+    }
+    fn unpublish(&self, stype: String, port: u16) -> Fut<'_, ()> {
+        Box::pin(async move {
+            self.0
+                .unpublish(&stype, Some(port))
+                .await
+                .map(|_| ())
+                .map_err(|e| AppError::Other(format!("catalog: {e}")))
+        })
+    }
+    fn local(&self) -> Vec<Published> {
+        let me = self.0.node_name().to_owned();
+        self.0
+            .entries(&nuvol_catalog::Filter {
+                stype: None,
+                node: Some(me),
+            })
+            .into_iter()
+            .map(|e| Published {
+                stype: e.stype,
+                port: e.port,
+                txt: e.txt,
+                status: e.status,
+            })
+            .collect()
+    }
+}
+
+fn api_error(e: AppError) -> ApiError {
+    let msg = e.to_string();
+    match e.status() {
+        400 => {
+            let field = match &e {
+                AppError::Invalid { field, .. } => field.clone(),
+                AppError::Unsupported { key, .. } => key.clone(),
+                AppError::MissingParam(p) | AppError::UnknownParam(p) => format!("params.{p}"),
+                _ => "definition".into(),
+            };
+            ApiError::bad(field, msg)
+        }
+        404 => ApiError::NotFound(msg),
+        409 => ApiError::Conflict(msg),
+        // An image that is not there: the request cannot be carried out
+        // here, as a conflict with the node's state.
+        422 => ApiError::Conflict(msg),
+        503 => ApiError::Unavailable(msg),
+        _ => ApiError::Internal(msg),
+    }
+}
+
+/// Answers `[APP_STREAM, APPS_LIST]` with this node's apps.
+struct ListHandler(Arc<Shared>);
+
+impl StreamHandler for ListHandler {
+    fn handle(
+        &self,
+        _from: SocketAddr,
+        request: Vec<u8>,
+    ) -> BoxFuture<'static, Result<Arc<Vec<u8>>, StreamError>> {
+        let shared = self.0.clone();
+        Box::pin(async move {
+            if request != [nuvol_agent::APP_STREAM, APPS_LIST] {
+                return Err(StreamError::Refused("unknown apps request".into()));
+            }
+            let m = shared.get().map_err(|_| StreamError::NotReady)?;
+            serde_json::to_vec(&m.list())
+                .map(Arc::new)
+                .map_err(|e| StreamError::Refused(e.to_string()))
+        })
+    }
+}
+
+#[derive(Clone)]
+struct Ctx {
+    shared: Arc<Shared>,
+    cluster: Cluster,
+    node: String,
+}
+
+impl Component for Apps {
+    type Config = AppsSettings;
+    const NAME: &'static str = "apps";
+
+    fn build(cfg: AppsSettings, ctx: &mut BuildCtx<'_>) -> Result<Option<Self>, BuildError> {
+        if !cfg.enable {
+            return Ok(None);
+        }
+        let shared = Arc::new(Shared::default());
+        let c = Ctx {
+            shared: shared.clone(),
+            cluster: ctx.cluster(),
+            node: ctx.node_name().to_owned(),
+        };
+        for r in routes(c) {
+            ctx.http_route(r)?;
+        }
+        ctx.openapi(OPENAPI)?;
+        ctx.stream_protocol(APPS_LIST, Arc::new(ListHandler(shared.clone())))?;
+        let tag = ctx.own_tags(&[APPS_TAG])?;
+        Ok(Some(Apps {
+            cfg,
+            shared,
+            node: ctx.node_name().to_owned(),
+            data_dir: ctx.data_dir().to_owned(),
+            catalog: ctx.get::<Catalog>(),
+            tag,
+        }))
+    }
+
+    async fn run(&mut self, ctx: &RunCtx) -> Result<(), ComponentError> {
+        let socket = (!self.cfg.docker_socket.is_empty()).then(|| self.cfg.docker_socket.clone());
+        // No engine installed is a normal state of a node, not a failure:
+        // wait for the socket to appear (an engine installed later) without
+        // a failed component and a log line per retry.
+        let path = socket_path(socket.as_deref());
+        let mut told = false;
+        while !path.exists() {
+            let why = format!(
+                "no container engine at {} (install Docker or Podman, or set [apps] docker_socket)",
+                path.display()
+            );
+            if !told {
+                tracing::info!("apps: {why}; waiting for it");
+                told = true;
+            }
+            if let Ok(mut g) = self.shared.error.write() {
+                *g = Some(why);
+            }
+            tokio::select! {
+                () = ctx.stopping() => return Ok(()),
+                () = tokio::time::sleep(Duration::from_secs(10)) => {}
+            }
+        }
+        let engine =
+            match crate::docker::Docker::connect(Some(&path.to_string_lossy()), &self.node).await {
+                Ok(d) => Arc::new(d) as Arc<dyn Engine>,
+                Err(e) => {
+                    if let Ok(mut g) = self.shared.error.write() {
+                        *g = Some(e.to_string());
+                    }
+                    return Err(e.into());
+                }
+            };
+        let publisher = self
+            .catalog
+            .clone()
+            .map(|c| Arc::new(CatalogPublisher(c)) as Arc<dyn Publisher>);
+        let (node, dir) = (self.node.clone(), self.data_dir.clone());
+        let manager =
+            tokio::task::spawn_blocking(move || Manager::open(&node, &dir, engine, publisher))
+                .await
+                .map_err(|e| ComponentError::msg(format!("apps store: {e}")))??;
+        if let Ok(mut g) = self.shared.manager.write() {
+            *g = Some(manager.clone());
+        }
+        ctx.ready();
+        let mut tick = tokio::time::interval(self.cfg.reconcile_every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut tagged: Option<usize> = None;
+        loop {
+            tokio::select! {
+                () = ctx.stopping() => break,
+                _ = tick.tick() => {}
+                () = manager.kicked() => {}
+            }
+            match manager.reconcile().await {
+                Ok(_) => {
+                    if let Ok(mut g) = self.shared.error.write() {
+                        *g = None;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "apps: cannot reconcile");
+                    if let Ok(mut g) = self.shared.error.write() {
+                        *g = Some(e.to_string());
+                    }
+                }
+            }
+            let n = manager.list().len();
+            if tagged != Some(n) {
+                let mine = BTreeMap::from([(APPS_TAG.to_owned(), n.to_string())]);
+                if let Ok(cur) = self.tag.current().await {
+                    if self.tag.replace(cur.version, mine).await.is_ok() {
+                        tagged = Some(n);
+                    }
+                }
+            }
+        }
+        if let Ok(mut g) = self.shared.manager.write() {
+            *g = None;
+        }
+        // The apps keep running: stopping the agent is not stopping them.
+        Ok(())
+    }
+}
+
+/// The engine socket's path: the setting, else `DOCKER_HOST` when it is a
+/// `unix://` address, else Docker's default.
+fn socket_path(setting: Option<&str>) -> PathBuf {
+    let from_env = std::env::var("DOCKER_HOST").ok();
+    let s = setting
+        .map(str::to_owned)
+        .or_else(|| from_env.filter(|h| h.starts_with("unix://")))
+        .unwrap_or_else(|| "/var/run/docker.sock".into());
+    PathBuf::from(s.strip_prefix("unix://").unwrap_or(&s))
+}
+
+/// The `/v1/apps` part of the OpenAPI document.
+pub const OPENAPI: &str = include_str!("../openapi.json");
+
+fn routes(c: Ctx) -> Vec<HttpRoute> {
+    use axum::routing::{delete, get, post};
+    let r = |m: Method, p: &'static str, a: Access, h: axum::routing::MethodRouter<Ctx>| {
+        HttpRoute::new(m, p, a, h.with_state(c.clone()))
+    };
+    vec![
+        r(Method::GET, "/v1/apps", Access::View, get(list)),
+        r(Method::POST, "/v1/apps", Access::Operate, post(install)),
+        r(Method::GET, "/v1/apps/{name}", Access::View, get(status)),
+        r(
+            Method::DELETE,
+            "/v1/apps/{name}",
+            Access::Operate,
+            delete(remove),
+        ),
+        r(
+            Method::POST,
+            "/v1/apps/{name}/start",
+            Access::Operate,
+            post(start),
+        ),
+        r(
+            Method::POST,
+            "/v1/apps/{name}/stop",
+            Access::Operate,
+            post(stop),
+        ),
+        r(
+            Method::POST,
+            "/v1/apps/{name}/restart",
+            Access::Operate,
+            post(restart),
+        ),
+        r(Method::GET, "/v1/apps/{name}/logs", Access::View, get(logs)),
+    ]
+}
+
+/// One node's part of `GET /v1/apps?all=true`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NodeError {
+    pub node: String,
+    pub error: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AllApps {
+    pub apps: Vec<AppSummary>,
+    /// Nodes that could not be asked.
+    pub errors: Vec<NodeError>,
+}
+
+async fn list(State(c): State<Ctx>, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
+    let q = parse_query(raw, &["all"])?;
+    let all = match query_param(&q, "all") {
+        None | Some("" | "false") => false,
+        Some("true") => true,
+        Some(v) => return Err(ApiError::bad("all", format!("{v:?}: true or false"))),
+    };
+    let m = c.shared.get()?;
+    if !all {
+        return Ok(Json(m.list()).into_response());
+    }
+    let mut apps = m.list();
+    let mut errors = Vec::new();
+    let members = c
+        .cluster
+        .members()
+        .await
+        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    let peers: Vec<(String, SocketAddr)> = members
+        .into_iter()
+        .filter(|p| {
+            p.name != c.node
+                && p.status == nuvol_gossip::MemberStatus::Alive
+                && p.tags.contains_key(APPS_TAG)
+        })
+        .map(|p| (p.name, p.addr))
+        .collect();
+    // At most 8 at once, each bounded by the cluster's stream timeout.
+    let results: Vec<(String, Result<Vec<AppSummary>, String>)> = futures::stream::iter(peers)
+        .map(|(name, addr)| {
+            let cl = c.cluster.clone();
+            async move {
+                let r = cl
+                    .app_request(addr, vec![nuvol_agent::APP_STREAM, APPS_LIST])
+                    .await
+                    .map_err(|e| e.to_string())
+                    .and_then(|b| {
+                        if b.len() > MAX_LIST_REPLY {
+                            return Err("reply too large".into());
+                        }
+                        serde_json::from_slice::<Vec<AppSummary>>(&b)
+                            .map_err(|e| format!("bad reply: {e}"))
+                    });
+                (name, r)
+            }
+        })
+        .buffer_unordered(8)
+        .collect()
+        .await;
+    for (node, r) in results {
+        match r {
+            // A peer speaks for its own apps only.
+            Ok(list) => apps.extend(list.into_iter().filter(|a| a.node == node)),
+            Err(error) => errors.push(NodeError { node, error }),
+        }
+    }
+    apps.sort_by(|a, b| (&a.node, &a.name).cmp(&(&b.node, &b.name)));
+    Ok(Json(AllApps { apps, errors }).into_response())
+}
+
+/// `POST /v1/apps`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InstallBody {
+    #[serde(default)]
+    name: Option<String>,
+    /// The Compose text.
+    compose: String,
+    #[serde(default)]
+    env_files: BTreeMap<String, String>,
+    #[serde(default)]
+    params: BTreeMap<String, String>,
+    #[serde(default)]
+    source: String,
+}
+
+async fn install(
+    State(c): State<Ctx>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let body = body_bytes(body)?;
+    let b: InstallBody = parse_json(&body)?;
+    let m = c.shared.get()?;
+    let source = if b.source.is_empty() {
+        "api".to_owned()
+    } else {
+        b.source
+    };
+    let s = m
+        .install(Install {
+            name: b.name,
+            definition: crate::compose::Definition {
+                compose: b.compose,
+                env_files: b.env_files,
+            },
+            source,
+            params: b.params,
+            files: BTreeMap::new(),
+        })
+        .await
+        .map_err(api_error)?;
+    Ok((StatusCode::CREATED, Json(s)).into_response())
+}
+
+fn check_name(name: &str) -> Result<(), ApiError> {
+    crate::meta::validate_name("name", name).map_err(api_error)
+}
+
+async fn status(State(c): State<Ctx>, Path(name): Path<String>) -> Result<Response, ApiError> {
+    check_name(&name)?;
+    let s = c.shared.get()?.status(&name).await.map_err(api_error)?;
+    Ok(Json(s).into_response())
+}
+
+async fn remove(
+    State(c): State<Ctx>,
+    Path(name): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    check_name(&name)?;
+    let q = parse_query(raw, &["purge"])?;
+    let purge = match query_param(&q, "purge") {
+        None | Some("" | "false") => false,
+        Some("true") => true,
+        Some(v) => return Err(ApiError::bad("purge", format!("{v:?}: true or false"))),
+    };
+    c.shared
+        .get()?
+        .remove(&name, purge)
+        .await
+        .map_err(api_error)?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn start(State(c): State<Ctx>, Path(name): Path<String>) -> Result<Response, ApiError> {
+    check_name(&name)?;
+    Ok(Json(c.shared.get()?.start(&name).await.map_err(api_error)?).into_response())
+}
+
+async fn stop(State(c): State<Ctx>, Path(name): Path<String>) -> Result<Response, ApiError> {
+    check_name(&name)?;
+    Ok(Json(c.shared.get()?.stop(&name).await.map_err(api_error)?).into_response())
+}
+
+async fn restart(State(c): State<Ctx>, Path(name): Path<String>) -> Result<Response, ApiError> {
+    check_name(&name)?;
+    Ok(Json(c.shared.get()?.restart(&name).await.map_err(api_error)?).into_response())
+}
+
+/// Lines kept by default in `logs`.
+const DEFAULT_TAIL: usize = 100;
+/// The most lines `logs` returns from the past.
+const MAX_TAIL: usize = 10_000;
+
+async fn logs(
+    State(c): State<Ctx>,
+    Path(name): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    check_name(&name)?;
+    let q = parse_query(raw, &["tail", "follow", "service"])?;
+    let tail = match query_param(&q, "tail") {
+        None | Some("") => DEFAULT_TAIL,
+        Some(t) => t
+            .parse::<usize>()
+            .ok()
+            .filter(|n| *n <= MAX_TAIL)
+            .ok_or_else(|| ApiError::bad("tail", format!("{t:?}: 0 to {MAX_TAIL}")))?,
+    };
+    let follow = match query_param(&q, "follow") {
+        None | Some("" | "false") => false,
+        Some("true") => true,
+        Some(v) => return Err(ApiError::bad("follow", format!("{v:?}: true or false"))),
+    };
+    let service = query_param(&q, "service").filter(|s| !s.is_empty());
+    let stream = c
+        .shared
+        .get()?
+        .logs(&name, service, tail, follow)
+        .await
+        .map_err(api_error)?;
+    let body = stream.map(|r| match r {
+        Ok(l) => {
+            let mut t = l.text;
+            if !t.ends_with('\n') {
+                t.push('\n');
+            }
+            Ok::<_, std::io::Error>(Bytes::from(t))
+        }
+        Err(e) => Err(std::io::Error::other(e.to_string())),
+    });
+    let mut resp = Response::new(Body::from_stream(body));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    resp.headers_mut().insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-store"),
+    );
+    Ok(resp)
+}

@@ -1,0 +1,352 @@
+//! `nuvol app ...`: apps on a node, through the agent's REST API
+//! (`/v1/apps`), found like the catalog commands' (`--http-addr`, or asked
+//! from the agent over RPC).
+
+use super::catalog::{target, Target};
+use super::output::{columnize, emit};
+use super::{AppCommand, CatalogOpts, Format};
+use anyhow::{anyhow, bail, Context, Result};
+use nuvol_api::Method;
+use nuvol_api::{ApiClient, ClientError};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// How long an install or a start may take (images are local, but an
+/// app's containers start one after the other).
+const LONG_CALL: Duration = Duration::from_secs(600);
+/// The largest Compose or env file read.
+const MAX_FILE: u64 = 1024 * 1024;
+/// Names a Compose file goes by in a directory, in Compose's order.
+const COMPOSE_NAMES: &[&str] = &[
+    "compose.yaml",
+    "compose.yml",
+    "docker-compose.yaml",
+    "docker-compose.yml",
+];
+
+async fn client(at: &CatalogOpts, write: bool) -> Result<ApiClient> {
+    match target(at, write).await? {
+        Target::Api { client, .. } => Ok(client),
+        Target::Tags(_) => bail!("this is a serf agent: apps need a nuvol agent"),
+    }
+}
+
+fn api_err(e: ClientError) -> anyhow::Error {
+    anyhow!("{e}")
+}
+
+fn read_bounded(p: &Path) -> Result<String> {
+    let meta = std::fs::metadata(p).with_context(|| format!("cannot read {}", p.display()))?;
+    if meta.len() > MAX_FILE {
+        bail!("{} is larger than {MAX_FILE} bytes", p.display());
+    }
+    std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))
+}
+
+/// The Compose file behind SOURCE (a file, or a directory holding one).
+fn compose_file(source: &Path) -> Result<PathBuf> {
+    if source.is_dir() {
+        COMPOSE_NAMES
+            .iter()
+            .map(|n| source.join(n))
+            .find(|p| p.is_file())
+            .ok_or_else(|| {
+                anyhow!(
+                    "{} holds no Compose file ({})",
+                    source.display(),
+                    COMPOSE_NAMES.join(", ")
+                )
+            })
+    } else {
+        Ok(source.to_owned())
+    }
+}
+
+/// The `env_file` names a Compose text refers to.
+fn env_file_names(compose: &str) -> Vec<String> {
+    let Ok(v) = serde_norway::from_str::<serde_norway::Value>(compose) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    if let Some(svcs) = v.get("services").and_then(|s| s.as_mapping()) {
+        for s in svcs.values() {
+            match s.get("env_file") {
+                Some(serde_norway::Value::String(f)) => out.push(f.clone()),
+                Some(serde_norway::Value::Sequence(l)) => {
+                    out.extend(l.iter().filter_map(|f| f.as_str().map(str::to_owned)));
+                }
+                _ => {}
+            }
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// A definition to send: the Compose text (a nuvol file as it is, or one
+/// imported from Cloudy, CasaOS or Portainer) and the env files it names.
+fn load_definition(source: &Path) -> Result<(String, BTreeMap<String, String>, Vec<String>)> {
+    let file = compose_file(source)?;
+    let text = read_bounded(&file)?;
+    let dir = file.parent().unwrap_or(Path::new("."));
+    let report = Vec::new();
+    let compose = text;
+    let mut env_files = BTreeMap::new();
+    for f in env_file_names(&compose) {
+        if Path::new(&f).is_absolute() || f.split('/').any(|c| c == "..") {
+            bail!("env_file {f:?}: give a path relative to the Compose file");
+        }
+        env_files.insert(f.clone(), read_bounded(&dir.join(&f))?);
+    }
+    Ok((compose, env_files, report))
+}
+
+fn parse_sets(sets: &[String]) -> Result<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    for s in sets {
+        let (k, v) = s
+            .split_once('=')
+            .ok_or_else(|| anyhow!("--set {s:?}: expected KEY=VALUE"))?;
+        if k.is_empty() {
+            bail!("--set {s:?}: empty KEY");
+        }
+        if out.insert(k.to_owned(), v.to_owned()).is_some() {
+            bail!("--set {k} given twice");
+        }
+    }
+    Ok(out)
+}
+
+fn print_summary(format: Format, verb: &str, v: &Value) -> Result<()> {
+    match format {
+        Format::Json => emit(&serde_json::to_string_pretty(v)?)?,
+        Format::Text => emit(&format!(
+            "{verb} {}: {}",
+            v["name"].as_str().unwrap_or("?"),
+            v["state"].as_str().unwrap_or("?")
+        ))?,
+    }
+    Ok(())
+}
+
+fn check_app_name(name: &str) -> Result<()> {
+    nuvol_apps::meta::validate_name("app name", name).map_err(|e| anyhow!("{e}"))
+}
+
+pub async fn run(cmd: AppCommand) -> Result<i32> {
+    match cmd {
+        AppCommand::Install {
+            at,
+            source,
+            name,
+            set,
+        } => {
+            if let Some(n) = &name {
+                check_app_name(n)?;
+            }
+            let params = parse_sets(&set)?;
+            let path = PathBuf::from(&source);
+            if !path.exists() {
+                bail!("{source}: no such file or directory (store templates come with `nuvol app store`)");
+            }
+            let (compose, env_files, report) = load_definition(&path)?;
+            for r in &report {
+                eprintln!("import: {r}");
+            }
+            let c = client(&at, true).await?;
+            let body = json!({
+                "name": name,
+                "compose": compose,
+                "env_files": env_files,
+                "params": params,
+                "source": std::fs::canonicalize(&path).unwrap_or(path).display().to_string(),
+            });
+            let v: Value = c
+                .call_json(
+                    Method::POST,
+                    &["v1", "apps"],
+                    &[],
+                    Some(&body),
+                    Some(LONG_CALL),
+                )
+                .await
+                .map_err(api_err)?;
+            print_summary(at.rpc.format, "installed", &v)?;
+            Ok(0)
+        }
+        AppCommand::List { at, all } => {
+            let c = client(&at, false).await?;
+            let q: &[(&str, &str)] = if all { &[("all", "true")] } else { &[] };
+            let v: Value = c
+                .call_json(Method::GET, &["v1", "apps"], q, None, None)
+                .await
+                .map_err(api_err)?;
+            let (apps, errors) = if all {
+                (
+                    v["apps"].clone(),
+                    v["errors"].as_array().cloned().unwrap_or_default(),
+                )
+            } else {
+                (v, Vec::new())
+            };
+            for e in &errors {
+                eprintln!(
+                    "warning: node {} not asked: {}",
+                    e["node"].as_str().unwrap_or("?"),
+                    e["error"].as_str().unwrap_or("?")
+                );
+            }
+            match at.rpc.format {
+                Format::Json => emit(&serde_json::to_string_pretty(&apps)?)?,
+                Format::Text => {
+                    let mut lines = vec!["NAME|NODE|STATE|VERSION|SOURCE".to_owned()];
+                    for a in apps.as_array().into_iter().flatten() {
+                        lines.push(format!(
+                            "{}|{}|{}|{}|{}",
+                            a["name"].as_str().unwrap_or(""),
+                            a["node"].as_str().unwrap_or(""),
+                            a["state"].as_str().unwrap_or(""),
+                            a["version"].as_str().unwrap_or(""),
+                            a["source"].as_str().unwrap_or(""),
+                        ));
+                    }
+                    emit(columnize(&lines).trim_end())?;
+                }
+            }
+            Ok(0)
+        }
+        AppCommand::Status { at, name } => {
+            check_app_name(&name)?;
+            let c = client(&at, false).await?;
+            let v: Value = c
+                .call_json(Method::GET, &["v1", "apps", &name], &[], None, None)
+                .await
+                .map_err(api_err)?;
+            match at.rpc.format {
+                Format::Json => emit(&serde_json::to_string_pretty(&v)?)?,
+                Format::Text => {
+                    let mut out = format!(
+                        "{} on {}: {} (wants {}), version {}, from {}\n",
+                        v["name"].as_str().unwrap_or("?"),
+                        v["node"].as_str().unwrap_or("?"),
+                        v["state"].as_str().unwrap_or("?"),
+                        v["want"].as_str().unwrap_or("?"),
+                        v["version"].as_str().unwrap_or(""),
+                        v["source"].as_str().unwrap_or(""),
+                    );
+                    if let Some(e) = v["error"].as_str() {
+                        out.push_str(&format!("error: {e}\n"));
+                    }
+                    let mut lines = vec!["SERVICE|STATE|HEALTH|RESTARTS|IMAGE|PORTS".to_owned()];
+                    for s in v["services"].as_array().into_iter().flatten() {
+                        lines.push(format!(
+                            "{}|{}|{}|{}|{}|{}",
+                            s["service"].as_str().unwrap_or(""),
+                            s["state"].as_str().unwrap_or("missing"),
+                            s["health"].as_str().unwrap_or("-"),
+                            s["restarts"].as_u64().unwrap_or(0),
+                            s["image"].as_str().unwrap_or(""),
+                            s["ports"]
+                                .as_array()
+                                .map(|p| p
+                                    .iter()
+                                    .filter_map(Value::as_str)
+                                    .collect::<Vec<_>>()
+                                    .join(","))
+                                .unwrap_or_default(),
+                        ));
+                    }
+                    out.push_str(&columnize(&lines));
+                    for p in v["published"].as_array().into_iter().flatten() {
+                        out.push_str(&format!(
+                            "published {} ({})\n",
+                            p[0].as_str().unwrap_or("?"),
+                            p[1].as_str().unwrap_or("?")
+                        ));
+                    }
+                    emit(out.trim_end())?;
+                }
+            }
+            Ok(0)
+        }
+        AppCommand::Start { at, name } => verb(&at, &name, "start", "started").await,
+        AppCommand::Stop { at, name } => verb(&at, &name, "stop", "stopped").await,
+        AppCommand::Restart { at, name } => verb(&at, &name, "restart", "restarted").await,
+        AppCommand::Remove { at, name, purge } => {
+            check_app_name(&name)?;
+            let c = client(&at, true).await?;
+            let q: &[(&str, &str)] = if purge { &[("purge", "true")] } else { &[] };
+            let _: Value = c
+                .call_json(
+                    Method::DELETE,
+                    &["v1", "apps", &name],
+                    q,
+                    None,
+                    Some(LONG_CALL),
+                )
+                .await
+                .map_err(api_err)?;
+            match at.rpc.format {
+                Format::Json => emit(&json!({"removed": name, "purged": purge}).to_string())?,
+                Format::Text => emit(&format!(
+                    "removed {name}{}",
+                    if purge {
+                        " and its data"
+                    } else {
+                        " (its volumes are kept; --purge deletes them)"
+                    }
+                ))?,
+            }
+            Ok(0)
+        }
+        AppCommand::Logs {
+            at,
+            name,
+            follow,
+            tail,
+            service,
+        } => {
+            check_app_name(&name)?;
+            let c = client(&at, false).await?;
+            let tail = tail.to_string();
+            let mut q: Vec<(&str, &str)> = vec![("tail", &tail)];
+            if follow {
+                q.push(("follow", "true"));
+            }
+            if let Some(s) = &service {
+                q.push(("service", s));
+            }
+            let mut resp = c
+                .call_stream(Method::GET, &["v1", "apps", &name, "logs"], &q)
+                .await
+                .map_err(api_err)?;
+            use std::io::Write;
+            let mut out = std::io::stdout().lock();
+            while let Some(chunk) = resp.chunk().await.context("reading the logs")? {
+                out.write_all(&chunk)?;
+                out.flush()?;
+            }
+            Ok(0)
+        }
+    }
+}
+
+async fn verb(at: &CatalogOpts, name: &str, path: &str, done: &str) -> Result<i32> {
+    check_app_name(name)?;
+    let c = client(at, true).await?;
+    let v: Value = c
+        .call_json(
+            Method::POST,
+            &["v1", "apps", name, path],
+            &[],
+            None,
+            Some(LONG_CALL),
+        )
+        .await
+        .map_err(api_err)?;
+    print_summary(at.rpc.format, done, &v)?;
+    Ok(0)
+}
