@@ -43,14 +43,22 @@ declare -A provides=(
   [python3-pip]=pip3
   [chromium-headless-shell]=chromium-headless-shell
   [chromium-driver]=chromedriver
+  # The apps' Docker tests import it as an image: it must be the static one
+  # (Debian's busybox package puts a dynamic binary at the same path).
+  [busybox-static]=/bin/busybox
 )
 have() {
+  case "$1" in
+  # A path: that file; /bin/busybox only if static (ldd fails on those).
+  /bin/busybox) [ -x "$1" ] && ! ldd "$1" >/dev/null 2>&1 ;;
+  /*) [ -x "$1" ] ;;
   # tcpdump and ip live in /usr/sbin, which a non-root PATH may lack.
-  command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/sbin/$1" ]
+  *) command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/sbin/$1" ] ;;
+  esac
 }
 need=()
 for pkg in serf dnsutils iproute2 tcpdump procps psmisc bzip2 golang-go g++ python3 \
-  chromium-headless-shell chromium-driver; do
+  chromium-headless-shell chromium-driver busybox-static; do
   have "${provides[$pkg]}" || need+=("$pkg")
 done
 # pip as a module of the python3 that runs the tests.

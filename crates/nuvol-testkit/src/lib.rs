@@ -21,6 +21,8 @@
 //! - [`browser`]: headless Chromium over WebDriver (chromedriver) for
 //!   end-to-end tests of web pages: viewport widths, screenshots, forms,
 //!   and axe-core's accessibility checks.
+//! - [`docker`]: the Docker daemon's presence, and a busybox image built
+//!   locally (no registry) for the apps' engine tests.
 //! - [`netns`]: two network namespaces joined by a veth pair, programs run
 //!   inside them, and the skip-or-fail rule for missing system parts.
 //!
@@ -31,6 +33,7 @@
 mod agent;
 pub mod browser;
 mod cli;
+pub mod docker;
 mod loopback;
 pub mod netns;
 mod wait;

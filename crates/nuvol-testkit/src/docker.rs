@@ -1,0 +1,147 @@
+//! A real Docker daemon for the apps' tests, and a local image to run in
+//! it: nodes (and this test machine) have no registry, so the image is
+//! made here from Debian's static busybox (`busybox-static`) with
+//! `docker import`.
+//!
+//! Use with [`crate::netns::skip_or_fail`]: a missing daemon or busybox is
+//! a skip, or a failure under `NUVOL_REQUIRE_SYSTEM=1`.
+
+use crate::netns::run;
+use std::path::Path;
+use std::process::Command;
+use std::sync::Mutex;
+
+/// Debian's `busybox-static` binary.
+pub const BUSYBOX: &str = "/bin/busybox";
+
+/// The applets linked in the image's `/bin`.
+const APPLETS: &[&str] = &[
+    "sh", "httpd", "wget", "sleep", "cat", "echo", "ls", "tar", "mkdir", "rm", "true", "false",
+    "env", "id", "printf", "nc", "test", "[", "ps", "kill",
+];
+
+/// `Ok` when the daemon answers `docker version`, else why not.
+pub fn docker_available() -> Result<(), String> {
+    run(&["docker", "version", "--format", "{{.Server.APIVersion}}"])
+        .map(|_| ())
+        .map_err(|e| format!("no Docker daemon: {e}"))
+}
+
+/// Make the image `tag` (e.g. `nuvol-test/busybox:1`) unless it exists:
+/// static busybox as `/bin/busybox` with its applets linked, and
+/// `/www/index.html` for `httpd -h /www`.
+pub fn busybox_image(tag: &str) -> Result<(), String> {
+    // Tests of one process make it once; `docker import` is idempotent
+    // across processes anyway (the same tag is re-pointed).
+    static LOCK: Mutex<()> = Mutex::new(());
+    let _guard = LOCK.lock().unwrap_or_else(|p| p.into_inner());
+    if run(&["docker", "image", "inspect", "--format", "{{.Id}}", tag]).is_ok() {
+        return Ok(());
+    }
+    let bin = std::fs::read(BUSYBOX).map_err(|e| {
+        format!("{BUSYBOX}: {e} (install Debian's busybox-static, e.g. with scripts/test.sh)")
+    })?;
+    if !elf_is_static(&bin) {
+        return Err(format!(
+            "{BUSYBOX} is dynamically linked (Debian's busybox); the image has no libc: \
+             install busybox-static"
+        ));
+    }
+    let dir = tempfile::tempdir().map_err(|e| format!("temp dir: {e}"))?;
+    let root = dir.path().join("root");
+    let mk = |p: &Path| std::fs::create_dir_all(p).map_err(|e| format!("{}: {e}", p.display()));
+    mk(&root.join("bin"))?;
+    mk(&root.join("www"))?;
+    mk(&root.join("tmp"))?;
+    mk(&root.join("data"))?;
+    std::fs::copy(BUSYBOX, root.join("bin/busybox")).map_err(|e| format!("copy busybox: {e}"))?;
+    for a in APPLETS {
+        std::os::unix::fs::symlink("busybox", root.join("bin").join(a))
+            .map_err(|e| format!("symlink {a}: {e}"))?;
+    }
+    std::fs::write(root.join("www/index.html"), "hello from nuvol\n")
+        .map_err(|e| format!("index.html: {e}"))?;
+    let tar = dir.path().join("rootfs.tar");
+    let tar_s = tar.to_string_lossy().into_owned();
+    let root_s = root.to_string_lossy().into_owned();
+    run(&[
+        "tar",
+        "-C",
+        &root_s,
+        "--owner=0",
+        "--group=0",
+        "-cf",
+        &tar_s,
+        ".",
+    ])?;
+    let out = Command::new("docker")
+        .args(["import", "--change", r#"CMD ["/bin/sh"]"#, &tar_s, tag])
+        .output()
+        .map_err(|e| format!("docker import: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "docker import: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(())
+}
+
+/// Whether an ELF file has no program interpreter (PT_INTERP), i.e. runs
+/// without a dynamic loader and libc in the image.
+fn elf_is_static(b: &[u8]) -> bool {
+    if b.len() < 0x40 || &b[..4] != b"\x7fELF" {
+        return false;
+    }
+    let le = b[5] == 1;
+    let u16_at = |o: usize| -> Option<u64> {
+        let s: [u8; 2] = b.get(o..o + 2)?.try_into().ok()?;
+        Some(u64::from(if le {
+            u16::from_le_bytes(s)
+        } else {
+            u16::from_be_bytes(s)
+        }))
+    };
+    let u32_at = |o: usize| -> Option<u64> {
+        let s: [u8; 4] = b.get(o..o + 4)?.try_into().ok()?;
+        Some(u64::from(if le {
+            u32::from_le_bytes(s)
+        } else {
+            u32::from_be_bytes(s)
+        }))
+    };
+    let u64_at = |o: usize| -> Option<u64> {
+        let s: [u8; 8] = b.get(o..o + 8)?.try_into().ok()?;
+        Some(if le {
+            u64::from_le_bytes(s)
+        } else {
+            u64::from_be_bytes(s)
+        })
+    };
+    // ELF32 and ELF64 place the program header table's fields differently.
+    let (phoff, phentsize, phnum) = if b[4] == 2 {
+        (u64_at(0x20), u16_at(0x36), u16_at(0x38))
+    } else {
+        (u32_at(0x1c), u16_at(0x2a), u16_at(0x2c))
+    };
+    let (Some(phoff), Some(size), Some(num)) = (phoff, phentsize, phnum) else {
+        return false;
+    };
+    (0..num).all(|i| {
+        let at = usize::try_from(phoff + i * size).unwrap_or(usize::MAX);
+        const PT_INTERP: u64 = 3;
+        u32_at(at).is_some_and(|t| t != PT_INTERP)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_dynamic_binary_is_not_static() {
+        // The test binary itself links libc dynamically.
+        if let Ok(me) = std::env::current_exe().and_then(std::fs::read) {
+            assert!(!super::elf_is_static(&me));
+        }
+        assert!(!super::elf_is_static(b"not an elf"));
+    }
+}
