@@ -186,6 +186,10 @@ impl Manager {
             }
             apps.insert(r.name.clone(), Entry { record: r, plan });
         }
+        // The first pass after the agent starts adopts (the board or the
+        // engine may have restarted meanwhile).
+        let mut reconciler = Reconciler::default();
+        reconciler.adopt_next();
         Ok(Manager {
             inner: Arc::new(Inner {
                 node: node.to_owned(),
@@ -195,7 +199,7 @@ impl Manager {
                 publisher,
                 apps: Mutex::new(apps),
                 busy: Mutex::new(BTreeMap::new()),
-                reconciler: Mutex::new(Reconciler::default()),
+                reconciler: Mutex::new(reconciler),
                 observed: Mutex::new(Vec::new()),
                 critical: Mutex::new(BTreeMap::new()),
                 kick: tokio::sync::Notify::new(),
@@ -719,11 +723,15 @@ impl Manager {
     /// One reconcile pass: look at the engine, act, publish what runs and
     /// unpublish what does not. Returns the actions taken.
     pub async fn reconcile(&self) -> Result<Vec<Action>, AppError> {
-        let mut observed: Vec<Observed> = self
-            .inner
-            .engine
-            .list()
-            .await?
+        let listed = match self.inner.engine.list().await {
+            Ok(l) => l,
+            Err(e) => {
+                // The engine may be restarting: adopt when it is back.
+                lock(&self.inner.reconciler).adopt_next();
+                return Err(e);
+            }
+        };
+        let mut observed: Vec<Observed> = listed
             .into_iter()
             .filter(|o| o.node == self.inner.node)
             .collect();

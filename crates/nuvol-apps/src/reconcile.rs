@@ -120,10 +120,12 @@ struct Backoff {
     fine_since: Option<Instant>,
 }
 
-/// The reconciler's memory between passes: backoffs per service.
+/// The reconciler's memory between passes: backoffs per service, and
+/// whether the next pass adopts.
 #[derive(Debug, Default)]
 pub struct Reconciler {
     backoff: HashMap<(String, String), Backoff>,
+    adopt: bool,
 }
 
 fn is_up(o: &Observed) -> bool {
@@ -131,6 +133,15 @@ fn is_up(o: &Observed) -> bool {
 }
 
 impl Reconciler {
+    /// Make the next pass an adoption: the engine may have restarted (the
+    /// agent just started, or the engine was unreachable), so containers
+    /// of apps that should run were stopped by the engine's shutdown, not
+    /// by a failure: every exited one is started whatever its restart
+    /// policy says, without waiting for a backoff.
+    pub fn adopt_next(&mut self) {
+        self.adopt = true;
+    }
+
     /// The actions for one pass. `observed` is every labelled container
     /// of this node; `busy` apps are skipped.
     pub fn plan(
@@ -140,6 +151,7 @@ impl Reconciler {
         observed: &[Observed],
         busy: &BTreeSet<String>,
     ) -> Vec<Action> {
+        let adopt = std::mem::take(&mut self.adopt);
         let mut out = Vec::new();
         let wanted: BTreeSet<&str> = desired.iter().map(|d| d.plan.app.as_str()).collect();
         for o in observed {
@@ -265,6 +277,14 @@ impl Reconciler {
                                 service,
                                 id,
                             }),
+                            RunState::Exited | RunState::Dead if adopt => {
+                                out.push(Action::Start {
+                                    app: app.to_owned(),
+                                    service,
+                                    id,
+                                });
+                                continue;
+                            }
                             RunState::Exited | RunState::Dead => {
                                 done(spec.restart, c).is_none().then(|| Action::Start {
                                     app: app.to_owned(),
@@ -723,6 +743,37 @@ volumes: {data: {}}
             })
             .collect();
         assert_eq!(restarted, ["retry", "web"], "once has restart: no");
+    }
+
+    #[test]
+    fn an_adoption_pass_starts_what_the_engine_stopped_whatever_the_policy() {
+        let p = vec![app(
+            "a",
+            "services: {once: {image: x, restart: 'no'}, web: {image: x}}",
+        )];
+        let mut r = Reconciler::default();
+        let mut e = Engine::default();
+        let t = Instant::now();
+        while pass(&mut r, &mut e, t, &p, Want::Running) > 0 {}
+        // The engine shut down: everything exited.
+        for c in e.containers.values_mut() {
+            c.state = RunState::Exited;
+            c.exit_code = Some(0);
+        }
+        let desired = [Desired {
+            plan: &p[0],
+            want: Want::Running,
+        }];
+        // A normal pass leaves `once` (restart: no) alone.
+        let acts = r.plan(t, &desired, &e.list(), &BTreeSet::new());
+        assert_eq!(acts.len(), 1, "{acts:?}");
+        // An adoption pass starts both, at once, and only once.
+        r.adopt_next();
+        let acts = r.plan(t, &desired, &e.list(), &BTreeSet::new());
+        assert_eq!(acts.len(), 2, "{acts:?}");
+        assert!(acts.iter().all(|a| matches!(a, Action::Start { .. })));
+        let acts = r.plan(t, &desired, &e.list(), &BTreeSet::new());
+        assert!(acts.is_empty(), "web waits for its backoff: {acts:?}");
     }
 
     #[test]

@@ -87,6 +87,149 @@ pub fn busybox_image(tag: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// A Docker daemon of a test's own (its data root, exec root, socket and
+/// pid file in a temp dir), so a test can stop and restart it without
+/// touching the host's daemon and other tests' containers. It uses no
+/// bridge and no iptables rules of its own (apps create their networks);
+/// published ports go through docker-proxy. Needs root and `dockerd`.
+pub struct Dockerd {
+    dir: tempfile::TempDir,
+    child: Option<std::process::Child>,
+}
+
+impl Dockerd {
+    /// Start one and wait until it answers.
+    pub fn start() -> Result<Dockerd, String> {
+        if !rustix::process::geteuid().is_root() {
+            return Err("a private dockerd needs root".into());
+        }
+        run(&["dockerd", "--version"]).map_err(|e| format!("no dockerd: {e}"))?;
+        // A short path: unix socket paths are limited to 108 bytes.
+        let dir = tempfile::Builder::new()
+            .prefix("nvd")
+            .tempdir_in("/tmp")
+            .map_err(|e| format!("temp dir: {e}"))?;
+        // Its own config file: the host's daemon.json may set a data root.
+        std::fs::write(dir.path().join("daemon.json"), "{}")
+            .map_err(|e| format!("daemon.json: {e}"))?;
+        let mut d = Dockerd { dir, child: None };
+        d.spawn()?;
+        Ok(d)
+    }
+
+    /// The socket's path.
+    pub fn socket(&self) -> std::path::PathBuf {
+        self.dir.path().join("docker.sock")
+    }
+
+    fn spawn(&mut self) -> Result<(), String> {
+        let p = |n: &str| self.dir.path().join(n).to_string_lossy().into_owned();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("dockerd.log"))
+            .map_err(|e| format!("dockerd log: {e}"))?;
+        let err = log.try_clone().map_err(|e| format!("dockerd log: {e}"))?;
+        let child = Command::new("dockerd")
+            .args([
+                "--config-file",
+                &p("daemon.json"),
+                "--data-root",
+                &p("data"),
+                "--exec-root",
+                &p("exec"),
+                "-H",
+                &format!("unix://{}", p("docker.sock")),
+                "--pidfile",
+                &p("docker.pid"),
+                "--bridge=none",
+                "--iptables=false",
+                "--ip-masq=false",
+            ])
+            .stdout(log)
+            .stderr(err)
+            .spawn()
+            .map_err(|e| format!("dockerd: {e}"))?;
+        self.child = Some(child);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while std::time::Instant::now() < deadline {
+            if self
+                .cli(&["version", "--format", "{{.Server.Version}}"])
+                .is_ok()
+            {
+                return Ok(());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+        Err(format!(
+            "the private dockerd did not answer: {}",
+            self.log_tail()
+        ))
+    }
+
+    /// The end of its log, for messages.
+    pub fn log_tail(&self) -> String {
+        let t = std::fs::read_to_string(self.dir.path().join("dockerd.log")).unwrap_or_default();
+        let lines: Vec<&str> = t.lines().collect();
+        lines[lines.len().saturating_sub(10)..].join("\n")
+    }
+
+    /// `docker -H THIS ARGS...`.
+    pub fn cli(&self, args: &[&str]) -> Result<String, String> {
+        let host = format!("unix://{}", self.socket().display());
+        let mut all = vec!["docker", "-H", host.as_str()];
+        all.extend_from_slice(args);
+        run(&all).map(|s| s.trim().to_owned())
+    }
+
+    /// Copy an image of the host's daemon into this one.
+    pub fn load_image(&self, tag: &str) -> Result<(), String> {
+        let tar = self.dir.path().join("image.tar");
+        let tar_s = tar.to_string_lossy().into_owned();
+        run(&["docker", "save", "-o", &tar_s, tag])?;
+        self.cli(&["load", "-i", &tar_s])?;
+        let _ = std::fs::remove_file(&tar);
+        Ok(())
+    }
+
+    /// Stop it as a shutdown would (SIGTERM; containers are stopped).
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            if let Ok(pid) = i32::try_from(c.id()) {
+                if let Some(pid) = rustix::process::Pid::from_raw(pid) {
+                    let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+                }
+            }
+            let _ = c.wait();
+        }
+    }
+
+    /// Stop and start again (same data root: containers with a restart
+    /// policy come back).
+    pub fn restart(&mut self) -> Result<(), String> {
+        self.stop();
+        self.spawn()
+    }
+}
+
+impl Drop for Dockerd {
+    fn drop(&mut self) {
+        if self.child.is_some() {
+            if let Ok(ids) = self.cli(&["ps", "-aq"]) {
+                for id in ids.lines() {
+                    let _ = self.cli(&["rm", "-f", id]);
+                }
+            }
+            if let Ok(v) = self.cli(&["volume", "ls", "-q"]) {
+                for n in v.lines() {
+                    let _ = self.cli(&["volume", "rm", "-f", n]);
+                }
+            }
+        }
+        self.stop();
+    }
+}
+
 /// Whether an ELF file has no program interpreter (PT_INTERP), i.e. runs
 /// without a dynamic loader and libc in the image.
 fn elf_is_static(b: &[u8]) -> bool {

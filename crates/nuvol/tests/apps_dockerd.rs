@@ -1,0 +1,174 @@
+//! Apps across a restart of the Docker daemon itself, on a private dockerd
+//! (`nuvol_testkit::docker::Dockerd`: its own data root and socket, so the
+//! host's daemon and other tests are not touched): the daemon is stopped
+//! (its containers with it) and started again; the agent adopts what the
+//! daemon brought back, starts what should run but the daemon left
+//! stopped (a `restart: "no"` service), never doubles a container, and
+//! the app is published again. Skips (or fails under
+//! `NUVOL_REQUIRE_SYSTEM=1`) without root, dockerd or busybox.
+
+use nuvol_api::ApiClient;
+use nuvol_catalog::Filter;
+use nuvol_testkit::docker::{busybox_image, docker_available, Dockerd};
+use nuvol_testkit::netns::skip_or_fail;
+use nuvol_testkit::{fresh_ip, wait_until_msg, NuvolAgent};
+use serde_json::Value;
+use std::time::Duration;
+
+const NUVOL: &str = env!("CARGO_BIN_EXE_nuvol");
+const T: Duration = Duration::from_secs(90);
+const POLL: Duration = Duration::from_millis(250);
+const IMAGE: &str = "nuvol-test/busybox:1";
+
+const APP: &str = r#"
+services:
+  web:
+    image: nuvol-test/busybox:1
+    command: ["httpd", "-f", "-p", "8080", "-h", "/www"]
+    ports: ["${PORT}:8080"]
+  once:
+    image: nuvol-test/busybox:1
+    command: ["sleep", "100000"]
+    restart: "no"
+x-nuvol:
+  id: pair
+  parameters: [{name: PORT, type: port, required: true}]
+  publish: [{type: http, port: "${PORT}"}]
+"#;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+fn states(d: &Dockerd) -> Vec<String> {
+    d.cli(&[
+        "ps",
+        "-a",
+        "--filter",
+        "label=nuvol.app=pair",
+        "--format",
+        "{{.ID}} {{.Label \"nuvol.service\"}} {{.State}}",
+    ])
+    .unwrap_or_default()
+    .lines()
+    .map(str::to_owned)
+    .collect()
+}
+
+#[test]
+fn a_restarted_docker_daemon_is_adopted() {
+    if let Err(why) = docker_available() {
+        skip_or_fail("apps_dockerd", &why);
+        return;
+    }
+    if let Err(why) = busybox_image(IMAGE) {
+        skip_or_fail("apps_dockerd", &why);
+        return;
+    }
+    let mut d = match Dockerd::start() {
+        Ok(d) => d,
+        Err(why) => {
+            skip_or_fail("apps_dockerd", &why);
+            return;
+        }
+    };
+    d.load_image(IMAGE).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let node = format!("dockerd-{}", std::process::id());
+    let ip = fresh_ip();
+    let data = tempfile::tempdir().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let file = work.path().join("pair.yml");
+    std::fs::write(&file, APP).unwrap();
+    let socket = d.socket();
+    let a = NuvolAgent::builder(NUVOL, &node)
+        .ip(ip)
+        .data_dir(data.path())
+        .arg("--mdns=false")
+        .arg("--apps-reconcile-every=1s")
+        .arg(format!("--docker-socket={}", socket.display()))
+        .spawn()
+        .unwrap();
+    let api = ApiClient::new(&format!("http://{ip}:7000"), None).unwrap();
+    let port = free_port();
+    wait_until_msg("the apps component up", T, POLL, || {
+        rt.block_on(api.call_json::<Value>(
+            nuvol_api::Method::GET,
+            &["v1", "apps"],
+            &[],
+            None,
+            None,
+        ))
+        .is_ok()
+    })
+    .unwrap();
+    a.cli(&[
+        "app",
+        "install",
+        file.to_str().unwrap(),
+        "--set",
+        &format!("PORT={port}"),
+    ])
+    .unwrap();
+    let state = || -> String {
+        a.cli_run(&["app", "list", "--format", "json"])
+            .ok()
+            .and_then(|o| serde_json::from_str::<Value>(&o.stdout).ok())
+            .and_then(|v| v[0]["state"].as_str().map(str::to_owned))
+            .unwrap_or_default()
+    };
+    let published = || {
+        let f = Filter {
+            stype: Some("http".into()),
+            node: Some(node.clone()),
+        };
+        rt.block_on(api.services(&f))
+            .map(|l| {
+                l.iter()
+                    .any(|s| s.port == port && s.status.as_str() == "passing")
+            })
+            .unwrap_or(false)
+    };
+    wait_until_msg("pair running and published", T, POLL, || {
+        state() == "running" && published()
+    })
+    .unwrap();
+    let before: Vec<String> = states(&d)
+        .iter()
+        .map(|l| l.split(' ').next().unwrap_or("").to_owned())
+        .collect();
+    assert_eq!(before.len(), 2, "{:?}", states(&d));
+
+    // The daemon goes down (its containers stop) and comes back: the
+    // unless-stopped web is restarted by the daemon, the restart: "no"
+    // service by the agent; the same two containers.
+    d.restart()
+        .unwrap_or_else(|e| panic!("{e}\n{}", d.log_tail()));
+    wait_until_msg("both running again", T, POLL, || {
+        let s = states(&d);
+        s.len() == 2 && s.iter().all(|l| l.ends_with(" running"))
+    })
+    .unwrap_or_else(|e| panic!("{e}: {:?}\n{}", states(&d), a.log_tail(30)));
+    let mut after: Vec<String> = states(&d)
+        .iter()
+        .map(|l| l.split(' ').next().unwrap_or("").to_owned())
+        .collect();
+    let mut b = before.clone();
+    b.sort();
+    after.sort();
+    assert_eq!(after, b, "the same containers, adopted");
+    wait_until_msg("running and published again", T, POLL, || {
+        state() == "running" && published()
+    })
+    .unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(states(&d).len(), 2, "never doubled: {:?}", states(&d));
+    a.cli(&["app", "remove", "pair", "--purge"]).unwrap();
+    assert!(states(&d).is_empty());
+}
