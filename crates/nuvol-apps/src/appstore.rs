@@ -1,0 +1,1 @@
+//! The app store (see below).
