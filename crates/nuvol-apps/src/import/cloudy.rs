@@ -167,7 +167,15 @@ fn one(t: &J, at: &str) -> Result<Imported, AppError> {
             let mut words = Vec::new();
             for x in a {
                 match x.as_text() {
-                    Some(s) => words.extend(s.split_whitespace().map(str::to_owned)),
+                    // One argument per item (`"TITLE=Guifi pad"` keeps its
+                    // space); an item `-e K=V` is a flag and its value.
+                    Some(s) => match s.trim().split_once(char::is_whitespace) {
+                        Some((f, v)) if f.starts_with('-') => {
+                            words.push(f.to_owned());
+                            words.push(v.trim().to_owned());
+                        }
+                        _ => words.push(s.trim().to_owned()),
+                    },
                     None => report.push(format!("options: {} not carried over", show(x))),
                 }
             }
@@ -180,7 +188,7 @@ fn one(t: &J, at: &str) -> Result<Imported, AppError> {
             )?;
         }
         Some(J::Str(s)) => {
-            let words: Vec<String> = s.split_whitespace().map(str::to_owned).collect();
+            let words = super::words(s);
             run_args(
                 &words,
                 &mut svc,
