@@ -242,7 +242,7 @@ async fn a_url_store_is_cached_for_offline_use() {
     // The server goes away: the store lists from its cache, and says so.
     server.abort();
     let _ = server.await;
-    let (entries, problems) = store(&[url.clone()]).list().await;
+    let (entries, problems) = store(std::slice::from_ref(&url)).list().await;
     assert_eq!(entries.len(), 1, "{problems:?}");
     assert_eq!(entries[0].id, "web");
     assert!(entries[0].cached);
@@ -250,7 +250,7 @@ async fn a_url_store_is_cached_for_offline_use() {
         problems.iter().any(|p| p.contains("serving the cache")),
         "{problems:?}"
     );
-    let found = store(&[url.clone()]).find("web").await.unwrap();
+    let found = store(std::slice::from_ref(&url)).find("web").await.unwrap();
     assert!(found.cached);
 
     // No cache and no server: a problem, not a failure.
