@@ -1,10 +1,12 @@
 //! Apps on a node: see ARCHITECTURE.md, "Apps".
 
+pub mod appstore;
 pub mod component;
 pub mod compose;
 pub mod docker;
 pub mod driver;
 pub mod error;
+pub mod import;
 pub mod manager;
 pub mod meta;
 pub mod plan;
