@@ -88,12 +88,16 @@ pub fn busybox_image(tag: &str) -> Result<(), String> {
 }
 
 /// A Docker daemon of a test's own (its data root, exec root, socket and
-/// pid file in a temp dir), so a test can stop and restart it without
-/// touching the host's daemon and other tests' containers. It uses no
-/// bridge and no iptables rules of its own (apps create their networks);
-/// published ports go through docker-proxy. Needs root and `dockerd`.
+/// pid file in a temp dir) in a network namespace of its own, so a test
+/// can stop and restart it without touching the host's daemon, its
+/// networks and other tests' containers. (Outside a namespace a second
+/// daemon deletes the host's `docker0` at start and leaves its bridges on
+/// the host.) Programs that must reach its containers' ports run in the
+/// namespace too ([`Dockerd::wrap`]). Needs root, `ip`, `nsenter` and
+/// `dockerd`.
 pub struct Dockerd {
     dir: tempfile::TempDir,
+    netns: String,
     child: Option<std::process::Child>,
 }
 
@@ -112,9 +116,44 @@ impl Dockerd {
         // Its own config file: the host's daemon.json may set a data root.
         std::fs::write(dir.path().join("daemon.json"), "{}")
             .map_err(|e| format!("daemon.json: {e}"))?;
-        let mut d = Dockerd { dir, child: None };
+        // The temp dir's unique name names the namespace too.
+        let netns = dir
+            .path()
+            .file_name()
+            .map(|n| n.to_string_lossy().replace(['.', '_'], "-"))
+            .unwrap_or_else(|| format!("nvd{}", std::process::id()));
+        run(&["ip", "netns", "add", &netns])?;
+        let mut d = Dockerd {
+            dir,
+            netns,
+            child: None,
+        };
+        run(&[
+            "ip", "netns", "exec", &d.netns, "ip", "link", "set", "lo", "up",
+        ])?;
         d.spawn()?;
         Ok(d)
+    }
+
+    /// The network namespace's name.
+    pub fn netns(&self) -> &str {
+        &self.netns
+    }
+
+    /// A script that runs `program` with its arguments in the daemon's
+    /// network namespace (for an agent and its CLI).
+    pub fn wrap(&self, program: &Path) -> Result<std::path::PathBuf, String> {
+        use std::os::unix::fs::PermissionsExt;
+        let p = self.dir.path().join("in-netns");
+        let script = format!(
+            "#!/bin/sh\nexec nsenter --net=/var/run/netns/{} {} \"$@\"\n",
+            self.netns,
+            program.display()
+        );
+        std::fs::write(&p, script).map_err(|e| format!("{}: {e}", p.display()))?;
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755))
+            .map_err(|e| format!("{}: {e}", p.display()))?;
+        Ok(p)
     }
 
     /// The socket's path.
@@ -130,8 +169,10 @@ impl Dockerd {
             .open(self.dir.path().join("dockerd.log"))
             .map_err(|e| format!("dockerd log: {e}"))?;
         let err = log.try_clone().map_err(|e| format!("dockerd log: {e}"))?;
-        let child = Command::new("dockerd")
+        let child = Command::new("nsenter")
             .args([
+                &format!("--net=/var/run/netns/{}", self.netns),
+                "dockerd",
                 "--config-file",
                 &p("daemon.json"),
                 "--data-root",
@@ -227,6 +268,7 @@ impl Drop for Dockerd {
             }
         }
         self.stop();
+        let _ = run(&["ip", "netns", "del", &self.netns]);
     }
 }
 

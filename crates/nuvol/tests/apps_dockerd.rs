@@ -1,14 +1,13 @@
 //! Apps across a restart of the Docker daemon itself, on a private dockerd
-//! (`nuvol_testkit::docker::Dockerd`: its own data root and socket, so the
-//! host's daemon and other tests are not touched): the daemon is stopped
+//! (`nuvol_testkit::docker::Dockerd`: its own data root, socket and network
+//! namespace, so the host's daemon and other tests are not touched; the
+//! agent and its CLI run in that namespace too): the daemon is stopped
 //! (its containers with it) and started again; the agent adopts what the
 //! daemon brought back, starts what should run but the daemon left
 //! stopped (a `restart: "no"` service), never doubles a container, and
 //! the app is published again. Skips (or fails under
 //! `NUVOL_REQUIRE_SYSTEM=1`) without root, dockerd or busybox.
 
-use nuvol_api::ApiClient;
-use nuvol_catalog::Filter;
 use nuvol_testkit::docker::{busybox_image, docker_available, Dockerd};
 use nuvol_testkit::netns::skip_or_fail;
 use nuvol_testkit::{fresh_ip, wait_until_msg, NuvolAgent};
@@ -76,10 +75,6 @@ fn a_restarted_docker_daemon_is_adopted() {
         }
     };
     d.load_image(IMAGE).unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
     let node = format!("dockerd-{}", std::process::id());
     let ip = fresh_ip();
     let data = tempfile::tempdir().unwrap();
@@ -87,25 +82,21 @@ fn a_restarted_docker_daemon_is_adopted() {
     let file = work.path().join("pair.yml");
     std::fs::write(&file, APP).unwrap();
     let socket = d.socket();
-    let a = NuvolAgent::builder(NUVOL, &node)
+    let program = d.wrap(std::path::Path::new(NUVOL)).unwrap();
+    let a = NuvolAgent::builder(program.to_str().unwrap(), &node)
         .ip(ip)
         .data_dir(data.path())
         .arg("--mdns=false")
         .arg("--apps-reconcile-every=1s")
         .arg(format!("--docker-socket={}", socket.display()))
+        // Its RPC is in the namespace: readiness is polled with its CLI.
+        .wait_ready(false)
         .spawn()
         .unwrap();
-    let api = ApiClient::new(&format!("http://{ip}:7000"), None).unwrap();
     let port = free_port();
     wait_until_msg("the apps component up", T, POLL, || {
-        rt.block_on(api.call_json::<Value>(
-            nuvol_api::Method::GET,
-            &["v1", "apps"],
-            &[],
-            None,
-            None,
-        ))
-        .is_ok()
+        a.cli_run(&["app", "list"])
+            .is_ok_and(|o| o.status.success())
     })
     .unwrap();
     a.cli(&[
@@ -124,16 +115,16 @@ fn a_restarted_docker_daemon_is_adopted() {
             .unwrap_or_default()
     };
     let published = || {
-        let f = Filter {
-            stype: Some("http".into()),
-            node: Some(node.clone()),
-        };
-        rt.block_on(api.services(&f))
-            .map(|l| {
-                l.iter()
-                    .any(|s| s.port == port && s.status.as_str() == "passing")
-            })
-            .unwrap_or(false)
+        a.cli_run(&[
+            "services", "--type", "http", "--node", &node, "--format", "json",
+        ])
+        .ok()
+        .and_then(|o| serde_json::from_str::<Value>(&o.stdout).ok())
+        .and_then(|v| v.as_array().cloned())
+        .is_some_and(|l| {
+            l.iter()
+                .any(|s| s["port"] == port && s["status"] == "passing")
+        })
     };
     wait_until_msg("pair running and published", T, POLL, || {
         state() == "running" && published()
