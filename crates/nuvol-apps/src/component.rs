@@ -51,11 +51,26 @@ nuvol_agent::settings! {
         /// Time between two looks at the engine (containers that crashed,
         /// checks that fail, a daemon that restarted).
         reconcile_every: Duration = Duration::from_secs(5), flag "apps-reconcile-every";
+        /// Directories of app templates (*.yml or an index.json) listed in
+        /// the store besides the built-in ones (repeatable).
+        store_dirs: Vec<String> = Vec::new(), flag "apps-store-dir";
+        /// Store URLs: an index.json listing templates, fetched over
+        /// HTTP(S) and kept in DATA_DIR/apps-store for offline use
+        /// (repeatable).
+        store_urls: Vec<String> = Vec::new(), flag "apps-store-url";
     }
 }
 
 impl Validate for AppsSettings {
     fn validate(&self) -> Result<(), ConfigError> {
+        for u in &self.store_urls {
+            if !(u.starts_with("http://") || u.starts_with("https://")) {
+                return Err(ConfigError::invalid::<Self>(
+                    "store_urls",
+                    format!("{u:?} is not an http:// or https:// URL"),
+                ));
+            }
+        }
         if self.reconcile_every < Duration::from_secs(1) {
             return Err(ConfigError::invalid::<Self>(
                 "reconcile_every",
@@ -191,6 +206,7 @@ struct Ctx {
     shared: Arc<Shared>,
     cluster: Cluster,
     node: String,
+    store: Arc<crate::appstore::Store>,
 }
 
 impl Component for Apps {
@@ -202,10 +218,19 @@ impl Component for Apps {
             return Ok(None);
         }
         let shared = Arc::new(Shared::default());
+        let mut store = crate::appstore::Store::new();
+        for d in &cfg.store_dirs {
+            store.add_dir(PathBuf::from(d));
+        }
+        for u in &cfg.store_urls {
+            store.add_url(u.clone());
+        }
+        store.cache_dir(ctx.data_dir().join("apps-store"));
         let c = Ctx {
             shared: shared.clone(),
             cluster: ctx.cluster(),
             node: ctx.node_name().to_owned(),
+            store: Arc::new(store),
         };
         for r in routes(c) {
             ctx.http_route(r)?;
@@ -330,6 +355,13 @@ fn routes(c: Ctx) -> Vec<HttpRoute> {
         HttpRoute::new(m, p, a, h.with_state(c.clone()))
     };
     vec![
+        r(Method::GET, "/v1/store", Access::View, get(store_list)),
+        r(
+            Method::POST,
+            "/v1/store/{id}/install",
+            Access::Operate,
+            post(store_install),
+        ),
         r(Method::GET, "/v1/apps", Access::View, get(list)),
         r(Method::POST, "/v1/apps", Access::Operate, post(install)),
         r(Method::GET, "/v1/apps/{name}", Access::View, get(status)),
@@ -576,4 +608,121 @@ async fn logs(
         header::HeaderValue::from_static("no-store"),
     );
     Ok(resp)
+}
+
+/// A template as `GET /v1/store` lists it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StoreItem {
+    pub id: String,
+    pub title: String,
+    pub description: String,
+    pub category: String,
+    pub version: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub icon: Option<String>,
+    pub architectures: Vec<String>,
+    /// Whether it runs on this node's CPU.
+    pub runs_here: bool,
+    /// `built-in`, a directory or a URL.
+    pub source: String,
+    /// Served from the offline cache (its URL could not be fetched).
+    pub cached: bool,
+    pub parameters: Vec<crate::meta::Param>,
+    /// Service types it publishes.
+    pub publishes: Vec<String>,
+}
+
+/// `GET /v1/store`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StoreList {
+    pub templates: Vec<StoreItem>,
+    /// Sources or templates that could not be read.
+    pub problems: Vec<String>,
+}
+
+fn lang_of(q: &[(String, String)]) -> String {
+    query_param(q, "lang").unwrap_or("en").to_owned()
+}
+
+async fn store_list(State(c): State<Ctx>, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
+    let q = parse_query(raw, &["category", "all", "lang"])?;
+    let all = match query_param(&q, "all") {
+        None | Some("" | "false") => false,
+        Some("true") => true,
+        Some(v) => return Err(ApiError::bad("all", format!("{v:?}: true or false"))),
+    };
+    let category = query_param(&q, "category").filter(|c| !c.is_empty());
+    let lang = lang_of(&q);
+    let (entries, problems) = c.store.list().await;
+    let templates = entries
+        .into_iter()
+        .filter(|e| all || e.runs_here)
+        .filter(|e| category.is_none_or(|c| e.meta.category.eq_ignore_ascii_case(c)))
+        .map(|e| StoreItem {
+            title: {
+                let t = e.meta.title.get(&lang);
+                if t.is_empty() {
+                    e.id.clone()
+                } else {
+                    t.to_owned()
+                }
+            },
+            description: e.meta.description.get(&lang).to_owned(),
+            category: e.meta.category.clone(),
+            version: e.meta.version.clone(),
+            icon: e.meta.icon.clone(),
+            architectures: e.meta.architectures.clone(),
+            runs_here: e.runs_here,
+            source: e.source.to_string(),
+            cached: e.cached,
+            parameters: e.meta.parameters.clone(),
+            publishes: e.meta.publish.iter().map(|p| p.stype.clone()).collect(),
+            id: e.id,
+        })
+        .collect();
+    Ok(Json(StoreList {
+        templates,
+        problems,
+    })
+    .into_response())
+}
+
+/// `POST /v1/store/{id}/install`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StoreInstallBody {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    params: BTreeMap<String, String>,
+}
+
+async fn store_install(
+    State(c): State<Ctx>,
+    Path(id): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    crate::meta::validate_name("id", &id).map_err(api_error)?;
+    let body = body_bytes(body)?;
+    let b: StoreInstallBody = if body.is_empty() {
+        StoreInstallBody {
+            name: None,
+            params: BTreeMap::new(),
+        }
+    } else {
+        parse_json(&body)?
+    };
+    let m = c.shared.get()?;
+    let e = c.store.find(&id).await.map_err(api_error)?;
+    let s = m
+        .install(Install {
+            name: b.name.or(Some(e.id.clone())),
+            definition: e.definition,
+            source: format!("store:{}", e.id),
+            params: b.params,
+            files: BTreeMap::new(),
+        })
+        .await
+        .map_err(api_error)?;
+    Ok((StatusCode::CREATED, Json(s)).into_response())
 }

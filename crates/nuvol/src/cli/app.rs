@@ -92,8 +92,27 @@ fn load_definition(source: &Path) -> Result<(String, BTreeMap<String, String>, V
     let file = compose_file(source)?;
     let text = read_bounded(&file)?;
     let dir = file.parent().unwrap_or(Path::new("."));
-    let report = Vec::new();
-    let compose = text;
+    let mut report = Vec::new();
+    let compose =
+        if needs_import(&text) {
+            let mut list = nuvol_apps::import::import(text.as_bytes(), dir_hint(&file).as_deref())
+                .map_err(|e| anyhow!("{}: {e}", file.display()))?;
+            if list.len() > 1 {
+                bail!(
+                "{} holds {} templates ({}); convert them with `nuvol app import` and install one",
+                file.display(),
+                list.len(),
+                list.iter().map(|i| i.id.as_str()).collect::<Vec<_>>().join(", ")
+            );
+            }
+            let i = list
+                .pop()
+                .ok_or_else(|| anyhow!("{}: no template", file.display()))?;
+            report = i.report;
+            i.definition.compose
+        } else {
+            text
+        };
     let mut env_files = BTreeMap::new();
     for f in env_file_names(&compose) {
         if Path::new(&f).is_absolute() || f.split('/').any(|c| c == "..") {
@@ -102,6 +121,26 @@ fn load_definition(source: &Path) -> Result<(String, BTreeMap<String, String>, V
         env_files.insert(f.clone(), read_bounded(&dir.join(&f))?);
     }
     Ok((compose, env_files, report))
+}
+
+/// Whether a file is another ecosystem's template rather than a Compose
+/// file nuvol runs as it is: JSON (Cloudy, Portainer), or Compose with an
+/// `x-casaos` block.
+fn needs_import(text: &str) -> bool {
+    let t = text.trim_start();
+    if t.starts_with('{') || t.starts_with('[') {
+        return true;
+    }
+    serde_norway::from_str::<serde_norway::Value>(text)
+        .ok()
+        .is_some_and(|v| v.get("x-casaos").is_some() && v.get("x-nuvol").is_none())
+}
+
+/// A CasaOS app is named by its directory when its file does not say.
+fn dir_hint(file: &Path) -> Option<String> {
+    file.parent()
+        .and_then(|d| d.file_name())
+        .map(|n| n.to_string_lossy().to_ascii_lowercase())
 }
 
 fn parse_sets(sets: &[String]) -> Result<BTreeMap<String, String>> {
@@ -138,6 +177,46 @@ fn check_app_name(name: &str) -> Result<()> {
 
 pub async fn run(cmd: AppCommand) -> Result<i32> {
     match cmd {
+        AppCommand::Store { at, category, all } => {
+            let c = client(&at, false).await?;
+            let mut q: Vec<(&str, &str)> = Vec::new();
+            if let Some(cat) = &category {
+                q.push(("category", cat));
+            }
+            if all {
+                q.push(("all", "true"));
+            }
+            let v: Value = c
+                .call_json(Method::GET, &["v1", "store"], &q, None, Some(LONG_CALL))
+                .await
+                .map_err(api_err)?;
+            for p in v["problems"].as_array().into_iter().flatten() {
+                eprintln!("warning: {}", p.as_str().unwrap_or("?"));
+            }
+            match at.rpc.format {
+                Format::Json => emit(&serde_json::to_string_pretty(&v["templates"])?)?,
+                Format::Text => {
+                    let mut lines = vec!["ID|CATEGORY|VERSION|RUNS HERE|TITLE".to_owned()];
+                    for t in v["templates"].as_array().into_iter().flatten() {
+                        lines.push(format!(
+                            "{}|{}|{}|{}|{}",
+                            t["id"].as_str().unwrap_or(""),
+                            t["category"].as_str().unwrap_or(""),
+                            t["version"].as_str().unwrap_or(""),
+                            if t["runs_here"] == true { "yes" } else { "no" },
+                            t["title"].as_str().unwrap_or("").replace('|', "/"),
+                        ));
+                    }
+                    emit(columnize(&lines).trim_end())?;
+                }
+            }
+            Ok(0)
+        }
+        AppCommand::Import {
+            path,
+            output,
+            format,
+        } => import_cmd(&path, &output, format),
         AppCommand::Install {
             at,
             source,
@@ -150,7 +229,23 @@ pub async fn run(cmd: AppCommand) -> Result<i32> {
             let params = parse_sets(&set)?;
             let path = PathBuf::from(&source);
             if !path.exists() {
-                bail!("{source}: no such file or directory (store templates come with `nuvol app store`)");
+                if source.contains('/') || nuvol_apps::meta::validate_name("id", &source).is_err() {
+                    bail!("{source}: no such file or directory, and not a store template id");
+                }
+                let c = client(&at, true).await?;
+                let body = json!({"name": name, "params": params});
+                let v: Value = c
+                    .call_json(
+                        Method::POST,
+                        &["v1", "store", &source, "install"],
+                        &[],
+                        Some(&body),
+                        Some(LONG_CALL),
+                    )
+                    .await
+                    .map_err(api_err)?;
+                print_summary(at.rpc.format, "installed", &v)?;
+                return Ok(0);
             }
             let (compose, env_files, report) = load_definition(&path)?;
             for r in &report {
@@ -349,4 +444,64 @@ async fn verb(at: &CatalogOpts, name: &str, path: &str, done: &str) -> Result<i3
         .map_err(api_err)?;
     print_summary(at.rpc.format, done, &v)?;
     Ok(0)
+}
+
+/// `nuvol app import FILE|DIR --output DIR`.
+fn import_cmd(path: &str, output: &str, format: Format) -> Result<i32> {
+    let p = Path::new(path);
+    let batch = if p.is_dir() {
+        nuvol_apps::import::import_dir(p)
+    } else {
+        let text = read_bounded(p)?;
+        nuvol_apps::import::import_all(text.as_bytes(), dir_hint(p).as_deref())
+    }
+    .map_err(|e| anyhow!("{path}: {e}"))?;
+    let out = Path::new(output);
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {output}"))?;
+    let mut written = Vec::new();
+    for a in &batch.apps {
+        let f = out.join(format!("{}.yml", a.id));
+        if f.exists() {
+            bail!(
+                "{} exists; not overwritten (remove it or choose another --output)",
+                f.display()
+            );
+        }
+    }
+    for a in &batch.apps {
+        let f = out.join(format!("{}.yml", a.id));
+        std::fs::write(&f, &a.definition.compose)
+            .with_context(|| format!("cannot write {}", f.display()))?;
+        written.push(json!({
+            "id": a.id,
+            "file": f.display().to_string(),
+            "format": a.format,
+            "report": a.report,
+        }));
+    }
+    match format {
+        Format::Json => emit(&serde_json::to_string_pretty(&json!({
+            "imported": written,
+            "skipped": batch.skipped,
+        }))?)?,
+        Format::Text => {
+            let mut s = String::new();
+            for w in &written {
+                s.push_str(&format!(
+                    "imported {} ({}) -> {}\n",
+                    w["id"].as_str().unwrap_or("?"),
+                    w["format"].as_str().unwrap_or("?"),
+                    w["file"].as_str().unwrap_or("?")
+                ));
+                for r in w["report"].as_array().into_iter().flatten() {
+                    s.push_str(&format!("  note: {}\n", r.as_str().unwrap_or("?")));
+                }
+            }
+            for k in &batch.skipped {
+                s.push_str(&format!("skipped: {k}\n"));
+            }
+            emit(s.trim_end())?;
+        }
+    }
+    Ok(if written.is_empty() { 1 } else { 0 })
 }

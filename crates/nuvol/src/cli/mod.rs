@@ -397,9 +397,36 @@ mod tests {
 /// `nuvol app ...`.
 #[derive(Debug, Subcommand, Clone)]
 pub enum AppCommand {
-    /// Install an app and start it: SOURCE is a Compose file (with or
-    /// without an x-nuvol block), a directory holding one, or a Cloudy,
-    /// CasaOS or Portainer template (imported on the fly).
+    /// The app store: templates this node can install (built-in, and the
+    /// store directories and URLs of [apps]).
+    Store {
+        #[command(flatten)]
+        at: CatalogOpts,
+        /// Only this category.
+        #[arg(long)]
+        category: Option<String>,
+        /// Also templates that do not run on this node's CPU.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Convert Cloudy, CasaOS or Portainer templates (a file or a
+    /// directory) into nuvol apps: one Compose file with an x-nuvol block
+    /// per template in --output, and a report of what was not carried
+    /// over. Needs no agent.
+    Import {
+        #[arg(value_name = "FILE|DIR")]
+        path: String,
+        /// Where to write them (created if missing).
+        #[arg(long, default_value = ".")]
+        output: String,
+        /// Output format (json: the report).
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// Install an app and start it: SOURCE is a store template id, a
+    /// Compose file (with or without an x-nuvol block), a directory holding
+    /// one, or a Cloudy, CasaOS or Portainer template (imported on the
+    /// fly).
     Install {
         #[command(flatten)]
         at: CatalogOpts,
