@@ -145,6 +145,7 @@ fn the_agent_endpoint_shows_live_tags_and_components() {
             "dns",
             "api",
             "dashboard",
+            "apps",
             "metrics",
             "reload",
             "join"
