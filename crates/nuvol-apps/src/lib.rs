@@ -1,5 +1,6 @@
 //! Apps on a node: see ARCHITECTURE.md, "Apps".
 
+pub mod backup;
 pub mod component;
 pub mod compose;
 pub mod docker;
