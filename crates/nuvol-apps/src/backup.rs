@@ -364,8 +364,7 @@ fn read_tar(reader: impl Read, staging: &Path, limits: &Limits) -> Result<Unpack
                     return Err(format!("corrupt or truncated: {shown} is cut short"));
                 }
                 drop(out);
-                check_volume_tar(&dest, &key, limits)
-                    .map_err(|why| format!("{shown}: {why}"))?;
+                check_volume_tar(&dest, &key, limits).map_err(|why| format!("{shown}: {why}"))?;
                 volumes.insert(key, dest);
             }
             APP_DIR => {
@@ -461,8 +460,7 @@ fn parse_manifest(buf: &[u8]) -> Result<Manifest, String> {
         }
         None => return Err(format!("{MANIFEST_NAME} has no format version")),
     }
-    let m: Manifest =
-        serde_json::from_slice(buf).map_err(|e| format!("{MANIFEST_NAME}: {e}"))?;
+    let m: Manifest = serde_json::from_slice(buf).map_err(|e| format!("{MANIFEST_NAME}: {e}"))?;
     crate::meta::validate_name("app", &m.app).map_err(|e| format!("{MANIFEST_NAME}: {e}"))?;
     let mut seen = BTreeSet::new();
     for k in &m.volumes {
@@ -482,7 +480,9 @@ fn parse_manifest(buf: &[u8]) -> Result<Manifest, String> {
 fn check_volume_tar(file: &Path, key: &str, limits: &Limits) -> Result<(), String> {
     let f = std::fs::File::open(file).map_err(|e| format!("staging: {e}"))?;
     let mut ar = tar::Archive::new(BufReader::new(f));
-    let entries = ar.entries().map_err(|e| format!("not a tar archive: {e}"))?;
+    let entries = ar
+        .entries()
+        .map_err(|e| format!("not a tar archive: {e}"))?;
     let mut total: u64 = 0;
     for entry in entries {
         let e = entry.map_err(|e| format!("corrupt: {e}"))?;

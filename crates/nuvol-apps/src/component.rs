@@ -651,13 +651,39 @@ async fn upgrade(
         compose,
         env_files: b.env_files,
     });
-    let s = c
-        .shared
-        .get()?
-        .upgrade(&name, def, b.params, timeout)
-        .await
-        .map_err(api_error)?;
-    Ok(Json(s).into_response())
+    let m = c.shared.get()?;
+    detached(
+        async move { m.upgrade(&name, def, b.params, timeout).await },
+        StatusCode::OK,
+    )
+    .await
+}
+
+/// How long a long operation's request waits before answering 202: less
+/// than the API's request timeout, which would otherwise cut it.
+const DETACH_AFTER: Duration = Duration::from_secs(25);
+
+/// Run `op` in its own task, so that it completes even if the request
+/// ends (an upgrade or a restore cut midway would leave an app half
+/// done); answer its result if it ends within [`DETACH_AFTER`], else 202
+/// (the operation goes on; `GET /v1/apps/{name}` tells how it ended).
+async fn detached<T: Serialize + Send + 'static>(
+    op: impl std::future::Future<Output = Result<T, AppError>> + Send + 'static,
+    ok: StatusCode,
+) -> Result<Response, ApiError> {
+    let mut task = tokio::spawn(op);
+    match tokio::time::timeout(DETACH_AFTER, &mut task).await {
+        Ok(Ok(r)) => Ok((ok, Json(r.map_err(api_error)?)).into_response()),
+        Ok(Err(e)) => Err(ApiError::Internal(format!("the operation's task: {e}"))),
+        Err(_) => Ok((
+            StatusCode::ACCEPTED,
+            Json(serde_json::json!({
+                "pending": true,
+                "message": "still running on the agent; it goes on (GET /v1/apps/{name} tells how it ended)",
+            })),
+        )
+            .into_response()),
+    }
 }
 
 /// `POST /v1/apps/{name}/backup`: the archive is written on the agent's
@@ -676,13 +702,12 @@ async fn backup(
     check_name(&name)?;
     let body = body_bytes(body)?;
     let b: BackupBody = parse_json(&body)?;
-    let info = c
-        .shared
-        .get()?
-        .backup(&name, &b.path)
-        .await
-        .map_err(api_error)?;
-    Ok((StatusCode::CREATED, Json(info)).into_response())
+    let m = c.shared.get()?;
+    detached(
+        async move { m.backup(&name, &b.path).await },
+        StatusCode::CREATED,
+    )
+    .await
 }
 
 /// `POST /v1/apps/restore`: an archive on the agent's host.
@@ -708,11 +733,10 @@ async fn restore(
     if let Some(n) = &b.name {
         check_name(n)?;
     }
-    let s = c
-        .shared
-        .get()?
-        .restore(&b.path, b.name, b.params)
-        .await
-        .map_err(api_error)?;
-    Ok((StatusCode::CREATED, Json(s)).into_response())
+    let m = c.shared.get()?;
+    detached(
+        async move { m.restore(&b.path, b.name, b.params).await },
+        StatusCode::CREATED,
+    )
+    .await
 }

@@ -114,6 +114,21 @@ pub struct AppStatus {
     /// Parameter values; passwords shown as `********`.
     pub params: BTreeMap<String, String>,
     pub meta: Meta,
+    /// How the last upgrade since the agent started ended (a client whose
+    /// request outlived the API's timeout finds the result here).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_upgrade: Option<Outcome>,
+}
+
+/// How an operation ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Outcome {
+    /// Seconds since the Unix epoch, when it started.
+    pub started_at: u64,
+    pub ok: bool,
+    /// The error, when it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// An installed app with what is derived from it.
@@ -135,6 +150,7 @@ struct Inner {
     observed: Mutex<Vec<Observed>>,
     critical: Mutex<BTreeMap<(String, u16), Instant>>,
     kick: tokio::sync::Notify,
+    last_upgrade: Mutex<BTreeMap<String, Outcome>>,
 }
 
 /// The apps of this node. Cheap to clone.
@@ -277,6 +293,7 @@ impl Manager {
                 observed: Mutex::new(Vec::new()),
                 critical: Mutex::new(BTreeMap::new()),
                 kick: tokio::sync::Notify::new(),
+                last_upgrade: Mutex::new(BTreeMap::new()),
             }),
         })
     }
@@ -824,6 +841,7 @@ impl Manager {
             published,
             params,
             meta,
+            last_upgrade: lock(&self.inner.last_upgrade).get(name).cloned(),
         })
     }
 
@@ -1103,6 +1121,29 @@ impl Manager {
         set: BTreeMap<String, String>,
         timeout: Duration,
     ) -> Result<AppSummary, AppError> {
+        let started_at = now_secs();
+        let r = self.upgrade_inner(name, new, set, timeout).await;
+        // Busy and not found are not upgrades that ended.
+        if !matches!(r, Err(AppError::Busy(..) | AppError::NotFound(_))) {
+            lock(&self.inner.last_upgrade).insert(
+                name.to_owned(),
+                Outcome {
+                    started_at,
+                    ok: r.is_ok(),
+                    error: r.as_ref().err().map(ToString::to_string),
+                },
+            );
+        }
+        r
+    }
+
+    async fn upgrade_inner(
+        &self,
+        name: &str,
+        new: Option<Definition>,
+        set: BTreeMap<String, String>,
+        timeout: Duration,
+    ) -> Result<AppSummary, AppError> {
         let guard = self.busy(name, "upgrading")?;
         let (record, old_plan, old_meta) = self.planned(name)?;
         let definition = new.unwrap_or_else(|| record.definition.clone());
@@ -1290,11 +1331,17 @@ impl Manager {
             e.ensure_volume(name, v).await?;
         }
         let observed = self.observed_of(name).await?;
-        let wanted = |o: &Observed| to.container(&o.service).map(ContainerSpec::hash) == Some(o.spec.clone());
+        let wanted = |o: &Observed| {
+            to.container(&o.service).map(ContainerSpec::hash) == Some(o.spec.clone())
+        };
         let mut stale: Vec<&Observed> = Vec::new();
         if let Ok(order) = from.order() {
             for c in order.iter().rev() {
-                stale.extend(observed.iter().filter(|o| o.service == c.service && !wanted(o)));
+                stale.extend(
+                    observed
+                        .iter()
+                        .filter(|o| o.service == c.service && !wanted(o)),
+                );
             }
         }
         for o in &observed {
@@ -1303,7 +1350,9 @@ impl Manager {
             }
         }
         for o in stale {
-            let t = from.container(&o.service).map_or(STOP_TIMEOUT, stop_timeout);
+            let t = from
+                .container(&o.service)
+                .map_or(STOP_TIMEOUT, stop_timeout);
             if matches!(
                 o.state,
                 RunState::Running | RunState::Restarting | RunState::Paused
@@ -1314,7 +1363,9 @@ impl Manager {
         }
         for c in to.order()? {
             let h = c.hash();
-            let current = observed.iter().find(|o| o.service == c.service && o.spec == h);
+            let current = observed
+                .iter()
+                .find(|o| o.service == c.service && o.spec == h);
             let (id, state) = match current {
                 Some(o) => (o.id.clone(), o.state),
                 None => (e.create(name, c, &dir).await?, RunState::Created),
@@ -1387,7 +1438,8 @@ impl Manager {
                         Health::None | Health::Healthy => {}
                     },
                     // A one-shot service that completed.
-                    RunState::Exited if o.exit_code == Some(0) && c.restart == RestartPolicy::No => {}
+                    RunState::Exited
+                        if o.exit_code == Some(0) && c.restart == RestartPolicy::No => {}
                     RunState::Exited | RunState::Dead => {
                         return Err(AppError::Other(format!(
                             "service {} exited with code {code}",
@@ -1472,7 +1524,10 @@ impl Manager {
         let mut images = BTreeMap::new();
         for c in &plan.containers {
             let h = c.hash();
-            let id = match observed.iter().find(|o| o.service == c.service && o.spec == h) {
+            let id = match observed
+                .iter()
+                .find(|o| o.service == c.service && o.spec == h)
+            {
                 Some(o) if !o.image_id.is_empty() => o.image_id.clone(),
                 _ => e.image_id(&c.image).await?.unwrap_or_default(),
             };

@@ -328,7 +328,10 @@ pub async fn run(cmd: AppCommand) -> Result<i32> {
                 body["env_files"] = json!(env_files);
             }
             let c = client(&at, true).await?;
-            let v: Value = c
+            let started = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            let mut v: Value = c
                 .call_json(
                     Method::POST,
                     &["v1", "apps", &name, "upgrade"],
@@ -339,6 +342,9 @@ pub async fn run(cmd: AppCommand) -> Result<i32> {
                 )
                 .await
                 .map_err(api_err)?;
+            if v["pending"] == true {
+                v = wait_upgrade(&c, &name, started, LONG_CALL + t * 2).await?;
+            }
             match at.rpc.format {
                 Format::Json => emit(&serde_json::to_string_pretty(&v)?)?,
                 Format::Text => emit(&format!(
@@ -371,6 +377,13 @@ pub async fn run(cmd: AppCommand) -> Result<i32> {
                 )
                 .await
                 .map_err(api_err)?;
+            if v["pending"] == true {
+                emit(&format!(
+                    "backup of {name} still running on the agent; it writes {} when done",
+                    file.display()
+                ))?;
+                return Ok(0);
+            }
             match at.rpc.format {
                 Format::Json => emit(&serde_json::to_string_pretty(&v)?)?,
                 Format::Text => {
@@ -420,6 +433,10 @@ pub async fn run(cmd: AppCommand) -> Result<i32> {
                 )
                 .await
                 .map_err(api_err)?;
+            if v["pending"] == true {
+                emit("the restore is still running on the agent; `nuvol app list` shows the app when done")?;
+                return Ok(0);
+            }
             print_summary(at.rpc.format, "restored", &v)?;
             Ok(0)
         }
@@ -451,6 +468,33 @@ pub async fn run(cmd: AppCommand) -> Result<i32> {
                 out.flush()?;
             }
             Ok(0)
+        }
+    }
+}
+
+/// An upgrade that outlived the API's request timeout: its result, from
+/// the app's status once it ended (its `last_upgrade`).
+async fn wait_upgrade(c: &ApiClient, name: &str, started: u64, limit: Duration) -> Result<Value> {
+    let until = std::time::Instant::now() + limit;
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let v: Value = c
+            .call_json(Method::GET, &["v1", "apps", name], &[], None, None)
+            .await
+            .map_err(api_err)?;
+        let last = &v["last_upgrade"];
+        let ended = v["state"] != "upgrading"
+            && last["started_at"]
+                .as_u64()
+                .is_some_and(|t| t + 1 >= started);
+        if ended {
+            if last["ok"] == true {
+                return Ok(v);
+            }
+            bail!("{}", last["error"].as_str().unwrap_or("the upgrade failed"));
+        }
+        if std::time::Instant::now() > until {
+            bail!("the upgrade of {name} has not ended yet; see `nuvol app status {name}`");
         }
     }
 }
