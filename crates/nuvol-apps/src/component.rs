@@ -165,6 +165,7 @@ fn api_error(e: AppError) -> ApiError {
                 AppError::Invalid { field, .. } => field.clone(),
                 AppError::Unsupported { key, .. } => key.clone(),
                 AppError::MissingParam(p) | AppError::UnknownParam(p) => format!("params.{p}"),
+                AppError::Archive { .. } => "path".into(),
                 _ => "definition".into(),
             };
             ApiError::bad(field, msg)
@@ -390,6 +391,24 @@ fn routes(c: Ctx) -> Vec<HttpRoute> {
             post(restart),
         ),
         r(Method::GET, "/v1/apps/{name}/logs", Access::View, get(logs)),
+        r(
+            Method::POST,
+            "/v1/apps/{name}/upgrade",
+            Access::Operate,
+            post(upgrade),
+        ),
+        r(
+            Method::POST,
+            "/v1/apps/{name}/backup",
+            Access::Operate,
+            post(backup),
+        ),
+        r(
+            Method::POST,
+            "/v1/apps/restore",
+            Access::Operate,
+            post(restore),
+        ),
     ]
 }
 
@@ -725,4 +744,148 @@ async fn store_install(
         .await
         .map_err(api_error)?;
     Ok((StatusCode::CREATED, Json(s)).into_response())
+}
+
+/// The longest an upgrade may wait for the new version (seconds).
+const MAX_UPGRADE_TIMEOUT: u64 = 3600;
+
+/// `POST /v1/apps/{name}/upgrade`: a new definition and/or parameter
+/// values; with neither, the stored definition planned again.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpgradeBody {
+    #[serde(default)]
+    compose: Option<String>,
+    #[serde(default)]
+    env_files: BTreeMap<String, String>,
+    #[serde(default)]
+    params: BTreeMap<String, String>,
+    /// Seconds the new version has to become healthy.
+    #[serde(default)]
+    timeout: Option<u64>,
+}
+
+async fn upgrade(
+    State(c): State<Ctx>,
+    Path(name): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    check_name(&name)?;
+    let body = body_bytes(body)?;
+    // An empty body is an upgrade with nothing changed.
+    let b: UpgradeBody = if body.iter().all(u8::is_ascii_whitespace) {
+        UpgradeBody {
+            compose: None,
+            env_files: BTreeMap::new(),
+            params: BTreeMap::new(),
+            timeout: None,
+        }
+    } else {
+        parse_json(&body)?
+    };
+    let timeout = match b.timeout {
+        None => crate::manager::UPGRADE_TIMEOUT,
+        Some(t) if (1..=MAX_UPGRADE_TIMEOUT).contains(&t) => Duration::from_secs(t),
+        Some(t) => {
+            return Err(ApiError::bad(
+                "timeout",
+                format!("{t}: 1 to {MAX_UPGRADE_TIMEOUT} seconds"),
+            ))
+        }
+    };
+    if b.compose.is_none() && !b.env_files.is_empty() {
+        return Err(ApiError::bad("env_files", "given without compose"));
+    }
+    let def = b.compose.map(|compose| crate::compose::Definition {
+        compose,
+        env_files: b.env_files,
+    });
+    let m = c.shared.get()?;
+    detached(
+        async move { m.upgrade(&name, def, b.params, timeout).await },
+        StatusCode::OK,
+    )
+    .await
+}
+
+/// How long a long operation's request waits before answering 202: less
+/// than the API's request timeout, which would otherwise cut it.
+const DETACH_AFTER: Duration = Duration::from_secs(25);
+
+/// Run `op` in its own task, so that it completes even if the request
+/// ends (an upgrade or a restore cut midway would leave an app half
+/// done); answer its result if it ends within [`DETACH_AFTER`], else 202
+/// (the operation goes on; `GET /v1/apps/{name}` tells how it ended).
+async fn detached<T: Serialize + Send + 'static>(
+    op: impl std::future::Future<Output = Result<T, AppError>> + Send + 'static,
+    ok: StatusCode,
+) -> Result<Response, ApiError> {
+    let mut task = tokio::spawn(op);
+    match tokio::time::timeout(DETACH_AFTER, &mut task).await {
+        Ok(Ok(r)) => Ok((ok, Json(r.map_err(api_error)?)).into_response()),
+        Ok(Err(e)) => Err(ApiError::Internal(format!("the operation's task: {e}"))),
+        Err(_) => Ok((
+            StatusCode::ACCEPTED,
+            Json(serde_json::json!({
+                "pending": true,
+                "message": "still running on the agent; it goes on (GET /v1/apps/{name} tells how it ended)",
+            })),
+        )
+            .into_response()),
+    }
+}
+
+/// `POST /v1/apps/{name}/backup`: the archive is written on the agent's
+/// host, at `path`, by the agent's user.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BackupBody {
+    path: PathBuf,
+}
+
+async fn backup(
+    State(c): State<Ctx>,
+    Path(name): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    check_name(&name)?;
+    let body = body_bytes(body)?;
+    let b: BackupBody = parse_json(&body)?;
+    let m = c.shared.get()?;
+    detached(
+        async move { m.backup(&name, &b.path).await },
+        StatusCode::CREATED,
+    )
+    .await
+}
+
+/// `POST /v1/apps/restore`: an archive on the agent's host.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RestoreBody {
+    path: PathBuf,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    params: BTreeMap<String, String>,
+}
+
+async fn restore(
+    State(c): State<Ctx>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let body = body_bytes(body)?;
+    let b: RestoreBody = parse_json(&body)?;
+    if !b.path.is_absolute() {
+        return Err(ApiError::bad("path", "give an absolute path"));
+    }
+    if let Some(n) = &b.name {
+        check_name(n)?;
+    }
+    let m = c.shared.get()?;
+    detached(
+        async move { m.restore(&b.path, b.name, b.params).await },
+        StatusCode::CREATED,
+    )
+    .await
 }

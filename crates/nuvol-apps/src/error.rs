@@ -53,6 +53,21 @@ pub enum AppError {
     /// Another operation on this app is running.
     #[error("{0} is busy ({1}); try again when it ends")]
     Busy(String, String),
+    /// The new version did not come up; what was done about it
+    /// (`rolled back to version 1.0`, or why the rollback failed too).
+    #[error("upgrade of {app} failed: {why}; {rollback}")]
+    UpgradeFailed {
+        app: String,
+        why: String,
+        rollback: String,
+    },
+    /// A backup archive that cannot be restored (corrupt, truncated, not
+    /// a nuvol backup, another format version, unsafe paths, too large).
+    #[error("backup archive {path}: {why}")]
+    Archive { path: String, why: String },
+    /// The node holds something the operation would overwrite.
+    #[error("{0}")]
+    Conflict(String),
     #[error("{0}")]
     Other(String),
 }
@@ -80,9 +95,14 @@ impl AppError {
             | AppError::Parse { .. }
             | AppError::MissingParam(_)
             | AppError::UnknownParam(_)
-            | AppError::Arch { .. } => 400,
+            | AppError::Arch { .. }
+            | AppError::Archive { .. } => 400,
             AppError::NotFound(_) => 404,
-            AppError::Exists(_) | AppError::PortTaken { .. } | AppError::Busy(..) => 409,
+            AppError::Exists(_)
+            | AppError::PortTaken { .. }
+            | AppError::Busy(..)
+            | AppError::Conflict(_)
+            | AppError::UpgradeFailed { .. } => 409,
             AppError::Image { .. } => 422,
             AppError::Docker(_) | AppError::TooOld { .. } => 503,
             AppError::Store(_) | AppError::Other(_) => 500,

@@ -1,6 +1,7 @@
 //! Apps on a node: see ARCHITECTURE.md, "Apps".
 
 pub mod appstore;
+pub mod backup;
 pub mod component;
 pub mod compose;
 pub mod docker;

@@ -5,13 +5,14 @@
 //! [`Publisher`]), so it is tested against the real Docker Engine without
 //! an agent; the component wires it into one.
 
+use crate::backup::{self, BackupInfo, ImageRef, Manifest, Unpacked};
 use crate::compose::{self, Definition};
 use crate::driver::{Engine, Health, LogStream, Observed, RunState};
 use crate::error::AppError;
 use crate::meta::{this_arch, Meta, ParamKind};
-use crate::plan::{AppPlan, Proto};
+use crate::plan::{AppPlan, ContainerSpec, Mount, MountSource, Proto, RestartPolicy};
 use crate::reconcile::{app_state, Action, AppState, Desired, Reconciler, Want};
-use crate::state::{AppRecord, State};
+use crate::state::{AppRecord, Previous, State};
 use nuvol_catalog::model::{CheckDef, CheckKind, ServiceDef, Status};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -28,6 +29,15 @@ pub const APP_TXT: &str = "app";
 pub const CRITICAL_GRACE: Duration = Duration::from_secs(30);
 /// How long `stop` lets a container end before the engine kills it.
 pub const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long an upgrade waits for the new version to be healthy.
+pub const UPGRADE_TIMEOUT: Duration = Duration::from_secs(60);
+/// How often an upgrade looks at the new containers while it waits.
+const HEALTH_POLL: Duration = Duration::from_millis(500);
+/// Where the temporary container of a backup or a restore mounts the
+/// app's volumes (one directory per volume key).
+const VOLUMES_MOUNT: &str = "/nuvol-volumes";
+/// A name `POST /v1/apps/restore` shadows in the REST API.
+const RESERVED_NAMES: &[&str] = &["restore"];
 
 /// A boxed future (the trait stays object-safe).
 pub type Fut<'a, T> = Pin<Box<dyn Future<Output = Result<T, AppError>> + Send + 'a>>;
@@ -104,6 +114,21 @@ pub struct AppStatus {
     /// Parameter values; passwords shown as `********`.
     pub params: BTreeMap<String, String>,
     pub meta: Meta,
+    /// How the last upgrade since the agent started ended (a client whose
+    /// request outlived the API's timeout finds the result here).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_upgrade: Option<Outcome>,
+}
+
+/// How an operation ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Outcome {
+    /// Seconds since the Unix epoch, when it started.
+    pub started_at: u64,
+    pub ok: bool,
+    /// The error, when it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// An installed app with what is derived from it.
@@ -125,6 +150,7 @@ struct Inner {
     observed: Mutex<Vec<Observed>>,
     critical: Mutex<BTreeMap<(String, u16), Instant>>,
     kick: tokio::sync::Notify,
+    last_upgrade: Mutex<BTreeMap<String, Outcome>>,
 }
 
 /// The apps of this node. Cheap to clone.
@@ -158,8 +184,76 @@ impl Drop for BusyGuard {
 
 fn plan_record(r: &AppRecord) -> Result<(AppPlan, Meta), String> {
     compose::plan(&r.name, &r.definition, &r.params)
-        .map(|(p, m, _)| (p, m))
+        .map(|(p, m, _)| (pin(p, &r.pinned), m))
         .map_err(|e| e.to_string())
+}
+
+/// The plan with the pinned services' images replaced by their ids: what
+/// the containers are created from, so their spec hash is the stored
+/// record's.
+fn pin(mut plan: AppPlan, pinned: &BTreeMap<String, String>) -> AppPlan {
+    for c in &mut plan.containers {
+        if let Some(id) = pinned.get(&c.service) {
+            c.image = id.clone();
+        }
+    }
+    plan
+}
+
+/// A container that is created, never started, to reach an app's volumes
+/// through the engine's archive API (which works on stopped containers):
+/// every named volume of `plan` mounted at `VOLUMES_MOUNT/KEY`, no
+/// network, no ports.
+fn volumes_container(plan: &AppPlan, what: &str) -> Option<ContainerSpec> {
+    let base = plan
+        .container(&plan.main)
+        .or_else(|| plan.containers.first())?;
+    let mounts = plan
+        .volumes
+        .iter()
+        .map(|v| Mount {
+            source: MountSource::Volume(v.name.clone()),
+            target: format!("{VOLUMES_MOUNT}/{}", v.key),
+            read_only: false,
+        })
+        .collect();
+    Some(ContainerSpec {
+        // Not a Compose service name (those cannot hold "--"), so never
+        // mistaken for one of the app's containers.
+        service: format!("--{what}"),
+        name: format!("nuvol-{}--{what}", plan.app),
+        image: base.image.clone(),
+        // Never run; an entrypoint is given for images without one.
+        command: None,
+        entrypoint: Some(vec!["/nuvol-not-run".into()]),
+        env: Vec::new(),
+        ports: Vec::new(),
+        mounts,
+        networks: Vec::new(),
+        aliases: Vec::new(),
+        network_mode: Some("none".into()),
+        restart: RestartPolicy::No,
+        health: None,
+        labels: BTreeMap::new(),
+        depends_on: Vec::new(),
+        memory: None,
+        nano_cpus: None,
+        user: None,
+        working_dir: None,
+        hostname: None,
+        stop_signal: None,
+        stop_timeout: None,
+        cap_add: Vec::new(),
+        cap_drop: Vec::new(),
+        read_only: false,
+        init: false,
+        tty: false,
+        extra_hosts: Vec::new(),
+    })
+}
+
+fn io_error(what: &str, path: &Path, e: std::io::Error) -> AppError {
+    AppError::Other(format!("{what} {}: {e}", path.display()))
 }
 
 impl Manager {
@@ -203,6 +297,7 @@ impl Manager {
                 observed: Mutex::new(Vec::new()),
                 critical: Mutex::new(BTreeMap::new()),
                 kick: tokio::sync::Notify::new(),
+                last_upgrade: Mutex::new(BTreeMap::new()),
             }),
         })
     }
@@ -265,6 +360,18 @@ impl Manager {
     /// (containers, networks, new volumes, its directory) and no other app
     /// is touched.
     pub async fn install(&self, req: Install) -> Result<AppSummary, AppError> {
+        self.install_with(req, None, BTreeMap::new()).await
+    }
+
+    /// `install`, and for a restore: the volumes and the app directory
+    /// filled from `fill` before the containers start, and services
+    /// `pinned` to image ids.
+    async fn install_with(
+        &self,
+        req: Install,
+        fill: Option<&Unpacked>,
+        pinned: BTreeMap<String, String>,
+    ) -> Result<AppSummary, AppError> {
         let (declared, _) = compose::read_meta(&req.definition)?;
         let name = match (&req.name, declared.id.is_empty()) {
             (Some(n), _) => n.clone(),
@@ -277,7 +384,14 @@ impl Manager {
             }
         };
         crate::meta::validate_name("name", &name)?;
+        if RESERVED_NAMES.contains(&name.as_str()) {
+            return Err(AppError::invalid(
+                "name",
+                format!("{name:?} is reserved (a route of the REST API)"),
+            ));
+        }
         let (plan, meta, values) = compose::plan(&name, &req.definition, &req.params)?;
+        let plan = pin(plan, &pinned);
         if !meta.runs_on(this_arch()) {
             return Err(AppError::Arch {
                 app: name,
@@ -318,7 +432,7 @@ impl Manager {
             .await?
             .into_iter()
             .collect();
-        let r = self.bring_up(&name, &plan, &dir, &req.files).await;
+        let r = self.bring_up(&name, &plan, &dir, &req.files, fill).await;
         if let Err(e) = r {
             tracing::warn!(app = %name, error = %e, "install failed; removing what it created");
             self.tear_down(&name, &vols_before, !dir_existed).await;
@@ -333,6 +447,7 @@ impl Manager {
             version: meta.version.clone(),
             installed_at: now_secs(),
             previous: None,
+            pinned,
         };
         if let Err(e) = self.inner.state.put(&record) {
             self.tear_down(&name, &vols_before, !dir_existed).await;
@@ -390,8 +505,18 @@ impl Manager {
         plan: &AppPlan,
         dir: &Path,
         files: &BTreeMap<String, Vec<u8>>,
+        fill: Option<&Unpacked>,
     ) -> Result<(), AppError> {
         let e = &self.inner.engine;
+        if let Some(staged) = fill.and_then(|f| f.app_dir.as_deref()) {
+            // The staging directory is on the same file system (under the
+            // apps directory): a rename, not a copy.
+            if let Some(parent) = dir.parent() {
+                std::fs::create_dir_all(parent)
+                    .map_err(|err| io_error("cannot create", parent, err))?;
+            }
+            std::fs::rename(staged, dir).map_err(|err| io_error("cannot restore", dir, err))?;
+        }
         std::fs::create_dir_all(dir)
             .map_err(|err| AppError::Other(format!("cannot create {}: {err}", dir.display())))?;
         for (rel, bytes) in files {
@@ -409,6 +534,9 @@ impl Manager {
         }
         for v in &plan.volumes {
             e.ensure_volume(name, v).await?;
+        }
+        if let Some(f) = fill {
+            self.fill_volumes(name, plan, dir, f).await?;
         }
         let order = plan.order()?;
         let mut ids = Vec::new();
@@ -717,6 +845,7 @@ impl Manager {
             published,
             params,
             meta,
+            last_upgrade: lock(&self.inner.last_upgrade).get(name).cloned(),
         })
     }
 
@@ -964,4 +1093,725 @@ impl Manager {
 
 fn stop_timeout(c: &crate::plan::ContainerSpec) -> Duration {
     c.stop_timeout.unwrap_or(STOP_TIMEOUT)
+}
+
+/// Upgrades with rollback, backups and restores.
+impl Manager {
+    /// Store `r` (committed) and what it plans to.
+    fn put_record(
+        &self,
+        r: &AppRecord,
+        plan: Result<(AppPlan, Meta), String>,
+    ) -> Result<(), AppError> {
+        self.inner
+            .state
+            .put(r)
+            .map_err(|e| AppError::Store(e.to_string()))?;
+        lock(&self.inner.apps).insert(
+            r.name.clone(),
+            Entry {
+                record: r.clone(),
+                plan,
+            },
+        );
+        Ok(())
+    }
+
+    /// Upgrade an app to a new definition and/or parameter values (with
+    /// neither: the stored definition planned again, e.g. a tag that now
+    /// names another local image). The new version must be healthy
+    /// within `timeout`, else the old one is brought back and the error
+    /// says why. Volumes are never touched.
+    pub async fn upgrade(
+        &self,
+        name: &str,
+        new: Option<Definition>,
+        set: BTreeMap<String, String>,
+        timeout: Duration,
+    ) -> Result<AppSummary, AppError> {
+        let started_at = now_secs();
+        let r = self.upgrade_inner(name, new, set, timeout).await;
+        // Busy and not found are not upgrades that ended.
+        if !matches!(r, Err(AppError::Busy(..) | AppError::NotFound(_))) {
+            lock(&self.inner.last_upgrade).insert(
+                name.to_owned(),
+                Outcome {
+                    started_at,
+                    ok: r.is_ok(),
+                    error: r.as_ref().err().map(ToString::to_string),
+                },
+            );
+        }
+        r
+    }
+
+    async fn upgrade_inner(
+        &self,
+        name: &str,
+        new: Option<Definition>,
+        set: BTreeMap<String, String>,
+        timeout: Duration,
+    ) -> Result<AppSummary, AppError> {
+        let guard = self.busy(name, "upgrading")?;
+        let (record, old_plan, old_meta) = self.planned(name)?;
+        let definition = new.unwrap_or_else(|| record.definition.clone());
+        // The values kept are those of parameters the new version still
+        // declares; `set` overrides them.
+        let (declared, _) = compose::read_meta(&definition)?;
+        let mut given: BTreeMap<String, String> = record
+            .params
+            .iter()
+            .filter(|(k, _)| declared.parameters.iter().any(|p| &p.name == *k))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        given.extend(set);
+        let (plan, meta, values) = compose::plan(name, &definition, &given)?;
+        if !meta.runs_on(this_arch()) {
+            return Err(AppError::Arch {
+                app: name.to_owned(),
+                wants: meta.architectures.join(", "),
+                arch: this_arch().to_owned(),
+            });
+        }
+        self.check_ports(name, &plan)?;
+        for c in &plan.containers {
+            if self.inner.engine.image_id(&c.image).await?.is_none() {
+                self.inner.engine.pull(&c.image).await?;
+            }
+        }
+        // The image each service runs now, by id: a rollback runs these
+        // very images even if their tags move meanwhile.
+        let observed = self.observed_of(name).await?;
+        let mut images = BTreeMap::new();
+        for c in &old_plan.containers {
+            let h = c.hash();
+            let id = match observed
+                .iter()
+                .find(|o| o.service == c.service && o.spec == h && !o.image_id.is_empty())
+            {
+                Some(o) => Some(o.image_id.clone()),
+                None => self.inner.engine.image_id(&c.image).await?,
+            };
+            if let Some(id) = id {
+                images.insert(c.service.clone(), id);
+            }
+        }
+        let previous = Previous {
+            definition: record.definition.clone(),
+            params: record.params.clone(),
+            version: record.version.clone(),
+            images,
+        };
+        // Recorded before any container is touched. The record stays at
+        // the old version until the new one is healthy: an agent that dies
+        // midway comes back to the old version, never to an unchecked new
+        // one.
+        let mut marked = record.clone();
+        marked.previous = Some(previous.clone());
+        self.put_record(&marked, Ok((old_plan.clone(), old_meta)))?;
+        tracing::info!(app = %name, from = %record.version, to = %meta.version, "upgrading");
+        let run = record.want == Want::Running;
+        let attempt = async {
+            self.converge(name, &old_plan, &plan, run).await?;
+            if run {
+                self.wait_healthy(name, &plan, &meta, timeout).await?;
+            }
+            Ok::<(), AppError>(())
+        }
+        .await;
+        match attempt {
+            Ok(()) => {
+                let done = AppRecord {
+                    definition,
+                    params: values,
+                    version: meta.version.clone(),
+                    previous: Some(previous),
+                    pinned: BTreeMap::new(),
+                    ..record
+                };
+                self.put_record(&done, Ok((plan, meta)))?;
+                tracing::info!(app = %name, version = %done.version, "upgraded");
+                drop(guard);
+                self.reconcile().await?;
+                self.summary(name).await
+            }
+            Err(why) => {
+                let why = match why {
+                    AppError::Other(s) => s,
+                    e => e.to_string(),
+                };
+                tracing::warn!(app = %name, error = %why, "upgrade failed; rolling back");
+                let rollback = match self
+                    .roll_back(name, &marked, &previous, &plan, timeout)
+                    .await
+                {
+                    Ok(()) => {
+                        tracing::info!(app = %name, version = %record.version, "rolled back");
+                        format!("rolled back to version {}", shown_version(&record.version))
+                    }
+                    Err(e) => {
+                        tracing::error!(app = %name, error = %e, "rollback failed");
+                        format!(
+                            "the rollback to version {} failed too: {e}",
+                            shown_version(&record.version)
+                        )
+                    }
+                };
+                drop(guard);
+                if let Err(e) = self.reconcile().await {
+                    tracing::warn!(app = %name, error = %e, "reconcile after the rollback");
+                }
+                Err(AppError::UpgradeFailed {
+                    app: name.to_owned(),
+                    why,
+                    rollback,
+                })
+            }
+        }
+    }
+
+    /// Back to `previous` after a failed upgrade to `failed`: the old
+    /// definition and values, each service on the image id it ran (pinned
+    /// where its tag has moved since), waited for like the new one was.
+    async fn roll_back(
+        &self,
+        name: &str,
+        record: &AppRecord,
+        previous: &Previous,
+        failed: &AppPlan,
+        timeout: Duration,
+    ) -> Result<(), AppError> {
+        let (plain, _, _) = compose::plan(name, &previous.definition, &previous.params)?;
+        let mut pinned = record.pinned.clone();
+        for c in &plain.containers {
+            if pinned.contains_key(&c.service) {
+                continue;
+            }
+            let Some(id) = previous.images.get(&c.service) else {
+                continue;
+            };
+            let now = self.inner.engine.image_id(&c.image).await?;
+            if now.as_deref() != Some(id.as_str()) {
+                tracing::info!(app = %name, service = %c.service, image = %c.image, id = %id,
+                    "the tag moved since; rolling back to the image id");
+                pinned.insert(c.service.clone(), id.clone());
+            }
+        }
+        let back = AppRecord {
+            definition: previous.definition.clone(),
+            params: previous.params.clone(),
+            version: previous.version.clone(),
+            pinned,
+            // What failed is not kept to roll back to.
+            previous: None,
+            ..record.clone()
+        };
+        let (plan, meta) = plan_record(&back).map_err(AppError::Other)?;
+        // The stored record plans to exactly the containers made below, so
+        // the reconciler leaves them alone once the app is no longer busy.
+        self.put_record(&back, Ok((plan.clone(), meta.clone())))?;
+        let run = back.want == Want::Running;
+        self.converge(name, failed, &plan, run).await?;
+        if run {
+            self.wait_healthy(name, &plan, &meta, timeout).await?;
+        }
+        Ok(())
+    }
+
+    /// Make the app's containers those of `to`: the ones whose spec hash
+    /// differs are stopped (dependents first, in `from`'s order) and
+    /// removed, then the missing ones created and (with `run`) started in
+    /// dependency order. Volumes are left as they are.
+    async fn converge(
+        &self,
+        name: &str,
+        from: &AppPlan,
+        to: &AppPlan,
+        run: bool,
+    ) -> Result<(), AppError> {
+        let e = &self.inner.engine;
+        let dir = self.app_dir(name);
+        std::fs::create_dir_all(&dir).map_err(|err| io_error("cannot create", &dir, err))?;
+        for n in &to.networks {
+            e.ensure_network(name, n).await?;
+        }
+        for v in &to.volumes {
+            e.ensure_volume(name, v).await?;
+        }
+        let observed = self.observed_of(name).await?;
+        let wanted = |o: &Observed| {
+            to.container(&o.service).map(ContainerSpec::hash) == Some(o.spec.clone())
+        };
+        let mut stale: Vec<&Observed> = Vec::new();
+        if let Ok(order) = from.order() {
+            for c in order.iter().rev() {
+                stale.extend(
+                    observed
+                        .iter()
+                        .filter(|o| o.service == c.service && !wanted(o)),
+                );
+            }
+        }
+        for o in &observed {
+            if !wanted(o) && !stale.iter().any(|s| s.id == o.id) {
+                stale.push(o);
+            }
+        }
+        for o in stale {
+            let t = from
+                .container(&o.service)
+                .map_or(STOP_TIMEOUT, stop_timeout);
+            if matches!(
+                o.state,
+                RunState::Running | RunState::Restarting | RunState::Paused
+            ) {
+                e.stop(&o.id, t).await?;
+            }
+            e.remove(&o.id).await?;
+        }
+        for c in to.order()? {
+            let h = c.hash();
+            let current = observed
+                .iter()
+                .find(|o| o.service == c.service && o.spec == h);
+            let (id, state) = match current {
+                Some(o) => (o.id.clone(), o.state),
+                None => (e.create(name, c, &dir).await?, RunState::Created),
+            };
+            if run {
+                match state {
+                    RunState::Running | RunState::Restarting => {}
+                    RunState::Paused => e.unpause(&id).await?,
+                    _ => e.start(&id).await?,
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Wait until every container of `plan` runs (and is healthy when it
+    /// has a health check) and every published check of the app passes,
+    /// failing at once when a container exits. The error says which
+    /// container or check, and how.
+    async fn wait_healthy(
+        &self,
+        name: &str,
+        plan: &AppPlan,
+        meta: &Meta,
+        timeout: Duration,
+    ) -> Result<(), AppError> {
+        let deadline = Instant::now() + timeout;
+        let checks = if self.inner.publisher.is_some() {
+            published_checks(plan, meta)
+        } else {
+            Vec::new()
+        };
+        loop {
+            let observed = self.observed_of(name).await?;
+            let mut waiting: Option<String> = None;
+            for c in &plan.containers {
+                let h = c.hash();
+                let Some(o) = observed
+                    .iter()
+                    .find(|o| o.service == c.service && o.spec == h)
+                else {
+                    return Err(AppError::Other(format!(
+                        "service {}: its container is gone",
+                        c.service
+                    )));
+                };
+                let code = o
+                    .exit_code
+                    .map_or_else(|| "?".to_owned(), |c| c.to_string());
+                match o.state {
+                    RunState::Running if o.restart_count > 0 => {
+                        return Err(AppError::Other(format!(
+                            "service {} exited and was restarted {} time(s)",
+                            c.service, o.restart_count
+                        )))
+                    }
+                    RunState::Running => match o.health {
+                        Health::Unhealthy => {
+                            return Err(AppError::Other(format!(
+                                "service {}: its health check fails (unhealthy)",
+                                c.service
+                            )))
+                        }
+                        Health::Starting => {
+                            waiting = Some(format!(
+                                "service {}: its health check has not passed yet",
+                                c.service
+                            ));
+                        }
+                        Health::None | Health::Healthy => {}
+                    },
+                    // A one-shot service that completed.
+                    RunState::Exited
+                        if o.exit_code == Some(0) && c.restart == RestartPolicy::No => {}
+                    RunState::Exited | RunState::Dead => {
+                        return Err(AppError::Other(format!(
+                            "service {} exited with code {code}",
+                            c.service
+                        )))
+                    }
+                    RunState::Restarting => {
+                        return Err(AppError::Other(format!(
+                            "service {} exited with code {code} and is restarting",
+                            c.service
+                        )))
+                    }
+                    RunState::Created | RunState::Paused | RunState::Removing => {
+                        waiting = Some(format!("service {} is not running yet", c.service));
+                    }
+                }
+            }
+            if waiting.is_none() {
+                for ch in &checks {
+                    let st = nuvol_checks::run_once(ch).await;
+                    if st.status != nuvol_checks::model::Health::Passing {
+                        waiting = Some(format!(
+                            "the published check {} {} is {}{}",
+                            ch.kind.name(),
+                            ch.kind.target(),
+                            st.status.as_str(),
+                            if st.output.trim().is_empty() {
+                                String::new()
+                            } else {
+                                format!(" ({})", st.output.trim())
+                            }
+                        ));
+                        break;
+                    }
+                }
+            }
+            let Some(why) = waiting else {
+                return Ok(());
+            };
+            if Instant::now() >= deadline {
+                return Err(AppError::Other(format!(
+                    "not healthy after {}s: {why}",
+                    timeout.as_secs()
+                )));
+            }
+            tokio::time::sleep(HEALTH_POLL).await;
+        }
+    }
+
+    /// Write a backup of the app to `dest` (an absolute path; not
+    /// overwritten): its definition, parameters, image references, every
+    /// named volume's content and its directory. The app is stopped while
+    /// its volumes are copied, for a consistent copy, and started again
+    /// after if it ran.
+    pub async fn backup(&self, name: &str, dest: &Path) -> Result<BackupInfo, AppError> {
+        if !dest.is_absolute() {
+            return Err(AppError::invalid(
+                "path",
+                format!("{}: give an absolute path", dest.display()),
+            ));
+        }
+        if dest.exists() {
+            return Err(AppError::invalid(
+                "path",
+                format!("{} exists; it is not overwritten", dest.display()),
+            ));
+        }
+        let parent = dest.parent().unwrap_or(Path::new("/"));
+        if !parent.is_dir() {
+            return Err(AppError::invalid(
+                "path",
+                format!("{} is not a directory", parent.display()),
+            ));
+        }
+        let guard = self.busy(name, "backing up")?;
+        let (record, plan, _) = self.planned(name)?;
+        for v in &plan.volumes {
+            backup::check_key(&v.key).map_err(|w| AppError::invalid("volumes", w))?;
+        }
+        let e = self.inner.engine.clone();
+        let observed = self.observed_of(name).await?;
+        let mut images = BTreeMap::new();
+        for c in &plan.containers {
+            let h = c.hash();
+            let id = match observed
+                .iter()
+                .find(|o| o.service == c.service && o.spec == h)
+            {
+                Some(o) if !o.image_id.is_empty() => o.image_id.clone(),
+                _ => e.image_id(&c.image).await?.unwrap_or_default(),
+            };
+            images.insert(
+                c.service.clone(),
+                ImageRef {
+                    image: c.image.clone(),
+                    id,
+                },
+            );
+        }
+        std::fs::create_dir_all(&self.inner.apps_dir)
+            .map_err(|err| io_error("cannot create", &self.inner.apps_dir, err))?;
+        let staging = tempfile::Builder::new()
+            .prefix(".backup-")
+            .tempdir_in(&self.inner.apps_dir)
+            .map_err(|err| io_error("cannot create a directory in", &self.inner.apps_dir, err))?;
+        // Stop what runs (dependents first); started again below whatever
+        // happens.
+        let mut stopped: Vec<String> = Vec::new();
+        let mut copied = Ok(BTreeMap::new());
+        if !plan.volumes.is_empty() {
+            for c in plan.order()?.iter().rev() {
+                for o in observed.iter().filter(|o| o.service == c.service) {
+                    if matches!(
+                        o.state,
+                        RunState::Running | RunState::Restarting | RunState::Paused
+                    ) {
+                        if let Err(err) = e.stop(&o.id, stop_timeout(c)).await {
+                            copied = Err(err);
+                            break;
+                        }
+                        stopped.push(o.id.clone());
+                    }
+                }
+            }
+            if copied.is_ok() {
+                copied = self.copy_volumes_out(name, &plan, staging.path()).await;
+            }
+        }
+        let mut restarted = Ok(());
+        for id in stopped.iter().rev() {
+            if let Err(err) = e.start(id).await {
+                tracing::warn!(app = %name, container = %id, error = %err, "cannot start again after the backup");
+                restarted = Err(err);
+            }
+        }
+        let volumes = copied?;
+        restarted?;
+        let manifest = Manifest {
+            format: backup::FORMAT_VERSION,
+            app: name.to_owned(),
+            node: self.inner.node.clone(),
+            created_at: now_secs(),
+            source: record.source.clone(),
+            definition: record.definition.clone(),
+            params: record.params.clone(),
+            version: record.version.clone(),
+            want: record.want,
+            images,
+            volumes: volumes.keys().cloned().collect(),
+            pinned: record.pinned.clone(),
+        };
+        let app_dir = self.app_dir(name);
+        let (dest_c, manifest_c, volumes_c) = (dest.to_owned(), manifest.clone(), volumes.clone());
+        let bytes = tokio::task::spawn_blocking(move || {
+            backup::write_archive(&dest_c, &manifest_c, &volumes_c, Some(&app_dir))
+        })
+        .await
+        .map_err(|err| AppError::Other(format!("backup task: {err}")))??;
+        drop(staging);
+        drop(guard);
+        tracing::info!(app = %name, path = %dest.display(), bytes, "backed up");
+        Ok(BackupInfo {
+            app: name.to_owned(),
+            node: self.inner.node.clone(),
+            path: dest.display().to_string(),
+            bytes,
+            version: manifest.version,
+            volumes: manifest.volumes,
+            created_at: manifest.created_at,
+        })
+    }
+
+    /// Each named volume's content into `dir/KEY.tar`, through a
+    /// temporary container that mounts them all (removed after).
+    async fn copy_volumes_out(
+        &self,
+        name: &str,
+        plan: &AppPlan,
+        dir: &Path,
+    ) -> Result<BTreeMap<String, PathBuf>, AppError> {
+        let e = &self.inner.engine;
+        let Some(spec) = volumes_container(plan, "backup") else {
+            return Ok(BTreeMap::new());
+        };
+        let id = e.create(name, &spec, &self.app_dir(name)).await?;
+        let mut out = BTreeMap::new();
+        let mut r = Ok(());
+        for v in &plan.volumes {
+            let file = dir.join(format!("{}.tar", v.key));
+            if let Err(err) = e
+                .copy_out(&id, &format!("{VOLUMES_MOUNT}/{}", v.key), &file)
+                .await
+            {
+                r = Err(err);
+                break;
+            }
+            out.insert(v.key.clone(), file);
+        }
+        if let Err(err) = e.remove(&id).await {
+            tracing::warn!(app = %name, container = %id, error = %err, "cannot remove the backup's container");
+        }
+        r.map(|()| out)
+    }
+
+    /// Fill the (new, empty) volumes of `plan` from a restored archive,
+    /// through a temporary container (removed after).
+    async fn fill_volumes(
+        &self,
+        name: &str,
+        plan: &AppPlan,
+        dir: &Path,
+        fill: &Unpacked,
+    ) -> Result<(), AppError> {
+        if fill.volumes.is_empty() {
+            return Ok(());
+        }
+        let e = &self.inner.engine;
+        let Some(spec) = volumes_container(plan, "restore") else {
+            return Ok(());
+        };
+        let id = e.create(name, &spec, dir).await?;
+        let mut r = Ok(());
+        for (key, file) in &fill.volumes {
+            // Entries are `KEY/...`: unpacked at the parent of the mounts.
+            if let Err(err) = e.copy_in(&id, VOLUMES_MOUNT, file).await {
+                r = Err(AppError::Other(format!("restoring volume {key}: {err}")));
+                break;
+            }
+        }
+        if let Err(err) = e.remove(&id).await {
+            tracing::warn!(app = %name, container = %id, error = %err, "cannot remove the restore's container");
+        }
+        r
+    }
+
+    /// Bring an app back from a backup archive (on this node or another):
+    /// the whole archive is checked before anything is created; then it
+    /// is installed as `install` does, its volumes and directory filled
+    /// before its containers start. `name` renames it; `set` overrides
+    /// parameter values (a host port taken on this node, say). An app of
+    /// that name, or volumes or files left by one, are not overwritten.
+    pub async fn restore(
+        &self,
+        archive: &Path,
+        name: Option<String>,
+        set: BTreeMap<String, String>,
+    ) -> Result<AppSummary, AppError> {
+        let apps_dir = self.inner.apps_dir.clone();
+        std::fs::create_dir_all(&apps_dir)
+            .map_err(|err| io_error("cannot create", &apps_dir, err))?;
+        let staging = tempfile::Builder::new()
+            .prefix(".restore-")
+            .tempdir_in(&apps_dir)
+            .map_err(|err| io_error("cannot create a directory in", &apps_dir, err))?;
+        let (src, at) = (archive.to_owned(), staging.path().to_owned());
+        let unpacked = tokio::task::spawn_blocking(move || {
+            backup::read_archive(&src, &at, &backup::Limits::default())
+        })
+        .await
+        .map_err(|err| AppError::Other(format!("restore task: {err}")))??;
+        let m = &unpacked.manifest;
+        let name = name.unwrap_or_else(|| m.app.clone());
+        crate::meta::validate_name("name", &name)?;
+        if lock(&self.inner.apps).contains_key(&name) {
+            return Err(AppError::Exists(name));
+        }
+        let left = self.inner.engine.volumes(&name).await?;
+        if !left.is_empty() {
+            return Err(AppError::Conflict(format!(
+                "volumes of an app named {name} are on this node ({}; kept by a remove without --purge): \
+                 they are not overwritten; delete them or restore under another --name",
+                left.join(", ")
+            )));
+        }
+        let dir = self.app_dir(&name);
+        match std::fs::read_dir(&dir) {
+            Ok(mut d) => {
+                if d.next().is_some() {
+                    return Err(AppError::Conflict(format!(
+                        "{} holds files of an app named {name}: they are not overwritten",
+                        dir.display()
+                    )));
+                }
+                // Empty: removed, so a failed restore removes it too.
+                std::fs::remove_dir(&dir).map_err(|err| io_error("cannot remove", &dir, err))?;
+            }
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+            Err(err) => return Err(io_error("cannot read", &dir, err)),
+        }
+        let mut params = m.params.clone();
+        params.extend(set);
+        // Pins are kept where this node has that very image.
+        let mut pinned = BTreeMap::new();
+        for (svc, id) in &m.pinned {
+            if self.inner.engine.image_id(id).await?.is_some() {
+                pinned.insert(svc.clone(), id.clone());
+            }
+        }
+        // The archive's volumes must be the plan's (parameters may change
+        // what a definition plans to).
+        let (plan, _, _) = compose::plan(&name, &m.definition, &params)?;
+        for k in unpacked.volumes.keys() {
+            if !plan.volumes.iter().any(|v| &v.key == k) {
+                return Err(AppError::invalid(
+                    "params",
+                    format!("the archive holds volume {k:?}, which the app no longer has"),
+                ));
+            }
+        }
+        let req = Install {
+            name: Some(name.clone()),
+            definition: m.definition.clone(),
+            source: m.source.clone(),
+            params,
+            files: BTreeMap::new(),
+        };
+        let want = m.want;
+        let from = (m.node.clone(), m.version.clone());
+        let s = self.install_with(req, Some(&unpacked), pinned).await?;
+        drop(staging);
+        tracing::info!(app = %name, from_node = %from.0, version = %from.1, "restored");
+        // An app backed up stopped is restored stopped.
+        if want == Want::Stopped {
+            return self.stop(&name).await;
+        }
+        Ok(s)
+    }
+}
+
+fn shown_version(v: &str) -> &str {
+    if v.is_empty() {
+        "(none)"
+    } else {
+        v
+    }
+}
+
+/// The checks of what the app publishes, as the catalog runs them (a TCP
+/// connect by default). Script checks are left out: an app's definition
+/// does not get to run commands on the host.
+fn published_checks(plan: &AppPlan, meta: &Meta) -> Vec<CheckDef> {
+    let mut out = Vec::new();
+    for p in &meta.publish {
+        let proto = plan
+            .host_ports()
+            .iter()
+            .find(|(port, _, _)| *port == p.port)
+            .map_or(Proto::Tcp, |(_, pr, _)| *pr);
+        if !p.checks.is_empty() {
+            out.extend(
+                p.checks
+                    .iter()
+                    .filter(|c| !matches!(c.kind, CheckKind::Script { .. }))
+                    .cloned(),
+            );
+        } else if proto == Proto::Tcp {
+            out.push(CheckDef {
+                kind: CheckKind::Tcp {
+                    addr: format!("127.0.0.1:{}", p.port),
+                },
+                interval: Duration::from_secs(10),
+                timeout: Duration::from_secs(2),
+            });
+        }
+    }
+    out
 }

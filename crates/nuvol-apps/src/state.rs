@@ -63,6 +63,12 @@ pub struct AppRecord {
     pub installed_at: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub previous: Option<Previous>,
+    /// Services run from an image id (`sha256:...`) instead of the image
+    /// their definition names: set by a rollback when the tag has moved
+    /// since, so that the stored record plans to exactly the containers
+    /// the rollback created (and the reconciler leaves them alone).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub pinned: BTreeMap<String, String>,
 }
 
 /// A row that could not be read back.
@@ -151,6 +157,7 @@ mod tests {
             version: "1".into(),
             installed_at: 1,
             previous: None,
+            pinned: BTreeMap::new(),
         }
     }
 

@@ -352,3 +352,420 @@ fn install_publish_crash_adopt_stop_remove() {
         .unwrap()
         .assert_one_line_error("no app named");
 }
+
+/// A web page app on image `image`, with `extra` lines added to its
+/// service and its version.
+fn web_def(image: &str, version: &str, extra: &str) -> String {
+    format!(
+        r#"
+services:
+  web:
+    image: {image}
+    command: ["httpd", "-f", "-p", "8080", "-h", "/www"]
+    ports: ["${{PORT}}:8080"]
+    volumes: ["www:/www"]
+    healthcheck:
+      test: ["CMD", "wget", "-q", "-O", "/dev/null", "http://127.0.0.1:8080/"]
+      interval: 1s
+      retries: 3
+    # httpd as PID 1 ignores SIGTERM: killed after 1s rather than 10.
+    stop_grace_period: 1s
+{extra}
+volumes:
+  www: {{}}
+x-nuvol:
+  id: web
+  version: "{version}"
+  title: A web page
+  parameters:
+    - {{name: PORT, type: port, required: true}}
+  publish:
+    - {{type: http, port: "${{PORT}}", txt: {{path: /}}}}
+"#
+    )
+}
+
+fn inspect(id: &str, fmt: &str) -> String {
+    docker(&["inspect", "-f", fmt, id])
+}
+
+fn image_id(image: &str) -> String {
+    docker(&["image", "inspect", "-f", "{{.Id}}", image])
+}
+
+/// Images made for one test (tags it may move), removed at the end.
+struct Tags(Vec<String>);
+
+impl Drop for Tags {
+    fn drop(&mut self) {
+        for t in &self.0 {
+            docker(&["rmi", "-f", t]);
+        }
+    }
+}
+
+/// Removes what an earlier, failed run left of these apps (any node):
+/// container and volume names are per app, not per node.
+fn clean(apps: &[&str]) {
+    for app in apps {
+        let filter = format!("label=nuvol.app={app}");
+        for id in docker(&["ps", "-aq", "--filter", &filter]).lines() {
+            docker(&["rm", "-f", id]);
+        }
+        for v in volumes(app) {
+            docker(&["volume", "rm", "-f", &v]);
+        }
+    }
+}
+
+/// Whether the test can run (Docker and the busybox image).
+fn docker_ready() -> bool {
+    if let Err(why) = nuvol_testkit::docker::docker_available() {
+        skip_or_fail("apps_docker", &why);
+        return false;
+    }
+    if let Err(why) = nuvol_testkit::docker::busybox_image(IMAGE) {
+        skip_or_fail("apps_docker", &why);
+        return false;
+    }
+    true
+}
+
+#[test]
+fn upgrade_keeps_data_and_rolls_back_to_the_recorded_image() {
+    if !docker_ready() {
+        return;
+    }
+    let rt = rt();
+    let pid = std::process::id();
+    let node = format!("apps-up-{pid}");
+    let app = "upw";
+    clean(&[app]);
+    // Tags of this test only: one is moved to another image below.
+    let v1 = format!("nuvol-test/up-{pid}:1");
+    let v2 = format!("nuvol-test/up-{pid}:2");
+    let other = format!("nuvol-test/up-{pid}:other");
+    let _tags = Tags(vec![v1.clone(), v2.clone(), other.clone()]);
+    docker(&["tag", IMAGE, &v1]);
+    docker(&["tag", IMAGE, &v2]);
+    // Another image: the same files with one more label.
+    let tmp = docker(&["create", IMAGE]);
+    docker(&["commit", "--change", "LABEL nuvol.test=moved", &tmp, &other]);
+    docker(&["rm", "-f", &tmp]);
+    assert_ne!(image_id(&other), image_id(IMAGE), "a different image");
+
+    let ip = fresh_ip();
+    let data = tempfile::tempdir().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let write = |n: &str, text: &str| {
+        let p = work.path().join(n);
+        std::fs::write(&p, text).unwrap();
+        p.to_str().unwrap().to_owned()
+    };
+    let f1 = write("v1.yml", &web_def(&v1, "1.0", ""));
+    let f2 = write(
+        "v2.yml",
+        &web_def(&v2, "2.0", "    environment: {MARK: \"2\"}"),
+    );
+    let broken = write(
+        "v3.yml",
+        &web_def(
+            &v1,
+            "3.0",
+            "    entrypoint: [\"sh\", \"-c\", \"echo broken; exit 3\"]\n    restart: \"no\"",
+        ),
+    );
+    let sick = write(
+        "v4.yml",
+        &web_def(&v1, "4.0", "    environment: {MARK: \"4\"}")
+            .replace("http://127.0.0.1:8080/", "http://127.0.0.1:9/"),
+    );
+    let a = spawn(&node, ip, data.path());
+    wait_apps(&rt, &a);
+    let port = free_port();
+    a.cli(&[
+        "app",
+        "install",
+        &f1,
+        "--name",
+        app,
+        "--set",
+        &format!("PORT={port}"),
+    ])
+    .unwrap();
+    wait_until_msg("upw running", T, POLL, || app_state(&a, app) == "running").unwrap();
+    let id1 = containers(&node, app).pop().unwrap();
+    docker(&["exec", &id1, "sh", "-c", "echo kept data > /www/index.html"]);
+
+    // A definition that does not plan changes nothing.
+    let bad = write("bad.yml", "services: {web: {image: x, build: .}}\n");
+    a.cli_run(&["app", "upgrade", app, &bad])
+        .unwrap()
+        .assert_one_line_error("services.web.build: not supported by nuvol");
+    assert_eq!(containers(&node, app), vec![id1.clone()]);
+
+    // To version 2: a new container on the new image, the data kept.
+    let t0 = std::time::Instant::now();
+    let out = a
+        .cli(&["app", "upgrade", app, &f2, "--timeout", "30s"])
+        .unwrap();
+    eprintln!("upgrade to 2.0 took {:?}", t0.elapsed());
+    assert_eq!(out.trim(), "upgraded upw: running, version 2.0");
+    let ids = containers(&node, app);
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    let id2 = ids[0].clone();
+    assert_ne!(id2, id1);
+    assert!(inspect(&id2, "{{.Config.Env}}").contains("MARK=2"));
+    assert!(http_get(port).is_some_and(|p| p.contains("kept data")));
+    let v = app_json(&a, app).unwrap();
+    assert_eq!(v["version"], "2.0");
+    let old_image = inspect(&id2, "{{.Image}}");
+    assert_eq!(old_image, image_id(&v2));
+
+    // The :2 tag moves to another image; then a broken version 3. The
+    // rollback runs version 2 on the image id it ran, not on what :2
+    // names now.
+    docker(&["tag", &other, &v2]);
+    let t0 = std::time::Instant::now();
+    let out = a
+        .cli_run(&["app", "upgrade", app, &broken, "--timeout", "30s"])
+        .unwrap();
+    eprintln!("failed upgrade and rollback took {:?}", t0.elapsed());
+    out.assert_one_line_error("upgrade of upw failed: service web exited with code 3");
+    assert!(
+        out.stderr.contains("rolled back to version 2.0"),
+        "{}",
+        out.stderr
+    );
+    wait_until_msg("upw running after the rollback", T, POLL, || {
+        app_state(&a, app) == "running"
+    })
+    .unwrap();
+    let ids = containers(&node, app);
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    let id3 = ids[0].clone();
+    assert_eq!(inspect(&id3, "{{.Image}}"), old_image, "the recorded image");
+    assert!(inspect(&id3, "{{.Config.Env}}").contains("MARK=2"));
+    assert!(http_get(port).is_some_and(|p| p.contains("kept data")));
+    assert_eq!(app_json(&a, app).unwrap()["version"], "2.0");
+    // The stored definition plans to that very container: reconcile
+    // passes leave it alone.
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(containers(&node, app), vec![id3.clone()], "not replaced");
+
+    // A version whose health check never passes: rolled back as well.
+    let out = a
+        .cli_run(&["app", "upgrade", app, &sick, "--timeout", "20s"])
+        .unwrap();
+    out.assert_one_line_error("health check");
+    assert!(
+        out.stderr.contains("rolled back to version 2.0"),
+        "{}",
+        out.stderr
+    );
+    wait_until_msg("upw running after the second rollback", T, POLL, || {
+        app_state(&a, app) == "running"
+    })
+    .unwrap();
+    let id4 = containers(&node, app).pop().unwrap();
+    assert_eq!(inspect(&id4, "{{.Image}}"), old_image);
+    assert!(http_get(port).is_some_and(|p| p.contains("kept data")));
+    let st: Value =
+        serde_json::from_str(&a.cli(&["app", "status", app, "--format", "json"]).unwrap()).unwrap();
+    assert_eq!(st["version"], "2.0");
+    assert_eq!(st["services"][0]["image"], old_image.as_str());
+
+    a.cli(&["app", "remove", app, "--purge"]).unwrap();
+    assert!(containers(&node, app).is_empty());
+    assert!(volumes(app).is_empty());
+}
+
+/// A tar archive with one file, its name written as given (`../evil`).
+fn raw_tar(name: &str, data: &[u8]) -> Vec<u8> {
+    let mut h = [0u8; 512];
+    h[..name.len()].copy_from_slice(name.as_bytes());
+    let octal = |h: &mut [u8; 512], at: usize, len: usize, v: u64| {
+        let s = format!("{v:0w$o}\0", w = len - 1);
+        h[at..at + len].copy_from_slice(s.as_bytes());
+    };
+    octal(&mut h, 100, 8, 0o644);
+    octal(&mut h, 108, 8, 0);
+    octal(&mut h, 116, 8, 0);
+    octal(&mut h, 124, 12, data.len() as u64);
+    octal(&mut h, 136, 12, 0);
+    h[156] = b'0';
+    h[257..263].copy_from_slice(b"ustar\0");
+    h[263..265].copy_from_slice(b"00");
+    h[148..156].copy_from_slice(b"        ");
+    let sum: u32 = h.iter().map(|b| u32::from(*b)).sum();
+    let s = format!("{sum:06o}\0 ");
+    h[148..156].copy_from_slice(s.as_bytes());
+    let mut out = h.to_vec();
+    out.extend_from_slice(data);
+    out.resize(out.len().div_ceil(512) * 512 + 1024, 0);
+    out
+}
+
+#[test]
+fn backup_restore_here_and_on_another_node_and_bad_archives() {
+    if !docker_ready() {
+        return;
+    }
+    let rt = rt();
+    let pid = std::process::id();
+    let (node, node2) = (format!("apps-bk-{pid}"), format!("apps-bk2-{pid}"));
+    let app = "bkw";
+    clean(&[app, "bkw2", "bad"]);
+    let data = tempfile::tempdir().unwrap();
+    let data2 = tempfile::tempdir().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let file = work.path().join("web.yml");
+    std::fs::write(&file, web_def(IMAGE, "1.0", "")).unwrap();
+    let a = spawn(&node, fresh_ip(), data.path());
+    let b = spawn(&node2, fresh_ip(), data2.path());
+    wait_apps(&rt, &a);
+    wait_apps(&rt, &b);
+    let port = free_port();
+    a.cli(&[
+        "app",
+        "install",
+        file.to_str().unwrap(),
+        "--name",
+        app,
+        "--set",
+        &format!("PORT={port}"),
+    ])
+    .unwrap();
+    wait_until_msg("bkw running", T, POLL, || app_state(&a, app) == "running").unwrap();
+    let id = containers(&node, app).pop().unwrap();
+    docker(&[
+        "exec",
+        &id,
+        "sh",
+        "-c",
+        "echo backed up page > /www/index.html && mkdir -p /www/sub && echo deep > /www/sub/f",
+    ]);
+    // A file of the app's own directory.
+    let app_dir = data.path().join("apps").join(app);
+    std::fs::write(app_dir.join("note.txt"), "my note").unwrap();
+
+    let archive = work.path().join("bkw.nuvol-backup.tar.gz");
+    let t0 = std::time::Instant::now();
+    let out = a
+        .cli(&["app", "backup", app, "--output", archive.to_str().unwrap()])
+        .unwrap();
+    eprintln!("backup took {:?}", t0.elapsed());
+    assert!(out.starts_with("backed up bkw to "), "{out}");
+    assert!(out.contains("volumes: www"), "{out}");
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(&archive).unwrap();
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600, "holds passwords");
+    // Started again after, the same container.
+    wait_until_msg("bkw running after the backup", T, POLL, || {
+        app_state(&a, app) == "running" && http_get(port).is_some()
+    })
+    .unwrap();
+    assert_eq!(containers(&node, app), vec![id.clone()]);
+    // Not overwritten.
+    a.cli_run(&["app", "backup", app, "--output", archive.to_str().unwrap()])
+        .unwrap()
+        .assert_one_line_error("exists");
+    let listing = Command::new("tar")
+        .args(["-tzf", archive.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let listing = String::from_utf8_lossy(&listing.stdout);
+    for want in ["nuvol-backup.json", "volumes/www.tar", "app/note.txt"] {
+        assert!(listing.lines().any(|l| l == want), "{want} in {listing}");
+    }
+
+    // Purged, then restored: the data and the file are back, it serves.
+    a.cli(&["app", "remove", app, "--purge"]).unwrap();
+    assert!(volumes(app).is_empty());
+    assert!(!app_dir.exists());
+    let t0 = std::time::Instant::now();
+    let out = a
+        .cli(&["app", "restore", archive.to_str().unwrap()])
+        .unwrap();
+    eprintln!("restore took {:?}", t0.elapsed());
+    assert!(out.starts_with("restored bkw: "), "{out}");
+    wait_until_msg("bkw restored and serving", T, POLL, || {
+        http_get(port).is_some_and(|p| p.contains("backed up page"))
+    })
+    .unwrap();
+    let rid = containers(&node, app).pop().unwrap();
+    assert_eq!(docker(&["exec", &rid, "cat", "/www/sub/f"]), "deep");
+    assert_eq!(
+        std::fs::read_to_string(app_dir.join("note.txt")).unwrap(),
+        "my note"
+    );
+    // A second restore of the same name is refused.
+    a.cli_run(&["app", "restore", archive.to_str().unwrap()])
+        .unwrap()
+        .assert_one_line_error("already installed");
+
+    // On another node (sharing this Docker daemon: another name and port).
+    let port2 = free_port();
+    let out = b
+        .cli(&[
+            "app",
+            "restore",
+            archive.to_str().unwrap(),
+            "--name",
+            "bkw2",
+            "--set",
+            &format!("PORT={port2}"),
+        ])
+        .unwrap();
+    assert!(out.starts_with("restored bkw2: "), "{out}");
+    wait_until_msg("bkw2 serving on the other node", T, POLL, || {
+        http_get(port2).is_some_and(|p| p.contains("backed up page"))
+    })
+    .unwrap();
+    assert_eq!(containers(&node2, "bkw2").len(), 1);
+    assert!(containers(&node, "bkw2").is_empty());
+    let v = app_json(&b, "bkw2").unwrap();
+    assert_eq!(v["node"], node2.as_str());
+
+    // Bad archives: a clear error, nothing created.
+    let bytes = std::fs::read(&archive).unwrap();
+    let cut = work.path().join("cut.tar.gz");
+    std::fs::write(&cut, &bytes[..bytes.len() * 2 / 3]).unwrap();
+    let noise = work.path().join("noise.bin");
+    std::fs::write(
+        &noise,
+        (0..50_000u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect::<Vec<u8>>(),
+    )
+    .unwrap();
+    let evil = work.path().join("evil.tar");
+    std::fs::write(&evil, raw_tar("../evil", b"gotcha")).unwrap();
+    for (f, want) in [
+        (&cut, "truncated"),
+        (&noise, "not a nuvol backup"),
+        (&evil, "goes up"),
+    ] {
+        let out = a
+            .cli_run(&["app", "restore", f.to_str().unwrap(), "--name", "bad"])
+            .unwrap();
+        out.assert_one_line_error(want);
+        assert!(containers(&node, "bad").is_empty());
+        assert!(volumes("bad").is_empty());
+        assert!(!data.path().join("apps/bad").exists());
+    }
+    assert!(!work.path().parent().unwrap().join("evil").exists());
+    assert!(!data.path().join("evil").exists());
+    // No staging directory is left behind.
+    let left: Vec<String> = std::fs::read_dir(data.path().join("apps"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with('.'))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+
+    b.cli(&["app", "remove", "bkw2", "--purge"]).unwrap();
+    a.cli(&["app", "remove", app, "--purge"]).unwrap();
+    assert!(volumes(app).is_empty() && volumes("bkw2").is_empty());
+}

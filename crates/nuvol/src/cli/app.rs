@@ -397,6 +397,144 @@ pub async fn run(cmd: AppCommand) -> Result<i32> {
             }
             Ok(0)
         }
+        AppCommand::Upgrade {
+            at,
+            name,
+            source,
+            set,
+            timeout,
+        } => {
+            check_app_name(&name)?;
+            let params = parse_sets(&set)?;
+            let t = nuvol_agent::duration::parse(&timeout)
+                .map_err(|e| anyhow!("invalid --timeout: {e}"))?;
+            let secs = t.as_secs();
+            if !(1..=3600).contains(&secs) {
+                bail!("--timeout {timeout}: 1s to 1h");
+            }
+            let mut body = json!({ "params": params, "timeout": secs });
+            if let Some(source) = &source {
+                let path = PathBuf::from(source);
+                if !path.exists() {
+                    bail!("{source}: no such file or directory");
+                }
+                let (compose, env_files, _) = load_definition(&path)?;
+                body["compose"] = json!(compose);
+                body["env_files"] = json!(env_files);
+            }
+            let c = client(&at, true).await?;
+            let started = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            let mut v: Value = c
+                .call_json(
+                    Method::POST,
+                    &["v1", "apps", &name, "upgrade"],
+                    &[],
+                    Some(&body),
+                    // The wait for health, on top of the usual.
+                    Some(LONG_CALL + t),
+                )
+                .await
+                .map_err(api_err)?;
+            if v["pending"] == true {
+                v = wait_upgrade(&c, &name, started, LONG_CALL + t * 2).await?;
+            }
+            match at.rpc.format {
+                Format::Json => emit(&serde_json::to_string_pretty(&v)?)?,
+                Format::Text => emit(&format!(
+                    "upgraded {}: {}, version {}",
+                    v["name"].as_str().unwrap_or("?"),
+                    v["state"].as_str().unwrap_or("?"),
+                    v["version"].as_str().unwrap_or("")
+                ))?,
+            }
+            Ok(0)
+        }
+        AppCommand::Backup { at, name, output } => {
+            check_app_name(&name)?;
+            let file = output.unwrap_or_else(|| {
+                PathBuf::from(format!(
+                    "{name}-{}.nuvol-backup.tar.gz",
+                    utc_stamp(std::time::SystemTime::now())
+                ))
+            });
+            // The agent writes it: an absolute path, resolved here.
+            let file = absolute(&file)?;
+            let c = client(&at, true).await?;
+            let v: Value = c
+                .call_json(
+                    Method::POST,
+                    &["v1", "apps", &name, "backup"],
+                    &[],
+                    Some(&json!({ "path": file })),
+                    Some(LONG_CALL),
+                )
+                .await
+                .map_err(api_err)?;
+            if v["pending"] == true {
+                emit(&format!(
+                    "backup of {name} still running on the agent; it writes {} when done",
+                    file.display()
+                ))?;
+                return Ok(0);
+            }
+            match at.rpc.format {
+                Format::Json => emit(&serde_json::to_string_pretty(&v)?)?,
+                Format::Text => {
+                    let vols: Vec<&str> = v["volumes"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(Value::as_str)
+                        .collect();
+                    emit(&format!(
+                        "backed up {} to {} ({} bytes; volumes: {})",
+                        v["app"].as_str().unwrap_or("?"),
+                        v["path"].as_str().unwrap_or("?"),
+                        v["bytes"].as_u64().unwrap_or(0),
+                        if vols.is_empty() {
+                            "none".to_owned()
+                        } else {
+                            vols.join(", ")
+                        }
+                    ))?
+                }
+            }
+            Ok(0)
+        }
+        AppCommand::Restore {
+            at,
+            file,
+            name,
+            set,
+        } => {
+            if let Some(n) = &name {
+                check_app_name(n)?;
+            }
+            let params = parse_sets(&set)?;
+            let file = absolute(&file)?;
+            if !file.is_file() {
+                bail!("{}: no such file", file.display());
+            }
+            let c = client(&at, true).await?;
+            let v: Value = c
+                .call_json(
+                    Method::POST,
+                    &["v1", "apps", "restore"],
+                    &[],
+                    Some(&json!({ "path": file, "name": name, "params": params })),
+                    Some(LONG_CALL),
+                )
+                .await
+                .map_err(api_err)?;
+            if v["pending"] == true {
+                emit("the restore is still running on the agent; `nuvol app list` shows the app when done")?;
+                return Ok(0);
+            }
+            print_summary(at.rpc.format, "restored", &v)?;
+            Ok(0)
+        }
         AppCommand::Logs {
             at,
             name,
@@ -427,6 +565,68 @@ pub async fn run(cmd: AppCommand) -> Result<i32> {
             Ok(0)
         }
     }
+}
+
+/// An upgrade that outlived the API's request timeout: its result, from
+/// the app's status once it ended (its `last_upgrade`).
+async fn wait_upgrade(c: &ApiClient, name: &str, started: u64, limit: Duration) -> Result<Value> {
+    let until = std::time::Instant::now() + limit;
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let v: Value = c
+            .call_json(Method::GET, &["v1", "apps", name], &[], None, None)
+            .await
+            .map_err(api_err)?;
+        let last = &v["last_upgrade"];
+        let ended = v["state"] != "upgrading"
+            && last["started_at"]
+                .as_u64()
+                .is_some_and(|t| t + 1 >= started);
+        if ended {
+            if last["ok"] == true {
+                return Ok(v);
+            }
+            bail!("{}", last["error"].as_str().unwrap_or("the upgrade failed"));
+        }
+        if std::time::Instant::now() > until {
+            bail!("the upgrade of {name} has not ended yet; see `nuvol app status {name}`");
+        }
+    }
+}
+
+/// `path` made absolute against the current directory (the agent, which
+/// reads or writes it, runs elsewhere).
+fn absolute(path: &Path) -> Result<PathBuf> {
+    if path.is_absolute() {
+        return Ok(path.to_owned());
+    }
+    Ok(std::env::current_dir()
+        .context("the current directory")?
+        .join(path))
+}
+
+/// `YYYYmmdd-HHMMSS` in UTC.
+fn utc_stamp(t: std::time::SystemTime) -> String {
+    let secs = t
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Days to a civil date (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}{m:02}{d:02}-{:02}{:02}{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
 }
 
 async fn verb(at: &CatalogOpts, name: &str, path: &str, done: &str) -> Result<i32> {
@@ -504,4 +704,17 @@ fn import_cmd(path: &str, output: &str, format: Format) -> Result<i32> {
         }
     }
     Ok(if written.is_empty() { 1 } else { 0 })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utc_stamps() {
+        let t = |s: u64| utc_stamp(std::time::UNIX_EPOCH + Duration::from_secs(s));
+        assert_eq!(t(0), "19700101-000000");
+        assert_eq!(t(951_782_400), "20000229-000000");
+        assert_eq!(t(1_767_225_599), "20251231-235959");
+    }
 }

@@ -492,4 +492,46 @@ pub enum AppCommand {
         #[arg(long)]
         purge: bool,
     },
+    /// Upgrade an app to a new definition (SOURCE, like install's) and/or
+    /// parameter values; with neither, its definition is planned again
+    /// (a tag that names a new local image). If the new version is not
+    /// healthy within --timeout, the old one is brought back.
+    Upgrade {
+        #[command(flatten)]
+        at: CatalogOpts,
+        name: String,
+        #[arg(value_name = "SOURCE")]
+        source: Option<String>,
+        /// A parameter's new value (repeatable).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+        /// How long the new version has to become healthy.
+        #[arg(long, default_value = "60s")]
+        timeout: String,
+    },
+    /// Back an app up into one archive (definition, parameters, image
+    /// references, volumes, files), written by the agent on its host.
+    Backup {
+        #[command(flatten)]
+        at: CatalogOpts,
+        name: String,
+        /// The archive (default: NAME-YYYYmmdd-HHMMSS.nuvol-backup.tar.gz
+        /// in the current directory, UTC).
+        #[arg(long, short = 'o', value_name = "FILE")]
+        output: Option<std::path::PathBuf>,
+    },
+    /// Restore an app from a backup archive (read by the agent on its
+    /// host), on this node or another.
+    Restore {
+        #[command(flatten)]
+        at: CatalogOpts,
+        #[arg(value_name = "FILE")]
+        file: std::path::PathBuf,
+        /// The app's name (default: the backed-up app's).
+        #[arg(long)]
+        name: Option<String>,
+        /// A parameter's value overriding the archive's (repeatable).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+    },
 }
