@@ -831,8 +831,12 @@ async fn main() -> Result<()> {
     // ------------------------------------------------------- cluster --
     let t0 = Instant::now();
     let mut others: Vec<NuvolAgent> = Vec::with_capacity(n);
+    // The others are only the cluster: no dashboard, and no apps (199
+    // agents each listing the container engine's containers every few
+    // seconds would load the machine the measured agent runs on).
     let seed = common(NuvolAgent::builder(&others_bin, &node_name(1)), 1)?
         .arg("--dashboard=false")
+        .arg("--apps=false")
         .spawn()?;
     let seed_addr = seed.bind();
     others.push(seed);
@@ -841,6 +845,7 @@ async fn main() -> Result<()> {
         others.push(
             common(NuvolAgent::builder(&others_bin, &node_name(i)), i)?
                 .arg("--dashboard=false")
+                .arg("--apps=false")
                 .join(seed_addr)
                 .spawn()?,
         );
