@@ -34,7 +34,8 @@ use std::time::Duration;
 /// The stream protocol of `GET /v1/apps?all=true`: the request is
 /// `[APP_STREAM, APPS_LIST]`, the reply this node's apps as JSON.
 pub const APPS_LIST: u8 = 2;
-/// The tag of nodes that run apps (its value: how many are installed).
+/// The tag of nodes that have apps installed (its value: how many); set
+/// only while there is at least one.
 pub const APPS_TAG: &str = "nv-apps";
 /// Largest list reply accepted from a peer.
 const MAX_LIST_REPLY: usize = 1024 * 1024;
@@ -298,7 +299,11 @@ impl Component for Apps {
         ctx.ready();
         let mut tick = tokio::time::interval(self.cfg.reconcile_every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut tagged: Option<usize> = None;
+        // Owned tags start unset after a restart (they are never in the
+        // tags file), and a node without apps sets none: serf peers and
+        // nodes without apps see no extra tag, and `list --all` asks only
+        // nodes that have some.
+        let mut tagged: usize = 0;
         loop {
             tokio::select! {
                 () = ctx.stopping() => break,
@@ -319,11 +324,15 @@ impl Component for Apps {
                 }
             }
             let n = manager.list().len();
-            if tagged != Some(n) {
-                let mine = BTreeMap::from([(APPS_TAG.to_owned(), n.to_string())]);
+            if tagged != n {
+                let mine = if n == 0 {
+                    BTreeMap::new()
+                } else {
+                    BTreeMap::from([(APPS_TAG.to_owned(), n.to_string())])
+                };
                 if let Ok(cur) = self.tag.current().await {
                     if self.tag.replace(cur.version, mine).await.is_ok() {
-                        tagged = Some(n);
+                        tagged = n;
                     }
                 }
             }

@@ -118,6 +118,7 @@ fn store_and_templates_install() {
     }
     let node = format!("store-{}", std::process::id());
     let data = tempfile::tempdir().unwrap();
+    let data_b = tempfile::tempdir().unwrap();
     let store = tempfile::tempdir().unwrap();
     std::fs::write(store.path().join("mypage.yml"), MYPAGE).unwrap();
     let a = NuvolAgent::builder(NUVOL, &node)
@@ -133,6 +134,26 @@ fn store_and_templates_install() {
             .is_ok_and(|o| o.status.success())
     })
     .unwrap();
+    // A second node with no apps, in the same cluster.
+    let b = NuvolAgent::builder(NUVOL, &format!("{node}-b"))
+        .ip(fresh_ip())
+        .data_dir(data_b.path())
+        .arg("--mdns=false")
+        .join_agent(&a)
+        .spawn()
+        .unwrap();
+    // The nv-apps tag: set only while a node has apps.
+    let apps_tag = |who: &NuvolAgent, of: &str| -> Option<String> {
+        let out = who.cli(&["members", "--format", "json"]).ok()?;
+        let v: Value = serde_json::from_str(&out).ok()?;
+        v["members"]
+            .as_array()?
+            .iter()
+            .find(|m| m["name"] == of)
+            .and_then(|m| m["tags"]["nv-apps"].as_str().map(str::to_owned))
+    };
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(apps_tag(&b, &node), None, "no apps, no tag");
 
     let v: Value =
         serde_json::from_str(&a.cli(&["app", "store", "--format", "json"]).unwrap()).unwrap();
@@ -173,6 +194,27 @@ fn store_and_templates_install() {
         })
     })
     .unwrap();
+
+    // Seen from the other node: the tag, and `app list --all`.
+    wait_until_msg("nv-apps=1 seen by b", T, POLL, || {
+        apps_tag(&b, &node).as_deref() == Some("1")
+    })
+    .unwrap();
+    let all: Value = serde_json::from_str(
+        &b.cli(&["app", "list", "--all", "--format", "json"])
+            .unwrap(),
+    )
+    .unwrap();
+    let all = all.as_array().unwrap();
+    assert!(
+        all.iter().any(|x| x["name"] == "mypage"
+            && x["node"] == node.as_str()
+            && x["state"] == "running"),
+        "{all:?}"
+    );
+    let mine: Value =
+        serde_json::from_str(&b.cli(&["app", "list", "--format", "json"]).unwrap()).unwrap();
+    assert_eq!(mine.as_array().map(Vec::len), Some(0), "b has none itself");
 
     // A built-in template whose image is not here: refused, nothing left.
     let before = containers(&node).len();
@@ -216,4 +258,8 @@ fn store_and_templates_install() {
         a.cli(&["app", "remove", app, "--purge"]).unwrap();
     }
     assert!(containers(&node).is_empty());
+    wait_until_msg("the tag gone with the last app", T, POLL, || {
+        apps_tag(&b, &node).is_none()
+    })
+    .unwrap();
 }
