@@ -27,8 +27,8 @@ use std::time::Duration;
 /// Top-level keys nuvol reads.
 const TOP_KEYS: &[&str] = &["version", "name", "services", "volumes", "networks"];
 
-/// Service keys nuvol carries out.
-const SERVICE_KEYS: &[&str] = &[
+/// Service keys nuvol carries out (the importers keep to them too).
+pub(crate) const SERVICE_KEYS: &[&str] = &[
     "image",
     "command",
     "entrypoint",
@@ -880,7 +880,7 @@ pub fn parse_env_file(text: &str, at: &str) -> Result<Vec<(String, String)>, App
 
 /// A command given as one string: split on spaces, with `"`/`'` quotes
 /// grouping words (as Compose does with shlex).
-fn split_words(s: &str) -> Vec<String> {
+pub(crate) fn split_words(s: &str) -> Vec<String> {
     let mut out = Vec::new();
     let mut cur = String::new();
     let mut quote: Option<char> = None;

@@ -18,37 +18,7 @@ use crate::meta::{Localized, Param, ParamKind};
 use serde_norway::Value;
 use std::collections::BTreeMap;
 
-/// Service keys nuvol carries out (as `compose::plan` does).
-const SERVICE_KEYS: &[&str] = &[
-    "image",
-    "command",
-    "entrypoint",
-    "environment",
-    "env_file",
-    "ports",
-    "expose",
-    "volumes",
-    "networks",
-    "network_mode",
-    "restart",
-    "healthcheck",
-    "labels",
-    "depends_on",
-    "deploy",
-    "mem_limit",
-    "cpus",
-    "user",
-    "working_dir",
-    "hostname",
-    "stop_signal",
-    "stop_grace_period",
-    "cap_add",
-    "cap_drop",
-    "read_only",
-    "init",
-    "tty",
-    "extra_hosts",
-];
+use crate::compose::SERVICE_KEYS;
 
 /// Why a dropped key matters; the dangerous ones say so.
 fn why_dropped(key: &str) -> &'static str {

@@ -504,35 +504,7 @@ pub(crate) fn cut(s: &str, max: usize) -> String {
     out
 }
 
-/// A command line split into words: whitespace separates, `"` and `'`
-/// group (enough for templates' commands; no escapes).
-pub(crate) fn words(s: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut cur = String::new();
-    let mut quote: Option<char> = None;
-    let mut any = false;
-    for c in s.chars() {
-        match (quote, c) {
-            (Some(q), c) if c == q => quote = None,
-            (Some(_), c) => cur.push(c),
-            (None, '"' | '\'') => {
-                quote = Some(c);
-                any = true;
-            }
-            (None, c) if c.is_whitespace() => {
-                if !cur.is_empty() || any {
-                    out.push(std::mem::take(&mut cur));
-                }
-                any = false;
-            }
-            (None, c) => cur.push(c),
-        }
-    }
-    if !cur.is_empty() || any {
-        out.push(cur);
-    }
-    out
-}
+pub(crate) use crate::compose::split_words as words;
 
 /// `value` rendered for a report: strings as they are, others as JSON.
 pub(crate) fn show(v: &J) -> String {
