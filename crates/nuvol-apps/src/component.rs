@@ -3,9 +3,10 @@
 //! protocol other nodes list this node's apps with, and the run loop that
 //! connects to the engine and reconciles.
 
-use crate::driver::Engine;
+use crate::driver::{Engine, Router};
 use crate::error::AppError;
 use crate::manager::{AppSummary, Fut, Install, Manager, Published, Publisher};
+use crate::process::{ProcessSettings, Processes};
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, RawQuery, State};
@@ -59,6 +60,16 @@ nuvol_agent::settings! {
         /// HTTP(S) and kept in DATA_DIR/apps-store for offline use
         /// (repeatable).
         store_urls: Vec<String> = Vec::new(), flag "apps-store-url";
+        /// The user process apps run as when a service gives no user:
+        /// (a name, NAME:GROUP or a uid).
+        process_user: String = "nobody".to_owned(), flag "apps-process-user";
+        /// Let process apps run as root (user: root, or process_user =
+        /// "root"). Off: such an install is refused.
+        process_allow_root: bool = false, flag "apps-process-allow-root";
+        /// A process app's log file is rotated at this many bytes.
+        process_log_max: u64 = 1024 * 1024, flag "apps-process-log-max";
+        /// Rotated log files kept per process.
+        process_log_keep: u64 = 3, flag "apps-process-log-keep";
     }
 }
 
@@ -71,6 +82,21 @@ impl Validate for AppsSettings {
                     format!("{u:?} is not an http:// or https:// URL"),
                 ));
             }
+        }
+        if self.process_user.trim().is_empty() {
+            return Err(ConfigError::invalid::<Self>("process_user", "is empty"));
+        }
+        if self.process_log_keep == 0 || self.process_log_keep > 100 {
+            return Err(ConfigError::invalid::<Self>(
+                "process_log_keep",
+                "must be 1 to 100",
+            ));
+        }
+        if self.process_log_max < 4096 {
+            return Err(ConfigError::invalid::<Self>(
+                "process_log_max",
+                "must be at least 4096 bytes",
+            ));
         }
         if self.reconcile_every < Duration::from_secs(1) {
             return Err(ConfigError::invalid::<Self>(
@@ -252,38 +278,69 @@ impl Component for Apps {
 
     async fn run(&mut self, ctx: &RunCtx) -> Result<(), ComponentError> {
         let socket = (!self.cfg.docker_socket.is_empty()).then(|| self.cfg.docker_socket.clone());
-        // No engine installed is a normal state of a node, not a failure:
-        // wait for the socket to appear (an engine installed later) without
-        // a failed component and a log line per retry.
+        // Process apps run whether or not there is a container engine; no
+        // engine installed is a normal state of a node, not a failure: the
+        // socket is looked for at each pass (an engine installed later),
+        // without a failed component and a log line per retry.
         let path = socket_path(socket.as_deref());
+        let cfg = ProcessSettings {
+            user: self.cfg.process_user.clone(),
+            allow_root: self.cfg.process_allow_root,
+            log_max: self.cfg.process_log_max,
+            log_keep: usize::try_from(self.cfg.process_log_keep).unwrap_or(3),
+        };
+        let (node, dir) = (self.node.clone(), self.data_dir.clone());
+        let processes = tokio::task::spawn_blocking(move || Processes::open(&dir, &node, cfg))
+            .await
+            .map_err(|e| ComponentError::msg(format!("apps processes: {e}")))??;
+        processes.spawn_housekeeping();
+        let router = Arc::new(Router::new(processes));
         let mut told = false;
-        while !path.exists() {
-            let why = format!(
-                "no container engine at {} (install Docker or Podman, or set [apps] docker_socket)",
-                path.display()
-            );
-            if !told {
-                tracing::info!("apps: {why}; waiting for it");
-                told = true;
-            }
-            if let Ok(mut g) = self.shared.error.write() {
-                *g = Some(why);
-            }
-            tokio::select! {
-                () = ctx.stopping() => return Ok(()),
-                () = tokio::time::sleep(Duration::from_secs(10)) => {}
-            }
-        }
-        let engine =
-            match crate::docker::Docker::connect(Some(&path.to_string_lossy()), &self.node).await {
-                Ok(d) => Arc::new(d) as Arc<dyn Engine>,
-                Err(e) => {
-                    if let Ok(mut g) = self.shared.error.write() {
-                        *g = Some(e.to_string());
+        let connect = {
+            let router = router.clone();
+            let node = self.node.clone();
+            let shared = self.shared.clone();
+            move || {
+                let router = router.clone();
+                let node = node.clone();
+                let shared = shared.clone();
+                let path = path.clone();
+                async move {
+                    if router.has_docker() {
+                        return true;
                     }
-                    return Err(e.into());
+                    if !path.exists() {
+                        let why = format!(
+                            "no container engine at {} (install Docker or Podman, or set [apps] docker_socket)",
+                            path.display()
+                        );
+                        router.set_docker_missing(why);
+                        return false;
+                    }
+                    match crate::docker::Docker::connect(Some(&path.to_string_lossy()), &node).await
+                    {
+                        Ok(d) => {
+                            router.set_docker(Arc::new(d));
+                            true
+                        }
+                        Err(e) => {
+                            if let Ok(mut g) = shared.error.write() {
+                                *g = Some(e.to_string());
+                            }
+                            router.set_docker_missing(e.to_string());
+                            false
+                        }
+                    }
                 }
-            };
+            }
+        };
+        if !connect().await && !told {
+            tracing::info!(
+                "apps: no container engine yet (process apps run; Docker apps wait for it)"
+            );
+            told = true;
+        }
+        let engine = router.clone() as Arc<dyn Engine>;
         let publisher = self
             .catalog
             .clone()
@@ -309,6 +366,12 @@ impl Component for Apps {
                 () = ctx.stopping() => break,
                 _ = tick.tick() => {}
                 () = manager.kicked() => {}
+            }
+            if !connect().await && !told {
+                tracing::info!(
+                    "apps: no container engine yet (process apps run; Docker apps wait for it)"
+                );
+                told = true;
             }
             match manager.reconcile().await {
                 Ok(_) => {

@@ -15,7 +15,7 @@
 use crate::error::AppError;
 use crate::meta::{check_value, Meta};
 use crate::plan::{
-    AppPlan, ContainerSpec, HealthSpec, Mount, MountSource, NetworkSpec, PortMap, Proto,
+    AppPlan, ContainerSpec, Driver, HealthSpec, Mount, MountSource, NetworkSpec, PortMap, Proto,
     RestartPolicy, VolumeSpec,
 };
 use docker_compose_types as dct;
@@ -58,6 +58,35 @@ pub(crate) const SERVICE_KEYS: &[&str] = &[
     "tty",
     "extra_hosts",
 ];
+
+/// Service keys of a process app (`x-nuvol.driver: process`): what means
+/// something for a program run on the host.
+pub(crate) const PROCESS_SERVICE_KEYS: &[&str] = &[
+    "command",
+    "entrypoint",
+    "environment",
+    "env_file",
+    "ports",
+    "volumes",
+    "restart",
+    "healthcheck",
+    "labels",
+    "depends_on",
+    "deploy",
+    "mem_limit",
+    "cpus",
+    "user",
+    "working_dir",
+    "stop_grace_period",
+];
+
+/// Why a key is refused in a process app.
+fn process_hint(key: &str) -> String {
+    match key {
+        "image" => "a process app runs a program installed on the host: give its absolute path as entrypoint (or command)".into(),
+        _ => format!("{key} is for containers, not for a process app (x-nuvol.driver: process)"),
+    }
+}
 
 /// Why a few common keys are not carried out.
 fn hint(key: &str) -> Option<&'static str> {
@@ -337,11 +366,18 @@ fn keys<'a>(m: &'a serde_norway::Mapping, at: &str) -> Result<Vec<&'a str>, AppE
 }
 
 /// Every key nuvol does not carry out, as an error naming the first.
-fn check_keys(root: &Value) -> Result<(), AppError> {
+fn check_keys(root: &Value, driver: Driver) -> Result<(), AppError> {
+    let process = driver == Driver::Process;
     let top = root
         .as_mapping()
         .ok_or_else(|| AppError::invalid("compose file", "not a mapping"))?;
     for k in keys(top, "compose file")? {
+        if process && k == "networks" {
+            return Err(AppError::Unsupported {
+                key: k.to_owned(),
+                hint: Some(process_hint(k)),
+            });
+        }
         if k.starts_with("x-") || TOP_KEYS.contains(&k) {
             continue;
         }
@@ -364,6 +400,12 @@ fn check_keys(root: &Value) -> Result<(), AppError> {
             return Err(AppError::invalid(&at, "is not a mapping"));
         };
         for k in keys(m, &at)? {
+            if process && !k.starts_with("x-") && !PROCESS_SERVICE_KEYS.contains(&k) {
+                return Err(AppError::Unsupported {
+                    key: format!("{at}.{k}"),
+                    hint: Some(process_hint(k)),
+                });
+            }
             if k.starts_with("x-") || SERVICE_KEYS.contains(&k) {
                 continue;
             }
@@ -490,7 +532,7 @@ pub fn plan(
     let declared = meta_of(&root, None)?;
     declared.validate(&services)?;
     let values = resolve_params(&declared, given)?;
-    check_keys(&root)?;
+    check_keys(&root, declared.driver)?;
     let meta = meta_of(&root, Some(&values))?;
     meta.validate(&services)?;
     // x-nuvol was read above; the rest is interpolated and typed.
@@ -577,11 +619,15 @@ fn build(
         let at = format!("services.{sname}");
         check_part(&at, sname)?;
         let svc = svc.clone().unwrap_or_default();
-        let image = svc
-            .image
-            .clone()
-            .filter(|i| !i.trim().is_empty())
-            .ok_or_else(|| AppError::invalid(&format!("{at}.image"), "is required"))?;
+        let process = meta.driver == Driver::Process;
+        let image = if process {
+            process_program(&svc, &at)?
+        } else {
+            svc.image
+                .clone()
+                .filter(|i| !i.trim().is_empty())
+                .ok_or_else(|| AppError::invalid(&format!("{at}.image"), "is required"))?
+        };
         let mut env: Vec<(String, String)> = Vec::new();
         if let Some(files) = &svc.env_file {
             let list = match files {
@@ -629,10 +675,19 @@ fn build(
                 ));
             }
         }
-        let ports = ports(&svc.ports, &format!("{at}.ports"))?;
+        let ports = if process {
+            process_ports(&svc.ports, &format!("{at}.ports"))?
+        } else {
+            ports(&svc.ports, &format!("{at}.ports"))?
+        };
         let mut mounts = Vec::new();
         for (i, v) in svc.volumes.iter().enumerate() {
-            mounts.push(mount(v, &format!("{at}.volumes[{i}]"), app, &c.volumes)?);
+            let at = format!("{at}.volumes[{i}]");
+            mounts.push(if process {
+                process_mount(v, &at, app, &c.volumes)?
+            } else {
+                mount(v, &at, app, &c.volumes)?
+            });
         }
         let network_mode = svc.network_mode.clone().filter(|m| !m.is_empty());
         if let Some(m) = &network_mode {
@@ -675,7 +730,7 @@ fn build(
                 "network_mode and networks exclude each other",
             ));
         }
-        if network_mode.is_none() && nets.is_empty() {
+        if network_mode.is_none() && nets.is_empty() && !process {
             nets.push("default".into());
         }
         if nets.iter().any(|n| n == "default") {
@@ -823,6 +878,122 @@ fn build(
     };
     plan.order()?;
     Ok(plan)
+}
+
+/// A process service's program: the first word of its entrypoint, else of
+/// its command, an absolute path (whether it exists is checked at
+/// install, on this node). Its `image` is `process:PATH`.
+fn process_program(svc: &dct::Service, at: &str) -> Result<String, AppError> {
+    let words = |v: Option<Vec<String>>| v.filter(|w| !w.is_empty());
+    let first = words(svc.entrypoint.as_ref().map(|c| match c {
+        dct::Entrypoint::Simple(s) => split_words(s),
+        dct::Entrypoint::List(a) => a.clone(),
+    }))
+    .or_else(|| {
+        words(svc.command.as_ref().map(|c| match c {
+            dct::Command::Simple(s) => split_words(s),
+            dct::Command::Args(a) => a.clone(),
+        }))
+    })
+    .and_then(|w| w.into_iter().next())
+    .ok_or_else(|| {
+        AppError::invalid(
+            &format!("{at}.entrypoint"),
+            "a process service names its program (entrypoint or command)",
+        )
+    })?;
+    if !first.starts_with('/') || first.split('/').any(|c| c == "..") {
+        return Err(AppError::invalid(
+            &format!("{at}.entrypoint"),
+            format!("{first:?}: give the program's absolute path"),
+        ));
+    }
+    Ok(format!("{}{first}", crate::process::IMAGE_PREFIX))
+}
+
+/// A process listens on its port itself: `PORT[/PROTO]`, or
+/// `[IP:]PORT:PORT[/PROTO]` with the same port twice (there is no
+/// mapping). The ports are what the app publishes and what conflict
+/// checks see.
+fn process_ports(p: &dct::Ports, at: &str) -> Result<Vec<PortMap>, AppError> {
+    let mut out = Vec::new();
+    let dct::Ports::Short(l) = p else {
+        return ports(p, at).and_then(|v| {
+            v.iter()
+                .find(|m| m.host != m.container)
+                .map_or(Ok(v.clone()), |m| {
+                    Err(AppError::invalid(
+                        at,
+                        format!("{}:{}: a program listens on its port, there is no mapping: give one port", m.host, m.container),
+                    ))
+                })
+        });
+    };
+    for (i, s) in l.iter().enumerate() {
+        let at = format!("{at}[{i}]");
+        let (num, proto) = match s.rsplit_once('/') {
+            Some((a, pr)) => (a, pr),
+            None => (s.as_str(), "tcp"),
+        };
+        let m = if !num.contains(':') {
+            short_port(&format!("{num}:{num}/{proto}"), &at)?
+        } else {
+            short_port(s, &at)?
+        };
+        if m.host != m.container {
+            return Err(AppError::invalid(
+                &at,
+                format!("{s:?}: a program listens on its port, there is no mapping: give one port"),
+            ));
+        }
+        out.push(m);
+    }
+    Ok(out)
+}
+
+/// A process service's volume: `NAME:VARIABLE[:ro]`, a named volume (a
+/// directory the agent keeps, owned by the run user) whose path the
+/// program gets in the environment variable `VARIABLE` (there is no
+/// mount: the program runs in the host's file system).
+fn process_mount(
+    v: &dct::Volumes,
+    at: &str,
+    app: &str,
+    top: &dct::TopLevelVolumes,
+) -> Result<Mount, AppError> {
+    let dct::Volumes::Simple(s) = v else {
+        return Err(AppError::invalid(
+            at,
+            "a process service's volume is NAME:VARIABLE (the long syntax is for containers)",
+        ));
+    };
+    let parts: Vec<&str> = s.split(':').collect();
+    let (name, var) = match parts.as_slice() {
+        [n, v] | [n, v, "rw"] => (*n, *v),
+        _ => {
+            return Err(AppError::invalid(
+                at,
+                format!("{s:?}: a process service's volume is NAME:VARIABLE (its directory's path is given in $VARIABLE)"),
+            ))
+        }
+    };
+    if !top.0.contains_key(name) {
+        return Err(AppError::invalid(
+            at,
+            format!("volume {name} is not declared under volumes:"),
+        ));
+    }
+    if !is_var(var) {
+        return Err(AppError::invalid(
+            at,
+            format!("{var:?} is not an environment variable name (NAME:VARIABLE; there are no mounts for a program)"),
+        ));
+    }
+    Ok(Mount {
+        source: MountSource::Volume(object_name(app, name)),
+        target: var.to_owned(),
+        read_only: false,
+    })
 }
 
 /// Service, volume and network names become parts of engine names.

@@ -42,6 +42,9 @@ pub enum AppError {
     /// from).
     #[error("image {image} is not on this node and could not be pulled: {why}")]
     Image { image: String, why: String },
+    /// A process app's program (or its user) cannot be run.
+    #[error("program {program}: {why}")]
+    Program { program: String, why: String },
     /// The container engine refused or is unreachable.
     #[error("docker: {0}")]
     Docker(String),
@@ -96,6 +99,7 @@ impl AppError {
             | AppError::MissingParam(_)
             | AppError::UnknownParam(_)
             | AppError::Arch { .. }
+            | AppError::Program { .. }
             | AppError::Archive { .. } => 400,
             AppError::NotFound(_) => 404,
             AppError::Exists(_)

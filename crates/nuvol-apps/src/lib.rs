@@ -11,6 +11,7 @@ pub mod import;
 pub mod manager;
 pub mod meta;
 pub mod plan;
+pub mod process;
 pub mod reconcile;
 pub mod state;
 

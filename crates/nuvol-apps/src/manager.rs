@@ -10,7 +10,7 @@ use crate::compose::{self, Definition};
 use crate::driver::{Engine, Health, LogStream, Observed, RunState};
 use crate::error::AppError;
 use crate::meta::{this_arch, Meta, ParamKind};
-use crate::plan::{AppPlan, ContainerSpec, Mount, MountSource, Proto, RestartPolicy};
+use crate::plan::{AppPlan, ContainerSpec, Driver, Mount, MountSource, Proto, RestartPolicy};
 use crate::reconcile::{app_state, Action, AppState, Desired, Reconciler, Want};
 use crate::state::{AppRecord, Previous, State};
 use nuvol_catalog::model::{CheckDef, CheckKind, ServiceDef, Status};
@@ -148,6 +148,8 @@ struct Inner {
     busy: Mutex<BTreeMap<String, &'static str>>,
     reconciler: Mutex<Reconciler>,
     observed: Mutex<Vec<Observed>>,
+    /// A driver was unreachable in a pass (adopt when all are back).
+    was_down: Mutex<bool>,
     critical: Mutex<BTreeMap<(String, u16), Instant>>,
     kick: tokio::sync::Notify,
     last_upgrade: Mutex<BTreeMap<String, Outcome>>,
@@ -295,6 +297,7 @@ impl Manager {
                 busy: Mutex::new(BTreeMap::new()),
                 reconciler: Mutex::new(reconciler),
                 observed: Mutex::new(Vec::new()),
+                was_down: Mutex::new(false),
                 critical: Mutex::new(BTreeMap::new()),
                 kick: tokio::sync::Notify::new(),
                 last_upgrade: Mutex::new(BTreeMap::new()),
@@ -345,10 +348,47 @@ impl Manager {
         }
     }
 
+    /// The engine of a driver (the router's part, else the one engine).
+    fn eng(&self, d: Driver) -> &dyn Engine {
+        self.inner.engine.part(d).unwrap_or(&*self.inner.engine)
+    }
+
+    /// The driver of an installed app (Docker for one that does not plan).
+    fn driver_of(&self, app: &str) -> Driver {
+        lock(&self.inner.apps)
+            .get(app)
+            .and_then(|e| e.plan.as_ref().ok().map(|(p, _)| p.driver()))
+            .unwrap_or_default()
+    }
+
+    /// Every labelled container (or process) of this engine, each
+    /// driver's listed on its own: a driver that cannot be reached is
+    /// in the second list with its error, the others' are there.
+    async fn list_parts(&self) -> (Vec<Observed>, Vec<(Driver, AppError)>) {
+        let e = &self.inner.engine;
+        let parts: Vec<(Driver, &dyn Engine)> =
+            match (e.part(Driver::Docker), e.part(Driver::Process)) {
+                (Some(d), Some(p)) => vec![(Driver::Process, p), (Driver::Docker, d)],
+                _ => vec![(Driver::Docker, &**e)],
+            };
+        let mut listed = Vec::new();
+        let mut down = Vec::new();
+        for (d, part) in parts {
+            match part.list().await {
+                Ok(l) => listed.extend(l.into_iter().filter(|o| o.node == self.inner.node)),
+                Err(err) => down.push((d, err)),
+            }
+        }
+        (listed, down)
+    }
+
     async fn observed_of(&self, app: &str) -> Result<Vec<Observed>, AppError> {
+        self.observed_in(self.driver_of(app), app).await
+    }
+
+    async fn observed_in(&self, d: Driver, app: &str) -> Result<Vec<Observed>, AppError> {
         Ok(self
-            .inner
-            .engine
+            .eng(d)
             .list()
             .await?
             .into_iter()
@@ -412,30 +452,28 @@ impl Manager {
                 ));
             }
         }
-        // Every image first: nothing is created for an app that cannot run.
+        // Every image (or program) first: nothing is created for an app
+        // that cannot run.
+        let driver = plan.driver();
+        let eng = self.eng(driver);
         for c in &plan.containers {
-            if self.inner.engine.image_id(&c.image).await?.is_none() {
-                self.inner.engine.pull(&c.image).await?;
+            if eng.image_id(&c.image).await?.is_none() {
+                eng.pull(&c.image).await?;
             }
         }
-        if !self.observed_of(&name).await?.is_empty() {
+        if !self.observed_in(driver, &name).await?.is_empty() {
             return Err(AppError::Other(format!(
                 "containers labelled as app {name} exist on this node's engine; remove them first"
             )));
         }
         let dir = self.app_dir(&name);
         let dir_existed = dir.exists();
-        let vols_before: BTreeSet<String> = self
-            .inner
-            .engine
-            .volumes(&name)
-            .await?
-            .into_iter()
-            .collect();
+        let vols_before: BTreeSet<String> = eng.volumes(&name).await?.into_iter().collect();
         let r = self.bring_up(&name, &plan, &dir, &req.files, fill).await;
         if let Err(e) = r {
             tracing::warn!(app = %name, error = %e, "install failed; removing what it created");
-            self.tear_down(&name, &vols_before, !dir_existed).await;
+            self.tear_down(&name, &vols_before, !dir_existed, driver)
+                .await;
             return Err(e);
         }
         let record = AppRecord {
@@ -450,7 +488,8 @@ impl Manager {
             pinned,
         };
         if let Err(e) = self.inner.state.put(&record) {
-            self.tear_down(&name, &vols_before, !dir_existed).await;
+            self.tear_down(&name, &vols_before, !dir_existed, driver)
+                .await;
             return Err(AppError::Store(e.to_string()));
         }
         lock(&self.inner.apps).insert(
@@ -507,7 +546,7 @@ impl Manager {
         files: &BTreeMap<String, Vec<u8>>,
         fill: Option<&Unpacked>,
     ) -> Result<(), AppError> {
-        let e = &self.inner.engine;
+        let e = self.eng(plan.driver());
         if let Some(staged) = fill.and_then(|f| f.app_dir.as_deref()) {
             // The staging directory is on the same file system (under the
             // apps directory): a rename, not a copy.
@@ -551,9 +590,15 @@ impl Manager {
 
     /// Remove an app's containers and networks, the volumes not in `keep`
     /// (all of them when `keep` is None: --purge), and its directory.
-    async fn tear_down(&self, name: &str, keep: &BTreeSet<String>, remove_dir: bool) {
-        let e = &self.inner.engine;
-        match self.observed_of(name).await {
+    async fn tear_down(
+        &self,
+        name: &str,
+        keep: &BTreeSet<String>,
+        remove_dir: bool,
+        driver: Driver,
+    ) {
+        let e = self.eng(driver);
+        match self.observed_in(driver, name).await {
             Ok(list) => {
                 for o in list {
                     if let Err(err) = e.remove(&o.id).await {
@@ -676,6 +721,7 @@ impl Manager {
         if !lock(&self.inner.apps).contains_key(name) {
             return Err(AppError::NotFound(name.to_owned()));
         }
+        let driver = self.driver_of(name);
         // Forget it first: a crash midway leaves strays the reconciler
         // removes, never an app that comes back.
         self.inner
@@ -686,15 +732,14 @@ impl Manager {
         let keep: BTreeSet<String> = if purge {
             BTreeSet::new()
         } else {
-            self.inner
-                .engine
+            self.eng(driver)
                 .volumes(name)
                 .await
                 .unwrap_or_default()
                 .into_iter()
                 .collect()
         };
-        self.tear_down(name, &keep, purge).await;
+        self.tear_down(name, &keep, purge, driver).await;
         self.sync_catalog().await;
         tracing::info!(app = %name, purge, "removed");
         drop(guard);
@@ -852,18 +897,26 @@ impl Manager {
     /// One reconcile pass: look at the engine, act, publish what runs and
     /// unpublish what does not. Returns the actions taken.
     pub async fn reconcile(&self) -> Result<Vec<Action>, AppError> {
-        let listed = match self.inner.engine.list().await {
-            Ok(l) => l,
-            Err(e) => {
-                // The engine may be restarting: adopt when it is back.
-                lock(&self.inner.reconciler).adopt_next();
+        let (listed, down) = self.list_parts().await;
+        let all_down = listed.is_empty()
+            && !down.is_empty()
+            && self.inner.engine.part(Driver::Process).is_none();
+        if !down.is_empty() {
+            // The engine may be restarting: adopt when it is back (not
+            // while it is down: adopting ignores backoffs, and the other
+            // driver's apps keep theirs).
+            *lock(&self.inner.was_down) = true;
+        } else if std::mem::take(&mut *lock(&self.inner.was_down)) {
+            lock(&self.inner.reconciler).adopt_next();
+        }
+        if all_down {
+            if let Some((_, e)) = down.into_iter().next() {
                 return Err(e);
             }
-        };
-        let mut observed: Vec<Observed> = listed
-            .into_iter()
-            .filter(|o| o.node == self.inner.node)
-            .collect();
+            return Ok(Vec::new());
+        }
+        let down_drivers: BTreeSet<&'static str> = down.iter().map(|(d, _)| d.as_str()).collect();
+        let mut observed: Vec<Observed> = listed;
         self.overlay_catalog_health(&mut observed);
         let busy: BTreeSet<String> = lock(&self.inner.busy).keys().cloned().collect();
         let entries: Vec<(AppPlan, Want)> = lock(&self.inner.apps)
@@ -881,7 +934,17 @@ impl Manager {
             .filter(|e| e.plan.is_err())
             .map(|e| e.record.name.clone())
             .collect();
-        let busy: BTreeSet<String> = busy.union(&broken).cloned().collect();
+        // Apps of a driver that cannot be reached are left as they are.
+        let unreachable: BTreeSet<String> = entries
+            .iter()
+            .filter(|(p, _)| down_drivers.contains(p.driver().as_str()))
+            .map(|(p, _)| p.app.clone())
+            .collect();
+        let busy: BTreeSet<String> = busy
+            .union(&broken)
+            .cloned()
+            .chain(unreachable.iter().cloned())
+            .collect();
         let desired: Vec<Desired> = entries
             .iter()
             .map(|(p, w)| Desired { plan: p, want: *w })
@@ -895,25 +958,32 @@ impl Manager {
             }
         }
         if !actions.is_empty() {
-            observed = self
-                .inner
-                .engine
-                .list()
-                .await?
-                .into_iter()
-                .filter(|o| o.node == self.inner.node)
-                .collect();
+            observed = self.list_parts().await.0;
         }
         *lock(&self.inner.observed) = observed;
         self.sync_catalog().await;
+        // A driver that is down is an error only when apps need it.
+        if !unreachable.is_empty() {
+            if let Some((_, e)) = down.into_iter().next() {
+                return Err(e);
+            }
+        }
         Ok(actions)
     }
 
     async fn apply(&self, a: &Action, entries: &[(AppPlan, Want)]) -> Result<(), AppError> {
+        // Ids name their engine (the router routes them); what is created
+        // goes to the app's driver.
         let e = &self.inner.engine;
+        let made = self.eng(
+            entries
+                .iter()
+                .find(|(p, _)| p.app == a.app())
+                .map_or(Driver::Docker, |(p, _)| p.driver()),
+        );
         match a {
-            Action::EnsureNetwork { app, net } => e.ensure_network(app, net).await,
-            Action::EnsureVolume { app, vol } => e.ensure_volume(app, vol).await,
+            Action::EnsureNetwork { app, net } => made.ensure_network(app, net).await,
+            Action::EnsureVolume { app, vol } => made.ensure_volume(app, vol).await,
             Action::Create { app, service } => {
                 let Some((p, _)) = entries.iter().find(|(p, _)| &p.app == app) else {
                     return Ok(());
@@ -925,7 +995,7 @@ impl Manager {
                 std::fs::create_dir_all(&dir).map_err(|err| {
                     AppError::Other(format!("cannot create {}: {err}", dir.display()))
                 })?;
-                e.create(app, spec, &dir).await.map(|_| ())
+                made.create(app, spec, &dir).await.map(|_| ())
             }
             Action::Start { id, .. } => e.start(id).await,
             Action::Unpause { id, .. } => e.unpause(id).await,
@@ -1329,7 +1399,7 @@ impl Manager {
         to: &AppPlan,
         run: bool,
     ) -> Result<(), AppError> {
-        let e = &self.inner.engine;
+        let e = self.eng(to.driver());
         let dir = self.app_dir(name);
         std::fs::create_dir_all(&dir).map_err(|err| io_error("cannot create", &dir, err))?;
         for n in &to.networks {
@@ -1524,6 +1594,12 @@ impl Manager {
         }
         let guard = self.busy(name, "backing up")?;
         let (record, plan, _) = self.planned(name)?;
+        if plan.driver() == Driver::Process {
+            return Err(AppError::invalid(
+                "backup",
+                format!("{name} is a process app: backups of process apps are not supported yet (copy DATA_DIR/apps-proc/volumes/nuvol-{name}-*)"),
+            ));
+        }
         for v in &plan.volumes {
             backup::check_key(&v.key).map_err(|w| AppError::invalid("volumes", w))?;
         }

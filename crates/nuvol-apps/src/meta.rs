@@ -151,6 +151,10 @@ pub struct Meta {
     pub parameters: Vec<Param>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub publish: Vec<Publish>,
+    /// What runs the services: `docker` (the default) or `process`
+    /// (programs installed on the host).
+    #[serde(default, skip_serializing_if = "crate::plan::Driver::is_docker")]
+    pub driver: crate::plan::Driver,
 }
 
 /// Valid app and id names: `[a-z0-9][a-z0-9-]{0,39}` (they become parts of

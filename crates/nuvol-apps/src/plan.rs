@@ -21,6 +21,41 @@ pub const LABEL_SPEC: &str = "nuvol.spec";
 /// The node (agent) that created it.
 pub const LABEL_NODE: &str = "nuvol.node";
 
+/// What runs an app's services (`x-nuvol.driver`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Driver {
+    /// Containers of the Docker Engine (or Podman).
+    #[default]
+    Docker,
+    /// Programs installed on the host, supervised by the agent
+    /// ([`crate::process`]).
+    Process,
+}
+
+impl Driver {
+    pub fn is_docker(&self) -> bool {
+        *self == Driver::Docker
+    }
+
+    /// The driver of a container spec: a process service's `image` is
+    /// `process:` and its program's absolute path.
+    pub fn of(spec: &ContainerSpec) -> Driver {
+        if spec.image.starts_with(crate::process::IMAGE_PREFIX) {
+            Driver::Process
+        } else {
+            Driver::Docker
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Driver::Docker => "docker",
+            Driver::Process => "process",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Proto {
@@ -236,5 +271,10 @@ impl AppPlan {
 
     pub fn container(&self, service: &str) -> Option<&ContainerSpec> {
         self.containers.iter().find(|c| c.service == service)
+    }
+
+    /// The app's driver (all its services have the same one).
+    pub fn driver(&self) -> Driver {
+        self.containers.first().map_or(Driver::Docker, Driver::of)
     }
 }
