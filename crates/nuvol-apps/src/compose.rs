@@ -1400,6 +1400,95 @@ mod tests {
             .collect()
     }
 
+    #[test]
+    fn process_apps_plan_programs_and_refuse_container_keys() {
+        let ok = def(r#"
+x-nuvol: {driver: process}
+services:
+  web:
+    entrypoint: ["/bin/busybox", "httpd"]
+    command: ["-f", "-p", "8080"]
+    ports: ["8080", "127.0.0.1:9090:9090/udp"]
+    volumes: ["data:DATA_DIR"]
+    user: nobody
+    mem_limit: 64m
+    cpus: 0.5
+    environment: {A: b}
+volumes:
+  data: {}
+"#);
+        let (p, m, _) = plan("site", &ok, &BTreeMap::new()).unwrap();
+        assert_eq!(m.driver, Driver::Process);
+        assert_eq!(p.driver(), Driver::Process);
+        let c = &p.containers[0];
+        assert_eq!(c.image, "process:/bin/busybox");
+        assert!(c.networks.is_empty());
+        assert!(p.networks.is_empty());
+        assert_eq!(c.ports.len(), 2);
+        assert!(c.ports.iter().all(|m| m.host == m.container));
+        assert_eq!(c.mounts[0].target, "DATA_DIR");
+        assert_eq!(
+            c.mounts[0].source,
+            MountSource::Volume("nuvol-site-data".into())
+        );
+        assert_eq!(c.memory, Some(64 << 20));
+        assert_eq!(c.nano_cpus, Some(500_000_000));
+        let bad = |svc: &str, top: &str| {
+            plan(
+                "site",
+                &def(&format!(
+                    "x-nuvol: {{driver: process}}\nservices:\n  web:\n{svc}{top}"
+                )),
+                &BTreeMap::new(),
+            )
+            .unwrap_err()
+            .to_string()
+        };
+        let e = bad("    image: busybox\n    command: [/bin/true]\n", "");
+        assert!(e.starts_with("services.web.image: not supported"), "{e}");
+        assert!(e.contains("absolute path as entrypoint"), "{e}");
+        for key in [
+            "networks: [x]",
+            "cap_add: [NET_ADMIN]",
+            "hostname: h",
+            "privileged: true",
+        ] {
+            let e = bad(&format!("    command: [/bin/true]\n    {key}\n"), "");
+            let k = key.split(':').next().unwrap();
+            assert!(
+                e.starts_with(&format!("services.web.{k}: not supported")),
+                "{e}"
+            );
+        }
+        let e = bad("    command: [/bin/true]\n", "networks: {n: {}}\n");
+        assert!(e.starts_with("networks: not supported"), "{e}");
+        let e = bad("    command: [sleep, \"9\"]\n", "");
+        assert!(e.contains("absolute path"), "{e}");
+        let e = bad("    environment: {A: b}\n", "");
+        assert!(e.contains("names its program"), "{e}");
+        let e = bad("    command: [/bin/true]\n    ports: [\"80:8080\"]\n", "");
+        assert!(e.contains("no mapping"), "{e}");
+        let e = bad(
+            "    command: [/bin/true]\n    volumes: [\"d:/data\"]\n",
+            "volumes: {d: {}}\n",
+        );
+        assert!(e.contains("not an environment variable name"), "{e}");
+        let e = bad("    command: [/bin/true]\n    volumes: [\"e:E\"]\n", "");
+        assert!(e.contains("not declared"), "{e}");
+    }
+
+    #[test]
+    fn docker_apps_keep_their_spec_hashes() {
+        // The driver is not in a Docker app's specs: hashes (container
+        // labels) of existing apps do not change with this version.
+        let (p, m, _) = plan("web", &def(WEB), &vals(&[("PORT", "8081")])).unwrap();
+        assert_eq!(m.driver, Driver::Docker);
+        assert!(!serde_json::to_string(&m).unwrap().contains("driver"));
+        assert!(!serde_json::to_string(&p.containers[0])
+            .unwrap()
+            .contains("process"));
+    }
+
     const WEB: &str = r#"
 services:
   web:

@@ -1155,6 +1155,31 @@ impl Processes {
         Ok(Box::pin(futures::StreamExt::chain(head, more)))
     }
 
+    /// Pause (SIGSTOP) or go on (SIGCONT): the group of a process in
+    /// state `from` is sent `sig` and is then in state `to`.
+    fn set_paused(
+        &self,
+        id: &str,
+        from: RunState,
+        to: RunState,
+        sig: rustix::process::Signal,
+    ) -> Result<(), AppError> {
+        let pid = {
+            let mut procs = lock(&self.inner.procs);
+            let p = procs
+                .get_mut(id)
+                .ok_or_else(|| AppError::NotFound(id.to_owned()))?;
+            let Some(pid) = p.st.pid.filter(|_| p.st.state == from) else {
+                return Ok(());
+            };
+            p.st.state = to;
+            pid
+        };
+        signal(pid, sig);
+        self.save(id);
+        Ok(())
+    }
+
     fn volume_app(&self, name: &str) -> Option<String> {
         std::fs::read_to_string(self.volume_dir(name).join(".nuvol-app"))
             .ok()
@@ -1237,39 +1262,23 @@ impl Engine for Processes {
 
     fn pause<'a>(&'a self, id: &'a str) -> Call<'a, ()> {
         Box::pin(async move {
-            let pid = {
-                let mut procs = lock(&self.inner.procs);
-                let p = procs
-                    .get_mut(id)
-                    .ok_or_else(|| AppError::NotFound(id.to_owned()))?;
-                let Some(pid) = p.st.pid.filter(|_| p.st.state == RunState::Running) else {
-                    return Ok(());
-                };
-                p.st.state = RunState::Paused;
-                pid
-            };
-            signal(pid, rustix::process::Signal::STOP);
-            self.save(id);
-            Ok(())
+            self.set_paused(
+                id,
+                RunState::Running,
+                RunState::Paused,
+                rustix::process::Signal::STOP,
+            )
         })
     }
 
     fn unpause<'a>(&'a self, id: &'a str) -> Call<'a, ()> {
         Box::pin(async move {
-            let pid = {
-                let mut procs = lock(&self.inner.procs);
-                let p = procs
-                    .get_mut(id)
-                    .ok_or_else(|| AppError::NotFound(id.to_owned()))?;
-                let Some(pid) = p.st.pid.filter(|_| p.st.state == RunState::Paused) else {
-                    return Ok(());
-                };
-                p.st.state = RunState::Running;
-                pid
-            };
-            signal(pid, rustix::process::Signal::CONT);
-            self.save(id);
-            Ok(())
+            self.set_paused(
+                id,
+                RunState::Paused,
+                RunState::Running,
+                rustix::process::Signal::CONT,
+            )
         })
     }
 
