@@ -552,3 +552,63 @@ async fn bad_input_is_a_clear_error_and_leaves_nothing() {
         nothing_left(&n);
     }
 }
+
+#[tokio::test]
+async fn process_apps_are_reconciled_while_docker_apps_wait_for_their_engine() {
+    if skip("process_apps_are_reconciled_while_docker_apps_wait_for_their_engine") {
+        return;
+    }
+    // A Docker app installed earlier (its record in the store), on a node
+    // whose Docker is gone.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
+    let _reaper = Reaper(dir.path().to_owned());
+    {
+        let st = nuvol_apps::state::State::open(&dir.path().join("apps.redb")).unwrap();
+        st.put(&nuvol_apps::state::AppRecord {
+            name: "dock".into(),
+            source: "test".into(),
+            definition: Definition {
+                compose:
+                    "services: {web: {image: nuvol-test/busybox:1, command: [sleep, \"9\"]}}\n"
+                        .into(),
+                env_files: BTreeMap::new(),
+            },
+            params: BTreeMap::new(),
+            want: nuvol_apps::reconcile::Want::Running,
+            version: String::new(),
+            installed_at: 0,
+            previous: None,
+            pinned: BTreeMap::new(),
+        })
+        .unwrap();
+    }
+    let (m, procs) = open(dir.path(), ProcessSettings::default());
+    // The pass reports the missing engine (an app needs it) and goes on.
+    let e = m.reconcile().await.unwrap_err();
+    assert!(matches!(e, AppError::Docker(_)), "{e}");
+    let d = def(
+        &format!(
+            "  main:\n    command: [\"{BUSYBOX}\", \"sleep\", \"1000\"]\n    restart: always\n"
+        ),
+        "",
+    );
+    m.install(install("native", d)).await.unwrap();
+    let o = observed(&m, "native").await;
+    let pid = pid_of(&procs, &o.id);
+    kill9(pid);
+    let p2 = procs.clone();
+    let id = o.id.clone();
+    wait_for("the process to be seen dead", || {
+        p2.state(&id).and_then(|s| s.pid).is_none()
+    })
+    .await;
+    assert!(m.reconcile().await.is_err(), "Docker is still missing");
+    let o2 = observed(&m, "native").await;
+    assert_eq!(o2.state, RunState::Running, "restarted without Docker");
+    assert_ne!(pid_of(&procs, &o.id), pid);
+    // The Docker app is left as it is, its error named.
+    let s = m.status("dock").await.unwrap_err();
+    assert!(s.to_string().contains("no container engine"), "{s}");
+    m.remove("native", true).await.unwrap();
+}
