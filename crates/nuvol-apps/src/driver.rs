@@ -129,6 +129,12 @@ pub trait Engine: Send + Sync + 'static {
     fn part(&self, _driver: Driver) -> Option<&dyn Engine> {
         None
     }
+    /// What the engine has to say about container `id` besides its state
+    /// (a process running without the limits it asked for, one the kernel
+    /// killed for memory).
+    fn notes(&self, _id: &str) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// The Docker engine (once it is reached) and the process engine behind
@@ -366,6 +372,9 @@ impl Engine for Router {
     }
     fn logs<'a>(&'a self, id: &'a str, tail: usize, follow: bool) -> Call<'a, LogStream> {
         self.by_id(id).logs(id, tail, follow)
+    }
+    fn notes(&self, id: &str) -> Vec<String> {
+        self.by_id(id).notes(id)
     }
     fn part(&self, driver: Driver) -> Option<&dyn Engine> {
         Some(match driver {

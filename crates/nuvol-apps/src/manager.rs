@@ -101,6 +101,10 @@ pub struct ServiceStatus {
     pub restarts: u64,
     /// `HOST:CONTAINER/PROTO`.
     pub ports: Vec<String>,
+    /// What the engine says of it besides its state (a process run
+    /// without its limits, one the kernel killed for memory).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 /// `nuvol app status`.
@@ -850,6 +854,9 @@ impl Manager {
                     health: o.map(|o| o.health),
                     exit_code: o.and_then(|o| o.exit_code),
                     restarts: o.map_or(0, |o| o.restart_count),
+                    notes: o
+                        .map(|o| self.inner.engine.notes(&o.id))
+                        .unwrap_or_default(),
                     ports: c
                         .ports
                         .iter()

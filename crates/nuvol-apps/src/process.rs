@@ -108,6 +108,10 @@ pub struct ProcState {
     /// Cgroup directories it was given.
     #[serde(default)]
     pub cgroups: Vec<PathBuf>,
+    /// What `status` says of its last run (limits not applied, killed for
+    /// memory).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 /// Parse a state file; a corrupt one or one of another version is an
@@ -749,6 +753,7 @@ impl Processes {
             restart_count: 0,
             started_once: false,
             cgroups: Vec::new(),
+            notes: Vec::new(),
         };
         lock(&self.inner.procs).insert(
             id.clone(),
@@ -812,15 +817,19 @@ impl Processes {
         Ok(cmd)
     }
 
-    fn limits(&self, st: &ProcState) -> Vec<PathBuf> {
+    /// The cgroups of a process about to start, and what is to be said
+    /// of them.
+    fn limits(&self, st: &ProcState) -> (Vec<PathBuf>, Vec<String>) {
         if st.spec.memory.is_none() && st.spec.nano_cpus.is_none() {
-            return Vec::new();
+            return (Vec::new(), Vec::new());
         }
         let cg = self.cgroups();
         if let Cgroups::Unavailable(why) = &cg {
-            self.note(&st.id, &format!("running without memory/CPU limits: {why}"));
-            return Vec::new();
+            let n = format!("running without memory/CPU limits: {why}");
+            self.note(&st.id, &n);
+            return (Vec::new(), vec![n]);
         }
+        let mut notes = Vec::new();
         let mut dirs = Vec::new();
         for (dir, files) in cg.plan(&st.id, st.spec.memory, st.spec.nano_cpus) {
             let r = std::fs::create_dir_all(&dir).and_then(|()| {
@@ -837,15 +846,14 @@ impl Processes {
             match r {
                 Ok(()) => dirs.push(dir),
                 Err(e) => {
-                    self.note(
-                        &st.id,
-                        &format!("cannot apply limits in {}: {e}", dir.display()),
-                    );
+                    let n = format!("limits not applied: {}: {e}", dir.display());
+                    self.note(&st.id, &n);
+                    notes.push(n);
                     tracing::warn!(id = %st.id, dir = %dir.display(), error = %e, "cannot apply limits");
                 }
             }
         }
-        dirs
+        (dirs, notes)
     }
 
     fn do_start(&self, id: &str) -> Result<(), AppError> {
@@ -855,7 +863,7 @@ impl Processes {
         if st.state == RunState::Running {
             return Ok(());
         }
-        let cgroups = self.limits(&st);
+        let (cgroups, notes) = self.limits(&st);
         let mut cmd = self.command(&st)?;
         let mut child = cmd.spawn().map_err(|e| AppError::Program {
             program: st.spec.image.trim_start_matches(IMAGE_PREFIX).to_owned(),
@@ -882,6 +890,7 @@ impl Processes {
             p.st.start_time = start_time;
             p.st.exit_code = None;
             p.st.cgroups = cgroups;
+            p.st.notes = notes;
             p.run += 1;
             p.health =
                 p.st.spec
@@ -924,7 +933,6 @@ impl Processes {
             p.health = None;
             (code, p.st.cgroups.clone())
         };
-        self.save(id);
         let why = if code == Some(137) && oom_killed(&dirs) {
             " (killed by the kernel: out of memory, over its memory limit)"
         } else {
@@ -932,7 +940,12 @@ impl Processes {
         };
         if !why.is_empty() {
             tracing::warn!(id, "process killed by the kernel: out of memory");
+            if let Some(p) = lock(&self.inner.procs).get_mut(id) {
+                p.st.notes
+                    .push("killed by the kernel: out of memory (over its memory limit)".into());
+            }
         }
+        self.save(id);
         self.note(
             id,
             &format!(
@@ -1344,6 +1357,10 @@ impl Engine for Processes {
     fn logs<'a>(&'a self, id: &'a str, tail: usize, follow: bool) -> Call<'a, LogStream> {
         Box::pin(async move { self.do_logs(id, tail, follow) })
     }
+
+    fn notes(&self, id: &str) -> Vec<String> {
+        self.state(id).map(|s| s.notes).unwrap_or_default()
+    }
 }
 
 #[cfg(test)]
@@ -1386,6 +1403,7 @@ mod tests {
             restart_count: 2,
             started_once: true,
             cgroups: vec![],
+            notes: vec![],
         };
         let text = serde_json::to_string(&st).unwrap();
         assert_eq!(parse_state(&text).unwrap(), st);

@@ -450,6 +450,14 @@ async fn memory_limit_is_applied_and_the_kernel_kills_a_program_over_it() {
     assert!(!log.contains("survived"), "{log}");
     let status = n.manager.status("hog").await.unwrap();
     assert_eq!(status.services[0].exit_code, Some(137));
+    assert!(
+        status.services[0]
+            .notes
+            .iter()
+            .any(|n| n.contains("out of memory")),
+        "{:?}",
+        status.services[0].notes
+    );
     n.manager.remove("hog", true).await.unwrap();
     assert!(!Path::new(&format!("/sys/fs/cgroup/memory/nuvol/{}", o.id)).exists());
 }

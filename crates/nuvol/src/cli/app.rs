@@ -355,6 +355,15 @@ pub async fn run(cmd: AppCommand) -> Result<i32> {
                         ));
                     }
                     out.push_str(&columnize(&lines));
+                    for s in v["services"].as_array().into_iter().flatten() {
+                        for n in s["notes"].as_array().into_iter().flatten() {
+                            out.push_str(&format!(
+                                "note: {}: {}\n",
+                                s["service"].as_str().unwrap_or("?"),
+                                n.as_str().unwrap_or("")
+                            ));
+                        }
+                    }
                     for p in v["published"].as_array().into_iter().flatten() {
                         out.push_str(&format!(
                             "published {} ({})\n",
