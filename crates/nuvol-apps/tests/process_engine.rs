@@ -286,6 +286,23 @@ async fn a_program_that_always_exits_is_not_restarted_in_a_busy_loop() {
     }
     assert!(text.contains("failing"), "{text}");
     assert!(text.contains("exited with code 3"), "{text}");
+    // After the backoff (10 s) it is tried again, once, then held again
+    // (longer: the reconciler's tests check the doubling).
+    let mut count = o.restart_count;
+    for _ in 0..300 {
+        let _ = n.manager.reconcile().await;
+        count = observed(&n.manager, "bad").await.restart_count;
+        if count == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(count, 2, "tried again after its backoff");
+    for _ in 0..20 {
+        let _ = n.manager.reconcile().await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(observed(&n.manager, "bad").await.restart_count, 2);
 }
 
 #[tokio::test]
