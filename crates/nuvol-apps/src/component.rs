@@ -361,6 +361,7 @@ impl Component for Apps {
         // nodes without apps see no extra tag, and `list --all` asks only
         // nodes that have some.
         let mut tagged: usize = 0;
+        let mut last_error: Option<String> = None;
         loop {
             tokio::select! {
                 () = ctx.stopping() => break,
@@ -375,12 +376,18 @@ impl Component for Apps {
             }
             match manager.reconcile().await {
                 Ok(_) => {
+                    last_error = None;
                     if let Ok(mut g) = self.shared.error.write() {
                         *g = None;
                     }
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, "apps: cannot reconcile");
+                    // Once per cause (a missing engine fails every pass).
+                    let why = e.to_string();
+                    if last_error.as_deref() != Some(why.as_str()) {
+                        tracing::warn!(error = %why, "apps: cannot reconcile");
+                        last_error = Some(why);
+                    }
                     if let Ok(mut g) = self.shared.error.write() {
                         *g = Some(e.to_string());
                     }
