@@ -637,3 +637,44 @@ async fn process_apps_are_reconciled_while_docker_apps_wait_for_their_engine() {
     assert!(s.to_string().contains("no container engine"), "{s}");
     m.remove("native", true).await.unwrap();
 }
+
+#[tokio::test]
+async fn without_cgroups_a_limited_program_runs_and_its_status_says_so() {
+    if skip("without_cgroups_a_limited_program_runs_and_its_status_says_so") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
+    let _reaper = Reaper(dir.path().to_owned());
+    // A cgroup root with no hierarchy in it.
+    let empty = tempfile::tempdir().unwrap();
+    let procs = Processes::open_with(
+        dir.path(),
+        "node1",
+        ProcessSettings::default(),
+        empty.path(),
+    )
+    .unwrap();
+    let router = Arc::new(Router::new(procs.clone()));
+    let m = Manager::open("node1", dir.path(), router as Arc<dyn Engine>, None).unwrap();
+    let d = def(
+        &format!(
+            "  main:\n    command: [\"{BUSYBOX}\", \"sleep\", \"1000\"]\n    mem_limit: 32m\n"
+        ),
+        "",
+    );
+    m.install(install("free", d)).await.unwrap();
+    let o = observed(&m, "free").await;
+    assert_eq!(o.state, RunState::Running);
+    let status = m.status("free").await.unwrap();
+    let notes = &status.services[0].notes;
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.contains("running without memory/CPU limits")),
+        "{notes:?}"
+    );
+    let log = std::fs::read_to_string(log_file(&procs.log_dir(&o.id), 0)).unwrap();
+    assert!(log.contains("without memory/CPU limits"), "{log}");
+    m.remove("free", true).await.unwrap();
+}
