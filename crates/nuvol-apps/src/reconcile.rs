@@ -277,7 +277,7 @@ impl Reconciler {
                                 service,
                                 id,
                             }),
-                            RunState::Exited | RunState::Dead if adopt => {
+                            RunState::Exited | RunState::Dead if adopt && !seen_ending(c) => {
                                 out.push(Action::Start {
                                     app: app.to_owned(),
                                     service,
@@ -347,6 +347,14 @@ impl Reconciler {
             .get(&(app.to_owned(), service.to_owned()))
             .map(|b| b.next)
     }
+}
+
+/// A process whose end an agent saw (its exit code is known, see
+/// [`crate::process`]): no engine restart stopped it, so an adoption pass
+/// leaves it to its restart policy as any pass does. (A process that ended
+/// while no agent ran has no exit code and is started.)
+fn seen_ending(o: &Observed) -> bool {
+    o.image_id.starts_with(crate::process::IMAGE_PREFIX) && o.exit_code.is_some()
 }
 
 fn remove(o: &Observed, why: &str) -> Action {
@@ -774,6 +782,40 @@ volumes: {data: {}}
         assert!(acts.iter().all(|a| matches!(a, Action::Start { .. })));
         let acts = r.plan(t, &desired, &e.list(), &BTreeSet::new());
         assert!(acts.is_empty(), "web waits for its backoff: {acts:?}");
+    }
+
+    #[test]
+    fn an_adoption_pass_leaves_processes_whose_end_was_seen_to_their_policy() {
+        let p = vec![app(
+            "a",
+            "services: {once: {image: x, restart: 'no'}, gone: {image: x, restart: 'no'}}",
+        )];
+        let mut r = Reconciler::default();
+        let mut e = Engine::default();
+        let t = Instant::now();
+        while pass(&mut r, &mut e, t, &p, Want::Running) > 0 {}
+        let desired = [Desired {
+            plan: &p[0],
+            want: Want::Running,
+        }];
+        // Processes: `once` ended under an agent (code known), `gone`
+        // while no agent ran (no code).
+        let mut seen = e.list();
+        for o in &mut seen {
+            o.image_id = "process:/bin/x".into();
+            o.state = RunState::Exited;
+            o.exit_code = (o.service == "once").then_some(0);
+        }
+        r.adopt_next();
+        let acts = r.plan(t, &desired, &seen, &BTreeSet::new());
+        let started: Vec<&str> = acts
+            .iter()
+            .filter_map(|a| match a {
+                Action::Start { service, .. } => Some(service.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(started, ["gone"], "{acts:?}");
     }
 
     #[test]
