@@ -14,9 +14,12 @@
 //!   containers) a container's health stays "starting". The timer's job is
 //!   done by [`Podman::health_timer`], a thread of the test.
 //!
-//! Containers use Podman's default network (netavark's `podman0` bridge
-//! in the host's namespace, 10.88.0.0/16); unlike a second dockerd, it
-//! leaves Docker's bridge alone. Needs root and Debian's `podman`.
+//! Containers use Podman's networks in the host's namespace (netavark's
+//! bridges, 10.88.0.0/16 and up); unlike a second dockerd, it leaves
+//! Docker's bridge and rules alone. The bridges go with the containers;
+//! netavark's own iptables chains (`NETAVARK_*`, empty once the
+//! containers are gone) stay on the host. Needs root and Debian's
+//! `podman`.
 
 use crate::netns::run;
 use std::io::{Read, Write};
