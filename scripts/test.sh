@@ -4,8 +4,9 @@
 # Installs what is missing: Debian's packages (serf as the real peer, dig,
 # iproute2, tcpdump, procps, psmisc, bzip2, Go for the LZW golden test, a C++
 # compiler for libFuzzer, Chromium's headless shell and chromedriver for the
-# browser tests) and python's zeroconf and serfclient (PyPI), and fetches
-# axe-core for the browser tests' accessibility checks (from a PyPI wheel). Then
+# browser tests, Podman with netavark for the apps' Podman test) and
+# python's zeroconf and serfclient (PyPI), and fetches axe-core for the
+# browser tests' accessibility checks (from a PyPI wheel). Then
 # runs fmt and clippy, builds the deployment binary, runs every test with
 # NUVOL_REQUIRE_SERF=1, NUVOL_REQUIRE_SYSTEM=1 and NUVOL_REQUIRE_GO=1 (a
 # missing part fails a test instead of skipping it), and builds the fuzz
@@ -46,6 +47,11 @@ declare -A provides=(
   # The apps' Docker tests import it as an image: it must be the static one
   # (Debian's busybox package puts a dynamic binary at the same path).
   [busybox-static]=/bin/busybox
+  # The apps' Podman test (Podman's Docker-compatible API); without
+  # recommends apt would give podman no network stack: netavark and its DNS.
+  [podman]=podman
+  [netavark]=/usr/lib/podman/netavark
+  [aardvark-dns]=/usr/lib/podman/aardvark-dns
 )
 have() {
   case "$1" in
@@ -58,7 +64,7 @@ have() {
 }
 need=()
 for pkg in serf dnsutils iproute2 tcpdump procps psmisc bzip2 golang-go g++ python3 \
-  chromium-headless-shell chromium-driver busybox-static; do
+  chromium-headless-shell chromium-driver busybox-static podman netavark aardvark-dns; do
   have "${provides[$pkg]}" || need+=("$pkg")
 done
 # pip as a module of the python3 that runs the tests.

@@ -407,6 +407,21 @@ impl Docker {
         }))
     }
 
+    /// `PUT /containers/ID/archive?path=PATH` of the tar file `src`.
+    async fn upload(&self, id: &str, path: &str, src: &Path) -> Result<(), AppError> {
+        let file = tokio::fs::File::open(src)
+            .await
+            .map_err(|e| AppError::Other(format!("opening {}: {e}", src.display())))?;
+        let body = bollard::body_try_stream(tokio_util::io::ReaderStream::new(file));
+        let opts = UploadToContainerOptionsBuilder::default()
+            .path(path)
+            .build();
+        self.api
+            .upload_to_container(id, Some(opts), body)
+            .await
+            .map_err(|e| self.err(format!("copying into {path} of {id}"), e))
+    }
+
     async fn write_archive(&self, id: &str, path: &str, dest: &Path) -> Result<(), AppError> {
         let opts = DownloadFromContainerOptionsBuilder::default()
             .path(path)
@@ -424,8 +439,150 @@ impl Docker {
         file.sync_all()
             .await
             .map_err(|e| AppError::Other(format!("writing {}: {e}", dest.display())))?;
-        Ok(())
+        drop(file);
+        // Docker names the entries after the path's last component
+        // (`www/`, `www/index.html`); Podman 4 (its compat API) writes the
+        // directory's content with absolute names (`/`, `/index.html`).
+        // Rewritten to Docker's layout, which backups rely on.
+        let base = path
+            .trim_end_matches('/')
+            .rsplit('/')
+            .next()
+            .unwrap_or("")
+            .to_owned();
+        let dest_owned = dest.to_owned();
+        tokio::task::spawn_blocking(move || rebase_archive(&dest_owned, &base))
+            .await
+            .map_err(|e| AppError::Other(format!("rewriting {}: {e}", dest.display())))?
+            .map_err(|e| AppError::Other(format!("rewriting {}: {e}", dest.display())))
     }
+}
+
+/// Whether `file`'s entries are absolute (Podman's layout of a copy out);
+/// if so, rewrite it in place with every `/X` as `BASE/X` (hard link
+/// targets too). Docker's layout is left as it is.
+fn rebase_archive(file: &Path, base: &str) -> Result<(), String> {
+    let absolute = first_entry(file)?.is_some_and(|p| p.starts_with('/'));
+    if !absolute {
+        return Ok(());
+    }
+    if base.is_empty() || base == "." || base == ".." {
+        return Err(format!("cannot name the entries of {base:?}"));
+    }
+    let tmp = file.with_extension("rebase");
+    let r = rename_entries(file, &tmp, &|s: &str| {
+        let rest = s.trim_start_matches('/');
+        Ok(if rest.is_empty() {
+            format!("{base}/")
+        } else {
+            format!("{base}/{rest}")
+        })
+    });
+    match r {
+        Ok(()) => std::fs::rename(&tmp, file).map_err(|e| e.to_string()),
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            Err(e)
+        }
+    }
+}
+
+/// The path of an archive's first entry (`None`: no entry).
+fn first_entry(file: &Path) -> Result<Option<String>, String> {
+    let f = std::fs::File::open(file).map_err(|e| e.to_string())?;
+    let mut ar = tar::Archive::new(std::io::BufReader::new(f));
+    let mut entries = ar.entries().map_err(|e| e.to_string())?;
+    match entries.next() {
+        Some(e) => {
+            let e = e.map_err(|e| e.to_string())?;
+            Ok(Some(String::from_utf8_lossy(&e.path_bytes()).into_owned()))
+        }
+        None => Ok(None),
+    }
+}
+
+/// Copy the archive `src` to `dst` with every entry's path (and hard link
+/// target) renamed by `rename`; contents, modes, owners and times kept,
+/// symbolic link targets kept (the engine resolves them in the
+/// container).
+fn rename_entries(
+    src: &Path,
+    dst: &Path,
+    rename: &dyn Fn(&str) -> Result<String, String>,
+) -> Result<(), String> {
+    use std::io::Write as _;
+    let name_of = |raw: &[u8]| -> Result<String, String> {
+        let s = std::str::from_utf8(raw).map_err(|_| "a path that is not UTF-8".to_owned())?;
+        rename(s)
+    };
+    let f = std::fs::File::open(src).map_err(|e| e.to_string())?;
+    let mut ar = tar::Archive::new(std::io::BufReader::new(f));
+    let out = std::fs::File::create(dst).map_err(|e| e.to_string())?;
+    let mut b = tar::Builder::new(std::io::BufWriter::new(out));
+    for entry in ar.entries().map_err(|e| e.to_string())? {
+        let mut e = entry.map_err(|e| e.to_string())?;
+        let name = name_of(&e.path_bytes())?;
+        let mut h = e.header().clone();
+        let target = e.link_name_bytes().map(|t| t.into_owned());
+        match (h.entry_type(), target) {
+            (tar::EntryType::Link, Some(t)) => {
+                let t = name_of(&t)?;
+                b.append_link(&mut h, &name, &t)
+                    .map_err(|e| e.to_string())?;
+            }
+            (tar::EntryType::Symlink, Some(t)) => {
+                let t = String::from_utf8_lossy(&t).into_owned();
+                b.append_link(&mut h, &name, &t)
+                    .map_err(|e| e.to_string())?;
+            }
+            // The target directory itself: a raw name, since the
+            // builder's path helpers drop `.` components (to nothing).
+            _ if name == "./" => {
+                h.as_old_mut().name.fill(0);
+                h.as_old_mut().name[..2].copy_from_slice(b"./");
+                h.set_cksum();
+                b.append(&h, std::io::empty()).map_err(|e| e.to_string())?;
+            }
+            _ => b
+                .append_data(&mut h, &name, &mut e)
+                .map_err(|e| e.to_string())?,
+        }
+    }
+    let mut w = b.into_inner().map_err(|e| e.to_string())?;
+    w.flush().map_err(|e| e.to_string())?;
+    w.get_ref().sync_all().map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+/// For a copy into `path` of an archive whose entries are all under
+/// `KEY/`, where the container mounts a volume at `path/KEY`: the archive
+/// rewritten relative to `KEY` (in `tmp`), to be unpacked at the mount
+/// itself. Podman 4 unpacks an archive into a stopped container's root
+/// file system only, not into the volumes mounted below the target, so
+/// `KEY/...` at `path` would miss the volume; at the mount point it
+/// reaches it (Docker does either). `None`: copy as it is.
+fn into_mount(src: &Path, mounts: &[String], path: &str, tmp: &Path) -> Option<String> {
+    let first = first_entry(src).ok()??;
+    let key = first.trim_start_matches("./").split('/').next()?.to_owned();
+    if key.is_empty() || key == ".." {
+        return None;
+    }
+    let target = format!("{}/{key}", path.trim_end_matches('/'));
+    if !mounts.iter().any(|m| m.trim_end_matches('/') == target) {
+        return None;
+    }
+    let prefix = format!("{key}/");
+    let r = rename_entries(src, tmp, &|s: &str| {
+        let s = s.trim_start_matches("./");
+        if s == key || s == prefix {
+            Ok("./".to_owned())
+        } else if let Some(rest) = s.strip_prefix(&prefix) {
+            Ok(rest.to_owned())
+        } else {
+            Err(format!("{s} is not under {prefix}"))
+        }
+    });
+    r.ok().map(|()| target)
 }
 
 impl Engine for Docker {
@@ -700,17 +857,32 @@ impl Engine for Docker {
 
     fn copy_in<'a>(&'a self, id: &'a str, path: &'a str, src: &'a Path) -> Call<'a, ()> {
         Box::pin(async move {
-            let file = tokio::fs::File::open(src)
+            let mounts: Vec<String> = self
+                .api
+                .inspect_container(id, None)
                 .await
-                .map_err(|e| AppError::Other(format!("opening {}: {e}", src.display())))?;
-            let body = bollard::body_try_stream(tokio_util::io::ReaderStream::new(file));
-            let opts = UploadToContainerOptionsBuilder::default()
-                .path(path)
-                .build();
-            self.api
-                .upload_to_container(id, Some(opts), body)
-                .await
-                .map_err(|e| self.err(format!("copying into {path} of {id}"), e))
+                .map_err(|e| self.err(format!("inspecting {id}"), e))?
+                .mounts
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|m| m.destination)
+                .collect();
+            let tmp = src.with_extension("mount.tar");
+            let (src_owned, path_owned, tmp_owned) = (src.to_owned(), path.to_owned(), tmp.clone());
+            let target = tokio::task::spawn_blocking(move || {
+                into_mount(&src_owned, &mounts, &path_owned, &tmp_owned)
+            })
+            .await
+            .map_err(|e| AppError::Other(format!("reading {}: {e}", src.display())))?;
+            let (file, at) = match &target {
+                Some(t) => (tmp.as_path(), t.as_str()),
+                None => (src, path),
+            };
+            let r = self.upload(id, at, file).await;
+            if target.is_some() {
+                let _ = tokio::fs::remove_file(&tmp).await;
+            }
+            r
         })
     }
 
@@ -848,6 +1020,128 @@ mod tests {
         let v: Vec<String> = split_lines(b"a\r\nb\n").collect();
         assert_eq!(v, ["a", "b"]);
         assert_eq!(split_lines(b"partial").collect::<Vec<_>>(), ["partial"]);
+    }
+
+    #[test]
+    fn podmans_absolute_archive_is_rebased_and_dockers_kept() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let write = |name: &str, entries: &[(&str, tar::EntryType, Option<&str>)]| {
+            let p = dir.path().join(name);
+            let f = std::fs::File::create(&p).unwrap_or_else(|e| panic!("{e}"));
+            let mut b = tar::Builder::new(f);
+            for (path, typ, link) in entries {
+                let mut h = tar::Header::new_gnu();
+                h.set_entry_type(*typ);
+                h.set_mode(0o644);
+                let data: &[u8] = if *typ == tar::EntryType::Regular {
+                    b"hi"
+                } else {
+                    b""
+                };
+                h.set_size(data.len() as u64);
+                // Raw names: the builder's helpers refuse absolute paths.
+                let raw = &mut h.as_old_mut().name;
+                raw[..path.len()].copy_from_slice(path.as_bytes());
+                if let Some(l) = link {
+                    h.as_old_mut().linkname[..l.len()].copy_from_slice(l.as_bytes());
+                }
+                h.set_cksum();
+                b.append(&h, data).unwrap_or_else(|e| panic!("{e}"));
+            }
+            b.finish().unwrap_or_else(|e| panic!("{e}"));
+            p
+        };
+        let names = |p: &Path| -> Vec<(String, String)> {
+            let mut ar =
+                tar::Archive::new(std::fs::File::open(p).unwrap_or_else(|e| panic!("{e}")));
+            ar.entries()
+                .unwrap_or_else(|e| panic!("{e}"))
+                .map(|e| {
+                    let e = e.unwrap_or_else(|e| panic!("{e}"));
+                    let link = e
+                        .link_name()
+                        .ok()
+                        .flatten()
+                        .map(|l| l.display().to_string())
+                        .unwrap_or_default();
+                    (String::from_utf8_lossy(&e.path_bytes()).into_owned(), link)
+                })
+                .collect()
+        };
+        let podman = write(
+            "podman.tar",
+            &[
+                ("/", tar::EntryType::Directory, None),
+                ("/index.html", tar::EntryType::Regular, None),
+                ("/same", tar::EntryType::Link, Some("/index.html")),
+                ("/up", tar::EntryType::Symlink, Some("../etc")),
+            ],
+        );
+        assert_eq!(rebase_archive(&podman, "www"), Ok(()));
+        assert_eq!(
+            names(&podman),
+            [
+                ("www/".to_owned(), String::new()),
+                ("www/index.html".to_owned(), String::new()),
+                ("www/same".to_owned(), "www/index.html".to_owned()),
+                ("www/up".to_owned(), "../etc".to_owned()),
+            ]
+        );
+        let docker = write(
+            "docker.tar",
+            &[
+                ("www/", tar::EntryType::Directory, None),
+                ("www/index.html", tar::EntryType::Regular, None),
+            ],
+        );
+        let before = std::fs::read(&docker).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(rebase_archive(&docker, "www"), Ok(()));
+        assert_eq!(
+            std::fs::read(&docker).unwrap_or_else(|e| panic!("{e}")),
+            before
+        );
+    }
+
+    #[test]
+    fn a_copy_into_a_mounts_parent_goes_to_the_mount() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let src = dir.path().join("www.tar");
+        {
+            let f = std::fs::File::create(&src).unwrap_or_else(|e| panic!("{e}"));
+            let mut b = tar::Builder::new(f);
+            let mut h = tar::Header::new_gnu();
+            h.set_entry_type(tar::EntryType::Directory);
+            h.set_mode(0o700);
+            h.set_size(0);
+            b.append_data(&mut h, "www/", std::io::empty())
+                .unwrap_or_else(|e| panic!("{e}"));
+            let mut h = tar::Header::new_gnu();
+            h.set_mode(0o644);
+            h.set_size(2);
+            b.append_data(&mut h, "www/sub/f", &b"hi"[..])
+                .unwrap_or_else(|e| panic!("{e}"));
+            b.finish().unwrap_or_else(|e| panic!("{e}"));
+        }
+        let tmp = dir.path().join("out.tar");
+        let mounts = ["/nuvol-volumes/www".to_owned()];
+        assert_eq!(
+            into_mount(&src, &mounts, "/nuvol-volumes", &tmp).as_deref(),
+            Some("/nuvol-volumes/www")
+        );
+        let mut ar = tar::Archive::new(std::fs::File::open(&tmp).unwrap_or_else(|e| panic!("{e}")));
+        let got: Vec<(String, u32)> = ar
+            .entries()
+            .unwrap_or_else(|e| panic!("{e}"))
+            .map(|e| {
+                let e = e.unwrap_or_else(|e| panic!("{e}"));
+                let mode = e.header().mode().unwrap_or(0);
+                (String::from_utf8_lossy(&e.path_bytes()).into_owned(), mode)
+            })
+            .collect();
+        assert_eq!(got, [("./".to_owned(), 0o700), ("sub/f".to_owned(), 0o644)]);
+        // No volume there: copied as it is.
+        assert_eq!(into_mount(&src, &[], "/nuvol-volumes", &tmp), None);
+        assert_eq!(into_mount(&src, &mounts, "/elsewhere", &tmp), None);
     }
 
     #[test]

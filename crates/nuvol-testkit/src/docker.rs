@@ -38,6 +38,26 @@ pub fn busybox_image(tag: &str) -> Result<(), String> {
     if run(&["docker", "image", "inspect", "--format", "{{.Id}}", tag]).is_ok() {
         return Ok(());
     }
+    let dir = tempfile::tempdir().map_err(|e| format!("temp dir: {e}"))?;
+    let tar = busybox_rootfs(dir.path())?;
+    let tar_s = tar.to_string_lossy().into_owned();
+    let out = Command::new("docker")
+        .args(["import", "--change", r#"CMD ["/bin/sh"]"#, &tar_s, tag])
+        .output()
+        .map_err(|e| format!("docker import: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "docker import: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(())
+}
+
+/// Write the busybox image's root file system as `DIR/rootfs.tar` (static
+/// busybox as `/bin/busybox` with its applets linked, `/www/index.html`)
+/// and return its path: what `docker import` and `podman import` take.
+pub fn busybox_rootfs(dir: &Path) -> Result<std::path::PathBuf, String> {
     let bin = std::fs::read(BUSYBOX).map_err(|e| {
         format!("{BUSYBOX}: {e} (install Debian's busybox-static, e.g. with scripts/test.sh)")
     })?;
@@ -47,8 +67,7 @@ pub fn busybox_image(tag: &str) -> Result<(), String> {
              install busybox-static"
         ));
     }
-    let dir = tempfile::tempdir().map_err(|e| format!("temp dir: {e}"))?;
-    let root = dir.path().join("root");
+    let root = dir.join("root");
     let mk = |p: &Path| std::fs::create_dir_all(p).map_err(|e| format!("{}: {e}", p.display()));
     mk(&root.join("bin"))?;
     mk(&root.join("www"))?;
@@ -61,7 +80,7 @@ pub fn busybox_image(tag: &str) -> Result<(), String> {
     }
     std::fs::write(root.join("www/index.html"), "hello from nuvol\n")
         .map_err(|e| format!("index.html: {e}"))?;
-    let tar = dir.path().join("rootfs.tar");
+    let tar = dir.join("rootfs.tar");
     let tar_s = tar.to_string_lossy().into_owned();
     let root_s = root.to_string_lossy().into_owned();
     run(&[
@@ -74,17 +93,7 @@ pub fn busybox_image(tag: &str) -> Result<(), String> {
         &tar_s,
         ".",
     ])?;
-    let out = Command::new("docker")
-        .args(["import", "--change", r#"CMD ["/bin/sh"]"#, &tar_s, tag])
-        .output()
-        .map_err(|e| format!("docker import: {e}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "docker import: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
-    }
-    Ok(())
+    Ok(tar)
 }
 
 /// A Docker daemon of a test's own (its data root, exec root, socket and

@@ -36,6 +36,7 @@ mod cli;
 pub mod docker;
 mod loopback;
 pub mod netns;
+pub mod podman;
 mod wait;
 
 pub use agent::{
