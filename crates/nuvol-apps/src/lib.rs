@@ -14,5 +14,5 @@ pub mod plan;
 pub mod reconcile;
 pub mod state;
 
-pub use component::Apps;
+pub use component::{Apps, AppsHandle};
 pub use error::AppError;
