@@ -507,6 +507,10 @@ fn input(req: &Req, p: &Param, typed: Option<&Fields>, err: Option<&str>) -> Mar
         label for=(id) { (p.name) @if p.required { " " span class="muted" { (T::RequiredMark.get(l)) } } }
     };
     let invalid = err.map(|_| "true");
+    let after = html! {
+        @if !help.is_empty() { small id=(help_id) { (help) } }
+        @if let Some(e) = err { p id=(err_id) class="error" { (e) } }
+    };
     html! {
         @if p.kind == ParamKind::Bool {
             @let checked = match typed { Some(f) => f.get(&field).is_some_and(|v| v == "true" || v == "on"), None => default == "true" };
@@ -514,6 +518,7 @@ fn input(req: &Req, p: &Param, typed: Option<&Fields>, err: Option<&str>) -> Mar
                 input id=(id) name=(field) type="checkbox" value="true" checked[checked]
                     aria-invalid=[invalid] aria-describedby=[described.as_deref()];
                 (label)
+                (after)
             }
         } @else {
             div class={ "field" @if err.is_some() { " invalid" } } {
@@ -528,10 +533,9 @@ fn input(req: &Req, p: &Param, typed: Option<&Fields>, err: Option<&str>) -> Mar
                     _ => { input id=(id) name=(field) type="text" value=(value) required[p.required]
                         aria-invalid=[invalid] aria-describedby=[described.as_deref()]; }
                 }
+                (after)
             }
         }
-        @if !help.is_empty() { small id=(help_id) class="muted" { (help) } }
-        @if let Some(e) = err { p id=(err_id) class="error" { (e) } }
     }
 }
 
