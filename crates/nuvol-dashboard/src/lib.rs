@@ -40,6 +40,7 @@ pub mod fuzzing {
     pub fn request(data: &[u8]) {
         if let Ok(f) = crate::web::parse_form(data) {
             let _ = crate::pages::services::parse_publish(&f, crate::i18n::Lang::En);
+            let _ = crate::pages::apps::parse_install(&f, &install_params(), crate::i18n::Lang::En);
         }
         let Ok(s) = std::str::from_utf8(data) else {
             return;
@@ -54,6 +55,42 @@ pub mod fuzzing {
             h.insert(axum::http::header::HOST, v);
             let _ = crate::auth::cookie(&h, crate::auth::SESSION_COOKIE);
             let _ = nuvol_agent::http::host_allowed(&h, &[]);
+        }
+    }
+
+    /// A parameter of every kind, required or not, for the install form.
+    fn install_params() -> Vec<nuvol_apps::meta::Param> {
+        use nuvol_apps::meta::{Localized, Param, ParamKind as K};
+        [K::String, K::Password, K::Int, K::Port, K::Bool, K::Path]
+            .into_iter()
+            .enumerate()
+            .map(|(i, kind)| Param {
+                name: format!("P{i}"),
+                kind,
+                default: None,
+                required: i % 2 == 0,
+                description: Localized::default(),
+            })
+            .collect()
+    }
+
+    /// A store template whose every text is `text`.
+    fn template(text: &str) -> nuvol_apps::appstore::StoreEntry {
+        let t = nuvol_apps::meta::Localized::One(text.to_owned());
+        nuvol_apps::appstore::StoreEntry {
+            id: "x".into(),
+            source: nuvol_apps::appstore::Source::Builtin,
+            cached: false,
+            meta: nuvol_apps::meta::Meta {
+                version: text.to_owned(),
+                title: t.clone(),
+                description: t,
+                category: text.to_owned(),
+                architectures: vec![text.to_owned()],
+                ..Default::default()
+            },
+            definition: Default::default(),
+            runs_here: true,
         }
     }
 
@@ -94,6 +131,13 @@ pub mod fuzzing {
         };
         // A plain path keeps the open link's structure the same.
         assert_eq!(count(text), count("x"), "markup from {text:?}");
+        let card = |t: &str| {
+            crate::pages::apps::card(crate::i18n::Lang::En, &template(t))
+                .into_string()
+                .matches('<')
+                .count()
+        };
+        assert_eq!(card(text), card("x"), "store card markup from {text:?}");
     }
 }
 

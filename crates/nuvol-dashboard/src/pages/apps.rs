@@ -783,10 +783,9 @@ pub async fn one(
             Err(e) => p class="muted" { (fill(T::LogsUnavailable.get(l), &[e])) },
         }
     };
-    html(
-        StatusCode::OK,
-        layout(&req, &name, Nav::Apps, Some(&live), body),
-    )
+    // No container (yet) to follow: no live stream to retry.
+    let live = lines.is_ok().then_some(live.as_str());
+    html(StatusCode::OK, layout(&req, &name, Nav::Apps, live, body))
 }
 
 /// A value's serde name (`running`, `healthy`, ...).
