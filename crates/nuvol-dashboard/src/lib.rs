@@ -5,7 +5,9 @@
 //!   JavaScript (post, then redirect), one small hand-written script
 //!   (`assets/live.js`) for live updates, every asset embedded.
 //! - Pages: `/` overview, `/nodes`, `/nodes/{name}`, `/services`,
-//!   `/events`, `/queries/{id}`, `/settings`, `/login`; `/live` is the
+//!   `/apps`, `/apps/store`, `/apps/store/{id}`, `/apps/{name}` (its log
+//!   live over `/apps/{name}/live`), `/events`, `/queries/{id}`,
+//!   `/settings`, `/login`; `/live` is the
 //!   live-update stream (server-sent events of rendered rows: only what
 //!   changed, escaped here like every page).
 //! - Access: each route declares view, operate or admin (the core's
