@@ -1912,6 +1912,14 @@ fn apps_pages_escape_templates_validate_filters_and_refuse_forged_installs() {
     );
     n.post_as(&s, "/apps/forged/explode", &[])
         .expect_page(400, "an unknown action");
+
+    // A node with apps off says so on every apps page, plainly.
+    let off = Node::start("apps-off", &["--apps=false"]);
+    for path in ["/apps", "/apps/store", "/apps/store/static-web", "/apps/web"] {
+        let r = off.get(path);
+        r.expect_page(200, path);
+        assert!(r.body.contains("Apps are off on this node."), "{path}: {}", r.body);
+    }
 }
 
 const APP_IMAGE: &str = "nuvol-test/busybox:1";
