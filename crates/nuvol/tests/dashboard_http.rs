@@ -1915,10 +1915,19 @@ fn apps_pages_escape_templates_validate_filters_and_refuse_forged_installs() {
 
     // A node with apps off says so on every apps page, plainly.
     let off = Node::start("apps-off", &["--apps=false"]);
-    for path in ["/apps", "/apps/store", "/apps/store/static-web", "/apps/web"] {
+    for path in [
+        "/apps",
+        "/apps/store",
+        "/apps/store/static-web",
+        "/apps/web",
+    ] {
         let r = off.get(path);
         r.expect_page(200, path);
-        assert!(r.body.contains("Apps are off on this node."), "{path}: {}", r.body);
+        assert!(
+            r.body.contains("Apps are off on this node."),
+            "{path}: {}",
+            r.body
+        );
     }
 }
 
