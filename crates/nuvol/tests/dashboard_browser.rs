@@ -87,6 +87,23 @@ async fn check_page(b: &Browser, url: &str, shot: &str) {
     }
 }
 
+/// Removes the test app's containers when dropped: declared before the
+/// agents, so it runs after they are gone (a live agent would recreate
+/// them), also when the test fails.
+struct CleanApp(String);
+
+impl Drop for CleanApp {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "docker ps -aq --filter label=nuvol.node=n1 --filter label=nuvol.app={} | xargs -r docker rm -f",
+                self.0
+            ))
+            .output();
+    }
+}
+
 /// A busybox httpd writing a log line a second (`busybox_image`).
 const WEB_TEMPLATE: &str = r#"
 services:
@@ -107,34 +124,20 @@ x-nuvol:
 /// With Docker here: install `bweb` through the store's form, check its
 /// page (axe, 360 and 1280 px), and see a new log line arrive without a
 /// reload. Without Docker this part says why it is skipped.
-async fn install_and_watch_an_app(b: &Browser, u: &str) {
+async fn install_and_watch_an_app(b: &Browser, u: &str, app: &str) {
     let ready = nuvol_testkit::docker::docker_available()
         .and_then(|()| nuvol_testkit::docker::busybox_image("nuvol-test/busybox:1"));
     if let Err(why) = ready {
         println!("SKIP: the app part of dashboard_browser because {why}");
         return;
     }
-    let app = format!("bweb{}", std::process::id() % 100_000);
-    struct Clean(String);
-    impl Drop for Clean {
-        fn drop(&mut self) {
-            let _ = std::process::Command::new("sh")
-                .arg("-c")
-                .arg(format!(
-                    "docker ps -aq --filter label=nuvol.node=n1 --filter label=nuvol.app={} | xargs -r docker rm -f",
-                    self.0
-                ))
-                .output();
-        }
-    }
-    let _clean = Clean(app.clone());
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .unwrap()
         .port();
     b.set_width(1280).await.unwrap();
     b.goto(&format!("{u}/apps/store/bweb")).await.unwrap();
-    b.fill("#install", "name", &app).await.unwrap();
+    b.fill("#install", "name", app).await.unwrap();
     b.fill("#install", "p_PORT", &port.to_string())
         .await
         .unwrap();
@@ -167,6 +170,20 @@ async fn install_and_watch_an_app(b: &Browser, u: &str) {
     .await
     .unwrap();
     b.screenshot("app-live-log-1280").await.unwrap();
+    // Removing it asks first.
+    b.submit(&format!("form[action=\"/apps/{app}/remove\"]"))
+        .await
+        .unwrap();
+    b.wait_for("form#remove", T).await.unwrap();
+    let here = b.current_url().await.unwrap();
+    b.screenshot("app-remove-confirm-1280").await.unwrap();
+    assert!(here.ends_with(&format!("/apps/{app}/remove")), "{here}");
+    b.submit("form#remove").await.unwrap();
+    wait_done(b, "remove").await;
+    assert!(
+        !b.text("main").await.unwrap().contains(app),
+        "{app} still listed after its removal"
+    );
 }
 
 #[test]
@@ -188,6 +205,8 @@ async fn run() {
     };
     let d1 = tempfile::tempdir().unwrap();
     let d3 = tempfile::tempdir().unwrap();
+    let app = format!("bweb{}", std::process::id() % 100_000);
+    let _clean = CleanApp(app.clone());
     // A store template n1 can install when this machine has Docker.
     let store = tempfile::tempdir().unwrap();
     std::fs::write(store.path().join("bweb.yml"), WEB_TEMPLATE).unwrap();
@@ -308,7 +327,7 @@ async fn run() {
     ] {
         check_page(&b1, &format!("{u1}{path}"), shot).await;
     }
-    install_and_watch_an_app(&b1, &u1).await;
+    install_and_watch_an_app(&b1, &u1, &app).await;
 
     // A second browser watches n2's services and nodes pages.
     let Some(b2) = browser("dashboard_browser_watch").await.unwrap() else {
