@@ -735,22 +735,22 @@ pub async fn one(
             table id="containers" {
                 thead { tr {
                     th scope="col" { (T::ServiceName.get(l)) }
-                    th scope="col" { (T::Container.get(l)) }
+                    th scope="col" class="hide-narrow" { (T::Container.get(l)) }
                     th scope="col" { (T::Image.get(l)) }
                     th scope="col" { (T::AppState.get(l)) }
                     th scope="col" { (T::Health.get(l)) }
-                    th scope="col" class="num" { (T::Restarts.get(l)) }
+                    th scope="col" class="num hide-narrow" { (T::Restarts.get(l)) }
                     th scope="col" { (T::Ports.get(l)) }
                 } }
                 tbody {
                     @for c in &st.services {
                         tr data-service=(c.service) {
                             td { (c.service) }
-                            td { @if let Some(id) = &c.container { code { (id) } } @else { span class="muted" { "–" } } }
+                            td class="hide-narrow" { @if let Some(id) = &c.container { code { (id) } } @else { span class="muted" { "–" } } }
                             td { code { (c.image) } }
                             td { @if let Some(r) = c.state { (json_word(&r)) } @else { span class="muted" { "–" } } }
                             td { @if let Some(hl) = c.health { (json_word(&hl)) } @else { span class="muted" { "–" } } }
-                            td class="num" { (c.restarts) }
+                            td class="num hide-narrow" { (c.restarts) }
                             td { @for p in &c.ports { code { (p) } " " } }
                         }
                     }
