@@ -1968,7 +1968,25 @@ fn an_app_installed_through_the_dashboard_runs_logs_stops_and_is_removed() {
         skip_or_fail("dashboard_http apps", &why);
         return;
     }
-    let store = store_dir(&[("dweb.yml", WEB_TEMPLATE)]);
+    // A "registry" that accepts connections and never answers: pulling
+    // from it takes as long as the test wants.
+    let hang = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let hang_port = hang.local_addr().unwrap().port();
+    // Some: connections held; None: closed at once (the pull fails).
+    let held = std::sync::Arc::new(std::sync::Mutex::new(Some(Vec::new())));
+    let hold = held.clone();
+    std::thread::spawn(move || {
+        for c in hang.incoming().flatten() {
+            if let Some(v) = hold.lock().unwrap().as_mut() {
+                v.push(c);
+            }
+        }
+    });
+    let slow = format!(
+        "services: {{web: {{image: \"127.0.0.1:{hang_port}/nuvol-test/slow:1\", stop_grace_period: 1s}}}}\n\
+         x-nuvol: {{id: dslow, version: \"1\", title: Slow}}\n"
+    );
+    let store = store_dir(&[("dweb.yml", WEB_TEMPLATE), ("dslow.yml", &slow)]);
     let dir = format!("--apps-store-dir={}", store.path().display());
     let n1_name = format!("dash-apps-{}", std::process::id());
     let n1 = Node::start(&n1_name, &[&dir, "--apps-reconcile-every=1s"]);
@@ -2082,6 +2100,35 @@ fn an_app_installed_through_the_dashboard_runs_logs_stops_and_is_removed() {
     let r = n2.get(&format!("/apps/{app}?node={n1_name}"));
     r.expect_page(200, "another node's app");
     assert!(r.body.contains("data-state=\"running\""));
+
+    // An install that takes long (its image being pulled) goes on after
+    // the request: the browser lands on the app's page, which says so.
+    let slow_app = format!("{app}-slow");
+    let r = n1.post_as(&s, "/apps/store/dslow", &[("name", &slow_app)]);
+    let slow_page = format!("/apps/{slow_app}?done=installing");
+    r.expect_redirect(&slow_page, "a slow install");
+    let r = n1.get(&slow_page);
+    r.expect_page(200, "the page of an app being installed");
+    assert!(r.body.contains("The installation goes on"), "{}", r.body);
+    // The pull fails when the "registry" goes: the install ends (the name
+    // is no longer busy), leaving nothing; a new try fails at once, naming
+    // the image.
+    let conns = held.lock().unwrap().take().unwrap();
+    assert!(!conns.is_empty(), "the daemon never reached the registry");
+    drop(conns);
+    let image = format!("127.0.0.1:{hang_port}/nuvol-test/slow:1");
+    wait_until_msg("the slow install ended", T, POLL, || {
+        let r = n1.post_as(&s, "/apps/store/dslow", &[("name", &slow_app)]);
+        r.status == 400 && r.body.contains(&image) && !r.body.contains("busy")
+    })
+    .unwrap();
+    assert!(!app_names(&n1).contains(&slow_app));
+    let left = std::process::Command::new("docker")
+        .args(["ps", "-aq", "--filter"])
+        .arg(format!("label=nuvol.app={slow_app}"))
+        .output()
+        .unwrap();
+    assert!(left.stdout.is_empty(), "the failed install left containers");
 
     // Forged actions change nothing; proper ones act.
     let running = |what: &str| {
