@@ -6,7 +6,9 @@
 //! axe-core; a service published through one node's form appears on
 //! another node's dashboard without a reload; a killed node turns failed
 //! live; queries, user events, scans, the language switcher and the
-//! bootstrap settings work through their forms.
+//! bootstrap settings work through their forms; the apps pages pass the
+//! same checks and, with Docker, an app installed through the store's form
+//! gets its new log lines live and is removed through the confirmation.
 
 use nuvol_catalog::cloudy::{encode_services, CloudyService};
 use nuvol_testkit::browser::{axe, browser, require_axe, Browser};

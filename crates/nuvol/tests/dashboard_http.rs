@@ -6,7 +6,11 @@
 //! CSRF token or from another site, with nothing changed; actions that work
 //! with a session or the bearer token; the viewing rule by address; and a
 //! real serf agent whose name, tags and Cloudy services carry markup, shown
-//! escaped on every page and in the live stream.
+//! escaped on every page and in the live stream; the apps pages (a store
+//! template carrying markup, the category filter, the generated install
+//! form and its errors, forged installs and actions refused) and, with the
+//! real Docker daemon, an app installed, logged live, stopped and removed
+//! through them and listed by a second node.
 //!
 //! The requests go over real sockets (reqwest, redirects not followed), so
 //! the dashboard sees a loopback client address as a browser on the same
