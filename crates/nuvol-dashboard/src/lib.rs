@@ -21,7 +21,7 @@
 
 pub mod auth;
 pub mod i18n;
-mod live;
+pub(crate) mod live;
 mod page;
 mod pages;
 mod state;

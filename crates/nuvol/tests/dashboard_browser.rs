@@ -89,23 +89,6 @@ async fn check_page(b: &Browser, url: &str, shot: &str) {
     }
 }
 
-/// Removes the test app's containers when dropped: declared before the
-/// agents, so it runs after they are gone (a live agent would recreate
-/// them), also when the test fails.
-struct CleanApp(String);
-
-impl Drop for CleanApp {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("sh")
-            .arg("-c")
-            .arg(format!(
-                "docker ps -aq --filter label=nuvol.node=n1 --filter label=nuvol.app={} | xargs -r docker rm -f",
-                self.0
-            ))
-            .output();
-    }
-}
-
 /// A busybox httpd writing a log line a second (`busybox_image`).
 const WEB_TEMPLATE: &str = r#"
 services:
@@ -208,7 +191,11 @@ async fn run() {
     let d1 = tempfile::tempdir().unwrap();
     let d3 = tempfile::tempdir().unwrap();
     let app = format!("bweb{}", std::process::id() % 100_000);
-    let _clean = CleanApp(app.clone());
+    // Declared before the agents: it runs after they are gone.
+    let _clean = nuvol_testkit::docker::AppContainers {
+        node: "n1".into(),
+        app: app.clone(),
+    };
     // A store template n1 can install when this machine has Docker.
     let store = tempfile::tempdir().unwrap();
     std::fs::write(store.path().join("bweb.yml"), WEB_TEMPLATE).unwrap();

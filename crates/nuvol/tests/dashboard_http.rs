@@ -1993,6 +1993,12 @@ fn an_app_installed_through_the_dashboard_runs_logs_stops_and_is_removed() {
     let store = store_dir(&[("dweb.yml", WEB_TEMPLATE), ("dslow.yml", &slow)]);
     let dir = format!("--apps-store-dir={}", store.path().display());
     let n1_name = format!("dash-apps-{}", std::process::id());
+    let app = format!("dweb{}", std::process::id() % 100_000);
+    // Declared before the agents: it runs after they are gone.
+    let _clean = nuvol_testkit::docker::AppContainers {
+        node: n1_name.clone(),
+        app: app.clone(),
+    };
     let n1 = Node::start(&n1_name, &[&dir, "--apps-reconcile-every=1s"]);
     let n2 = Node::of(
         NuvolAgent::builder(NUVOL, &format!("{n1_name}-b"))
@@ -2003,21 +2009,6 @@ fn an_app_installed_through_the_dashboard_runs_logs_stops_and_is_removed() {
             .spawn()
             .unwrap(),
     );
-    let app = format!("dweb{}", std::process::id() % 100_000);
-    // Whatever happens, no container of this test is left behind.
-    struct Clean(String, String);
-    impl Drop for Clean {
-        fn drop(&mut self) {
-            let _ = std::process::Command::new("sh")
-                .arg("-c")
-                .arg(format!(
-                    "docker ps -aq --filter label=nuvol.node={} --filter label=nuvol.app={} | xargs -r docker rm -f",
-                    self.0, self.1
-                ))
-                .output();
-        }
-    }
-    let _clean = Clean(n1_name.clone(), app.clone());
     wait_until_msg("the apps component up", T, POLL, || {
         n1.get("/v1/apps").status == 200
     })

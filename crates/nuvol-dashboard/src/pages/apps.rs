@@ -16,7 +16,7 @@ use crate::web::{html, parse_form, see_other, Fields, Req, Viewer};
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::sse::Event;
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 use maud::{html, Markup};
@@ -971,14 +971,7 @@ pub async fn live(
             )
         })
         .take_until(async move { stop.cancelled().await });
-    let mut resp = Sse::new(events)
-        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
-        .into_response();
-    resp.headers_mut().insert(
-        axum::http::header::CACHE_CONTROL,
-        axum::http::HeaderValue::from_static("no-store"),
-    );
-    resp
+    crate::live::sse(events)
 }
 
 #[cfg(test)]
