@@ -118,7 +118,7 @@ struct Shared {
 }
 
 impl Shared {
-    fn get(&self) -> Result<Manager, ApiError> {
+    fn manager(&self) -> Result<Manager, AppError> {
         if let Some(m) = self.manager.read().ok().and_then(|g| g.clone()) {
             return Ok(m);
         }
@@ -128,9 +128,11 @@ impl Shared {
             .ok()
             .and_then(|g| g.clone())
             .unwrap_or_else(|| "starting".into());
-        Err(ApiError::Unavailable(format!(
-            "apps are not available: {why}"
-        )))
+        Err(AppError::Unavailable(why))
+    }
+
+    fn get(&self) -> Result<Manager, ApiError> {
+        self.manager().map_err(api_error)
     }
 }
 
@@ -260,6 +262,7 @@ impl Component for Apps {
             node: ctx.node_name().to_owned(),
             store: Arc::new(store),
         };
+        ctx.provide(AppsHandle(c.clone()));
         for r in routes(c) {
             ctx.http_route(r)?;
         }
@@ -426,6 +429,109 @@ fn socket_path(setting: Option<&str>) -> PathBuf {
     PathBuf::from(s.strip_prefix("unix://").unwrap_or(&s))
 }
 
+/// What the dashboard (or another component) uses of the apps: the
+/// store, this node's and every node's apps, status, logs and the
+/// operations; provided by the component's `build`. Cheap to clone.
+/// Every call made while the component has no engine yet answers
+/// [`AppError::Unavailable`] with the reason.
+#[derive(Clone)]
+pub struct AppsHandle(Ctx);
+
+impl AppsHandle {
+    /// This node's name.
+    pub fn node(&self) -> &str {
+        &self.0.node
+    }
+
+    /// `Ok` when the engine is reached, else why not.
+    pub fn ready(&self) -> Result<(), AppError> {
+        self.0.shared.manager().map(|_| ())
+    }
+
+    /// Every template of the store (with whether it runs on this CPU),
+    /// and the sources or templates that could not be read.
+    pub async fn store(&self) -> (Vec<crate::appstore::StoreEntry>, Vec<String>) {
+        self.0.store.list().await
+    }
+
+    /// The store's template `id`.
+    pub async fn template(&self, id: &str) -> Result<crate::appstore::StoreEntry, AppError> {
+        crate::meta::validate_name("id", id)?;
+        self.0.store.find(id).await
+    }
+
+    /// Install the store's template `id` as `name` (default: the id), as
+    /// `POST /v1/store/{id}/install` does.
+    pub async fn install_template(
+        &self,
+        id: &str,
+        name: Option<String>,
+        params: BTreeMap<String, String>,
+    ) -> Result<AppSummary, AppError> {
+        let m = self.0.shared.manager()?;
+        let e = self.template(id).await?;
+        m.install(Install {
+            name: name.or(Some(e.id.clone())),
+            definition: e.definition,
+            source: format!("store:{}", e.id),
+            params,
+            files: BTreeMap::new(),
+        })
+        .await
+    }
+
+    /// This node's apps.
+    pub fn list(&self) -> Result<Vec<AppSummary>, AppError> {
+        Ok(self.0.shared.manager()?.list())
+    }
+
+    /// The apps of every nuvol node (`GET /v1/apps?all=true`).
+    pub async fn list_all(&self) -> Result<AllApps, AppError> {
+        list_all(&self.0).await
+    }
+
+    pub async fn status(&self, name: &str) -> Result<crate::manager::AppStatus, AppError> {
+        crate::meta::validate_name("name", name)?;
+        self.0.shared.manager()?.status(name).await
+    }
+
+    pub async fn start(&self, name: &str) -> Result<AppSummary, AppError> {
+        crate::meta::validate_name("name", name)?;
+        self.0.shared.manager()?.start(name).await
+    }
+
+    pub async fn stop(&self, name: &str) -> Result<AppSummary, AppError> {
+        crate::meta::validate_name("name", name)?;
+        self.0.shared.manager()?.stop(name).await
+    }
+
+    pub async fn restart(&self, name: &str) -> Result<AppSummary, AppError> {
+        crate::meta::validate_name("name", name)?;
+        self.0.shared.manager()?.restart(name).await
+    }
+
+    pub async fn remove(&self, name: &str, purge: bool) -> Result<(), AppError> {
+        crate::meta::validate_name("name", name)?;
+        self.0.shared.manager()?.remove(name, purge).await
+    }
+
+    /// The main service's log: the last `tail` lines, then (with
+    /// `follow`) new ones as they are written.
+    pub async fn logs(
+        &self,
+        name: &str,
+        tail: usize,
+        follow: bool,
+    ) -> Result<crate::driver::LogStream, AppError> {
+        crate::meta::validate_name("name", name)?;
+        self.0
+            .shared
+            .manager()?
+            .logs(name, None, tail.min(MAX_TAIL), follow)
+            .await
+    }
+}
+
 /// The `/v1/apps` part of the OpenAPI document.
 pub const OPENAPI: &str = include_str!("../openapi.json");
 
@@ -512,17 +618,22 @@ async fn list(State(c): State<Ctx>, RawQuery(raw): RawQuery) -> Result<Response,
         Some("true") => true,
         Some(v) => return Err(ApiError::bad("all", format!("{v:?}: true or false"))),
     };
-    let m = c.shared.get()?;
     if !all {
-        return Ok(Json(m.list()).into_response());
+        return Ok(Json(c.shared.get()?.list()).into_response());
     }
-    let mut apps = m.list();
+    Ok(Json(list_all(&c).await.map_err(api_error)?).into_response())
+}
+
+/// This node's apps and those of every alive node with the `nv-apps` tag
+/// (asked over [`APPS_LIST`]), sorted by node and name.
+async fn list_all(c: &Ctx) -> Result<AllApps, AppError> {
+    let mut apps = c.shared.manager()?.list();
     let mut errors = Vec::new();
     let members = c
         .cluster
         .members()
         .await
-        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+        .map_err(|e| AppError::Unavailable(e.to_string()))?;
     let peers: Vec<(String, SocketAddr)> = members
         .into_iter()
         .filter(|p| {
@@ -562,7 +673,7 @@ async fn list(State(c): State<Ctx>, RawQuery(raw): RawQuery) -> Result<Response,
         }
     }
     apps.sort_by(|a, b| (&a.node, &a.name).cmp(&(&b.node, &b.name)));
-    Ok(Json(AllApps { apps, errors }).into_response())
+    Ok(AllApps { apps, errors })
 }
 
 /// `POST /v1/apps`.

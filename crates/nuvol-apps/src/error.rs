@@ -71,6 +71,9 @@ pub enum AppError {
     /// The node holds something the operation would overwrite.
     #[error("{0}")]
     Conflict(String),
+    /// The apps component has no engine (yet): why.
+    #[error("apps are not available: {0}")]
+    Unavailable(String),
     #[error("{0}")]
     Other(String),
 }
@@ -108,7 +111,7 @@ impl AppError {
             | AppError::Conflict(_)
             | AppError::UpgradeFailed { .. } => 409,
             AppError::Image { .. } => 422,
-            AppError::Docker(_) | AppError::TooOld { .. } => 503,
+            AppError::Docker(_) | AppError::TooOld { .. } | AppError::Unavailable(_) => 503,
             AppError::Store(_) | AppError::Other(_) => 500,
         }
     }

@@ -15,5 +15,5 @@ pub mod process;
 pub mod reconcile;
 pub mod state;
 
-pub use component::Apps;
+pub use component::{Apps, AppsHandle};
 pub use error::AppError;

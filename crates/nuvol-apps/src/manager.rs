@@ -36,8 +36,9 @@ const HEALTH_POLL: Duration = Duration::from_millis(500);
 /// Where the temporary container of a backup or a restore mounts the
 /// app's volumes (one directory per volume key).
 const VOLUMES_MOUNT: &str = "/nuvol-volumes";
-/// A name `POST /v1/apps/restore` shadows in the REST API.
-const RESERVED_NAMES: &[&str] = &["restore"];
+/// Names a route shadows: `restore` is a route of the REST API, `store` a page of the dashboard
+/// (`/apps/store`).
+const RESERVED_NAMES: &[&str] = &["restore", "store"];
 
 /// A boxed future (the trait stays object-safe).
 pub type Fut<'a, T> = Pin<Box<dyn Future<Output = Result<T, AppError>> + Send + 'a>>;
@@ -431,7 +432,7 @@ impl Manager {
         if RESERVED_NAMES.contains(&name.as_str()) {
             return Err(AppError::invalid(
                 "name",
-                format!("{name:?} is reserved (a route of the REST API)"),
+                format!("{name:?} is reserved (a route of the REST API or the dashboard)"),
             ));
         }
         let (plan, meta, values) = compose::plan(&name, &req.definition, &req.params)?;

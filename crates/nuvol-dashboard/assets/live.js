@@ -34,6 +34,7 @@
       var list = lists[i];
       if (list.getAttribute("data-list") !== m.list) continue;
       var old = byKey(list, m.key);
+      var newest = list.getAttribute("data-order") === "newest-first";
       if (m.op === "remove") {
         if (old) old.parentNode.removeChild(old);
         continue;
@@ -44,13 +45,17 @@
       if (!node) continue;
       if (old) {
         old.parentNode.replaceChild(node, old);
-      } else if (list.getAttribute("data-order") === "newest-first") {
+      } else if (newest) {
         list.insertBefore(node, list.firstElementChild);
       } else {
         list.appendChild(node);
       }
+      // A bounded list drops its oldest rows (at the end when the newest
+      // come first, else at the start: a log).
       var max = parseInt(list.getAttribute("data-max") || "0", 10);
-      while (max > 0 && list.children.length > max) list.removeChild(list.lastElementChild);
+      while (max > 0 && list.children.length > max) {
+        list.removeChild(newest ? list.lastElementChild : list.firstElementChild);
+      }
       var empty = document.getElementById(list.getAttribute("data-empty") || "");
       if (empty) empty.hidden = true;
     }

@@ -246,6 +246,69 @@ strings! {
     UnknownParam => "Unknown parameter {} (expected: {}).", "Paràmetre desconegut {} (s'esperava: {}).", "Parámetro desconocido {} (se esperaba: {}).";
     RepeatedParam => "{} is given more than once.", "{} apareix més d'una vegada.", "{} aparece más de una vez.";
     BadQuery => "Malformed query string.", "Cadena de consulta mal formada.", "Cadena de consulta mal formada.";
+    Apps => "Apps", "Aplicacions", "Aplicaciones";
+    AppStore => "App store", "Botiga d'aplicacions", "Tienda de aplicaciones";
+    OtherNodes => "Other nodes", "Altres nodes", "Otros nodos";
+    NoApps => "No apps installed.", "No hi ha cap aplicació instal·lada.", "No hay ninguna aplicación instalada.";
+    NoOtherApps => "No other node runs apps.", "Cap altre node no executa aplicacions.", "Ningún otro nodo ejecuta aplicaciones.";
+    AppsOff => "Apps are off on this node.", "Les aplicacions estan desactivades en aquest node.", "Las aplicaciones están desactivadas en este nodo.";
+    AppsUnavailable => "Apps are not available on this node: {}", "Les aplicacions no estan disponibles en aquest node: {}", "Las aplicaciones no están disponibles en este nodo: {}";
+    CouldNotAsk => "Could not ask {}: {}", "No s'ha pogut preguntar a {}: {}", "No se ha podido preguntar a {}: {}";
+    AppState => "State", "Estat", "Estado";
+    AppSource => "Source", "Origen", "Origen";
+    Category => "Category", "Categoria", "Categoría";
+    Architectures => "Architectures", "Arquitectures", "Arquitecturas";
+    AnyArch => "any", "qualsevol", "cualquiera";
+    StartApp => "Start", "Inicia", "Iniciar";
+    StopApp => "Stop", "Atura", "Detener";
+    RestartApp => "Restart", "Reinicia", "Reiniciar";
+    RemoveApp => "Remove", "Elimina", "Eliminar";
+    InstallApp => "Install", "Instal·la", "Instalar";
+    InstallTitle => "Install {}", "Instal·la {}", "Instalar {}";
+    Purge => "Also delete its data (volumes)", "Esborra també les dades (volums)", "Borrar también sus datos (volúmenes)";
+    ConfirmRemove => "Remove {}?", "Vols eliminar {}?", "¿Eliminar {}?";
+    RemoveWarning => "Its containers are stopped and deleted, and its services unpublished. Its data (volumes) is kept unless you tick the box below; deleted data cannot be recovered.", "Els seus contenidors s'aturen i s'esborren, i els seus serveis es despubliquen. Les dades (volums) es conserven si no marques la casella de sota; les dades esborrades no es poden recuperar.", "Sus contenedores se detienen y se borran, y sus servicios se despublican. Los datos (volúmenes) se conservan si no marcas la casilla de abajo; los datos borrados no se pueden recuperar.";
+    ConfirmRemoveButton => "Yes, remove it", "Sí, elimina-la", "Sí, eliminarla";
+    Cancel => "Cancel", "Cancel·la", "Cancelar";
+    NotThisCpu => "Not for this node's CPU ({}).", "No és per a la CPU d'aquest node ({}).", "No es para la CPU de este nodo ({}).";
+    StoreProblems => "Some store sources could not be read", "Algunes fonts de la botiga no s'han pogut llegir", "Algunas fuentes de la tienda no se han podido leer";
+    NoTemplates => "No templates in this category.", "No hi ha cap plantilla en aquesta categoria.", "No hay ninguna plantilla en esta categoría.";
+    NoSuchCategory => "category: the store has no category {}.", "category: la botiga no té cap categoria {}.", "category: la tienda no tiene ninguna categoría {}.";
+    NoSuchTemplate => "The store has no template {}.", "La botiga no té cap plantilla {}.", "La tienda no tiene ninguna plantilla {}.";
+    Parameters => "Parameters", "Paràmetres", "Parámetros";
+    RequiredMark => "(required)", "(obligatori)", "(obligatorio)";
+    InstallName => "Name of the app on this node", "Nom de l'aplicació en aquest node", "Nombre de la aplicación en este nodo";
+    Containers => "Containers", "Contenidors", "Contenedores";
+    ServiceName => "Service", "Servei", "Servicio";
+    Container => "Container", "Contenidor", "Contenedor";
+    Image => "Image", "Imatge", "Imagen";
+    Restarts => "Restarts", "Reinicis", "Reinicios";
+    Ports => "Ports", "Ports", "Puertos";
+    PublishedServices => "Published services", "Serveis publicats", "Servicios publicados";
+    NothingPublished => "Nothing published.", "No hi ha res publicat.", "No hay nada publicado.";
+    Logs => "Logs", "Registre", "Registro";
+    NoLogs => "No log lines yet.", "Encara no hi ha cap línia al registre.", "Todavía no hay ninguna línea en el registro.";
+    LogsUnavailable => "The log cannot be read now: {}", "Ara no es pot llegir el registre: {}", "Ahora no se puede leer el registro: {}";
+    AppInstalled => "Installed.", "Instal·lada.", "Instalada.";
+    AppInstalling => "The installation goes on (images can take a while); reload this page to see the app once it is done.", "La instal·lació continua (les imatges poden trigar); torna a carregar aquesta pàgina per veure l'aplicació quan acabi.", "La instalación continúa (las imágenes pueden tardar); vuelve a cargar esta página para ver la aplicación cuando termine.";
+    AppStarted => "Started.", "Iniciada.", "Iniciada.";
+    AppStopped => "Stopped.", "Aturada.", "Detenida.";
+    AppRestarted => "Restarted.", "Reiniciada.", "Reiniciada.";
+    AppRemoved => "Removed.", "Eliminada.", "Eliminada.";
+    StRunning => "running", "en marxa", "en ejecución";
+    StStopped => "stopped", "aturada", "detenida";
+    StStarting => "starting", "s'inicia", "iniciándose";
+    StUnhealthy => "unhealthy", "amb errors", "con errores";
+    StFailed => "failed", "fallada", "fallida";
+    StInstalling => "installing", "s'instal·la", "instalándose";
+    StUpgrading => "upgrading", "s'actualitza", "actualizándose";
+    OtherNodeApp => "This app runs on {}; its log is on that node's dashboard.", "Aquesta aplicació s'executa a {}; el seu registre és al tauler d'aquell node.", "Esta aplicación se ejecuta en {}; su registro está en el panel de ese nodo.";
+    NoSuchApp => "No app {} is installed here.", "Aquí no hi ha cap aplicació {} instal·lada.", "Aquí no hay ninguna aplicación {} instalada.";
+    NotANumber => "Not a whole number.", "No és un nombre enter.", "No es un número entero.";
+    BadPath => "An absolute path without \"..\".", "Un camí absolut sense \"..\".", "Una ruta absoluta sin \"..\".";
+    BadAppName => "Lowercase letters, digits and -, at most 40, not starting or ending with -.", "Minúscules, xifres i -, com a molt 40, sense començar ni acabar amb -.", "Minúsculas, cifras y -, como mucho 40, sin empezar ni acabar con -.";
+    AppExists => "An app with this name is already installed.", "Ja hi ha una aplicació instal·lada amb aquest nom.", "Ya hay una aplicación instalada con este nombre.";
+    PortTaken => "Port {} is already used by {}.", "El port {} ja el fa servir {}.", "El puerto {} ya lo usa {}.";
 }
 
 /// Fill `{}` placeholders in order.
@@ -296,6 +359,7 @@ mod tests {
             T::Nodes,
             T::Node,
             T::JoinHelp,
+            T::Ports,
         ];
         for &t in T::ALL {
             for l in Lang::ALL {

@@ -5,7 +5,9 @@
 //!   JavaScript (post, then redirect), one small hand-written script
 //!   (`assets/live.js`) for live updates, every asset embedded.
 //! - Pages: `/` overview, `/nodes`, `/nodes/{name}`, `/services`,
-//!   `/events`, `/queries/{id}`, `/settings`, `/login`; `/live` is the
+//!   `/apps`, `/apps/store`, `/apps/store/{id}`, `/apps/{name}` (its log
+//!   live over `/apps/{name}/live`), `/events`, `/queries/{id}`,
+//!   `/settings`, `/login`; `/live` is the
 //!   live-update stream (server-sent events of rendered rows: only what
 //!   changed, escaped here like every page).
 //! - Access: each route declares view, operate or admin (the core's
@@ -19,7 +21,7 @@
 
 pub mod auth;
 pub mod i18n;
-mod live;
+pub(crate) mod live;
 mod page;
 mod pages;
 mod state;
@@ -40,6 +42,7 @@ pub mod fuzzing {
     pub fn request(data: &[u8]) {
         if let Ok(f) = crate::web::parse_form(data) {
             let _ = crate::pages::services::parse_publish(&f, crate::i18n::Lang::En);
+            let _ = crate::pages::apps::parse_install(&f, &install_params(), crate::i18n::Lang::En);
         }
         let Ok(s) = std::str::from_utf8(data) else {
             return;
@@ -54,6 +57,42 @@ pub mod fuzzing {
             h.insert(axum::http::header::HOST, v);
             let _ = crate::auth::cookie(&h, crate::auth::SESSION_COOKIE);
             let _ = nuvol_agent::http::host_allowed(&h, &[]);
+        }
+    }
+
+    /// A parameter of every kind, required or not, for the install form.
+    fn install_params() -> Vec<nuvol_apps::meta::Param> {
+        use nuvol_apps::meta::{Localized, Param, ParamKind as K};
+        [K::String, K::Password, K::Int, K::Port, K::Bool, K::Path]
+            .into_iter()
+            .enumerate()
+            .map(|(i, kind)| Param {
+                name: format!("P{i}"),
+                kind,
+                default: None,
+                required: i % 2 == 0,
+                description: Localized::default(),
+            })
+            .collect()
+    }
+
+    /// A store template whose every text is `text`.
+    fn template(text: &str) -> nuvol_apps::appstore::StoreEntry {
+        let t = nuvol_apps::meta::Localized::One(text.to_owned());
+        nuvol_apps::appstore::StoreEntry {
+            id: "x".into(),
+            source: nuvol_apps::appstore::Source::Builtin,
+            cached: false,
+            meta: nuvol_apps::meta::Meta {
+                version: text.to_owned(),
+                title: t.clone(),
+                description: t,
+                category: text.to_owned(),
+                architectures: vec![text.to_owned()],
+                ..Default::default()
+            },
+            definition: Default::default(),
+            runs_here: true,
         }
     }
 
@@ -94,6 +133,13 @@ pub mod fuzzing {
         };
         // A plain path keeps the open link's structure the same.
         assert_eq!(count(text), count("x"), "markup from {text:?}");
+        let card = |t: &str| {
+            crate::pages::apps::card(crate::i18n::Lang::En, &template(t))
+                .into_string()
+                .matches('<')
+                .count()
+        };
+        assert_eq!(card(text), card("x"), "store card markup from {text:?}");
     }
 }
 
@@ -188,6 +234,23 @@ impl Component for Dashboard {
                 "/services/unpublish",
                 Operate,
                 post(pages::services::unpublish),
+            ),
+            (M::GET, "/apps", View, get(pages::apps::list)),
+            (M::GET, "/apps/store", View, get(pages::apps::store)),
+            (M::GET, "/apps/store/{id}", View, get(pages::apps::template)),
+            (
+                M::POST,
+                "/apps/store/{id}",
+                Operate,
+                post(pages::apps::install),
+            ),
+            (M::GET, "/apps/{name}", View, get(pages::apps::one)),
+            (M::GET, "/apps/{name}/live", View, get(pages::apps::live)),
+            (
+                M::POST,
+                "/apps/{name}/{action}",
+                Operate,
+                post(pages::apps::action),
             ),
             (M::GET, "/events", View, get(pages::events::page)),
             (M::POST, "/events/send", Operate, post(pages::events::send)),

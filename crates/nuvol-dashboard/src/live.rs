@@ -407,6 +407,15 @@ pub async fn stream(
     let s = replay
         .chain(s)
         .take_until(async move { stop.cancelled().await });
+    sse(s)
+}
+
+/// A stream of live messages as the response: server-sent events, kept
+/// alive every 15 s, never cached (also `/apps/{name}/live`'s).
+pub fn sse<S>(s: S) -> Response
+where
+    S: futures::Stream<Item = Result<Event, Infallible>> + Send + 'static,
+{
     let mut resp = Sse::new(s)
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
         .into_response();

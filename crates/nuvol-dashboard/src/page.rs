@@ -43,6 +43,7 @@ pub enum Nav {
     Overview,
     Nodes,
     Services,
+    Apps,
     Events,
     Settings,
     Login,
@@ -81,6 +82,7 @@ pub fn layout(req: &Req, title: &str, nav: Nav, live: Option<&str>, body: Markup
                             (item(Nav::Overview, "/", T::Overview))
                             (item(Nav::Nodes, "/nodes", T::Nodes))
                             (item(Nav::Services, "/services", T::Services))
+                            (item(Nav::Apps, "/apps", T::Apps))
                             (item(Nav::Events, "/events", T::Events))
                             (item(Nav::Settings, "/settings", T::Settings))
                         }

@@ -328,6 +328,36 @@ fn elf_is_static(b: &[u8]) -> bool {
     })
 }
 
+/// Removes the containers of app `app` of node `node` (labels
+/// `nuvol.app`, `nuvol.node`) when dropped, whatever the test did. Declare
+/// it before the agents, so it runs after they are gone: a live agent
+/// would create the app's containers again.
+pub struct AppContainers {
+    pub node: String,
+    pub app: String,
+}
+
+impl Drop for AppContainers {
+    fn drop(&mut self) {
+        let ids = Command::new("docker")
+            .args(["ps", "-aq", "--filter"])
+            .arg(format!("label=nuvol.app={}", self.app))
+            .arg("--filter")
+            .arg(format!("label=nuvol.node={}", self.node))
+            .output();
+        if let Ok(out) = ids {
+            let ids = String::from_utf8_lossy(&out.stdout);
+            let ids: Vec<&str> = ids.split_whitespace().collect();
+            if !ids.is_empty() {
+                let _ = Command::new("docker")
+                    .args(["rm", "-f"])
+                    .args(&ids)
+                    .output();
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

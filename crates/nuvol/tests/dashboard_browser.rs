@@ -6,7 +6,9 @@
 //! axe-core; a service published through one node's form appears on
 //! another node's dashboard without a reload; a killed node turns failed
 //! live; queries, user events, scans, the language switcher and the
-//! bootstrap settings work through their forms.
+//! bootstrap settings work through their forms; the apps pages pass the
+//! same checks and, with Docker, an app installed through the store's form
+//! gets its new log lines live and is removed through the confirmation.
 
 use nuvol_catalog::cloudy::{encode_services, CloudyService};
 use nuvol_testkit::browser::{axe, browser, require_axe, Browser};
@@ -87,6 +89,88 @@ async fn check_page(b: &Browser, url: &str, shot: &str) {
     }
 }
 
+/// A busybox httpd writing a log line a second (`busybox_image`).
+const WEB_TEMPLATE: &str = r#"
+services:
+  web:
+    image: nuvol-test/busybox:1
+    command: ["sh", "-c", "echo browser-log-start; while true; do echo browser-tick; sleep 1; done & exec httpd -f -p 8080 -h /"]
+    ports: ["${PORT}:8080"]
+    stop_grace_period: 1s
+x-nuvol:
+  id: bweb
+  version: "1.0"
+  title: Browser web
+  category: web
+  parameters:
+    - {name: PORT, type: port, required: true}
+"#;
+
+/// With Docker here: install `bweb` through the store's form, check its
+/// page (axe, 360 and 1280 px), and see a new log line arrive without a
+/// reload. Without Docker this part says why it is skipped.
+async fn install_and_watch_an_app(b: &Browser, u: &str, app: &str) {
+    let ready = nuvol_testkit::docker::docker_available()
+        .and_then(|()| nuvol_testkit::docker::busybox_image("nuvol-test/busybox:1"));
+    if let Err(why) = ready {
+        println!("SKIP: the app part of dashboard_browser because {why}");
+        return;
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap()
+        .port();
+    b.set_width(1280).await.unwrap();
+    b.goto(&format!("{u}/apps/store/bweb")).await.unwrap();
+    b.fill("#install", "name", app).await.unwrap();
+    b.fill("#install", "p_PORT", &port.to_string())
+        .await
+        .unwrap();
+    b.submit("#install").await.unwrap();
+    b.wait_until_js("location.search.indexOf('done=install') >= 0", T)
+        .await
+        .unwrap();
+    let page = format!("{u}/apps/{app}");
+    let start = std::time::Instant::now();
+    loop {
+        b.goto(&page).await.unwrap();
+        let running = b
+            .js("document.querySelector('#app-status [data-state=running]') !== null")
+            .await
+            .unwrap();
+        if running == serde_json::json!(true) {
+            break;
+        }
+        assert!(start.elapsed() < T, "{app} not running on its page");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    check_page(b, &page, "app").await;
+    // The page stays; a line the container writes now arrives live.
+    b.wait_for("#live-status.on", T).await.unwrap();
+    b.js("(window.__mark = 9)").await.unwrap();
+    b.wait_until_js(
+        "Array.from(document.querySelectorAll('#logs li[data-key^=s]')).some(l => l.textContent.includes('browser-tick')) && window.__mark === 9",
+        LIVE,
+    )
+    .await
+    .unwrap();
+    b.screenshot("app-live-log-1280").await.unwrap();
+    // Removing it asks first.
+    b.submit(&format!("form[action=\"/apps/{app}/remove\"]"))
+        .await
+        .unwrap();
+    b.wait_for("form#remove", T).await.unwrap();
+    let here = b.current_url().await.unwrap();
+    b.screenshot("app-remove-confirm-1280").await.unwrap();
+    assert!(here.ends_with(&format!("/apps/{app}/remove")), "{here}");
+    b.submit("form#remove").await.unwrap();
+    wait_done(b, "remove").await;
+    assert!(
+        !b.text("main").await.unwrap().contains(app),
+        "{app} still listed after its removal"
+    );
+}
+
 #[test]
 fn dashboard_in_a_real_browser() {
     if !require_serf() {
@@ -106,10 +190,21 @@ async fn run() {
     };
     let d1 = tempfile::tempdir().unwrap();
     let d3 = tempfile::tempdir().unwrap();
+    let app = format!("bweb{}", std::process::id() % 100_000);
+    // Declared before the agents: it runs after they are gone.
+    let _clean = nuvol_testkit::docker::AppContainers {
+        node: "n1".into(),
+        app: app.clone(),
+    };
+    // A store template n1 can install when this machine has Docker.
+    let store = tempfile::tempdir().unwrap();
+    std::fs::write(store.path().join("bweb.yml"), WEB_TEMPLATE).unwrap();
     let n1 = NuvolAgent::builder(NUVOL, "n1")
         .profile("local")
         .data_dir(d1.path())
         .arg("--mdns=false")
+        .arg(format!("--apps-store-dir={}", store.path().display()))
+        .arg("--apps-reconcile-every=1s")
         .spawn()
         .unwrap();
     let n2 = NuvolAgent::builder(NUVOL, "n2")
@@ -182,6 +277,10 @@ async fn run() {
         ("/events", "events"),
         ("/settings", "settings"),
         ("/login", "login"),
+        ("/apps", "apps"),
+        ("/apps/store", "store"),
+        ("/apps/store?category=web", "store-web"),
+        ("/apps/store/static-web", "store-template"),
         ("/no-such-page", "not-found"),
     ] {
         check_page(&b1, &format!("{u1}{path}"), shot).await;
@@ -212,9 +311,12 @@ async fn run() {
         ("/nodes", "nodes-in"),
         ("/events", "events-in"),
         ("/settings", "settings-in"),
+        ("/apps", "apps-in"),
+        ("/apps/store/static-web", "store-template-in"),
     ] {
         check_page(&b1, &format!("{u1}{path}"), shot).await;
     }
+    install_and_watch_an_app(&b1, &u1, &app).await;
 
     // A second browser watches n2's services and nodes pages.
     let Some(b2) = browser("dashboard_browser_watch").await.unwrap() else {

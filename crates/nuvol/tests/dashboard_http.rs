@@ -6,7 +6,11 @@
 //! CSRF token or from another site, with nothing changed; actions that work
 //! with a session or the bearer token; the viewing rule by address; and a
 //! real serf agent whose name, tags and Cloudy services carry markup, shown
-//! escaped on every page and in the live stream.
+//! escaped on every page and in the live stream; the apps pages (a store
+//! template carrying markup, the category filter, the generated install
+//! form and its errors, forged installs and actions refused) and, with the
+//! real Docker daemon, an app installed, logged live, stopped and removed
+//! through them and listed by a second node.
 //!
 //! The requests go over real sockets (reqwest, redirects not followed), so
 //! the dashboard sees a loopback client address as a browser on the same
@@ -875,6 +879,62 @@ fn more_than_five_wrong_logins_a_minute_are_refused_with_429() {
 // ---------------------------------------------------------------------
 // 4. Actions without credentials, CSRF token or from another site.
 
+/// POST `path` every way that must be refused — no credentials (401), a
+/// CSRF token alone or a wrong bearer token (401), the session's cookie
+/// without or with a wrong CSRF token (403), from another site (403) —
+/// checking with `unchanged` that nothing happened.
+fn refused_without_credentials_csrf_or_same_origin(
+    n: &Node,
+    s: &Session,
+    path: &str,
+    fields: &[(&str, &str)],
+    unchanged: &dyn Fn(&str),
+) {
+    let bad_csrf = "f".repeat(64);
+    let bearer_wrong = format!("Bearer {}", "0".repeat(64));
+    let with_csrf = |token| plus_csrf(fields, token);
+    let what = |w: &str| format!("POST {path} {w}");
+    // Nothing at all: 401.
+    let r = n.post(path, fields, &[]);
+    r.expect(401, &what("without credentials"));
+    unchanged(&what("without credentials"));
+    // A CSRF token alone is no credential.
+    n.post(path, &with_csrf(&s.csrf), &[])
+        .expect(401, &what("with only _csrf"));
+    // A wrong bearer token.
+    n.post(path, fields, &[("authorization", &bearer_wrong)])
+        .expect(401, &what("with a wrong bearer token"));
+    unchanged(&what("with a wrong bearer token"));
+    // The session's cookie without, with an empty or a wrong token.
+    n.post(path, fields, &[s.cookie()])
+        .expect(403, &what("without _csrf"));
+    unchanged(&what("without _csrf"));
+    n.post(path, &with_csrf(""), &[s.cookie()])
+        .expect(403, &what("with an empty _csrf"));
+    n.post(path, &with_csrf(&bad_csrf), &[s.cookie()])
+        .expect(403, &what("with a wrong _csrf"));
+    n.post(path, fields, &[s.cookie(), ("x-csrf-token", &bad_csrf)])
+        .expect(403, &what("with a wrong X-CSRF-Token"));
+    unchanged(&what("with a wrong _csrf"));
+    // The right token, but the browser says another site sent it.
+    for cross in [
+        [("sec-fetch-site", "cross-site"), ("x-nothing", "")],
+        [("sec-fetch-site", "same-site"), ("x-nothing", "")],
+        [("origin", "http://evil.example"), ("x-nothing", "")],
+        [("origin", "null"), ("x-nothing", "")],
+    ] {
+        let mut h = vec![s.cookie()];
+        h.extend(cross.iter().filter(|(k, _)| *k != "x-nothing"));
+        let r = n.post(path, &with_csrf(&s.csrf), &h);
+        r.expect(403, &what(&format!("from another site ({:?})", cross[0])));
+    }
+    unchanged(&what("from another site"));
+    // A cookie-less cross-site post is refused before anything else.
+    n.post(path, fields, &[("sec-fetch-site", "cross-site")])
+        .expect(403, &what("cross-site without credentials"));
+    unchanged(&what("cross-site without credentials"));
+}
+
 #[test]
 fn actions_change_nothing_without_credentials_csrf_or_from_another_site() {
     let n = Node::start("guard", &[]);
@@ -963,50 +1023,8 @@ fn actions_change_nothing_without_credentials_csrf_or_from_another_site() {
         let nodes = n.get("/nodes").body;
         assert!(nodes.contains("Not scanned yet."), "{what}: a scan ran");
     };
-    let bad_csrf = "f".repeat(64);
-    let bearer_wrong = format!("Bearer {}", "0".repeat(64));
     for (path, fields) in &actions {
-        let with_csrf = |token| plus_csrf(fields, token);
-        let what = |w: &str| format!("POST {path} {w}");
-        // Nothing at all: 401.
-        let r = n.post(path, fields, &[]);
-        r.expect(401, &what("without credentials"));
-        unchanged(&what("without credentials"));
-        // A CSRF token alone is no credential.
-        n.post(path, &with_csrf(&s.csrf), &[])
-            .expect(401, &what("with only _csrf"));
-        // A wrong bearer token.
-        n.post(path, fields, &[("authorization", &bearer_wrong)])
-            .expect(401, &what("with a wrong bearer token"));
-        unchanged(&what("with a wrong bearer token"));
-        // The session's cookie without, with an empty or a wrong token.
-        n.post(path, fields, &[s.cookie()])
-            .expect(403, &what("without _csrf"));
-        unchanged(&what("without _csrf"));
-        n.post(path, &with_csrf(""), &[s.cookie()])
-            .expect(403, &what("with an empty _csrf"));
-        n.post(path, &with_csrf(&bad_csrf), &[s.cookie()])
-            .expect(403, &what("with a wrong _csrf"));
-        n.post(path, fields, &[s.cookie(), ("x-csrf-token", &bad_csrf)])
-            .expect(403, &what("with a wrong X-CSRF-Token"));
-        unchanged(&what("with a wrong _csrf"));
-        // The right token, but the browser says another site sent it.
-        for cross in [
-            [("sec-fetch-site", "cross-site"), ("x-nothing", "")],
-            [("sec-fetch-site", "same-site"), ("x-nothing", "")],
-            [("origin", "http://evil.example"), ("x-nothing", "")],
-            [("origin", "null"), ("x-nothing", "")],
-        ] {
-            let mut h = vec![s.cookie()];
-            h.extend(cross.iter().filter(|(k, _)| *k != "x-nothing"));
-            let r = n.post(path, &with_csrf(&s.csrf), &h);
-            r.expect(403, &what(&format!("from another site ({:?})", cross[0])));
-        }
-        unchanged(&what("from another site"));
-        // A cookie-less cross-site post is refused before anything else.
-        n.post(path, fields, &[("sec-fetch-site", "cross-site")])
-            .expect(403, &what("cross-site without credentials"));
-        unchanged(&what("cross-site without credentials"));
+        refused_without_credentials_csrf_or_same_origin(&n, &s, path, fields, &unchanged);
     }
 
     // The checks above can see a change: each action, done properly, does
@@ -1670,4 +1688,494 @@ fn other_host_names_get_421_and_configured_ones_are_answered() {
         &[("host", "evil.example:7000")],
     );
     r.expect(421, "login through another host name");
+}
+
+// ---------------------------------------------------------------------
+// 8. Apps: the store, the install form, an app's page and its actions.
+
+/// A store template whose every text field carries markup.
+const HOSTILE_TEMPLATE: &str = r#"
+services:
+  app:
+    image: nuvol-test/not-here:1
+x-nuvol:
+  id: hostile
+  version: "<i>cloud</i>"
+  title: "<script>window.__xss=1</script>"
+  description: "\"><img src=x onerror=alert(1)>"
+  category: "\"><b>x"
+  icon: "javascript:alert(1)"
+  parameters:
+    - {name: PORT, type: port, required: true, default: "8080", description: "'><svg/onload=alert(1)>"}
+    - {name: SECRET, type: password}
+    - {name: TLS, type: bool, default: "true"}
+    - {name: WORKERS, type: int}
+"#;
+
+/// A template for a CPU no test machine has.
+const OTHER_ARCH_TEMPLATE: &str = r#"
+services:
+  app:
+    image: nuvol-test/not-here:1
+x-nuvol:
+  id: bigiron
+  version: "1"
+  title: Big iron
+  category: web
+  architectures: [s390x]
+"#;
+
+/// A store directory holding `templates` (file name, text).
+fn store_dir(templates: &[(&str, &str)]) -> tempfile::TempDir {
+    let d = tempfile::tempdir().unwrap();
+    for (f, t) in templates {
+        std::fs::write(d.path().join(f), t).unwrap();
+    }
+    d
+}
+
+/// The apps of `n` by name (empty when its apps component has no engine).
+fn app_names(n: &Node) -> Vec<String> {
+    let r = n.get("/v1/apps");
+    if r.status == 503 {
+        return Vec::new();
+    }
+    r.expect(200, "/v1/apps");
+    let v: Value = serde_json::from_str(&r.body).unwrap();
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["name"].as_str().unwrap_or("").to_owned())
+        .collect()
+}
+
+#[test]
+fn apps_pages_escape_templates_validate_filters_and_refuse_forged_installs() {
+    let store = store_dir(&[
+        ("hostile.yml", HOSTILE_TEMPLATE),
+        ("bigiron.yml", OTHER_ARCH_TEMPLATE),
+    ]);
+    let dir = format!("--apps-store-dir={}", store.path().display());
+    let n = Node::start("apps-pages", &[&dir]);
+
+    // Every page is a page with the safe headers (whether or not this
+    // machine has a container engine: without one they say so).
+    for path in ["/apps", "/apps/store", "/apps/store/hostile"] {
+        let r = n.get(path);
+        r.expect_page(200, path);
+        assert_escaped(path, &r.body);
+        assert!(
+            r.body.contains("href=\"/apps\""),
+            "{path}: no Apps nav entry"
+        );
+    }
+    n.get("/apps/store/nope")
+        .expect_page(404, "an unknown template");
+    n.get("/apps/store/Bad_Id")
+        .expect_page(404, "a bad template id");
+    n.get("/apps?x=1").expect_page(400, "an unknown parameter");
+
+    // The store: cards escaped, the template for another CPU marked and
+    // its install button disabled, the icon that is no data: URL left out.
+    let page = n.get("/apps/store").body;
+    assert!(
+        page.contains("&lt;script&gt;window.__xss=1&lt;/script&gt;"),
+        "the hostile title, escaped:\n{page}"
+    );
+    assert!(!page.contains("javascript:"), "the icon URL is shown");
+    let (at, _) = tag_with(&page, "data-template=\"bigiron\"").expect("the bigiron card");
+    let card = &page[at..at + page[at..].find("</li>").unwrap()];
+    assert!(card.contains("<button type=\"button\" disabled"), "{card}");
+    assert!(
+        !card.contains("href=\"/apps/store/bigiron\" aria-label"),
+        "{card}"
+    );
+    let (at, _) = tag_with(&page, "data-template=\"hostile\"").expect("the hostile card");
+    let card = &page[at..at + page[at..].find("</li>").unwrap()];
+    assert!(!card.contains("disabled"), "{card}");
+
+    // The category filter: validated, 400 naming the parameter.
+    let r = n.get("/apps/store?category=%3Cnope%3E");
+    r.expect_page(400, "an unknown category");
+    assert!(
+        r.body.contains("category: ") && r.body.contains("&lt;nope&gt;"),
+        "{}",
+        r.body
+    );
+    assert_escaped("a bad category", &r.body);
+    let r = n.get("/apps/store?sort=title");
+    r.expect_page(400, "an unknown parameter");
+    assert!(r.body.contains("&quot;sort&quot;"), "{}", r.body);
+    let r = n.get(&format!("/apps/store?category={}", enc("\"><b>x")));
+    r.expect_page(200, "the hostile category");
+    assert!(r.body.contains("data-template=\"hostile\""));
+    assert!(!r.body.contains("data-template=\"bigiron\""));
+    let r = n.get("/apps/store?category=WEB");
+    r.expect_page(200, "a category in another case");
+    assert!(r.body.contains("data-template=\"bigiron\""));
+    assert!(!r.body.contains("data-template=\"hostile\""));
+
+    // The install form, generated from the parameters (logged in: viewers
+    // see a link to log in instead).
+    assert!(!n.get("/apps/store/hostile").body.contains("id=\"install\""));
+    let s = n.login();
+    let form = n.get_with("/apps/store/hostile", &[s.cookie()]);
+    form.expect_page(200, "the install form");
+    assert_escaped("the install form", &form.body);
+    let b = &form.body;
+    let input = |id: &str| {
+        tag_with(b, &format!("id=\"{id}\""))
+            .unwrap_or_else(|| panic!("no #{id} in:\n{b}"))
+            .1
+            .to_owned()
+    };
+    let name = input("install-name");
+    assert!(
+        name.contains("value=\"hostile\"") && name.contains("required"),
+        "{name}"
+    );
+    let port = input("install-p_PORT");
+    for a in [
+        "type=\"number\"",
+        "min=\"1\"",
+        "max=\"65535\"",
+        "value=\"8080\"",
+        "required",
+    ] {
+        assert!(port.contains(a), "{a} in {port}");
+    }
+    assert!(input("install-p_SECRET").contains("type=\"password\""));
+    let tls = input("install-p_TLS");
+    assert!(
+        tls.contains("type=\"checkbox\"") && tls.contains("checked"),
+        "{tls}"
+    );
+    assert!(input("install-p_WORKERS").contains("type=\"number\""));
+    assert!(
+        b.contains("&#39;&gt;&lt;svg/onload") || b.contains("'&gt;&lt;svg/onload"),
+        "the help, escaped"
+    );
+
+    // Bad input: 400, the form again with the message at the field.
+    let r = n.post_as(
+        &s,
+        "/apps/store/hostile",
+        &[("name", "Bad_Name"), ("p_PORT", ""), ("p_WORKERS", "1.5")],
+    );
+    r.expect_page(400, "a bad install form");
+    field_error(&r.body, "install-name", "a bad name");
+    let m = field_error(&r.body, "install-p_PORT", "a missing port");
+    assert_eq!(m, "This field is required.");
+    let m = field_error(&r.body, "install-p_WORKERS", "a bad number");
+    assert_eq!(m, "Not a whole number.");
+    // What was typed is shown again (escaped), the password never.
+    let r = n.post_as(
+        &s,
+        "/apps/store/hostile",
+        &[
+            ("name", "\"><b>x"),
+            ("p_PORT", "0"),
+            ("p_SECRET", "hunter2"),
+        ],
+    );
+    r.expect_page(400, "a bad port");
+    assert_escaped("the form shown again", &r.body);
+    assert!(!r.body.contains("hunter2"), "the password is sent back");
+    assert_eq!(
+        field_error(&r.body, "install-p_PORT", "port 0"),
+        "The port must be 1-65535."
+    );
+
+    // Forged installs and actions change nothing.
+    let unchanged = |what: &str| {
+        let names = app_names(&n);
+        assert!(!names.iter().any(|a| a == "forged"), "{what}: installed");
+    };
+    refused_without_credentials_csrf_or_same_origin(
+        &n,
+        &s,
+        "/apps/store/hostile",
+        &[("name", "forged"), ("p_PORT", "8080")],
+        &unchanged,
+    );
+    for action in ["start", "stop", "restart", "remove"] {
+        refused_without_credentials_csrf_or_same_origin(
+            &n,
+            &s,
+            &format!("/apps/forged/{action}"),
+            &[("confirm", "yes"), ("purge", "true")],
+            &unchanged,
+        );
+    }
+    // Done properly, an action on an app that is not there says so.
+    let r = n.post_as(&s, "/apps/forged/stop", &[]);
+    assert!(
+        matches!(r.status, 404 | 503),
+        "stop of no app: {}",
+        r.status
+    );
+    n.post_as(&s, "/apps/forged/explode", &[])
+        .expect_page(400, "an unknown action");
+
+    // A node with apps off says so on every apps page, plainly.
+    let off = Node::start("apps-off", &["--apps=false"]);
+    for path in [
+        "/apps",
+        "/apps/store",
+        "/apps/store/static-web",
+        "/apps/web",
+    ] {
+        let r = off.get(path);
+        r.expect_page(200, path);
+        assert!(
+            r.body.contains("Apps are off on this node."),
+            "{path}: {}",
+            r.body
+        );
+    }
+}
+
+const APP_IMAGE: &str = "nuvol-test/busybox:1";
+
+/// A busybox httpd that writes a log line every second.
+const WEB_TEMPLATE: &str = r#"
+services:
+  web:
+    image: nuvol-test/busybox:1
+    command: ["sh", "-c", "echo dash-log-start; while true; do echo dash-tick; sleep 1; done & exec httpd -f -p 8080 -h /"]
+    ports: ["${PORT}:8080"]
+    stop_grace_period: 1s
+x-nuvol:
+  id: dweb
+  version: "1.0"
+  title: Dashboard web
+  category: web
+  parameters:
+    - {name: PORT, type: port, required: true}
+"#;
+
+/// The row of app `name` on `node` in a `/apps` page.
+fn app_row<'a>(page: &'a str, node: &str, name: &str) -> Option<&'a str> {
+    let at = page.find(&format!("data-app=\"{name}\" data-node=\"{node}\""))?;
+    let end = at + page[at..].find("</tr>")?;
+    Some(&page[at..end])
+}
+
+#[test]
+fn an_app_installed_through_the_dashboard_runs_logs_stops_and_is_removed() {
+    use nuvol_testkit::netns::skip_or_fail;
+    if let Err(why) = nuvol_testkit::docker::docker_available() {
+        skip_or_fail("dashboard_http apps", &why);
+        return;
+    }
+    if let Err(why) = nuvol_testkit::docker::busybox_image(APP_IMAGE) {
+        skip_or_fail("dashboard_http apps", &why);
+        return;
+    }
+    // A "registry" that accepts connections and never answers: pulling
+    // from it takes as long as the test wants.
+    let hang = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let hang_port = hang.local_addr().unwrap().port();
+    // Some: connections held; None: closed at once (the pull fails).
+    let held = std::sync::Arc::new(std::sync::Mutex::new(Some(Vec::new())));
+    let hold = held.clone();
+    std::thread::spawn(move || {
+        for c in hang.incoming().flatten() {
+            if let Some(v) = hold.lock().unwrap().as_mut() {
+                v.push(c);
+            }
+        }
+    });
+    let slow = format!(
+        "services: {{web: {{image: \"127.0.0.1:{hang_port}/nuvol-test/slow:1\", stop_grace_period: 1s}}}}\n\
+         x-nuvol: {{id: dslow, version: \"1\", title: Slow}}\n"
+    );
+    let store = store_dir(&[("dweb.yml", WEB_TEMPLATE), ("dslow.yml", &slow)]);
+    let dir = format!("--apps-store-dir={}", store.path().display());
+    let n1_name = format!("dash-apps-{}", std::process::id());
+    let app = format!("dweb{}", std::process::id() % 100_000);
+    // Declared before the agents: it runs after they are gone.
+    let _clean = nuvol_testkit::docker::AppContainers {
+        node: n1_name.clone(),
+        app: app.clone(),
+    };
+    let n1 = Node::start(&n1_name, &[&dir, "--apps-reconcile-every=1s"]);
+    let n2 = Node::of(
+        NuvolAgent::builder(NUVOL, &format!("{n1_name}-b"))
+            .profile("local")
+            .join_agent(&n1.agent)
+            .arg("--mdns=false")
+            .arg("--apps-reconcile-every=1s")
+            .spawn()
+            .unwrap(),
+    );
+    wait_until_msg("the apps component up", T, POLL, || {
+        n1.get("/v1/apps").status == 200
+    })
+    .unwrap();
+    let s = n1.login();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap()
+        .port()
+        .to_string();
+
+    // Install through the form: the app's page, running.
+    let r = n1.post_as(&s, "/apps/store/dweb", &[("name", &app), ("p_PORT", &port)]);
+    let page = format!("/apps/{app}");
+    r.expect_redirect(&format!("{page}?done=install"), "installing from the form");
+    wait_until_msg("the app running on its page", T, POLL, || {
+        n1.get(&page).body.contains("data-state=\"running\"")
+    })
+    .unwrap();
+    let r = n1.get_with(&page, &[s.cookie()]);
+    r.expect_page(200, "the app's page");
+    assert!(r.body.contains(APP_IMAGE), "the image on the page");
+    assert!(r.body.contains(&format!("{port}:8080/tcp")), "the port");
+    for a in ["start", "stop", "restart", "remove"] {
+        assert!(
+            r.body.contains(&format!("action=\"/apps/{app}/{a}\"")),
+            "the {a} action"
+        );
+    }
+    // The same port again: 400, at the port's field.
+    let r = n1.post_as(
+        &s,
+        "/apps/store/dweb",
+        &[("name", "dweb-two"), ("p_PORT", &port)],
+    );
+    r.expect_page(400, "a port taken");
+    let m = field_error(&r.body, "install-p_PORT", "a port taken");
+    assert!(m.contains(&port), "{m}");
+    let r = n1.post_as(&s, "/apps/store/dweb", &[("name", &app), ("p_PORT", "1")]);
+    r.expect_page(400, "a name taken");
+    field_error(&r.body, "install-name", "a name taken");
+
+    // Its log: the past lines with the page, then new ones live.
+    wait_until_msg("log lines on the page", T, POLL, || {
+        n1.get(&page).body.contains("dash-log-start")
+    })
+    .unwrap();
+    let mut live = n1.live(&format!("/apps/{app}/live?logs=1&since=0"), &[]);
+    let line = n1.live_until(&mut live, "a new log line", |v| {
+        v["list"] == "logs" && v["html"].as_str().is_some_and(|h| h.contains("dash-tick"))
+    });
+    assert!(
+        line["html"]
+            .as_str()
+            .unwrap()
+            .starts_with("<li data-key=\"s"),
+        "{line}"
+    );
+    drop(live);
+
+    // /apps: this node's app with its actions; the other node lists it
+    // with this node's name.
+    let list = n1.get_with("/apps", &[s.cookie()]);
+    list.expect_page(200, "/apps");
+    let row = app_row(&list.body, &n1_name, &app).expect("the app on /apps");
+    assert!(
+        row.contains("data-state=\"running\"") && row.contains("1.0"),
+        "{row}"
+    );
+    assert!(row.contains("store:dweb"), "{row}");
+    assert!(row.contains(&format!("/apps/{app}/stop")), "{row}");
+    wait_until_msg("the app on the other node's /apps", T, POLL, || {
+        let b = n2.get("/apps").body;
+        app_row(&b, &n1_name, &app).is_some_and(|r| r.contains("data-state=\"running\""))
+    })
+    .unwrap();
+    let other = n2.get("/apps").body;
+    let row = app_row(&other, &n1_name, &app).unwrap();
+    assert!(row.contains(&format!("href=\"/nodes/{n1_name}\"")), "{row}");
+    assert!(
+        !row.contains("/stop"),
+        "another node's app has actions: {row}"
+    );
+    let r = n2.get(&format!("/apps/{app}?node={n1_name}"));
+    r.expect_page(200, "another node's app");
+    assert!(r.body.contains("data-state=\"running\""));
+
+    // An install that takes long (its image being pulled) goes on after
+    // the request: the browser lands on the app's page, which says so.
+    let slow_app = format!("{app}-slow");
+    let r = n1.post_as(&s, "/apps/store/dslow", &[("name", &slow_app)]);
+    let slow_page = format!("/apps/{slow_app}?done=installing");
+    r.expect_redirect(&slow_page, "a slow install");
+    let r = n1.get(&slow_page);
+    r.expect_page(200, "the page of an app being installed");
+    assert!(r.body.contains("The installation goes on"), "{}", r.body);
+    // The pull fails when the "registry" goes: the install ends (the name
+    // is no longer busy), leaving nothing; a new try fails at once, naming
+    // the image.
+    let conns = held.lock().unwrap().take().unwrap();
+    assert!(!conns.is_empty(), "the daemon never reached the registry");
+    drop(conns);
+    let image = format!("127.0.0.1:{hang_port}/nuvol-test/slow:1");
+    wait_until_msg("the slow install ended", T, POLL, || {
+        let r = n1.post_as(&s, "/apps/store/dslow", &[("name", &slow_app)]);
+        r.status == 400 && r.body.contains(&image) && !r.body.contains("busy")
+    })
+    .unwrap();
+    assert!(!app_names(&n1).contains(&slow_app));
+    let left = std::process::Command::new("docker")
+        .args(["ps", "-aq", "--filter"])
+        .arg(format!("label=nuvol.app={slow_app}"))
+        .output()
+        .unwrap();
+    assert!(left.stdout.is_empty(), "the failed install left containers");
+
+    // Forged actions change nothing; proper ones act.
+    let running = |what: &str| {
+        let b = n1.get(&page).body;
+        assert!(
+            b.contains("data-state=\"running\""),
+            "{what}: no longer running"
+        );
+    };
+    for action in ["stop", "remove"] {
+        refused_without_credentials_csrf_or_same_origin(
+            &n1,
+            &s,
+            &format!("/apps/{app}/{action}"),
+            &[("confirm", "yes"), ("purge", "true")],
+            &running,
+        );
+    }
+    n1.post_as(&s, &format!("/apps/{app}/stop"), &[])
+        .expect_redirect(&format!("{page}?done=stop"), "stop");
+    wait_until_msg("the app stopped", T, POLL, || {
+        n1.get(&page).body.contains("data-state=\"stopped\"")
+    })
+    .unwrap();
+    // Removing asks first, and changes nothing until confirmed.
+    let r = n1.post_as(&s, &format!("/apps/{app}/remove"), &[("purge", "true")]);
+    r.expect_page(200, "the confirmation step");
+    assert!(
+        r.body.contains("name=\"confirm\" value=\"yes\""),
+        "{}",
+        r.body
+    );
+    assert!(
+        tag_with(&r.body, "id=\"remove-purge\"")
+            .unwrap()
+            .1
+            .contains("checked"),
+        "the purge box as posted"
+    );
+    assert!(app_names(&n1).contains(&app), "removed before confirming");
+    n1.post_as(
+        &s,
+        &format!("/apps/{app}/remove"),
+        &[("purge", "true"), ("confirm", "yes")],
+    )
+    .expect_redirect("/apps?done=remove", "remove");
+    assert!(!app_names(&n1).contains(&app));
+    n1.get(&page).expect_page(404, "a removed app's page");
+    let left = std::process::Command::new("docker")
+        .args(["ps", "-aq", "--filter"])
+        .arg(format!("label=nuvol.app={app}"))
+        .output()
+        .unwrap();
+    assert!(left.stdout.is_empty(), "containers left behind");
 }

@@ -2,6 +2,7 @@
 //! catalog handles, renders with maud, and answers forms by redirecting
 //! (or by re-showing the form with its errors, status 400).
 
+pub mod apps;
 pub mod events;
 pub mod login;
 pub mod nodes;
