@@ -251,6 +251,27 @@ impl Meta {
             nuvol_catalog::cloudy::validate_type(&p.stype).map_err(|e| {
                 AppError::invalid(&format!("x-nuvol.publish[{i}].type"), e.to_string())
             })?;
+            // What the catalog would refuse at publish time is refused
+            // here, at install: otherwise the app runs and is never
+            // published, with only a warning in the log to say why.
+            for (j, c) in p.checks.iter().enumerate() {
+                if let Err(nuvol_checks::model::CheckError(f, m)) = c.validate() {
+                    return Err(AppError::invalid(
+                        &format!("x-nuvol.publish[{i}].checks[{j}].{f}"),
+                        m,
+                    ));
+                }
+            }
+            let def = nuvol_catalog::model::ServiceDef {
+                stype: p.stype.clone(),
+                // The title stands in when there is none.
+                description: p.description.clone().unwrap_or_else(|| "-".into()),
+                port: p.port,
+                txt: p.txt.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+                checks: p.checks.clone(),
+            };
+            def.validate()
+                .map_err(|e| AppError::invalid(&format!("x-nuvol.publish[{i}]"), e.to_string()))?;
         }
         Ok(())
     }
@@ -346,5 +367,31 @@ mod tests {
         assert!(m.runs_on("amd64"));
         assert!(m.runs_on("arm"));
         assert!(!m.runs_on("arm64"));
+    }
+
+    #[test]
+    fn a_publish_entry_the_catalog_would_refuse_is_refused_at_install() {
+        let publish = |v: serde_json::Value| -> Meta {
+            Meta {
+                publish: vec![serde_json::from_value(v).unwrap()],
+                ..Meta::default()
+            }
+        };
+        let ok = publish(serde_json::json!({"type": "http", "port": 80,
+            "checks": [{"tcp": "127.0.0.1:80", "interval": "5s", "timeout": "1s"}]}));
+        assert!(ok.validate(&[]).is_ok());
+        // A timeout longer than the interval: the catalog refuses it.
+        let e = publish(serde_json::json!({"type": "http", "port": 80,
+            "checks": [{"tcp": "127.0.0.1:80", "interval": "1s", "timeout": "5s"}]}))
+        .validate(&[])
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("x-nuvol.publish[0].checks[0]"), "{e}");
+        let e = publish(serde_json::json!({"type": "http", "port": 80,
+            "txt": {"a b": "1"}}))
+        .validate(&[])
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("x-nuvol.publish[0]"), "{e}");
     }
 }
