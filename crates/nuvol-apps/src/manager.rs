@@ -35,7 +35,7 @@ pub const UPGRADE_TIMEOUT: Duration = Duration::from_secs(60);
 const HEALTH_POLL: Duration = Duration::from_millis(500);
 /// Where the temporary container of a backup or a restore mounts the
 /// app's volumes (one directory per volume key).
-const VOLUMES_MOUNT: &str = "/nuvol-volumes";
+pub(crate) const VOLUMES_MOUNT: &str = "/nuvol-volumes";
 /// Names a route shadows: `restore` is a route of the REST API, `store` a page of the dashboard
 /// (`/apps/store`).
 const RESERVED_NAMES: &[&str] = &["restore", "store"];
@@ -1602,12 +1602,6 @@ impl Manager {
         }
         let guard = self.busy(name, "backing up")?;
         let (record, plan, _) = self.planned(name)?;
-        if plan.driver() == Driver::Process {
-            return Err(AppError::invalid(
-                "backup",
-                format!("{name} is a process app: backups of process apps are not supported yet (copy DATA_DIR/apps-proc/volumes/nuvol-{name}-*)"),
-            ));
-        }
         for v in &plan.volumes {
             backup::check_key(&v.key).map_err(|w| AppError::invalid("volumes", w))?;
         }
@@ -1798,7 +1792,14 @@ impl Manager {
         if lock(&self.inner.apps).contains_key(&name) {
             return Err(AppError::Exists(name));
         }
-        let left = self.inner.engine.volumes(&name).await?;
+        let mut params = m.params.clone();
+        params.extend(set);
+        // The archive's volumes must be the plan's (parameters may change
+        // what a definition plans to). Its driver's engine alone is asked
+        // (a process app restores on a node whose Docker is down).
+        let (plan, _, _) = compose::plan(&name, &m.definition, &params)?;
+        let engine = self.eng(plan.driver());
+        let left = engine.volumes(&name).await?;
         if !left.is_empty() {
             return Err(AppError::Conflict(format!(
                 "volumes of an app named {name} are on this node ({}; kept by a remove without --purge): \
@@ -1821,18 +1822,13 @@ impl Manager {
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
             Err(err) => return Err(io_error("cannot read", &dir, err)),
         }
-        let mut params = m.params.clone();
-        params.extend(set);
         // Pins are kept where this node has that very image.
         let mut pinned = BTreeMap::new();
         for (svc, id) in &m.pinned {
-            if self.inner.engine.image_id(id).await?.is_some() {
+            if engine.image_id(id).await?.is_some() {
                 pinned.insert(svc.clone(), id.clone());
             }
         }
-        // The archive's volumes must be the plan's (parameters may change
-        // what a definition plans to).
-        let (plan, _, _) = compose::plan(&name, &m.definition, &params)?;
         for k in unpacked.volumes.keys() {
             if !plan.volumes.iter().any(|v| &v.key == k) {
                 return Err(AppError::invalid(

@@ -36,6 +36,7 @@
 
 use crate::driver::{Call, Engine, Health, LogLine, LogStream, Observed, RunState};
 use crate::error::AppError;
+use crate::manager::VOLUMES_MOUNT;
 use crate::plan::{ContainerSpec, HealthSpec, MountSource, NetworkSpec, VolumeSpec};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -1200,6 +1201,141 @@ impl Processes {
     }
 }
 
+/// The key of a volume the manager's backup and restore helper mounts at
+/// `VOLUMES_MOUNT/KEY`, as in a container (for a process the target is
+/// only a name).
+fn volume_key(target: &str) -> Option<&str> {
+    target
+        .strip_prefix(VOLUMES_MOUNT)?
+        .strip_prefix('/')
+        .filter(|k| !k.is_empty() && !k.contains('/'))
+}
+
+/// The marker file naming a volume directory's app (not carried by
+/// archives: a restore may give the app another name).
+const VOLUME_MARKER: &str = ".nuvol-app";
+
+impl Processes {
+    /// `(key, directory)` of every volume mounted at `VOLUMES_MOUNT/KEY` in
+    /// process `id` (the manager's backup and restore helper).
+    fn volume_mounts(&self, id: &str) -> Result<Vec<(String, PathBuf)>, AppError> {
+        let st = self
+            .state(id)
+            .ok_or_else(|| AppError::Other(format!("no process {id}")))?;
+        Ok(st
+            .spec
+            .mounts
+            .iter()
+            .filter_map(|m| match &m.source {
+                MountSource::Volume(v) => {
+                    volume_key(&m.target).map(|k| (k.to_owned(), self.volume_dir(v)))
+                }
+                _ => None,
+            })
+            .collect())
+    }
+}
+
+/// A tar of volume directory `dir` with its entries under `key/`, the
+/// layout Docker's archive of `/nuvol-volumes/KEY` has. Symbolic links are
+/// stored as links, never followed out of the volume.
+fn volume_to_tar(key: &str, dir: &Path, dest: &Path) -> Result<(), AppError> {
+    let f = std::fs::File::create(dest).map_err(|e| io("cannot create", dest, e))?;
+    let mut b = tar::Builder::new(std::io::BufWriter::new(f));
+    b.follow_symlinks(false);
+    let walk = |b: &mut tar::Builder<std::io::BufWriter<std::fs::File>>| -> std::io::Result<()> {
+        b.append_dir(key, dir)?;
+        let mut todo = vec![PathBuf::new()];
+        while let Some(rel) = todo.pop() {
+            for e in std::fs::read_dir(dir.join(&rel))? {
+                let e = e?;
+                let r = rel.join(e.file_name());
+                if rel.as_os_str().is_empty() && e.file_name() == VOLUME_MARKER {
+                    continue;
+                }
+                let name = Path::new(key).join(&r);
+                if e.file_type()?.is_dir() {
+                    b.append_dir(&name, e.path())?;
+                    todo.push(r);
+                } else {
+                    b.append_path_with_name(e.path(), &name)?;
+                }
+            }
+        }
+        b.finish()?;
+        b.get_mut().flush()
+    };
+    walk(&mut b).map_err(|e| io("cannot archive", dir, e))
+}
+
+/// Unpack `src` (entries `KEY/...`) into the volume directories of
+/// `mounts`: first into a staging directory beside them (the tar crate
+/// refuses entries that leave it), then moved in and given to the
+/// program's user. An entry of no volume is an error, and nothing of the
+/// archive is left behind then.
+fn tar_to_volumes(
+    src: &Path,
+    staging_in: &Path,
+    mounts: &[(String, PathBuf)],
+    owner: Option<(u32, u32)>,
+) -> Result<(), AppError> {
+    std::fs::create_dir_all(staging_in).map_err(|e| io("cannot create", staging_in, e))?;
+    let staging = tempfile::Builder::new()
+        .prefix(".restore-")
+        .tempdir_in(staging_in)
+        .map_err(|e| io("cannot create a directory in", staging_in, e))?;
+    let f = std::fs::File::open(src).map_err(|e| io("cannot open", src, e))?;
+    let mut a = tar::Archive::new(std::io::BufReader::new(f));
+    a.set_preserve_permissions(true);
+    a.set_preserve_ownerships(false);
+    a.unpack(staging.path())
+        .map_err(|e| io("cannot unpack", src, e))?;
+    let entries =
+        std::fs::read_dir(staging.path()).map_err(|e| io("cannot read", staging.path(), e))?;
+    for e in entries {
+        let e = e.map_err(|e| io("cannot read", staging.path(), e))?;
+        let key = e.file_name().to_string_lossy().into_owned();
+        let Some((_, dir)) = mounts.iter().find(|(k, _)| *k == key) else {
+            return Err(AppError::Other(format!(
+                "the archive holds {key:?}, which is no volume of this app"
+            )));
+        };
+        std::fs::create_dir_all(dir).map_err(|e| io("cannot create", dir, e))?;
+        let children =
+            std::fs::read_dir(e.path()).map_err(|err| io("cannot read", &e.path(), err))?;
+        for c in children {
+            let c = c.map_err(|err| io("cannot read", &e.path(), err))?;
+            if c.file_name() == VOLUME_MARKER {
+                continue;
+            }
+            let to = dir.join(c.file_name());
+            if to.is_dir() && !to.is_symlink() {
+                std::fs::remove_dir_all(&to).map_err(|err| io("cannot remove", &to, err))?;
+            } else if to.symlink_metadata().is_ok() {
+                std::fs::remove_file(&to).map_err(|err| io("cannot remove", &to, err))?;
+            }
+            std::fs::rename(c.path(), &to).map_err(|err| io("cannot move into", &to, err))?;
+            if let Some((uid, gid)) = owner.filter(|_| rustix::process::getuid().is_root()) {
+                chown_all(&to, uid, gid)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `chown -hR`: links themselves, never what they point to.
+fn chown_all(p: &Path, uid: u32, gid: u32) -> Result<(), AppError> {
+    std::os::unix::fs::lchown(p, Some(uid), Some(gid)).map_err(|e| io("cannot chown", p, e))?;
+    let meta = p.symlink_metadata().map_err(|e| io("cannot read", p, e))?;
+    if meta.is_dir() {
+        for e in std::fs::read_dir(p).map_err(|e| io("cannot read", p, e))? {
+            let e = e.map_err(|e| io("cannot read", p, e))?;
+            chown_all(&e.path(), uid, gid)?;
+        }
+    }
+    Ok(())
+}
+
 fn not_for_processes(what: &str) -> AppError {
     AppError::Other(format!("{what} is not supported for process apps"))
 }
@@ -1346,12 +1482,34 @@ impl Engine for Processes {
         })
     }
 
-    fn copy_out<'a>(&'a self, _id: &'a str, _path: &'a str, _dest: &'a Path) -> Call<'a, ()> {
-        Box::pin(async { Err(not_for_processes("backup")) })
+    fn copy_out<'a>(&'a self, id: &'a str, path: &'a str, dest: &'a Path) -> Call<'a, ()> {
+        Box::pin(async move {
+            let (key, dir) = self
+                .volume_mounts(id)?
+                .into_iter()
+                .find(|(k, _)| volume_key(path) == Some(k.as_str()))
+                .ok_or_else(|| AppError::Other(format!("{path} is no volume of process {id}")))?;
+            let dest = dest.to_owned();
+            tokio::task::spawn_blocking(move || volume_to_tar(&key, &dir, &dest))
+                .await
+                .map_err(|e| AppError::Other(format!("copy task: {e}")))?
+        })
     }
 
-    fn copy_in<'a>(&'a self, _id: &'a str, _path: &'a str, _src: &'a Path) -> Call<'a, ()> {
-        Box::pin(async { Err(not_for_processes("restore")) })
+    fn copy_in<'a>(&'a self, id: &'a str, path: &'a str, src: &'a Path) -> Call<'a, ()> {
+        Box::pin(async move {
+            if path.trim_end_matches('/') != VOLUMES_MOUNT {
+                return Err(AppError::Other(format!(
+                    "process {id}: only its volumes ({VOLUMES_MOUNT}/KEY) can be filled, not {path}"
+                )));
+            }
+            let mounts = self.volume_mounts(id)?;
+            let owner = self.state(id).map(|s| (s.uid, s.gid));
+            let (src, staging_in) = (src.to_owned(), self.inner.dir.join("volumes"));
+            tokio::task::spawn_blocking(move || tar_to_volumes(&src, &staging_in, &mounts, owner))
+                .await
+                .map_err(|e| AppError::Other(format!("copy task: {e}")))?
+        })
     }
 
     fn logs<'a>(&'a self, id: &'a str, tail: usize, follow: bool) -> Call<'a, LogStream> {

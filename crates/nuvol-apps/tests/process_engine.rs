@@ -678,3 +678,77 @@ async fn without_cgroups_a_limited_program_runs_and_its_status_says_so() {
     assert!(log.contains("without memory/CPU limits"), "{log}");
     m.remove("free", true).await.unwrap();
 }
+
+#[tokio::test]
+async fn a_process_app_is_backed_up_and_restored_with_its_volume() {
+    if skip("a_process_app_is_backed_up_and_restored_with_its_volume") {
+        return;
+    }
+    let n = node(ProcessSettings::default()).await;
+    let d = def(
+        &format!("  main:\n    command: [\"{BUSYBOX}\", \"sh\", \"-c\", \"test -f $$DATA/f || {{ echo kept > $$DATA/f; mkdir $$DATA/sub; echo deep > $$DATA/sub/g; }}; exec {BUSYBOX} sleep 1000\"]\n    volumes: [\"data:DATA\"]\n    stop_grace_period: 1s\n"),
+        "  data: {}\n",
+    );
+    n.manager.install(install("bk", d)).await.unwrap();
+    let vdir = n.procs.volume_dir("nuvol-bk-data");
+    wait_for("the program to write in its volume", || {
+        vdir.join("sub/g").exists()
+    })
+    .await;
+    let before = pid_of(&n.procs, &observed(&n.manager, "bk").await.id);
+    let archive = n.dir.path().join("bk.tar.gz");
+    n.manager.backup("bk", &archive).await.unwrap();
+    // Stopped for the copy, running again after.
+    let after = observed(&n.manager, "bk").await;
+    assert_eq!(after.state, RunState::Running);
+    assert_ne!(pid_of(&n.procs, &after.id), before, "stopped and started");
+    n.manager.remove("bk", true).await.unwrap();
+    assert!(!vdir.exists());
+    // Back under its name, and under another one beside it.
+    n.manager
+        .restore(&archive, None, BTreeMap::new())
+        .await
+        .unwrap();
+    n.manager
+        .restore(&archive, Some("bk2".into()), BTreeMap::new())
+        .await
+        .unwrap();
+    for (app, dir) in [
+        ("bk", vdir.clone()),
+        ("bk2", n.procs.volume_dir("nuvol-bk2-data")),
+    ] {
+        assert_eq!(
+            std::fs::read_to_string(dir.join("f")).unwrap(),
+            "kept\n",
+            "{app}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(dir.join("sub/g")).unwrap(),
+            "deep\n"
+        );
+        let meta = std::fs::metadata(dir.join("sub/g")).unwrap();
+        assert_eq!(
+            std::os::unix::fs::MetadataExt::uid(&meta),
+            65534,
+            "{app}: given to nobody"
+        );
+        // Each volume names its own app (a purge finds it).
+        assert_eq!(
+            std::fs::read_to_string(dir.join(".nuvol-app")).unwrap(),
+            app
+        );
+        wait_for("the restored app to run", || true).await;
+        assert_eq!(
+            observed(&n.manager, app).await.state,
+            RunState::Running,
+            "{app}"
+        );
+    }
+    n.manager.remove("bk2", true).await.unwrap();
+    assert!(!n.procs.volume_dir("nuvol-bk2-data").exists());
+    assert!(
+        vdir.join("f").exists(),
+        "the other app's volume is left alone"
+    );
+    n.manager.remove("bk", true).await.unwrap();
+}
