@@ -15,6 +15,7 @@ use nuvol_apps::plan::{
 };
 use nuvol_apps::AppError;
 use nuvol_testkit::docker::{busybox_image, docker_available};
+use nuvol_testkit::free_port;
 use nuvol_testkit::netns::{run, skip_or_fail};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -135,13 +136,6 @@ fn inspect(what: &str, format: &str) -> String {
         .unwrap_or_else(|e| panic!("{e}"))
         .trim()
         .to_owned()
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or_else(|e| panic!("a free port: {e}"))
 }
 
 /// A plain HTTP/1.0 GET; the whole response, or an error.

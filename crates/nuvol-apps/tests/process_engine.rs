@@ -10,6 +10,7 @@ use nuvol_apps::manager::{Install, Manager};
 use nuvol_apps::plan::Driver;
 use nuvol_apps::process::{log_file, ProcessSettings, Processes};
 use nuvol_apps::reconcile::AppState;
+use nuvol_testkit::free_port;
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -134,14 +135,6 @@ fn install(name: &str, d: Definition) -> Install {
         params: BTreeMap::new(),
         files: BTreeMap::new(),
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// What the process part of the router has (the Docker part has no

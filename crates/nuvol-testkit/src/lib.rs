@@ -51,6 +51,32 @@ pub use cli::{
 pub use loopback::{fresh_ip, ports_free, LoopbackAlloc, RESERVE_PORT, RPC_PORT, SERF_PORT};
 pub use wait::{eventually, wait_until, wait_until_async, wait_until_msg};
 
+/// A TCP port on 127.0.0.1 free at the time of asking (for an app's
+/// published host port).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or_else(|e| panic!("a free port: {e}"))
+}
+
+/// `GET /` over HTTP/1.0 from 127.0.0.1:`port`: the whole answer, or
+/// None when nothing answers within 2 s.
+pub fn http_get(port: u16) -> Option<String> {
+    use std::io::{Read, Write};
+    let timeout = std::time::Duration::from_secs(2);
+    let mut s = std::net::TcpStream::connect_timeout(
+        &std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+        timeout,
+    )
+    .ok()?;
+    s.set_read_timeout(Some(timeout)).ok()?;
+    s.write_all(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n").ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    Some(out)
+}
+
 use std::process::{Command, Stdio};
 
 /// The variable that turns a missing `serf` from a skip into a failure.

@@ -14,6 +14,7 @@
 use nuvol_api::ApiClient;
 use nuvol_catalog::Filter;
 use nuvol_testkit::netns::skip_or_fail;
+use nuvol_testkit::{free_port, http_get};
 use nuvol_testkit::{fresh_ip, wait_until_msg, NuvolAgent, Signal};
 use serde_json::Value;
 use std::path::Path;
@@ -64,27 +65,6 @@ fn volumes(app: &str) -> Vec<String> {
     .lines()
     .map(str::to_owned)
     .collect()
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-fn http_get(port: u16) -> Option<String> {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect_timeout(
-        &std::net::SocketAddr::from(([127, 0, 0, 1], port)),
-        Duration::from_secs(2),
-    )
-    .ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    s.write_all(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n").ok()?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).ok()?;
-    Some(out)
 }
 
 const WEB: &str = r#"

@@ -9,6 +9,7 @@
 //! `NUVOL_REQUIRE_SYSTEM=1`) without root, dockerd or busybox.
 
 use nuvol_testkit::docker::{busybox_image, docker_available, Dockerd};
+use nuvol_testkit::free_port;
 use nuvol_testkit::netns::skip_or_fail;
 use nuvol_testkit::{fresh_ip, wait_until_msg, NuvolAgent};
 use serde_json::Value;
@@ -34,13 +35,6 @@ x-nuvol:
   parameters: [{name: PORT, type: port, required: true}]
   publish: [{type: http, port: "${PORT}"}]
 "#;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
 
 fn states(d: &Dockerd) -> Vec<String> {
     d.cli(&[

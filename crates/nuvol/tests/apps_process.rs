@@ -8,6 +8,7 @@
 //! Needs root (programs run as nobody) and Debian's static busybox at
 //! /bin/busybox; skips (or fails under `NUVOL_REQUIRE_SYSTEM=1`) otherwise.
 
+use nuvol_testkit::free_port;
 use nuvol_testkit::netns::skip_or_fail;
 use nuvol_testkit::{fresh_ip, wait_until_msg, NuvolAgent, Signal};
 use serde_json::Value;
@@ -29,14 +30,6 @@ fn spawn(node: &str, ip: std::net::IpAddr, data: &Path) -> NuvolAgent {
         .arg("--docker-socket=/nonexistent/docker.sock")
         .spawn()
         .unwrap()
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn app_state(a: &NuvolAgent, name: &str) -> String {

@@ -5,6 +5,7 @@
 //! and published under its name, and a built-in template whose image this
 //! node does not have (no registry here) refused with nothing left behind.
 
+use nuvol_testkit::free_port;
 use nuvol_testkit::netns::skip_or_fail;
 use nuvol_testkit::{fresh_ip, wait_until_msg, NuvolAgent};
 use serde_json::Value;
@@ -87,13 +88,6 @@ x-nuvol:
   parameters: [{name: PORT, type: port, required: true}]
   publish: [{type: http, port: "${PORT}"}]
 "#;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
 
 fn containers(node: &str) -> Vec<String> {
     let out = Command::new("docker")
