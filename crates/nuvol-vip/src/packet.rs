@@ -182,12 +182,10 @@ impl Advert {
     }
 }
 
-/// A whole IPv4 packet as a raw socket of protocol 112 returns it:
-/// checks protocol and TTL, then decodes the VRRP part.
-/// Returns the source and destination addresses too.
-pub fn decode_ipv4(
-    bytes: &[u8],
-) -> Result<(Ipv4Addr, Ipv4Addr, Advert, ChecksumForm), PacketError> {
+/// The IPv4 header of a packet as a raw socket of protocol 112 returns
+/// it: checks version, protocol, TTL and lengths, and gives the source,
+/// the destination and the VRRP message (options and trailing bytes cut).
+pub fn split_ipv4(bytes: &[u8]) -> Result<(Ipv4Addr, Ipv4Addr, &[u8]), PacketError> {
     if bytes.len() < 20 {
         return Err(PacketError::Truncated(bytes.len()));
     }
@@ -204,7 +202,15 @@ pub fn decode_ipv4(
     }
     let src = Ipv4Addr::new(bytes[12], bytes[13], bytes[14], bytes[15]);
     let dst = Ipv4Addr::new(bytes[16], bytes[17], bytes[18], bytes[19]);
-    let (advert, form) = Advert::decode(&bytes[ihl..total], src, dst)?;
+    Ok((src, dst, &bytes[ihl..total]))
+}
+
+/// A whole IPv4 packet ([`split_ipv4`]) decoded as an advert.
+pub fn decode_ipv4(
+    bytes: &[u8],
+) -> Result<(Ipv4Addr, Ipv4Addr, Advert, ChecksumForm), PacketError> {
+    let (src, dst, vrrp) = split_ipv4(bytes)?;
+    let (advert, form) = Advert::decode(vrrp, src, dst)?;
     Ok((src, dst, advert, form))
 }
 

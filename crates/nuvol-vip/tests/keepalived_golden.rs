@@ -1,7 +1,7 @@
 //! Golden tests: keepalived 2.2.7's own VRRPv3 adverts (tcpdump -xx,
 //! tests/fixtures) decode, and nuvol's encoder writes the same bytes.
 
-use nuvol_vip::packet::{decode_ipv4, Advert, ChecksumForm, MULTICAST};
+use nuvol_vip::packet::{decode_ipv4, split_ipv4, Advert, ChecksumForm, MULTICAST};
 use std::net::Ipv4Addr;
 
 /// A copy of ../shared/fixtures/keepalived-2.2.7-vrrpv3-capture.txt, kept
@@ -56,10 +56,10 @@ fn keepalived_adverts_decode_and_reencode_byte_for_byte() {
             other => panic!("unexpected source .{other}"),
         };
         assert_eq!(advert.priority, expected_prio);
-        let ihl = usize::from(ip[0] & 0x0f) * 4;
+        let (_, _, vrrp) = split_ipv4(ip).expect("keepalived's IPv4 header");
         assert_eq!(
             Advert::encode(&advert, src, dst),
-            ip[ihl..],
+            vrrp,
             "nuvol's encoding of {advert:?} differs from keepalived's"
         );
         adverts += 1;
