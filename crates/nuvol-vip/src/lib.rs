@@ -2,10 +2,18 @@
 //!
 //! - [`packet`]: the advertisement's bytes (sans-I/O, fuzzed by the
 //!   `vrrp_packet` target, checked against keepalived 2.2.7's captures);
-//! - [`health`]: whether this node may claim (tracked health, quorum);
 //! - [`router`]: one virtual router's state machine (sans-I/O, driven by
-//!   adverts, a clock and the node's health; simulated in `tests/sim.rs`).
+//!   adverts, a clock and the node's health; simulated in `tests/sim.rs`);
+//! - [`health`]: whether this node may claim (tracked health, quorum);
+//! - [`config`]: the `[[vip]]` entries;
+//! - [`net`]: the raw socket, netlink and gratuitous ARPs;
+//! - [`component`]: the agent component `Vips` and `GET /v1/vips`.
 
+pub mod component;
+pub mod config;
 pub mod health;
+pub mod net;
 pub mod packet;
 pub mod router;
+
+pub use component::{VipStatus, Vips, VipsHandle};

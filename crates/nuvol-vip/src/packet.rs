@@ -214,6 +214,23 @@ pub fn decode_ipv4(
     Ok((src, dst, advert, form))
 }
 
+/// A gratuitous ARP for `ip` from `mac`, as keepalived sends it: an
+/// Ethernet broadcast ARP request whose sender and target are both `ip`
+/// (target hardware address all ones).
+pub fn gratuitous_arp(mac: [u8; 6], ip: Ipv4Addr) -> [u8; 42] {
+    let mut f = [0u8; 42];
+    f[..6].copy_from_slice(&[0xff; 6]);
+    f[6..12].copy_from_slice(&mac);
+    f[12..14].copy_from_slice(&0x0806u16.to_be_bytes());
+    // Ethernet, IPv4, lengths 6 and 4, request.
+    f[14..22].copy_from_slice(&[0, 1, 8, 0, 6, 4, 0, 1]);
+    f[22..28].copy_from_slice(&mac);
+    f[28..32].copy_from_slice(&ip.octets());
+    f[32..38].copy_from_slice(&[0xff; 6]);
+    f[38..42].copy_from_slice(&ip.octets());
+    f
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -78,3 +78,21 @@ fn keepalived_arp_frames_are_not_adverts() {
         assert!(decode_ipv4(&f[14..]).is_err());
     }
 }
+
+#[test]
+fn nuvol_gratuitous_arps_are_keepalived_s_byte_for_byte() {
+    let arps: Vec<_> = frames(CAPTURE)
+        .into_iter()
+        .filter(|f| f[12..14] == [0x08, 0x06])
+        .collect();
+    for f in arps {
+        let mut mac = [0u8; 6];
+        mac.copy_from_slice(&f[6..12]);
+        let ip = std::net::Ipv4Addr::new(f[28], f[29], f[30], f[31]);
+        assert_eq!(ip, std::net::Ipv4Addr::new(10, 99, 0, 100));
+        assert_eq!(
+            nuvol_vip::packet::gratuitous_arp(mac, ip).as_slice(),
+            f.as_slice()
+        );
+    }
+}

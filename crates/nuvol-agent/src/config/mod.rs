@@ -138,7 +138,20 @@ impl ConfigFile {
                 },
             }
         })?;
-        for (k, v) in &tables {
+        let mut tables = tables;
+        for (k, v) in tables.iter_mut() {
+            // `[[name]]`: an array of tables, for sections with several
+            // entries (`[[vip]]`). Kept under ARRAY_KEY in a table, so
+            // that every section is still a table; such a section reads
+            // its entries with `entries()`.
+            if let Some(a) = v.as_array() {
+                if !a.is_empty() && a.iter().all(toml::Value::is_table) {
+                    let mut t = Table::new();
+                    t.insert(ARRAY_KEY.to_owned(), v.clone());
+                    *v = toml::Value::Table(t);
+                    continue;
+                }
+            }
             if !v.is_table() {
                 return Err(ConfigError::Misplaced {
                     key: k.clone(),
@@ -213,6 +226,34 @@ fn old_key_hint(key: &str) -> Option<String> {
     Some(format!("it is now {to}"))
 }
 
+/// Where a section written as `[[name]]` keeps its entries (not a valid
+/// bare TOML key, so no user key collides with it).
+pub const ARRAY_KEY: &str = "[[entries]]";
+
+/// The entries of a section that may be written as `[[name]]` (several
+/// tables) or `[name]` (one): each entry's table, in order.
+pub fn entries(section: &str, table: Option<&Table>) -> Result<Vec<Table>, ConfigError> {
+    let Some(t) = table else {
+        return Ok(Vec::new());
+    };
+    match t.get(ARRAY_KEY) {
+        None => Ok(vec![t.clone()]),
+        Some(toml::Value::Array(a)) => a
+            .iter()
+            .map(|v| {
+                v.as_table().cloned().ok_or_else(|| ConfigError::Misplaced {
+                    key: section.to_owned(),
+                    message: "every [[entry]] must be a table".into(),
+                })
+            })
+            .collect(),
+        Some(_) => Err(ConfigError::Misplaced {
+            key: section.to_owned(),
+            message: "expected [[entries]]".into(),
+        }),
+    }
+}
+
 /// Reads a section's table key by key; what is left over is unknown.
 #[doc(hidden)]
 pub struct SectionFile {
@@ -227,6 +268,12 @@ impl SectionFile {
         keys: &[Key],
     ) -> Result<SectionFile, ConfigError> {
         let table = table.cloned().unwrap_or_default();
+        if table.contains_key(ARRAY_KEY) {
+            return Err(ConfigError::Misplaced {
+                key: section.to_owned(),
+                message: format!("[{section}] is one table: write [{section}], not [[{section}]]"),
+            });
+        }
         if let Some(k) = table
             .keys()
             .find(|k| !keys.iter().any(|d| d.name == k.as_str()))
@@ -488,6 +535,20 @@ mod tests {
         assert!(d.on);
         let d = load("[demo]\non = true\n", &["--demo-on=false"]).unwrap();
         assert!(!d.on);
+    }
+
+    #[test]
+    fn array_sections() {
+        let f = ConfigFile::parse("[[vip]]\na = 1\n[[vip]]\na = 2\n", None).unwrap();
+        let e = entries("vip", f.section("vip")).unwrap();
+        assert_eq!(e.len(), 2);
+        assert_eq!(e[1].get("a").and_then(toml::Value::as_integer), Some(2));
+        let f = ConfigFile::parse("[vip]\na = 1\n", None).unwrap();
+        assert_eq!(entries("vip", f.section("vip")).unwrap().len(), 1);
+        assert!(entries("vip", None).unwrap().is_empty());
+        // A one-table section written as an array says so.
+        let err = load("[[demo]]\nname = 'a'\n", &[]).unwrap_err().to_string();
+        assert_eq!(err, "demo: [demo] is one table: write [demo], not [[demo]]");
     }
 
     #[test]

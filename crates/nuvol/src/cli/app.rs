@@ -26,7 +26,7 @@ const COMPOSE_NAMES: &[&str] = &[
     "docker-compose.yml",
 ];
 
-async fn client(at: &CatalogOpts, write: bool) -> Result<ApiClient> {
+pub(super) async fn client(at: &CatalogOpts, write: bool) -> Result<ApiClient> {
     match target(at, write).await? {
         Target::Api { client, .. } => Ok(client),
         Target::Tags(_) => bail!("this is a serf agent: apps need a nuvol agent"),

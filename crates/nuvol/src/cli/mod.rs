@@ -49,6 +49,7 @@ mod app;
 mod catalog;
 mod commands;
 pub mod output;
+mod vip;
 
 use clap::{ArgAction, Args, Subcommand, ValueEnum};
 
@@ -307,6 +308,11 @@ pub enum ClientCommand {
         #[command(subcommand)]
         cmd: AppCommand,
     },
+    /// Floating IPs (VRRP): this node's (`status`) or every node's (`list`).
+    Vip {
+        #[command(subcommand)]
+        cmd: VipCommand,
+    },
     /// Print a new random encryption key (32 bytes, base64); needs no agent.
     Keygen {
         /// Output format (json: `{"key": KEY}`).
@@ -392,6 +398,22 @@ mod tests {
             }
         ));
     }
+}
+
+/// `nuvol vip ...`.
+#[derive(Debug, Subcommand, Clone)]
+pub enum VipCommand {
+    /// This node's VIPs: address, interface, VRID, state, priority, the
+    /// master it sees, and why it is in fault.
+    Status {
+        #[command(flatten)]
+        at: CatalogOpts,
+    },
+    /// Every node's VIP states (from their gossip tags).
+    List {
+        #[command(flatten)]
+        at: CatalogOpts,
+    },
 }
 
 /// `nuvol app ...`.
