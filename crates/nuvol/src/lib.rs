@@ -19,6 +19,7 @@ pub fn components() -> AgentBuilder {
         .with::<nuvol_api::Api>()
         .with::<nuvol_dashboard::Dashboard>()
         .with::<nuvol_apps::Apps>()
+        .with::<nuvol_sync::Sync>()
         .with::<Metrics>()
         .with::<Reload>()
         .with::<Join>()

@@ -49,6 +49,7 @@ mod app;
 mod catalog;
 mod commands;
 pub mod output;
+mod sync;
 
 use clap::{ArgAction, Args, Subcommand, ValueEnum};
 
@@ -307,6 +308,11 @@ pub enum ClientCommand {
         #[command(subcommand)]
         cmd: AppCommand,
     },
+    /// Replicated folders (Syncthing driven by the agent): their state.
+    Sync {
+        #[command(subcommand)]
+        cmd: SyncCommand,
+    },
     /// Print a new random encryption key (32 bytes, base64); needs no agent.
     Keygen {
         /// Output format (json: `{"key": KEY}`).
@@ -392,6 +398,18 @@ mod tests {
             }
         ));
     }
+}
+
+/// `nuvol sync ...`.
+#[derive(Debug, Subcommand, Clone)]
+pub enum SyncCommand {
+    /// This node's Syncthing and each replicated folder: its type here,
+    /// the nodes sharing it, whether it is in sync, files still needed,
+    /// conflicts.
+    Status {
+        #[command(flatten)]
+        at: CatalogOpts,
+    },
 }
 
 /// `nuvol app ...`.
