@@ -449,6 +449,19 @@ async fn a_folders_mode_flips_on_failover() {
         .set_mode("other", nuvol_sync::Mode::SendOnly)
         .is_err());
 
+    // The route in the assembled OpenAPI document, the folder metrics.
+    let api = nodes[0].0.registry().info.get("http_addr").unwrap();
+    let doc = http_json(&api, "/v1/openapi.json", None).unwrap();
+    assert!(doc["paths"]["/v1/sync"]["get"].is_object(), "{doc}");
+    assert!(doc["components"]["schemas"]["SyncStatus"].is_object());
+    let (_, metrics) = http(&api, "/metrics", None).unwrap();
+    for m in [
+        "nuvol_sync_folder_need_files{folder=\"app\"} 0",
+        "nuvol_sync_folder_conflicts{folder=\"app\"} 0",
+    ] {
+        assert!(metrics.contains(m), "{m} in {metrics}");
+    }
+
     for (agent, _, _, _) in nodes.drain(..).rev() {
         agent.shutdown(false).await;
     }
