@@ -286,6 +286,46 @@ fn three_nodes_keep_a_folder_in_sync() {
         assert_eq!(f["devices"].as_array().unwrap().len(), 3);
     }
 
+    // a's Syncthing dies: the component fails, is restarted with a new
+    // Syncthing on the same home, and the folder syncs again.
+    let pid_file = a.home.join("syncthing.pid");
+    let old_pid: i32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(old_pid).unwrap(),
+        rustix::process::Signal::KILL,
+    )
+    .unwrap();
+    wait_until_msg("a's Syncthing started again", T, POLL, || {
+        std::fs::read_to_string(&pid_file)
+            .ok()
+            .and_then(|p| p.trim().parse::<i32>().ok())
+            .is_some_and(|p| p != old_pid)
+            && a.status()
+                .is_some_and(|s| s["syncthing"]["running"] == true)
+    })
+    .unwrap();
+    let list = components(&a.agent);
+    let sync = component(&list, "sync").unwrap();
+    assert!(sync["restarts"].as_u64().unwrap() >= 1, "{sync}");
+    assert!(
+        sync["last_error"]
+            .as_str()
+            .is_some_and(|e| e.starts_with("Syncthing exited")),
+        "{sync}"
+    );
+    std::fs::write(a.folder.join("after.txt"), "after the restart").unwrap();
+    for n in [&b, &c] {
+        wait_until_msg(&format!("after.txt on {}", n.agent.name()), T, POLL, || {
+            std::fs::read_to_string(n.folder.join("after.txt"))
+                .is_ok_and(|t| t == "after the restart")
+        })
+        .unwrap();
+    }
+
     // c leaves: a and b drop its device.
     c.agent.cli(&["leave"]).unwrap();
     let c_name = format!("nuvol/{}", c.agent.name());
@@ -577,6 +617,43 @@ fn a_refused_key_or_a_missing_syncthing_is_a_clear_error_and_the_agent_runs() {
     // answers it, with no folder added.
     let cfg = http_json(&addr, "/rest/config", Some("the-right-key")).unwrap();
     assert_eq!(cfg["folders"], serde_json::json!([]));
+
+    // With the right key the same Syncthing is attached to and configured.
+    let shared = dir.path().join("attached");
+    let right = NuvolAgent::builder(NUVOL, "sync-attach")
+        .profile("local")
+        .arg("--mdns=false")
+        .arg("--apps=false")
+        .arg("--sync")
+        .arg("--syncthing-attach")
+        .arg(format!("--syncthing-gui={addr}"))
+        .env("NUVOL_SYNCTHING_API_KEY", "the-right-key")
+        .arg(format!("--sync-listen=tcp://127.0.0.1:{}", free_port()))
+        .arg(format!("--sync-folder=att={}", shared.display()))
+        .spawn()
+        .unwrap();
+    let my_id = http_json(&addr, "/rest/system/status", Some("the-right-key")).unwrap()["myID"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    wait_until_msg("attached and configured", T, POLL, || {
+        let s = right
+            .cli_run(&["sync", "status", "--format", "json"])
+            .ok()
+            .and_then(|o| serde_json::from_str::<Value>(&o.stdout).ok());
+        s.is_some_and(|s| {
+            s["device_id"] == my_id.as_str()
+                && s["syncthing"]["running"] == true
+                && s["syncthing"]["managed"] == false
+                && s["folders"][0]["state"] == "idle"
+        })
+    })
+    .unwrap();
+    let cfg = http_json(&addr, "/rest/config", Some("the-right-key")).unwrap();
+    assert_eq!(cfg["folders"][0]["id"], "att");
+    assert_eq!(cfg["folders"][0]["path"], shared.display().to_string());
+    assert_eq!(cfg["options"]["globalAnnounceEnabled"], false);
+    drop(right);
     let _ = st.kill();
     let _ = st.wait();
     reap.0.clear();
