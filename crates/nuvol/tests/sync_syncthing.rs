@@ -7,7 +7,8 @@
 //!   --format json` shows the folder in sync with both peers; each
 //!   Syncthing's config has discovery, relays and NAT off and the peers at
 //!   explicit `tcp://IP:PORT` addresses; a node that leaves is removed from
-//!   the others' devices and folder;
+//!   the others' devices and folder; the dashboard's overview shows the
+//!   folder; a Syncthing killed under its agent is started again;
 //! - two agents in this process: the folder's mode flipped through
 //!   `SyncHandle::set_mode` (send-only here, receive-only there, then the
 //!   other way round, as on an HA app's failover) changes the folder type
@@ -244,6 +245,15 @@ fn three_nodes_keep_a_folder_in_sync() {
             "{text}"
         );
     }
+
+    // The dashboard's overview shows the folder in sync.
+    let (status, page) = http(&format!("{}:7000", a.agent.ip()), "/", None).unwrap();
+    assert_eq!(status, 200);
+    assert!(page.contains("Replicated folders"), "{page}");
+    assert!(
+        page.contains(r#"<tr data-folder="shared"><td>shared</td><td>sendreceive</td><td>idle</td><td>yes</td><td>0</td><td>0</td>"#),
+        "{page}"
+    );
 
     // Each Syncthing: off the internet, the peers at explicit addresses.
     for n in nodes {
