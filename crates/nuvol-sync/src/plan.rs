@@ -47,6 +47,17 @@ impl DeviceId {
         {
             return Err(BadDeviceId(s.to_owned()));
         }
+        // Four groups of 13 characters, each followed by its Luhn mod-32
+        // check character: a typo (or garbage in a peer's tag) is refused
+        // here rather than by Syncthing, which would refuse the whole
+        // config.
+        let b = compact.as_bytes();
+        for g in 0..4 {
+            let group = &b[g * 14..g * 14 + 14];
+            if luhn32(&group[..13]) != Some(group[13]) {
+                return Err(BadDeviceId(s.to_owned()));
+            }
+        }
         let groups: Vec<&str> = (0..8).map(|i| &compact[i * 7..i * 7 + 7]).collect();
         Ok(DeviceId(groups.join("-")))
     }
@@ -60,6 +71,21 @@ impl DeviceId {
     pub fn compact(&self) -> String {
         self.0.replace('-', "")
     }
+}
+
+const BASE32: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+
+/// Syncthing's check character of a group (Luhn mod N over base32).
+fn luhn32(group: &[u8]) -> Option<u8> {
+    let mut factor = 1;
+    let mut sum = 0usize;
+    for c in group {
+        let cp = BASE32.iter().position(|a| a == c)?;
+        let addend = factor * cp;
+        factor = if factor == 2 { 1 } else { 2 };
+        sum += addend / 32 + addend % 32;
+    }
+    Some(BASE32[(32 - sum % 32) % 32])
 }
 
 impl std::fmt::Display for DeviceId {
@@ -405,8 +431,9 @@ mod tests {
     use std::path::PathBuf;
 
     const A: &str = "WAU5JIY-TOV4WJY-WWDKIQ5-IIXE6NL-SIK7AKH-ZRX35QB-GDZ6YXZ-GRDYTA4";
-    const B: &str = "MFZWI3D-BONSGYC-YLTMRWG-C43ENR5-QXGZDMM-FZWI3DP-BONSGYY-LTMRWAD";
-    const C: &str = "P56IOI7-MZJNU2Y-IQGDREY-DM2MGTI-MGL3BXN-PQ6W5BM-TBBZ4TJ-XZWICQ2";
+    // Real ids (Syncthing 1.19's), in their sort order.
+    const B: &str = "ZUBA3T6-DHFOVO7-EAQB67K-GIKBGWY-7M7VWQU-SIAZG7D-A6UVWW4-WZVG4AV";
+    const C: &str = "ZVRDJ5Z-EGAISJE-U47ALSG-KJ2EL6U-TXRSZTI-WSVQTF2-AD5RYJE-ULELOQZ";
 
     /// A config as Syncthing 1.19 answers `GET /rest/config` on a fresh
     /// home (trimmed, with a field nuvol does not know in each part).
@@ -489,6 +516,12 @@ mod tests {
         assert_eq!(DeviceId::parse(&A.to_lowercase()).unwrap(), a);
         assert!(DeviceId::parse("WAU5JIY").is_err());
         assert!(DeviceId::parse(&A.replace('W', "1")).is_err(), "not base32");
+        // One character changed: its group's check character no longer fits.
+        let typo = A.replacen("TOV4", "TOV5", 1);
+        assert!(DeviceId::parse(&typo).is_err(), "Luhn check");
+        for id in [B, C] {
+            assert_eq!(DeviceId::parse(id).unwrap().as_str(), id);
+        }
         assert_eq!(
             tag_value(&a, 22000).len(),
             56,
