@@ -52,6 +52,8 @@ declare -A provides=(
   [podman]=podman
   [netavark]=/usr/lib/podman/netavark
   [aardvark-dns]=/usr/lib/podman/aardvark-dns
+  # Replicated folders (crates/nuvol/tests/sync_syncthing.rs).
+  [syncthing]=syncthing
 )
 have() {
   case "$1" in
@@ -64,7 +66,7 @@ have() {
 }
 need=()
 for pkg in serf dnsutils iproute2 tcpdump procps psmisc bzip2 golang-go g++ python3 \
-  chromium-headless-shell chromium-driver busybox-static podman netavark aardvark-dns; do
+  chromium-headless-shell chromium-driver busybox-static podman netavark aardvark-dns syncthing; do
   have "${provides[$pkg]}" || need+=("$pkg")
 done
 # pip as a module of the python3 that runs the tests.

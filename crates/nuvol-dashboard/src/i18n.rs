@@ -216,6 +216,16 @@ strings! {
     Details => "Details", "Detalls", "Detalles";
     Count => "Count", "Nombre", "Número";
     Yes => "yes", "sí", "sí";
+    SyncFolders => "Replicated folders", "Carpetes replicades", "Carpetas replicadas";
+    SyncFolder => "Folder", "Carpeta", "Carpeta";
+    SyncType => "Type here", "Tipus aquí", "Tipo aquí";
+    SyncInSync => "In sync", "Sincronitzada", "Sincronizada";
+    SyncNeed => "Files needed", "Fitxers pendents", "Archivos pendientes";
+    SyncConflicts => "Conflicts", "Conflictes", "Conflictos";
+    SyncShared => "Shared with", "Compartida amb", "Compartida con";
+    SyncthingRunning => "Syncthing running", "Syncthing en marxa", "Syncthing en marcha";
+    SyncthingDown => "Syncthing not running", "Syncthing aturat", "Syncthing detenido";
+    SyncNoFolders => "No folders are shared by this node.", "Aquest node no comparteix cap carpeta.", "Este nodo no comparte ninguna carpeta.";
     No => "no", "no", "no";
     OwnedBy => "set by", "posada per", "puesta por";
     Ssh => "SSH command", "Ordre SSH", "Orden SSH";

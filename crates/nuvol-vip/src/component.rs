@@ -570,6 +570,12 @@ async fn run_vip(
     mut health: watch::Receiver<Option<String>>,
     stop: CancellationToken,
 ) {
+    // The first health check comes within milliseconds; starting before
+    // it would show a Fault that is not one.
+    tokio::select! {
+        _ = stop.cancelled() => return,
+        r = health.changed() => if r.is_err() { return },
+    }
     loop {
         let error = match open(&e).await {
             Ok(io) => match drive(i, &e, &shared, io, &mut health, &stop).await {

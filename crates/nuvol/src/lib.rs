@@ -20,6 +20,7 @@ pub fn components() -> AgentBuilder {
         .with::<nuvol_dashboard::Dashboard>()
         .with::<nuvol_apps::Apps>()
         .with::<nuvol_vip::Vips>()
+        .with::<nuvol_sync::Sync>()
         .with::<Metrics>()
         .with::<Reload>()
         .with::<Join>()

@@ -10,6 +10,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use maud::{html, Markup};
+use nuvol_sync::{SyncHandle, SyncStatus};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -68,6 +69,12 @@ pub async fn page(State(dash): State<Arc<Dash>>, Viewer(req): Viewer) -> Respons
     let by_status = Dash::count_members(&members);
     let by_health = count_services(&dash);
     let events = dash.recent(10);
+    // Replicated folders, when this node has sync on.
+    let sync = dash
+        .registry
+        .get()
+        .and_then(|r| r.get::<SyncHandle>())
+        .map(|h| h.status());
     let body = html! {
         div class="grid" {
             section class="card" {
@@ -124,6 +131,9 @@ pub async fn page(State(dash): State<Arc<Dash>>, Viewer(req): Viewer) -> Respons
                 (counts(l, "svc", &by_health))
             }
         }
+        @if let Some(sync) = &sync {
+            (sync_card(l, sync))
+        }
         section {
             h2 id="h-events" { (T::RecentEvents.get(l)) }
             (event_table(l, &events, 10))
@@ -154,5 +164,93 @@ pub fn event_table(l: Lang, events: &[crate::state::LoggedEvent], max: usize) ->
                 }
             }
         }
+    }
+}
+
+/// This node's Syncthing and its replicated folders (values from
+/// Syncthing and the config, escaped by maud like everything else).
+fn sync_card(l: Lang, s: &SyncStatus) -> Markup {
+    let yes_no = |b: bool| if b { T::Yes.get(l) } else { T::No.get(l) };
+    html! {
+        section class="card" id="sync" {
+            h2 id="h-sync" { (T::SyncFolders.get(l)) }
+            p {
+                @if s.syncthing.running {
+                    (status_badge(l, "passing")) " " (T::SyncthingRunning.get(l))
+                    @if let Some(v) = &s.syncthing.version { span class="muted" { " (" (v) ")" } }
+                } @else {
+                    (status_badge(l, "critical")) " " (T::SyncthingDown.get(l))
+                }
+            }
+            @if let Some(e) = &s.syncthing.error {
+                (crate::page::notice(e, true))
+            }
+            @if s.folders.is_empty() {
+                p class="muted" { (T::SyncNoFolders.get(l)) }
+            } @else {
+                div class="scroll" tabindex="0" role="region" aria-labelledby="h-sync" {
+                    table {
+                        thead { tr {
+                            th scope="col" { (T::SyncFolder.get(l)) }
+                            th scope="col" { (T::SyncType.get(l)) }
+                            th scope="col" { (T::Status.get(l)) }
+                            th scope="col" { (T::SyncInSync.get(l)) }
+                            th scope="col" { (T::SyncNeed.get(l)) }
+                            th scope="col" { (T::SyncConflicts.get(l)) }
+                            th scope="col" class="hide-narrow" { (T::SyncShared.get(l)) }
+                        } }
+                        tbody {
+                            @for f in &s.folders {
+                                tr data-folder=(f.id) {
+                                    td { (f.id) @if let Some(e) = &f.error { br; span class="muted" { (e) } } }
+                                    td { (f.kind) }
+                                    td { (f.state) }
+                                    td { (yes_no(f.in_sync)) }
+                                    td { (f.need_files) }
+                                    td { (f.conflicts) }
+                                    td class="hide-narrow" { (f.nodes.join(", ")) }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sync_card_escapes_and_shows_each_folder() {
+        let s = SyncStatus {
+            device_id: Some("X".into()),
+            syncthing: nuvol_sync::SyncthingStatus {
+                running: false,
+                error: Some("Syncthing at 127.0.0.1:8384 refused the API key <b>".into()),
+                ..Default::default()
+            },
+            folders: vec![nuvol_sync::FolderStatus {
+                id: "docs".into(),
+                kind: "sendonly".into(),
+                state: "idle".into(),
+                in_sync: true,
+                need_files: 3,
+                conflicts: 1,
+                nodes: vec!["b".into(), "c".into()],
+                ..Default::default()
+            }],
+        };
+        let h = sync_card(Lang::En, &s).into_string();
+        assert!(h.contains("Syncthing not running"), "{h}");
+        assert!(h.contains("refused the API key &lt;b&gt;"), "{h}");
+        assert!(h.contains(r#"<tr data-folder="docs"><td>docs</td><td>sendonly</td><td>idle</td><td>yes</td><td>3</td><td>1</td>"#), "{h}");
+        assert!(h.contains("b, c"));
+        let empty = SyncStatus::default();
+        assert!(sync_card(Lang::Ca, &empty)
+            .into_string()
+            .contains("Aquest node no comparteix cap carpeta."));
     }
 }

@@ -50,6 +50,7 @@ mod catalog;
 mod commands;
 pub mod output;
 mod vip;
+mod sync;
 
 use clap::{ArgAction, Args, Subcommand, ValueEnum};
 
@@ -313,6 +314,11 @@ pub enum ClientCommand {
         #[command(subcommand)]
         cmd: VipCommand,
     },
+    /// Replicated folders (Syncthing driven by the agent): their state.
+    Sync {
+        #[command(subcommand)]
+        cmd: SyncCommand,
+    },
     /// Print a new random encryption key (32 bytes, base64); needs no agent.
     Keygen {
         /// Output format (json: `{"key": KEY}`).
@@ -411,6 +417,18 @@ pub enum VipCommand {
     },
     /// Every node's VIP states (from their gossip tags).
     List {
+        #[command(flatten)]
+        at: CatalogOpts,
+    },
+}
+
+/// `nuvol sync ...`.
+#[derive(Debug, Subcommand, Clone)]
+pub enum SyncCommand {
+    /// This node's Syncthing and each replicated folder: its type here,
+    /// the nodes sharing it, whether it is in sync, files still needed,
+    /// conflicts.
+    Status {
         #[command(flatten)]
         at: CatalogOpts,
     },
