@@ -4,7 +4,8 @@
 # Installs what is missing: Debian's packages (serf as the real peer, dig,
 # iproute2, tcpdump, procps, psmisc, bzip2, Go for the LZW golden test, a C++
 # compiler for libFuzzer, Chromium's headless shell and chromedriver for the
-# browser tests, Podman with netavark for the apps' Podman test) and
+# browser tests, Podman with netavark for the apps' Podman test,
+# Syncthing for replicated folders, keepalived and nftables for the VIP tests) and
 # python's zeroconf and serfclient (PyPI), and fetches axe-core for the
 # browser tests' accessibility checks (from a PyPI wheel). Then
 # runs fmt and clippy, builds the deployment binary, runs every test with
@@ -54,6 +55,10 @@ declare -A provides=(
   [aardvark-dns]=/usr/lib/podman/aardvark-dns
   # Replicated folders (crates/nuvol/tests/sync_syncthing.rs).
   [syncthing]=syncthing
+  # Floating IPs: keepalived as the real VRRP peer, nft for a switch that
+  # drops multicast (crates/nuvol/tests/vip_netns.rs).
+  [keepalived]=keepalived
+  [nftables]=nft
 )
 have() {
   case "$1" in
@@ -66,7 +71,7 @@ have() {
 }
 need=()
 for pkg in serf dnsutils iproute2 tcpdump procps psmisc bzip2 golang-go g++ python3 \
-  chromium-headless-shell chromium-driver busybox-static podman netavark aardvark-dns syncthing; do
+  chromium-headless-shell chromium-driver busybox-static podman netavark aardvark-dns syncthing keepalived nftables; do
   have "${provides[$pkg]}" || need+=("$pkg")
 done
 # pip as a module of the python3 that runs the tests.

@@ -576,6 +576,7 @@ async fn run_vip(
         _ = stop.cancelled() => return,
         r = health.changed() => if r.is_err() { return },
     }
+    let mut last_error: Option<String> = None;
     loop {
         let error = match open(&e).await {
             Ok(io) => match drive(i, &e, &shared, io, &mut health, &stop).await {
@@ -584,7 +585,13 @@ async fn run_vip(
             },
             Err(err) => err.to_string(),
         };
-        tracing::error!(vip = %e.address, vrid = e.vrid, interface = %e.interface, %error, "VIP not running; retrying");
+        // Said once at error level; the retries of the same error quietly.
+        if last_error.as_ref() == Some(&error) {
+            tracing::debug!(vip = %e.address, vrid = e.vrid, %error, "VIP still not running");
+        } else {
+            tracing::error!(vip = %e.address, vrid = e.vrid, interface = %e.interface, %error, "VIP not running; retrying every 5 s");
+        }
+        last_error = Some(error.clone());
         shared.update(i, |s| {
             s.state = State::Fault.as_str();
             s.reason = Some(error.clone());
@@ -639,7 +646,7 @@ async fn drive(
         tokio::select! {
             _ = stop.cancelled() => break,
             r = io.sock.recv(&mut buf) => match r {
-                Ok(n) => receive(e, shared, &io, &mut router, &buf[..n]),
+                Ok(n) => receive(i, e, shared, &io, &mut router, &buf[..n]),
                 Err(err) => {
                     result = Err(format!("VRRP socket: {err}"));
                     break;
@@ -671,7 +678,7 @@ async fn sleep_until(deadline: Option<Instant>) {
     }
 }
 
-fn receive(e: &VipEntry, shared: &Shared, io: &Io, router: &mut Router, bytes: &[u8]) {
+fn receive(i: usize, e: &VipEntry, shared: &Shared, io: &Io, router: &mut Router, bytes: &[u8]) {
     let drop = |reason: &'static str, detail: &dyn std::fmt::Display| {
         shared
             .metrics
@@ -681,6 +688,7 @@ fn receive(e: &VipEntry, shared: &Shared, io: &Io, router: &mut Router, bytes: &
                 reason,
             })
             .inc();
+        shared.update(i, |s| *s.dropped.entry(reason).or_default() += 1);
         tracing::debug!(vip = %e.address, vrid = e.vrid, reason, %detail, "VRRP packet dropped");
     };
     let (src, dst, vrrp) = match split_ipv4(bytes) {

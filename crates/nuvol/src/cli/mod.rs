@@ -49,8 +49,8 @@ mod app;
 mod catalog;
 mod commands;
 pub mod output;
-mod vip;
 mod sync;
+mod vip;
 
 use clap::{ArgAction, Args, Subcommand, ValueEnum};
 
