@@ -227,6 +227,13 @@ strings! {
     SyncthingDown => "Syncthing not running", "Syncthing aturat", "Syncthing detenido";
     SyncNoFolders => "No folders are shared by this node.", "Aquest node no comparteix cap carpeta.", "Este nodo no comparte ninguna carpeta.";
     No => "no", "no", "no";
+    Vips => "Floating IPs", "IP flotants", "IP flotantes";
+    VipAddress => "Address", "Adreça", "Dirección";
+    VipState => "State", "Estat", "Estado";
+    VipMaster => "master", "mestre", "maestro";
+    VipBackup => "backup", "reserva", "reserva";
+    VipFault => "fault", "fallada", "fallo";
+    VipInit => "starting", "iniciant", "iniciando";
     OwnedBy => "set by", "posada per", "puesta por";
     Ssh => "SSH command", "Ordre SSH", "Orden SSH";
     SyncthingDevice => "Syncthing device", "Dispositiu Syncthing", "Dispositivo Syncthing";

@@ -280,7 +280,6 @@ impl Node {
             &data,
             &config,
             "--log-level=info",
-            "--dashboard=false",
             "--reconnect-interval=2s",
         ];
         let join;
@@ -718,6 +717,18 @@ fn keepalived_and_two_nuvol_nodes_share_one_vip() -> Result<()> {
         Ok(())
     })
     .map_err(|e| fail(&format!("vip list {list:?}"), e, &a, &b, &k, &obs))?;
+
+    // The dashboard's overview on B shows both nodes' states.
+    let page = run(&[
+        "ip", "netns", "exec", &b.ns, "python3", "-c",
+        "import urllib.request;print(urllib.request.urlopen('http://127.0.0.1:7000/').read().decode())",
+    ])
+    .map_err(anyhow::Error::msg)?;
+    ensure!(page.contains("Floating IPs"), "{page}");
+    for (node, state) in [(&a.ns, "master"), (&b.ns, "backup")] {
+        let row = format!(r#"data-vip="{vip}" data-node="{node}" data-state="{state}""#);
+        ensure!(page.contains(&row), "no {row} in the overview:\n{page}");
+    }
 
     k.signal("TERM")?;
     k.wait()?;

@@ -11,6 +11,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use maud::{html, Markup};
 use nuvol_sync::{SyncHandle, SyncStatus};
+use nuvol_vip::component::{parse_tag, RemoteVip, VipsHandle, TAG as VIP_TAG};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -75,6 +76,34 @@ pub async fn page(State(dash): State<Arc<Dash>>, Viewer(req): Viewer) -> Respons
         .get()
         .and_then(|r| r.get::<SyncHandle>())
         .map(|h| h.status());
+    // Every node's floating IPs, from their `vip` tags; this node's from
+    // its own state, with the reason when it cannot claim.
+    let mut vips: Vec<RemoteVip> = members
+        .iter()
+        .filter(|m| m.name != dash.node_name && m.status == nuvol_gossip::MemberStatus::Alive)
+        .filter_map(|m| m.tags.get(VIP_TAG).map(|t| parse_tag(&m.name, t)))
+        .flatten()
+        .collect();
+    let local_vips = dash
+        .registry
+        .get()
+        .and_then(|r| r.get::<VipsHandle>())
+        .map(|h| h.local())
+        .unwrap_or_default();
+    let mut reasons = BTreeMap::new();
+    for v in &local_vips {
+        let address = v.address.split('/').next().unwrap_or("").to_owned();
+        if let Some(r) = &v.reason {
+            reasons.insert((address.clone(), v.vrid), r.clone());
+        }
+        vips.push(RemoteVip {
+            node: dash.node_name.clone(),
+            address,
+            vrid: v.vrid,
+            state: v.state,
+        });
+    }
+    vips.sort_by(|a, b| (&a.address, a.vrid, &a.node).cmp(&(&b.address, b.vrid, &b.node)));
     let body = html! {
         div class="grid" {
             section class="card" {
@@ -131,6 +160,9 @@ pub async fn page(State(dash): State<Arc<Dash>>, Viewer(req): Viewer) -> Respons
                 (counts(l, "svc", &by_health))
             }
         }
+        @if !vips.is_empty() {
+            (vip_card(l, &vips, &reasons, &dash.node_name))
+        }
         @if let Some(sync) = &sync {
             (sync_card(l, sync))
         }
@@ -161,6 +193,57 @@ pub fn event_table(l: Lang, events: &[crate::state::LoggedEvent], max: usize) ->
                 thead { tr { th scope="col" { (T::Time.get(l)) } th scope="col" { (T::Event.get(l)) } th scope="col" { (T::Name.get(l)) } th scope="col" { (T::Details.get(l)) } } }
                 tbody data-list="events" data-order="newest-first" data-max=(max) data-empty="events-empty" {
                     @for e in events { (event_row(l, e)) }
+                }
+            }
+        }
+    }
+}
+
+/// Every node's VIPs: address, VRID, node, state (and, for this node,
+/// why it cannot claim).
+fn vip_card(
+    l: Lang,
+    vips: &[RemoteVip],
+    reasons: &BTreeMap<(String, u8), String>,
+    me: &str,
+) -> Markup {
+    let badge = |state: &str| {
+        let (t, class) = match state {
+            "master" => (T::VipMaster, "ok"),
+            "backup" => (T::VipBackup, "off"),
+            "fault" => (T::VipFault, "bad"),
+            _ => (T::VipInit, "warn"),
+        };
+        html! { span class={ "badge " (class) } { (t.get(l)) } }
+    };
+    html! {
+        section class="card" id="vips" {
+            h2 id="h-vips" { (T::Vips.get(l)) }
+            div class="scroll" tabindex="0" role="region" aria-labelledby="h-vips" {
+                table {
+                    thead { tr {
+                        th scope="col" { (T::VipAddress.get(l)) }
+                        th scope="col" { "VRID" }
+                        th scope="col" { (T::Node.get(l)) }
+                        th scope="col" { (T::VipState.get(l)) }
+                    } }
+                    tbody {
+                        @for v in vips {
+                            tr data-vip=(v.address) data-node=(v.node) data-state=(v.state) {
+                                td { (v.address) }
+                                td { (v.vrid) }
+                                td { (v.node) }
+                                td {
+                                    (badge(v.state))
+                                    @if v.node == me {
+                                        @if let Some(r) = reasons.get(&(v.address.clone(), v.vrid)) {
+                                            br; span class="muted" { (r) }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
                 }
             }
         }
@@ -222,6 +305,30 @@ fn sync_card(l: Lang, s: &SyncStatus) -> Markup {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_vip_card_shows_every_node_and_this_node_s_reason() {
+        let v = |node: &str, state| RemoteVip {
+            node: node.into(),
+            address: "10.1.2.100".into(),
+            vrid: 51,
+            state,
+        };
+        let reasons = BTreeMap::from([(
+            ("10.1.2.100".to_owned(), 51),
+            "minority side <of> a partition".to_owned(),
+        )]);
+        let h = vip_card(
+            Lang::Es,
+            &[v("a", "master"), v("b", "fault")],
+            &reasons,
+            "b",
+        )
+        .into_string();
+        assert!(h.contains(r#"data-node="a" data-state="master"><td>10.1.2.100</td><td>51</td><td>a</td><td><span class="badge ok">maestro</span></td>"#), "{h}");
+        assert!(h.contains("minority side &lt;of&gt; a partition"), "{h}");
+        assert_eq!(h.matches("minority").count(), 1, "only this node's reason");
+    }
 
     #[test]
     fn the_sync_card_escapes_and_shows_each_folder() {
