@@ -10,7 +10,9 @@
 //! unreachable) and the heal ending with one master and fresh ARPs;
 //! malformed, wrongly checksummed and misconfigured adverts counted and
 //! never acted on; a VIP on an interface that does not exist failing
-//! alone; unicast peers where multicast is dropped.
+//! alone; unicast peers where multicast is dropped; the VIP following a
+//! tracked service's health, and, with a witness node, a cut-off node
+//! giving up as the minority.
 //!
 //! Needs root, iproute2, keepalived, tcpdump, python3 and nft; skipped
 //! without them, failed instead under `NUVOL_REQUIRE_SYSTEM=1`.
@@ -260,6 +262,7 @@ struct Node {
     join: Option<Ipv4Addr>,
     agent: Option<Proc>,
     starts: u32,
+    args: Vec<String>,
 }
 
 impl Node {
@@ -282,6 +285,9 @@ impl Node {
             "--log-level=info",
             "--reconnect-interval=2s",
         ];
+        for a in &self.args {
+            cmd.push(a);
+        }
         let join;
         if let Some(j) = self.join {
             join = format!("--retry-join={j}:7946");
@@ -449,6 +455,7 @@ fn keepalived_and_two_nuvol_nodes_share_one_vip() -> Result<()> {
             join,
             agent: None,
             starts: 0,
+            args: Vec::new(),
         })
     };
     let mut a = mk("a", ip(11), 150, Some(ip(12)), broken)?;
@@ -777,6 +784,7 @@ fn unicast_peers_where_multicast_is_dropped() -> Result<()> {
             join,
             agent: None,
             starts: 0,
+            args: Vec::new(),
         })
     };
     let mut a = mk("a", 11, 150, Some(ip(12)))?;
@@ -822,5 +830,154 @@ fn unicast_peers_where_multicast_is_dropped() -> Result<()> {
         },
     )
     .map_err(|e| fail("unicast takeover", e, &a, &b))?;
+    Ok(())
+}
+
+#[test]
+fn the_vip_follows_the_tracked_service_and_the_majority() -> Result<()> {
+    if skip("the_vip_follows_the_tracked_service_and_the_majority") {
+        return Ok(());
+    }
+    let vip = Ipv4Addr::new(10, 80, 0, 100);
+    let ip = |n: u8| Ipv4Addr::new(10, 80, 0, n);
+    // A and B hold the VIP in turn; W is a witness (a nuvol agent with no
+    // VIP), so that a node cut off is a minority of one in three.
+    let lan = Lan::new("vipt", &[("a", ip(11)), ("b", ip(12)), ("w", ip(13))])?;
+    let dir = tempfile::tempdir()?;
+    let mk = |name: &str, n: u8, config: String, join| -> Result<Node> {
+        let d = dir.path().join(name);
+        std::fs::create_dir_all(&d)?;
+        Ok(Node {
+            ns: lan.ns(name),
+            ip: ip(n),
+            dir: d,
+            config,
+            join,
+            agent: None,
+            starts: 0,
+            args: vec!["--check-scripts".into()],
+        })
+    };
+    let track = "track_services = [\"http\"]\n";
+    let mut a = mk("a", 11, vip_config(vip, 150, track), Some(ip(13)))?;
+    let mut b = mk("b", 12, vip_config(vip, 100, track), Some(ip(13)))?;
+    let mut w = mk("w", 13, "[mdns]\nannounce = false\n".into(), None)?;
+    w.start()?;
+    a.start()?;
+    b.start()?;
+    let up = |n: &Node| n.dir.join("up");
+    let publish = |n: &Node| -> Result<()> {
+        let check = format!("test -e {} || exit 2", up(n).display());
+        eventually("publish", LIMIT, POLL, || {
+            run(&[
+                "ip",
+                "netns",
+                "exec",
+                &n.ns,
+                NUVOL,
+                "publish",
+                "web",
+                "http",
+                "8080",
+                "--check-script",
+                &check,
+                "--check-interval",
+                "1s",
+                "--check-timeout",
+                "1s",
+                "--rpc-addr",
+                "127.0.0.1:7373",
+            ])
+        })
+        .map(drop)
+    };
+    std::fs::write(up(&a), "")?;
+    std::fs::write(up(&b), "")?;
+    publish(&a)?;
+    publish(&b)?;
+    let fail = |what: &str, e: anyhow::Error, a: &Node, b: &Node| {
+        anyhow::anyhow!("{what}: {e:#}\n--- a:\n{}\n--- b:\n{}", a.log(), b.log())
+    };
+    eventually("A master", LIMIT, POLL, || -> Result<()> {
+        holders_are(&lan, vip, &["a"])?;
+        ensure!(b.vip()?["master"] == ip(11).to_string());
+        Ok(())
+    })
+    .map_err(|e| fail("first election", e, &a, &b))?;
+
+    // A's service fails its check: A gives the VIP to B.
+    std::fs::remove_file(up(&a))?;
+    eventually(
+        "B master while A's http is critical",
+        LIMIT,
+        POLL,
+        || -> Result<()> {
+            let sa = a.vip()?;
+            let services = run(&[
+                "ip",
+                "netns",
+                "exec",
+                &a.ns,
+                NUVOL,
+                "services",
+                "--format",
+                "json",
+                "--rpc-addr",
+                "127.0.0.1:7373",
+            ])
+            .unwrap_or_else(|e| e);
+            ensure!(sa["state"] == "fault", "a: {sa}\nservices: {services}");
+            ensure!(
+                sa["reason"] == "service http is unhealthy on this node",
+                "a: {sa}"
+            );
+            holders_are(&lan, vip, &["b"])?;
+            Ok(())
+        },
+    )
+    .map_err(|e| fail("tracked service", e, &a, &b))?;
+    // Healthy again: A preempts.
+    std::fs::write(up(&a), "")?;
+    eventually("A master again", LIMIT, POLL, || {
+        holders_are(&lan, vip, &["a"])
+    })
+    .map_err(|e| fail("recovery", e, &a, &b))?;
+
+    // A cut off: one of three is a minority, it gives up; B (with the
+    // witness, two of three) takes over. No split brain once gossip has
+    // noticed.
+    lan.cut("a", true)?;
+    eventually(
+        "A minority, B master",
+        Duration::from_secs(60),
+        POLL,
+        || -> Result<()> {
+            let sa = a.vip()?;
+            ensure!(sa["state"] == "fault", "a: {sa}");
+            ensure!(
+                sa["reason"]
+                    .as_str()
+                    .unwrap_or("")
+                    .contains("minority side"),
+                "a: {sa}"
+            );
+            holders_are(&lan, vip, &["b"])?;
+            Ok(())
+        },
+    )
+    .map_err(|e| fail("partition", e, &a, &b))?;
+    lan.cut("a", false)?;
+    eventually(
+        "A master after the heal",
+        Duration::from_secs(60),
+        POLL,
+        || -> Result<()> {
+            holders_are(&lan, vip, &["a"])?;
+            ensure!(b.vip()?["master"] == ip(11).to_string());
+            Ok(())
+        },
+    )
+    .map_err(|e| fail("heal", e, &a, &b))?;
+    drop(w);
     Ok(())
 }
