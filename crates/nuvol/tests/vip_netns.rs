@@ -11,7 +11,8 @@
 //! malformed, wrongly checksummed and misconfigured adverts counted and
 //! never acted on; a VIP on an interface that does not exist failing
 //! alone; unicast peers where multicast is dropped; the VIP following a
-//! tracked service's health, and, with a witness node, a cut-off node
+//! tracked app (a process app stopped and started) and a tracked
+//! service (a failing script check), and, with a witness node, a cut-off node
 //! giving up as the minority.
 //!
 //! Needs root, iproute2, keepalived, tcpdump, python3 and nft; skipped
@@ -838,12 +839,29 @@ fn the_vip_follows_the_tracked_service_and_the_majority() -> Result<()> {
     if skip("the_vip_follows_the_tracked_service_and_the_majority") {
         return Ok(());
     }
+    if !Path::new("/bin/busybox").exists()
+        && !netns::skip_or_fail(
+            "the_vip_follows_the_tracked_service_and_the_majority",
+            "/bin/busybox is missing (apt-get install busybox-static)",
+        )
+    {
+        return Ok(());
+    }
     let vip = Ipv4Addr::new(10, 80, 0, 100);
     let ip = |n: u8| Ipv4Addr::new(10, 80, 0, n);
     // A and B hold the VIP in turn; W is a witness (a nuvol agent with no
     // VIP), so that a node cut off is a minority of one in three.
     let lan = Lan::new("vipt", &[("a", ip(11)), ("b", ip(12)), ("w", ip(13))])?;
     let dir = tempfile::tempdir()?;
+    // The process app's user goes through these to the app's directory.
+    let traversable = |p: &Path| -> Result<()> {
+        std::fs::create_dir_all(p)?;
+        std::fs::set_permissions(p, std::os::unix::fs::PermissionsExt::from_mode(0o711))?;
+        Ok(())
+    };
+    traversable(dir.path())?;
+    traversable(&dir.path().join("a"))?;
+    traversable(&dir.path().join("a").join("data"))?;
     let mk = |name: &str, n: u8, config: String, join| -> Result<Node> {
         let d = dir.path().join(name);
         std::fs::create_dir_all(&d)?;
@@ -858,9 +876,20 @@ fn the_vip_follows_the_tracked_service_and_the_majority() -> Result<()> {
             args: vec!["--check-scripts".into()],
         })
     };
-    let track = "track_services = [\"http\"]\n";
-    let mut a = mk("a", 11, vip_config(vip, 150, track), Some(ip(13)))?;
-    let mut b = mk("b", 12, vip_config(vip, 100, track), Some(ip(13)))?;
+    // A tracks an app (a process app, busybox's httpd), B a service type
+    // (published with a script check).
+    let mut a = mk(
+        "a",
+        11,
+        vip_config(vip, 150, "track_apps = [\"web\"]\n"),
+        Some(ip(13)),
+    )?;
+    let mut b = mk(
+        "b",
+        12,
+        vip_config(vip, 100, "track_services = [\"http\"]\n"),
+        Some(ip(13)),
+    )?;
     let mut w = mk("w", 13, "[mdns]\nannounce = false\n".into(), None)?;
     w.start()?;
     a.start()?;
@@ -891,10 +920,25 @@ fn the_vip_follows_the_tracked_service_and_the_majority() -> Result<()> {
         })
         .map(drop)
     };
-    std::fs::write(up(&a), "")?;
     std::fs::write(up(&b), "")?;
-    publish(&a)?;
     publish(&b)?;
+    let compose = dir.path().join("web.yaml");
+    std::fs::write(
+        &compose,
+        "x-nuvol:\n  id: web\n  driver: process\n  publish:\n    - {type: http, port: 8080}\n\
+         services:\n  web:\n    command: [\"/bin/busybox\", \"httpd\", \"-f\", \"-p\", \"8080\"]\n\
+         \x20   ports: [\"8080\"]\n    restart: always\n    stop_grace_period: 1s\n",
+    )?;
+    let app = |n: &Node, args: &[&str]| -> Result<String> {
+        let mut cmd = vec!["ip", "netns", "exec", &n.ns, NUVOL, "app"];
+        cmd.extend_from_slice(args);
+        cmd.extend_from_slice(&["--rpc-addr", "127.0.0.1:7373"]);
+        run(&cmd).map_err(anyhow::Error::msg)
+    };
+    let compose_path = compose.display().to_string();
+    eventually("web installed on A", LIMIT, POLL, || {
+        app(&a, &["install", &compose_path])
+    })?;
     let fail = |what: &str, e: anyhow::Error, a: &Node, b: &Node| {
         anyhow::anyhow!("{what}: {e:#}\n--- a:\n{}\n--- b:\n{}", a.log(), b.log())
     };
@@ -905,8 +949,8 @@ fn the_vip_follows_the_tracked_service_and_the_majority() -> Result<()> {
     })
     .map_err(|e| fail("first election", e, &a, &b))?;
 
-    // A's service fails its check: A gives the VIP to B.
-    std::fs::remove_file(up(&a))?;
+    // A's app stops: A gives the VIP to B.
+    app(&a, &["stop", "web"])?;
     eventually(
         "B master while A's http is critical",
         LIMIT,
@@ -928,7 +972,7 @@ fn the_vip_follows_the_tracked_service_and_the_majority() -> Result<()> {
             .unwrap_or_else(|e| e);
             ensure!(sa["state"] == "fault", "a: {sa}\nservices: {services}");
             ensure!(
-                sa["reason"] == "service http is unhealthy on this node",
+                sa["reason"] == "app web does not run on this node",
                 "a: {sa}"
             );
             holders_are(&lan, vip, &["b"])?;
@@ -936,8 +980,8 @@ fn the_vip_follows_the_tracked_service_and_the_majority() -> Result<()> {
         },
     )
     .map_err(|e| fail("tracked service", e, &a, &b))?;
-    // Healthy again: A preempts.
-    std::fs::write(up(&a), "")?;
+    // Running again: A preempts.
+    app(&a, &["start", "web"])?;
     eventually("A master again", LIMIT, POLL, || {
         holders_are(&lan, vip, &["a"])
     })
