@@ -54,6 +54,10 @@ declare -A provides=(
   [aardvark-dns]=/usr/lib/podman/aardvark-dns
   # Replicated folders (crates/nuvol/tests/sync_syncthing.rs).
   [syncthing]=syncthing
+  # Docker (the apps' tests, and three private daemons forming a Swarm in
+  # crates/nuvol/tests/swarm_netns.rs, whose bridge needs FORWARD rules).
+  [docker.io]=dockerd
+  [iptables]=iptables
 )
 have() {
   case "$1" in
@@ -66,7 +70,7 @@ have() {
 }
 need=()
 for pkg in serf dnsutils iproute2 tcpdump procps psmisc bzip2 golang-go g++ python3 \
-  chromium-headless-shell chromium-driver busybox-static podman netavark aardvark-dns syncthing; do
+  chromium-headless-shell chromium-driver busybox-static podman netavark aardvark-dns syncthing docker.io iptables; do
   have "${provides[$pkg]}" || need+=("$pkg")
 done
 # pip as a module of the python3 that runs the tests.
