@@ -28,6 +28,12 @@ use tokio::sync::mpsc::Receiver;
 
 /// The internal query managers answer with the join tokens.
 pub const TOKEN_QUERY: &str = "_nuvol_swarm_token";
+/// How long after its start a node may initialise a swarm: nodes started
+/// together hear of each other through gossip first.
+const INIT_GRACE: Duration = Duration::from_secs(5);
+/// How long a Swarm node no member claims must be down before the leader
+/// removes it.
+const STALE_AFTER: Duration = Duration::from_secs(60);
 /// How long a join waits for the managers' answers.
 const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -178,6 +184,8 @@ pub struct Swarm {
     tag: OwnedTags,
     queries: Receiver<InboundQuery>,
     node: String,
+    /// Swarm nodes seen not ready, since when.
+    down_since: std::sync::Mutex<BTreeMap<String, tokio::time::Instant>>,
 }
 
 impl Component for Swarm {
@@ -229,6 +237,7 @@ impl Component for Swarm {
             tag,
             queries,
             node: ctx.node_name().to_owned(),
+            down_since: std::sync::Mutex::new(BTreeMap::new()),
         }))
     }
 
@@ -240,7 +249,9 @@ impl Component for Swarm {
         let mut engine: Option<Engine> = None;
         let mut last_error: Option<String> = None;
         let mut ready = false;
+        let started = tokio::time::Instant::now();
         loop {
+            let may_init = started.elapsed() >= INIT_GRACE;
             if engine.is_none() {
                 match Engine::connect(&self.socket).await {
                     Ok(e) => {
@@ -254,7 +265,7 @@ impl Component for Swarm {
                 }
             }
             if let Some(en) = &engine {
-                match self.step(&cluster, en).await {
+                match self.step(&cluster, en, may_init).await {
                     Ok(()) => {
                         if last_error.take().is_some() {
                             tracing::info!("swarm: working again");
@@ -295,7 +306,8 @@ impl Component for Swarm {
                 self.leave(en).await;
             }
         }
-        let _ = self.set_tag(None).await;
+        // The tag stays: a member that left keeps naming its Swarm node,
+        // which the leader then removes; a restarted agent sets it again.
         Ok(())
     }
 }
@@ -356,7 +368,7 @@ impl Swarm {
     }
 
     /// One look at the engine and the members, and the planner's action.
-    async fn step(&self, cluster: &Cluster, en: &Engine) -> Result<(), SwarmError> {
+    async fn step(&self, cluster: &Cluster, en: &Engine, may_init: bool) -> Result<(), SwarmError> {
         let cl = |e: ClusterError| SwarmError::Cluster(e.to_string());
         let info = en.local().await?;
         let tag = match &info.local {
@@ -379,7 +391,25 @@ impl Swarm {
             Local::Active { manager: true, .. } => en.nodes().await?,
             _ => Vec::new(),
         };
-        let nodes: Vec<plan::Node> = node_infos.iter().map(|n| n.node.clone()).collect();
+        let nodes: Vec<plan::Node> = {
+            let now = tokio::time::Instant::now();
+            let mut down = self
+                .down_since
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            down.retain(|id, _| node_infos.iter().any(|n| n.node.id == *id && !n.node.ready));
+            node_infos
+                .iter()
+                .map(|n| {
+                    let mut node = n.node.clone();
+                    if !node.ready {
+                        let since = *down.entry(node.id.clone()).or_insert(now);
+                        node.stale = now.duration_since(since) >= STALE_AFTER;
+                    }
+                    node
+                })
+                .collect()
+        };
         self.show(&info, &peers, &node_infos);
         let action = plan::plan(&Inputs {
             me: &self.node,
@@ -387,6 +417,7 @@ impl Swarm {
             local: &info.local,
             nodes: &nodes,
             managers: self.cfg.managers,
+            may_init,
         });
         let mut err = match &info.local {
             Local::Error(e) => Some(SwarmError::Api {

@@ -236,6 +236,7 @@ impl Engine {
                     active: spec.availability == Some(NodeSpecAvailabilityEnum::ACTIVE),
                     ready,
                     reachable,
+                    stale: false,
                 },
                 hostname: n.description.and_then(|d| d.hostname).unwrap_or_default(),
                 addr: ms

@@ -4,7 +4,8 @@
 //!
 //! - nobody alive is in a swarm: the lowest node name among the alive
 //!   swarm-enabled members initialises one (every node computes the same
-//!   name from the same view, so one view never yields two inits);
+//!   name from the same view, so one view never yields two inits), once it
+//!   has been up long enough to have heard of the others (`may_init`);
 //! - this node is not in a swarm and a member manages one: join (the
 //!   tokens are asked of the managers over gossip);
 //! - the leader keeps `min(managers, usable nodes)` reachable managers:
@@ -116,6 +117,10 @@ pub struct Node {
     pub ready: bool,
     /// A manager whose raft is reachable.
     pub reachable: bool,
+    /// Not ready for long enough (the component's clock): a node no member
+    /// claims is only removed then, since a joining node is listed before
+    /// its member's tag names it.
+    pub stale: bool,
 }
 
 /// What to do now.
@@ -159,6 +164,10 @@ pub struct Inputs<'a> {
     pub nodes: &'a [Node],
     /// `[swarm] managers`.
     pub managers: u32,
+    /// This node has been in the cluster long enough to see the others
+    /// (nodes started together must not each initialise a swarm before
+    /// gossip told them about each other).
+    pub may_init: bool,
 }
 
 /// The one action for this view.
@@ -199,6 +208,7 @@ fn plan_out(i: &Inputs<'_>) -> Action {
         .min();
     match lowest {
         Some(other) if other < i.me => Action::Nothing,
+        _ if !i.may_init => Action::Nothing,
         _ => Action::Init,
     }
 }
@@ -223,8 +233,13 @@ fn plan_leader(i: &Inputs<'_>, me_id: &str) -> Action {
     };
     let member_alive =
         |n: &Node| n.id == me_id || owner.get(n.id.as_str()).is_some_and(|p| p.alive);
-    let gone =
-        |n: &Node| n.id != me_id && owner.get(n.id.as_str()).is_none_or(|p| p.left && !p.alive);
+    let gone = |n: &Node| {
+        n.id != me_id
+            && match owner.get(n.id.as_str()) {
+                Some(p) => p.left && !p.alive,
+                None => n.stale,
+            }
+    };
     let healthy = |n: &Node| n.role == Role::Manager && n.ready && n.reachable;
     let usable = |n: &Node| n.ready && n.active && member_alive(n);
 
@@ -356,6 +371,7 @@ mod tests {
             active: true,
             ready: true,
             reachable: role == Role::Manager,
+            stale: false,
         }
     }
 
@@ -374,6 +390,7 @@ mod tests {
             local,
             nodes,
             managers,
+            may_init: true,
         })
     }
 
@@ -393,8 +410,17 @@ mod tests {
     }
 
     #[test]
-    fn one_node_initialises() {
+    fn one_node_initialises_once_it_may() {
         assert_eq!(run("a", &[], &Local::Inactive, &[], 3), Action::Init);
+        let early = Inputs {
+            me: "a",
+            peers: &[],
+            local: &Local::Inactive,
+            nodes: &[],
+            managers: 3,
+            may_init: false,
+        };
+        assert_eq!(plan(&early), Action::Nothing);
     }
 
     #[test]
@@ -525,8 +551,11 @@ mod tests {
         nodes[1].reachable = false;
         // Failed but not reaped: kept (it may come back).
         assert_eq!(run("a", &peers, &l, &nodes, 3), Action::Nothing);
-        // Reaped (gone from the member list): removed.
+        // Reaped (gone from the member list): removed once down for long
+        // (a joining node is listed before its member claims it).
         peers.remove(0);
+        assert_eq!(run("a", &peers, &l, &nodes, 3), Action::Nothing);
+        nodes[1].stale = true;
         assert_eq!(
             run("a", &peers, &l, &nodes, 3),
             Action::Remove(vec!["B".into()])
@@ -566,6 +595,9 @@ mod tests {
         for n in &mut nodes[1..] {
             n.ready = false;
             n.reachable = false;
+        }
+        for n in &mut nodes[1..] {
+            n.stale = true;
         }
         // Their members are gone: 1 demotion keeps 1 of 2 healthy (no
         // majority), so none is made.

@@ -185,7 +185,7 @@ fn three_daemons_form_a_swarm_that_survives_a_node() {
         ],
     )
     .unwrap();
-    assert_eq!(hb, "1000000000", "the dispatcher heartbeat nuvol set");
+    assert_eq!(hb, "1s", "the dispatcher heartbeat nuvol set");
 
     docker(
         &lab,
