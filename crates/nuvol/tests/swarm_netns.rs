@@ -44,7 +44,11 @@ fn components(a: &NuvolAgent) -> Vec<Value> {
     let get = || -> Option<Vec<Value>> {
         let mut s = std::net::TcpStream::connect((a.ip(), 7000)).ok()?;
         s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-        write!(s, "GET /v1/agent/components HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
+        write!(
+            s,
+            "GET /v1/agent/components HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n"
+        )
+        .ok()?;
         let mut out = String::new();
         s.read_to_string(&mut out).ok()?;
         let (_, body) = out.split_once("\r\n\r\n")?;
