@@ -654,7 +654,27 @@ impl Swarm {
                 force = true;
             }
         }
-        match en.leave(force).await {
+        if !force {
+            // A demotion takes effect when the node's raft member is gone:
+            // wait for it (a manager cannot leave without force).
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+            while tokio::time::Instant::now() < deadline {
+                match en.local().await.map(|i| i.local) {
+                    Ok(Local::Active { manager: true, .. }) => {
+                        tokio::time::sleep(Duration::from_millis(250)).await
+                    }
+                    _ => break,
+                }
+            }
+        }
+        let r = match en.leave(force).await {
+            Err(e) if !force => {
+                tracing::warn!(error = %e, "swarm: cannot leave; leaving by force");
+                en.leave(true).await
+            }
+            r => r,
+        };
+        match r {
             Ok(()) => tracing::info!("swarm: left"),
             Err(e) => tracing::warn!(error = %e, "swarm: cannot leave"),
         }
