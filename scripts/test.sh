@@ -59,6 +59,10 @@ declare -A provides=(
   # drops multicast (crates/nuvol/tests/vip_netns.rs).
   [keepalived]=keepalived
   [nftables]=nft
+  # Docker (the apps' tests, and three private daemons forming a Swarm in
+  # crates/nuvol/tests/swarm_netns.rs, whose bridge needs FORWARD rules).
+  [docker.io]=dockerd
+  [iptables]=iptables
 )
 have() {
   case "$1" in
@@ -71,7 +75,7 @@ have() {
 }
 need=()
 for pkg in serf dnsutils iproute2 tcpdump procps psmisc bzip2 golang-go g++ python3 \
-  chromium-headless-shell chromium-driver busybox-static podman netavark aardvark-dns syncthing keepalived nftables; do
+  chromium-headless-shell chromium-driver busybox-static podman netavark aardvark-dns syncthing keepalived nftables docker.io iptables; do
   have "${provides[$pkg]}" || need+=("$pkg")
 done
 # pip as a module of the python3 that runs the tests.

@@ -107,12 +107,30 @@ pub fn busybox_rootfs(dir: &Path) -> Result<std::path::PathBuf, String> {
 pub struct Dockerd {
     dir: tempfile::TempDir,
     netns: String,
+    /// The namespace is this daemon's (deleted with it).
+    owns_netns: bool,
+    /// Network options of the daemon.
+    net_args: Vec<String>,
     child: Option<std::process::Child>,
 }
 
 impl Dockerd {
     /// Start one and wait until it answers.
     pub fn start() -> Result<Dockerd, String> {
+        Dockerd::start_with(
+            None,
+            &["--bridge=none", "--iptables=false", "--ip-masq=false"],
+        )
+    }
+
+    /// Start one in the existing namespace `netns` (kept when it stops),
+    /// with `net_args` as its network options (e.g. none: its own docker0
+    /// and iptables rules, inside the namespace, as a Swarm's tasks need).
+    pub fn start_in(netns: &str, net_args: &[&str]) -> Result<Dockerd, String> {
+        Dockerd::start_with(Some(netns), net_args)
+    }
+
+    fn start_with(netns: Option<&str>, net_args: &[&str]) -> Result<Dockerd, String> {
         if !rustix::process::geteuid().is_root() {
             return Err("a private dockerd needs root".into());
         }
@@ -125,21 +143,35 @@ impl Dockerd {
         // Its own config file: the host's daemon.json may set a data root.
         std::fs::write(dir.path().join("daemon.json"), "{}")
             .map_err(|e| format!("daemon.json: {e}"))?;
-        // The temp dir's unique name names the namespace too.
-        let netns = dir
-            .path()
-            .file_name()
-            .map(|n| n.to_string_lossy().replace(['.', '_'], "-"))
-            .unwrap_or_else(|| format!("nvd{}", std::process::id()));
-        run(&["ip", "netns", "add", &netns])?;
-        let mut d = Dockerd {
-            dir,
-            netns,
-            child: None,
+        let net_args = net_args.iter().map(|a| (*a).to_owned()).collect();
+        let mut d = if let Some(ns) = netns {
+            Dockerd {
+                dir,
+                netns: ns.to_owned(),
+                owns_netns: false,
+                net_args,
+                child: None,
+            }
+        } else {
+            // The temp dir's unique name names the namespace too.
+            let netns = dir
+                .path()
+                .file_name()
+                .map(|n| n.to_string_lossy().replace(['.', '_'], "-"))
+                .unwrap_or_else(|| format!("nvd{}", std::process::id()));
+            run(&["ip", "netns", "add", &netns])?;
+            let d = Dockerd {
+                dir,
+                netns,
+                owns_netns: true,
+                net_args,
+                child: None,
+            };
+            run(&[
+                "ip", "netns", "exec", &d.netns, "ip", "link", "set", "lo", "up",
+            ])?;
+            d
         };
-        run(&[
-            "ip", "netns", "exec", &d.netns, "ip", "link", "set", "lo", "up",
-        ])?;
         d.spawn()?;
         Ok(d)
     }
@@ -192,10 +224,8 @@ impl Dockerd {
                 &format!("unix://{}", p("docker.sock")),
                 "--pidfile",
                 &p("docker.pid"),
-                "--bridge=none",
-                "--iptables=false",
-                "--ip-masq=false",
             ])
+            .args(&self.net_args)
             .stdout(log)
             .stderr(err)
             .spawn()
@@ -254,6 +284,23 @@ impl Dockerd {
         }
     }
 
+    /// Kill it (SIGKILL), as a crashed node; its containers' shims and
+    /// processes are killed too (they are in its cgroups' process tree).
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        // The containers' processes outlive a killed dockerd (containerd
+        // shims): end those of this daemon's exec root.
+        let root = self.dir.path().to_string_lossy().into_owned();
+        if let Ok(out) = run(&["pgrep", "-f", &root]) {
+            for pid in out.split_whitespace() {
+                let _ = run(&["kill", "-9", pid]);
+            }
+        }
+    }
+
     /// Stop and start again (same data root: containers with a restart
     /// policy come back).
     pub fn restart(&mut self) -> Result<(), String> {
@@ -277,7 +324,9 @@ impl Drop for Dockerd {
             }
         }
         self.stop();
-        let _ = run(&["ip", "netns", "del", &self.netns]);
+        if self.owns_netns {
+            let _ = run(&["ip", "netns", "del", &self.netns]);
+        }
     }
 }
 

@@ -37,6 +37,7 @@ pub mod docker;
 mod loopback;
 pub mod netns;
 pub mod podman;
+pub mod swarm;
 mod wait;
 
 pub use agent::{

@@ -21,6 +21,7 @@ pub fn components() -> AgentBuilder {
         .with::<nuvol_apps::Apps>()
         .with::<nuvol_vip::Vips>()
         .with::<nuvol_sync::Sync>()
+        .with::<nuvol_swarm::Swarm>()
         .with::<Metrics>()
         .with::<Reload>()
         .with::<Join>()

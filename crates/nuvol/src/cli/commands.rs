@@ -115,6 +115,7 @@ pub async fn run(cmd: ClientCommand) -> Result<i32> {
         ClientCommand::Publish(a) => super::catalog::publish(&a).await,
         ClientCommand::App { cmd } => super::app::run(cmd).await,
         ClientCommand::Vip { cmd } => super::vip::run(cmd).await,
+        ClientCommand::Swarm { cmd } => super::swarm::run(cmd).await,
         ClientCommand::Sync { cmd } => super::sync::run(cmd).await,
         ClientCommand::Unpublish { at, stype, port } => {
             super::catalog::unpublish(&at, &stype, port.as_deref()).await

@@ -49,6 +49,7 @@ mod app;
 mod catalog;
 mod commands;
 pub mod output;
+mod swarm;
 mod sync;
 mod vip;
 
@@ -314,6 +315,11 @@ pub enum ClientCommand {
         #[command(subcommand)]
         cmd: VipCommand,
     },
+    /// Docker Swarm formed by the agent: this node's state, managers, nodes.
+    Swarm {
+        #[command(subcommand)]
+        cmd: SwarmCommand,
+    },
     /// Replicated folders (Syncthing driven by the agent): their state.
     Sync {
         #[command(subcommand)]
@@ -417,6 +423,17 @@ pub enum VipCommand {
     },
     /// Every node's VIP states (from their gossip tags).
     List {
+        #[command(flatten)]
+        at: CatalogOpts,
+    },
+}
+
+/// `nuvol swarm ...`.
+#[derive(Debug, Subcommand, Clone)]
+pub enum SwarmCommand {
+    /// This node's state in the Docker Swarm nuvol forms, the managers, and
+    /// (on a manager) the swarm's nodes.
+    Status {
         #[command(flatten)]
         at: CatalogOpts,
     },

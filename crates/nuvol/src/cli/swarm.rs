@@ -1,0 +1,124 @@
+//! `nuvol swarm ...`: the Docker Swarm the agent forms, through its REST
+//! API (`GET /v1/swarm`), found like the apps commands'.
+
+use super::catalog::{target, Target};
+use super::output::{columnize, emit};
+use super::{CatalogOpts, Format, SwarmCommand};
+use anyhow::{anyhow, bail, Result};
+use nuvol_api::{ApiClient, ClientError, Method};
+use serde_json::Value;
+
+async fn client(at: &CatalogOpts) -> Result<ApiClient> {
+    match target(at, false).await? {
+        Target::Api { client, .. } => Ok(client),
+        Target::Tags(_) => bail!("this is a serf agent: swarm needs a nuvol agent"),
+    }
+}
+
+fn api_err(e: ClientError) -> anyhow::Error {
+    match e {
+        ClientError::Api { status: 404, .. } => {
+            anyhow!("swarm is off on this agent (set [swarm] enable = true)")
+        }
+        e => anyhow!("{e}"),
+    }
+}
+
+/// The text form of `GET /v1/swarm`.
+fn text(v: &Value) -> String {
+    let mut out = String::new();
+    let state = v["state"].as_str().unwrap_or("?");
+    match (v["node_id"].as_str(), v["role"].as_str()) {
+        (Some(id), Some(role)) => out.push_str(&format!(
+            "Swarm {state}: node {id}, {role}{}\n",
+            if v["leader"] == true { " (leader)" } else { "" }
+        )),
+        _ => out.push_str(&format!("Swarm {state}\n")),
+    }
+    let managers: Vec<&str> = v["managers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    if !managers.is_empty() {
+        out.push_str(&format!("Managers: {}\n", managers.join(", ")));
+    }
+    if let Some(e) = v["error"].as_str() {
+        out.push_str(&format!("Error: {e}\n"));
+    }
+    let nodes = v["nodes"].as_array().cloned().unwrap_or_default();
+    if !nodes.is_empty() {
+        let mut lines = vec!["NODE|ID|ROLE|AVAILABILITY|STATE|ADDRESS".to_owned()];
+        for n in &nodes {
+            let name = n["name"].as_str().filter(|s| !s.is_empty()).unwrap_or("-");
+            lines.push(format!(
+                "{}|{}|{}{}|{}|{}|{}",
+                name,
+                n["id"].as_str().unwrap_or(""),
+                n["role"].as_str().unwrap_or(""),
+                if n["leader"] == true { "*" } else { "" },
+                n["availability"].as_str().unwrap_or(""),
+                n["state"].as_str().unwrap_or(""),
+                n["addr"].as_str().unwrap_or(""),
+            ));
+        }
+        out.push_str(&columnize(&lines));
+    }
+    out.trim_end().to_owned()
+}
+
+pub async fn run(cmd: SwarmCommand) -> Result<i32> {
+    match cmd {
+        SwarmCommand::Status { at } => {
+            let c = client(&at).await?;
+            let v: Value = c
+                .call_json(Method::GET, &["v1", "swarm"], &[], None, None)
+                .await
+                .map_err(api_err)?;
+            match at.rpc.format {
+                Format::Json => emit(&serde_json::to_string_pretty(&v)?)?,
+                Format::Text => emit(&text(&v))?,
+            }
+            Ok(0)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_text_form_shows_the_node_the_managers_and_the_error() {
+        let v = serde_json::json!({
+            "state": "active", "node_id": "abc", "role": "manager", "leader": true,
+            "managers": ["a", "b"],
+            "nodes": [
+                {"name": "a", "id": "abc", "role": "manager", "leader": true, "availability": "active", "state": "ready", "addr": "10.0.0.1:2377"},
+                {"name": "", "id": "def", "role": "worker", "leader": false, "availability": "drain", "state": "down", "addr": "10.0.0.3"}
+            ],
+            "error": "cannot join the swarm at 10.0.0.1:2377: timeout"
+        });
+        let t = text(&v);
+        assert!(
+            t.starts_with("Swarm active: node abc, manager (leader)\n"),
+            "{t}"
+        );
+        assert!(t.contains("Managers: a, b\n"), "{t}");
+        assert!(
+            t.contains("Error: cannot join the swarm at 10.0.0.1:2377: timeout"),
+            "{t}"
+        );
+        let row = t.lines().find(|l| l.starts_with("- ")).expect(&t);
+        let cols: Vec<&str> = row.split_whitespace().collect();
+        assert_eq!(cols, ["-", "def", "worker", "drain", "down", "10.0.0.3"]);
+        let t = text(
+            &serde_json::json!({"state": "unreachable", "managers": [], "nodes": [], "error": "cannot reach the Docker daemon at /nope: no such socket"}),
+        );
+        assert_eq!(
+            t,
+            "Swarm unreachable\nError: cannot reach the Docker daemon at /nope: no such socket"
+        );
+    }
+}
