@@ -109,6 +109,15 @@ struct Shared {
 }
 
 impl Shared {
+    /// A received packet not acted on: the metric and the status count it.
+    fn count_drop(&self, i: usize, vrid: u8, reason: &'static str) {
+        self.metrics
+            .dropped
+            .get_or_create(&DropLabels { vrid, reason })
+            .inc();
+        self.update(i, |s| *s.dropped.entry(reason).or_default() += 1);
+    }
+
     fn update(&self, i: usize, f: impl FnOnce(&mut VipStatus)) {
         let mut changed = false;
         if let Ok(mut s) = self.status.lock() {
@@ -680,15 +689,7 @@ async fn sleep_until(deadline: Option<Instant>) {
 
 fn receive(i: usize, e: &VipEntry, shared: &Shared, io: &Io, router: &mut Router, bytes: &[u8]) {
     let drop = |reason: &'static str, detail: &dyn std::fmt::Display| {
-        shared
-            .metrics
-            .dropped
-            .get_or_create(&DropLabels {
-                vrid: e.vrid,
-                reason,
-            })
-            .inc();
-        shared.update(i, |s| *s.dropped.entry(reason).or_default() += 1);
+        shared.count_drop(i, e.vrid, reason);
         tracing::debug!(vip = %e.address, vrid = e.vrid, reason, %detail, "VRRP packet dropped");
     };
     let (src, dst, vrrp) = match split_ipv4(bytes) {
@@ -784,15 +785,7 @@ async fn apply(
                 shared.update(i, |s| s.since = unix_now());
             }
             Output::Dropped { reason, from } => {
-                shared
-                    .metrics
-                    .dropped
-                    .get_or_create(&DropLabels {
-                        vrid: e.vrid,
-                        reason,
-                    })
-                    .inc();
-                shared.update(i, |s| *s.dropped.entry(reason).or_default() += 1);
+                shared.count_drop(i, e.vrid, reason);
                 tracing::warn!(vip = %e.address, vrid = e.vrid, %from, reason, detail = router.fault_reason().unwrap_or(""), "VRRP advert not acted on");
             }
         }

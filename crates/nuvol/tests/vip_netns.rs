@@ -255,6 +255,14 @@ impl Drop for Proc {
     }
 }
 
+/// `nuvol ARGS --rpc-addr 127.0.0.1:7373` inside namespace `ns`.
+fn cli(ns: &str, args: &[&str]) -> Result<String> {
+    let mut cmd = vec!["ip", "netns", "exec", ns, NUVOL];
+    cmd.extend_from_slice(args);
+    cmd.extend_from_slice(&["--rpc-addr", "127.0.0.1:7373"]);
+    run(&cmd).map_err(anyhow::Error::msg)
+}
+
 struct Node {
     ns: String,
     ip: Ipv4Addr,
@@ -304,20 +312,7 @@ impl Node {
     }
 
     fn status(&self) -> Result<Vec<Value>> {
-        let out = run(&[
-            "ip",
-            "netns",
-            "exec",
-            &self.ns,
-            NUVOL,
-            "vip",
-            "status",
-            "--format",
-            "json",
-            "--rpc-addr",
-            "127.0.0.1:7373",
-        ])
-        .map_err(anyhow::Error::msg)?;
+        let out = cli(&self.ns, &["vip", "status", "--format", "json"])?;
         Ok(serde_json::from_str(&out)?)
     }
 
@@ -684,36 +679,8 @@ fn keepalived_and_two_nuvol_nodes_share_one_vip() -> Result<()> {
     .map_err(|e| fail("heal", e, &a, &b, &k, &obs))?;
 
     // `nuvol vip list` shows every node's state.
-    let list = run(&[
-        "ip",
-        "netns",
-        "exec",
-        &b.ns,
-        NUVOL,
-        "vip",
-        "list",
-        "--format",
-        "json",
-        "--rpc-addr",
-        "127.0.0.1:7373",
-    ])
-    .map_err(anyhow::Error::msg)?;
-    let list: Vec<Value> = serde_json::from_str(&list)?;
     eventually("vip list", LIMIT, POLL, || -> Result<()> {
-        let out = run(&[
-            "ip",
-            "netns",
-            "exec",
-            &b.ns,
-            NUVOL,
-            "vip",
-            "list",
-            "--format",
-            "json",
-            "--rpc-addr",
-            "127.0.0.1:7373",
-        ])
-        .map_err(anyhow::Error::msg)?;
+        let out = cli(&b.ns, &["vip", "list", "--format", "json"])?;
         let list: Vec<Value> = serde_json::from_str(&out)?;
         let state_of = |node: &str| {
             list.iter()
@@ -724,7 +691,7 @@ fn keepalived_and_two_nuvol_nodes_share_one_vip() -> Result<()> {
         ensure!(state_of(&b.ns) == Some("backup".into()), "{list:?}");
         Ok(())
     })
-    .map_err(|e| fail(&format!("vip list {list:?}"), e, &a, &b, &k, &obs))?;
+    .map_err(|e| fail("vip list", e, &a, &b, &k, &obs))?;
 
     // The dashboard's overview on B shows both nodes' states.
     let page = run(&[
@@ -898,25 +865,21 @@ fn the_vip_follows_the_tracked_service_and_the_majority() -> Result<()> {
     let publish = |n: &Node| -> Result<()> {
         let check = format!("test -e {} || exit 2", up(n).display());
         eventually("publish", LIMIT, POLL, || {
-            run(&[
-                "ip",
-                "netns",
-                "exec",
+            cli(
                 &n.ns,
-                NUVOL,
-                "publish",
-                "web",
-                "http",
-                "8080",
-                "--check-script",
-                &check,
-                "--check-interval",
-                "1s",
-                "--check-timeout",
-                "1s",
-                "--rpc-addr",
-                "127.0.0.1:7373",
-            ])
+                &[
+                    "publish",
+                    "web",
+                    "http",
+                    "8080",
+                    "--check-script",
+                    &check,
+                    "--check-interval",
+                    "1s",
+                    "--check-timeout",
+                    "1s",
+                ],
+            )
         })
         .map(drop)
     };
@@ -929,12 +892,8 @@ fn the_vip_follows_the_tracked_service_and_the_majority() -> Result<()> {
          services:\n  web:\n    command: [\"/bin/busybox\", \"httpd\", \"-f\", \"-p\", \"8080\"]\n\
          \x20   ports: [\"8080\"]\n    restart: always\n    stop_grace_period: 1s\n",
     )?;
-    let app = |n: &Node, args: &[&str]| -> Result<String> {
-        let mut cmd = vec!["ip", "netns", "exec", &n.ns, NUVOL, "app"];
-        cmd.extend_from_slice(args);
-        cmd.extend_from_slice(&["--rpc-addr", "127.0.0.1:7373"]);
-        run(&cmd).map_err(anyhow::Error::msg)
-    };
+    let app =
+        |n: &Node, args: &[&str]| -> Result<String> { cli(&n.ns, &[&["app"], args].concat()) };
     let compose_path = compose.display().to_string();
     eventually("web installed on A", LIMIT, POLL, || {
         app(&a, &["install", &compose_path])
@@ -957,19 +916,8 @@ fn the_vip_follows_the_tracked_service_and_the_majority() -> Result<()> {
         POLL,
         || -> Result<()> {
             let sa = a.vip()?;
-            let services = run(&[
-                "ip",
-                "netns",
-                "exec",
-                &a.ns,
-                NUVOL,
-                "services",
-                "--format",
-                "json",
-                "--rpc-addr",
-                "127.0.0.1:7373",
-            ])
-            .unwrap_or_else(|e| e);
+            let services =
+                cli(&a.ns, &["services", "--format", "json"]).unwrap_or_else(|e| e.to_string());
             ensure!(sa["state"] == "fault", "a: {sa}\nservices: {services}");
             ensure!(
                 sa["reason"] == "app web does not run on this node",

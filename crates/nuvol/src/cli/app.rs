@@ -2,7 +2,6 @@
 //! (`/v1/apps`), found like the catalog commands' (`--http-addr`, or asked
 //! from the agent over RPC).
 
-use super::catalog::{target, Target};
 use super::output::{columnize, emit};
 use super::{AppCommand, CatalogOpts, Format};
 use anyhow::{anyhow, bail, Context, Result};
@@ -26,11 +25,8 @@ const COMPOSE_NAMES: &[&str] = &[
     "docker-compose.yml",
 ];
 
-pub(super) async fn client(at: &CatalogOpts, write: bool) -> Result<ApiClient> {
-    match target(at, write).await? {
-        Target::Api { client, .. } => Ok(client),
-        Target::Tags(_) => bail!("this is a serf agent: apps need a nuvol agent"),
-    }
+async fn client(at: &CatalogOpts, write: bool) -> Result<ApiClient> {
+    super::catalog::nuvol_api(at, write, "apps").await
 }
 
 fn api_err(e: ClientError) -> anyhow::Error {

@@ -43,6 +43,31 @@ fn api_error(e: ClientError) -> anyhow::Error {
     anyhow::anyhow!("{e}")
 }
 
+/// The REST client of a nuvol agent, for commands a serf agent has no
+/// counterpart of (`what` names them in the error).
+pub(super) async fn nuvol_api(at: &CatalogOpts, write: bool, what: &str) -> Result<ApiClient> {
+    match target(at, write).await? {
+        Target::Api { client, .. } => Ok(client),
+        Target::Tags(_) => bail!("this is a serf agent: {what} need a nuvol agent"),
+    }
+}
+
+/// `GET /v1/PATH` of a component the agent may run without (`off`: what a
+/// 404 means, e.g. how to turn it on).
+pub(super) async fn component_get(
+    at: &CatalogOpts,
+    path: &str,
+    off: &str,
+) -> Result<serde_json::Value> {
+    let c = nuvol_api(at, false, path).await?;
+    c.call_json(nuvol_api::Method::GET, &["v1", path], &[], None, None)
+        .await
+        .map_err(|e| match e {
+            ClientError::Api { status: 404, .. } => anyhow::anyhow!("{off}"),
+            e => anyhow::anyhow!("{e}"),
+        })
+}
+
 /// Reach the agent. `write` asks for the API token too.
 pub(super) async fn target(at: &CatalogOpts, write: bool) -> Result<Target> {
     let (http, data_dir) = match &at.http_addr {

@@ -1,28 +1,11 @@
 //! `nuvol swarm ...`: the Docker Swarm the agent forms, through its REST
 //! API (`GET /v1/swarm`), found like the apps commands'.
 
-use super::catalog::{target, Target};
+use super::catalog::component_get;
 use super::output::{columnize, emit};
-use super::{CatalogOpts, Format, SwarmCommand};
-use anyhow::{anyhow, bail, Result};
-use nuvol_api::{ApiClient, ClientError, Method};
+use super::{Format, SwarmCommand};
+use anyhow::Result;
 use serde_json::Value;
-
-async fn client(at: &CatalogOpts) -> Result<ApiClient> {
-    match target(at, false).await? {
-        Target::Api { client, .. } => Ok(client),
-        Target::Tags(_) => bail!("this is a serf agent: swarm needs a nuvol agent"),
-    }
-}
-
-fn api_err(e: ClientError) -> anyhow::Error {
-    match e {
-        ClientError::Api { status: 404, .. } => {
-            anyhow!("swarm is off on this agent (set [swarm] enable = true)")
-        }
-        e => anyhow!("{e}"),
-    }
-}
 
 /// The text form of `GET /v1/swarm`.
 fn text(v: &Value) -> String {
@@ -71,11 +54,12 @@ fn text(v: &Value) -> String {
 pub async fn run(cmd: SwarmCommand) -> Result<i32> {
     match cmd {
         SwarmCommand::Status { at } => {
-            let c = client(&at).await?;
-            let v: Value = c
-                .call_json(Method::GET, &["v1", "swarm"], &[], None, None)
-                .await
-                .map_err(api_err)?;
+            let v = component_get(
+                &at,
+                "swarm",
+                "swarm is off on this agent (set [swarm] enable = true)",
+            )
+            .await?;
             match at.rpc.format {
                 Format::Json => emit(&serde_json::to_string_pretty(&v)?)?,
                 Format::Text => emit(&text(&v))?,

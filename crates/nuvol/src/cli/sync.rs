@@ -1,28 +1,11 @@
 //! `nuvol sync ...`: replicated folders, through the agent's REST API
 //! (`GET /v1/sync`), found like the apps commands'.
 
-use super::catalog::{target, Target};
+use super::catalog::component_get;
 use super::output::{columnize, emit};
-use super::{CatalogOpts, Format, SyncCommand};
-use anyhow::{anyhow, bail, Result};
-use nuvol_api::{ApiClient, ClientError, Method};
+use super::{Format, SyncCommand};
+use anyhow::Result;
 use serde_json::Value;
-
-async fn client(at: &CatalogOpts) -> Result<ApiClient> {
-    match target(at, false).await? {
-        Target::Api { client, .. } => Ok(client),
-        Target::Tags(_) => bail!("this is a serf agent: sync needs a nuvol agent"),
-    }
-}
-
-fn api_err(e: ClientError) -> anyhow::Error {
-    match e {
-        ClientError::Api { status: 404, .. } => {
-            anyhow!("sync is off on this agent (set [sync] enable = true)")
-        }
-        e => anyhow!("{e}"),
-    }
-}
 
 /// The text form of `GET /v1/sync`.
 fn text(v: &Value) -> String {
@@ -85,11 +68,12 @@ fn text(v: &Value) -> String {
 pub async fn run(cmd: SyncCommand) -> Result<i32> {
     match cmd {
         SyncCommand::Status { at } => {
-            let c = client(&at).await?;
-            let v: Value = c
-                .call_json(Method::GET, &["v1", "sync"], &[], None, None)
-                .await
-                .map_err(api_err)?;
+            let v = component_get(
+                &at,
+                "sync",
+                "sync is off on this agent (set [sync] enable = true)",
+            )
+            .await?;
             match at.rpc.format {
                 Format::Json => emit(&serde_json::to_string_pretty(&v)?)?,
                 Format::Text => emit(&text(&v))?,

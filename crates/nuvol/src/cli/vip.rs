@@ -1,11 +1,10 @@
 //! `nuvol vip status|list`: the floating IPs, through the agent's REST API
 //! (`GET /v1/vips`), found like the catalog commands'.
 
-use super::app::client;
+use super::catalog::component_get;
 use super::output::{columnize, emit};
 use super::{Format, VipCommand};
-use anyhow::{anyhow, Result};
-use nuvol_api::Method;
+use anyhow::Result;
 use serde_json::Value;
 
 fn text(v: &Value) -> String {
@@ -21,11 +20,12 @@ pub async fn run(cmd: VipCommand) -> Result<i32> {
         VipCommand::Status { at } => (at, false),
         VipCommand::List { at } => (at, true),
     };
-    let c = client(&at, false).await?;
-    let v: Value = c
-        .call_json(Method::GET, &["v1", "vips"], &[], None, None)
-        .await
-        .map_err(|e| anyhow!("{e}"))?;
+    let v = component_get(
+        &at,
+        "vips",
+        "no floating IP on this agent (add a [[vip]] table)",
+    )
+    .await?;
     let key = if list { "cluster" } else { "local" };
     let rows = &v[key];
     match at.rpc.format {
