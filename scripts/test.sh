@@ -207,7 +207,7 @@ for t in "${targets[@]}"; do
   echo "    $t: ${#inputs[@]} inputs"
 done
 
-echo "==> cargo test"
+echo "==> cargo test (free space: $(df -h --output=avail . | tail -1 | tr -d ' ') here, $(df -h --output=avail /tmp | tail -1 | tr -d ' ') in /tmp; target/ $(du -sh target 2>/dev/null | cut -f1))"
 # Every test that needs serf, a system part (dig, network namespaces,
 # zeroconf, the deployment binary, headless Chromium, axe-core) or Go fails
 # instead of skipping.

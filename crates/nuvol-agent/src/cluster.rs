@@ -257,6 +257,50 @@ pub(crate) struct Shared {
     pub owned: Arc<std::sync::OnceLock<HashMap<String, &'static str>>>,
     pub stats: Arc<DriverStats>,
     pub query_updates: ChannelCounters,
+    pub leave_hooks: std::sync::Mutex<Vec<HookEntry>>,
+}
+
+/// A registered [`LeaveHook`]: whose, how long it may take, where to ask.
+#[derive(Clone)]
+pub(crate) struct HookEntry {
+    name: String,
+    timeout: Duration,
+    tx: tokio::sync::mpsc::Sender<oneshot::Sender<()>>,
+}
+
+/// Work a component does before this node leaves the cluster gracefully,
+/// while gossip still reaches the others (a Swarm node drained through a
+/// manager, say). [`Cluster::leave`] asks every hook and waits for each
+/// to be done, or for its timeout, before the leave goes out; on every
+/// path: `nuvol leave`, SIGTERM with `leave_on_terminate`, a shutdown
+/// with leave.
+#[derive(Debug)]
+pub struct LeaveHook {
+    rx: tokio::sync::mpsc::Receiver<oneshot::Sender<()>>,
+}
+
+impl LeaveHook {
+    /// Resolves when a leave starts. Answer with [`LeaveDone::done`] (or
+    /// drop it) once the work is finished.
+    pub async fn requested(&mut self) -> LeaveDone {
+        match self.rx.recv().await {
+            Some(tx) => LeaveDone(Some(tx)),
+            // The cluster handle is gone: no leave will come.
+            None => std::future::pending().await,
+        }
+    }
+}
+
+/// The answer to a leave request; dropping it counts as done.
+#[derive(Debug)]
+pub struct LeaveDone(Option<oneshot::Sender<()>>);
+
+impl LeaveDone {
+    pub fn done(mut self) {
+        if let Some(tx) = self.0.take() {
+            let _ = tx.send(());
+        }
+    }
 }
 
 /// A cheap, cloneable handle to the gossip layer.
@@ -447,10 +491,65 @@ impl Cluster {
     }
 
     /// Leave gracefully; resolves when the leave has propagated (or the
-    /// core gave up waiting).
+    /// core gave up waiting). The [`LeaveHook`]s run first.
     pub async fn leave(&self) -> Result<(), ClusterError> {
+        self.run_leave_hooks().await;
         let done = self.ask(Op::Leave).await??;
         done.await.map_err(|_| ClusterError::Stopped)
+    }
+
+    /// Register work to do before a graceful leave, given at most
+    /// `timeout`. A hook whose owner is gone (its [`LeaveHook`] dropped,
+    /// as when a component restarts and registers again) is skipped.
+    pub fn before_leave(&self, name: &str, timeout: Duration) -> LeaveHook {
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        let mut hooks = self
+            .shared
+            .leave_hooks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        hooks.retain(|h| !h.tx.is_closed());
+        hooks.push(HookEntry {
+            name: name.to_owned(),
+            timeout,
+            tx,
+        });
+        LeaveHook { rx }
+    }
+
+    /// The longest a leave's hooks may take.
+    pub fn leave_hooks_budget(&self) -> Duration {
+        self.hooks()
+            .iter()
+            .map(|h| h.timeout)
+            .max()
+            .unwrap_or_default()
+    }
+
+    fn hooks(&self) -> Vec<HookEntry> {
+        self.shared
+            .leave_hooks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .filter(|h| !h.tx.is_closed())
+            .cloned()
+            .collect()
+    }
+
+    async fn run_leave_hooks(&self) {
+        let waits = self.hooks().into_iter().map(|h| async move {
+            let (done_tx, done_rx) = oneshot::channel();
+            let asked = tokio::time::timeout(h.timeout, h.tx.send(done_tx)).await;
+            if !matches!(asked, Ok(Ok(()))) {
+                return;
+            }
+            tracing::info!(hook = %h.name, "before leaving: waiting for {}", h.name);
+            if tokio::time::timeout(h.timeout, done_rx).await.is_err() {
+                tracing::warn!(hook = %h.name, "{} did not finish within {:?}; leaving anyway", h.name, h.timeout);
+            }
+        });
+        futures::future::join_all(waits).await;
     }
 
     pub async fn user_event(

@@ -145,6 +145,7 @@ pub(crate) fn prepare(parts: SharedParts, channels: &Channels) -> (Shared, Seed)
         owned: Default::default(),
         stats: Arc::new(DriverStats::default()),
         query_updates: channels.counters("query-updates", QUERY_DEPTH),
+        leave_hooks: Default::default(),
     };
     (
         shared,

@@ -34,8 +34,8 @@ pub mod snapshot;
 pub mod supervisor;
 
 pub use cluster::{
-    Cluster, ClusterError, Coordinate, GossipStats, InboundQuery, OwnedTags, QueryDone,
-    QueryStream, QueryUpdate, StopReason, TagsSnapshot, APP_STREAM,
+    Cluster, ClusterError, Coordinate, GossipStats, InboundQuery, LeaveDone, LeaveHook, OwnedTags,
+    QueryDone, QueryStream, QueryUpdate, StopReason, TagsSnapshot, APP_STREAM,
 };
 pub use component::{BuildError, Component, ComponentError, ComponentState, ComponentStatus};
 pub use driver::BindError;

@@ -610,10 +610,11 @@ impl RunningAgent {
     pub async fn shutdown(mut self, leave: bool) {
         if leave {
             tracing::info!("gracefully leaving the cluster");
-            match tokio::time::timeout(LEAVE_TIMEOUT, self.cluster.leave()).await {
+            let limit = LEAVE_TIMEOUT + self.cluster.leave_hooks_budget();
+            match tokio::time::timeout(limit, self.cluster.leave()).await {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => tracing::warn!(error = %e, "leave failed"),
-                Err(_) => tracing::warn!("leave did not finish in {LEAVE_TIMEOUT:?}"),
+                Err(_) => tracing::warn!("leave did not finish in {limit:?}"),
             }
         }
         self.stop_components().await;

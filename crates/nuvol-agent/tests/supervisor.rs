@@ -580,3 +580,68 @@ async fn owned_tags_are_refused_to_users_and_kept_out_of_the_tags_file() {
     );
     agent.shutdown(false).await;
 }
+
+/// Does its pre-leave work (while the cluster still answers) and records
+/// it; `Slow` never answers its hook, `Gone` drops it.
+struct Drainer;
+
+impl Component for Drainer {
+    type Config = NoSettings;
+    const NAME: &'static str = "drainer";
+
+    fn build(_: NoSettings, _ctx: &mut BuildCtx<'_>) -> Result<Option<Self>, BuildError> {
+        Ok(Some(Drainer))
+    }
+
+    async fn run(&mut self, ctx: &RunCtx) -> Result<(), ComponentError> {
+        let log = ctx.registry().get::<Log>().unwrap();
+        let mut hook = ctx
+            .cluster()
+            .before_leave("drainer", Duration::from_secs(5));
+        // A hook left behind by an earlier run: skipped.
+        drop(ctx.cluster().before_leave("gone", Duration::from_secs(60)));
+        let slow = ctx
+            .cluster()
+            .before_leave("slow", Duration::from_millis(300));
+        ctx.ready();
+        tokio::select! {
+            done = hook.requested() => {
+                let me = ctx.cluster().local_member().await.map(|m| m.status);
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                log.push(format!("drained while {me:?}"));
+                done.done();
+            }
+            () = ctx.stopping() => log.push("stopped without a leave"),
+        }
+        ctx.stopping().await;
+        drop(slow);
+        log.push("stop drainer");
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn leave_hooks_run_before_the_leave_and_are_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::default();
+    let agent = start(
+        AgentBuilder::new().provide(log.clone()).with::<Drainer>(),
+        dir.path(),
+        &[],
+    )
+    .await
+    .unwrap();
+    let cluster = agent.cluster().clone();
+    // The longest hook bounds the leave (the dropped one counts no more).
+    assert_eq!(cluster.leave_hooks_budget(), Duration::from_secs(5));
+    // The silent hook is cut at its 300 ms (unbounded, this would hang).
+    cluster.leave().await.unwrap();
+    // The drainer's work came first, while this node was still alive.
+    assert_eq!(log.lines(), ["drained while Ok(Alive)"]);
+    assert!(matches!(
+        cluster.local_member().await.map(|m| m.status),
+        Ok(nuvol_gossip::MemberStatus::Leaving | nuvol_gossip::MemberStatus::Left)
+    ));
+    agent.shutdown(false).await;
+    assert_eq!(log.lines(), ["drained while Ok(Alive)", "stop drainer"]);
+}

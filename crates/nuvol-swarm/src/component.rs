@@ -28,6 +28,9 @@ use tokio::sync::mpsc::Receiver;
 
 /// The internal query managers answer with the join tokens.
 pub const TOKEN_QUERY: &str = "_nuvol_swarm_token";
+/// The internal query a leaving worker asks the managers to drain it with
+/// (a worker's engine cannot change its own availability).
+pub const DRAIN_QUERY: &str = "_nuvol_swarm_drain";
 /// How long after its start a node may initialise a swarm: nodes started
 /// together hear of each other through gossip first.
 const INIT_GRACE: Duration = Duration::from_secs(5);
@@ -183,6 +186,7 @@ pub struct Swarm {
     metrics: Arc<Metrics>,
     tag: OwnedTags,
     queries: Receiver<InboundQuery>,
+    drains: Receiver<InboundQuery>,
     node: String,
     /// Swarm nodes seen not ready, since when.
     down_since: std::sync::Mutex<BTreeMap<String, tokio::time::Instant>>,
@@ -229,6 +233,7 @@ impl Component for Swarm {
         ctx.openapi(OPENAPI)?;
         let tag = ctx.own_tags(&[SWARM_TAG])?;
         let queries = ctx.query_handler(TOKEN_QUERY)?;
+        let drains = ctx.query_handler(DRAIN_QUERY)?;
         Ok(Some(Swarm {
             cfg,
             socket,
@@ -236,6 +241,7 @@ impl Component for Swarm {
             metrics,
             tag,
             queries,
+            drains,
             node: ctx.node_name().to_owned(),
             down_since: std::sync::Mutex::new(BTreeMap::new()),
         }))
@@ -250,6 +256,12 @@ impl Component for Swarm {
         let mut last_error: Option<String> = None;
         let mut ready = false;
         let started = tokio::time::Instant::now();
+        // A graceful leave drains this node first, while gossip still
+        // reaches the managers.
+        let mut before_leave = cluster.before_leave(
+            "the Swarm drain",
+            self.cfg.leave_drain_timeout + Duration::from_secs(5),
+        );
         loop {
             let may_init = started.elapsed() >= INIT_GRACE;
             if engine.is_none() {
@@ -294,6 +306,17 @@ impl Component for Swarm {
                     if let Some(q) = q {
                         self.answer(&cluster, engine.as_ref(), q).await;
                     }
+                }
+                q = self.drains.recv() => {
+                    if let Some(q) = q {
+                        self.answer_drain(&cluster, engine.as_ref(), q).await;
+                    }
+                }
+                done = before_leave.requested() => {
+                    if let Some(en) = &engine {
+                        self.drain(&cluster, en).await;
+                    }
+                    done.done();
                 }
                 ev = events.recv() => match ev {
                     Ok(_) | Err(RecvError::Lagged(_)) => {}
@@ -610,7 +633,7 @@ impl Swarm {
         else {
             return;
         };
-        tracing::info!("swarm: leaving (drain first)");
+        tracing::info!("swarm: leaving the swarm");
         self.metrics
             .actions
             .get_or_create(&ActionLabel {
@@ -619,22 +642,9 @@ impl Swarm {
             .inc();
         let mut force = false;
         if *manager {
-            match en
-                .update(node_id, None, Some(NodeSpecAvailabilityEnum::DRAIN))
-                .await
-            {
-                Ok(()) => {
-                    let deadline = tokio::time::Instant::now() + self.cfg.leave_drain_timeout;
-                    while tokio::time::Instant::now() < deadline {
-                        match en.running_tasks(node_id).await {
-                            Ok(0) | Err(_) => break,
-                            Ok(n) => tracing::debug!(tasks = n, "swarm: waiting for tasks to move"),
-                        }
-                        tokio::time::sleep(Duration::from_millis(500)).await;
-                    }
-                }
-                Err(e) => tracing::warn!(error = %e, "swarm: cannot drain this node"),
-            }
+            // Drained already before the gossip leave, unless the agent
+            // stops without one (then this is quick: nothing runs here).
+            self.drain_manager(en, node_id).await;
             let others = en
                 .nodes()
                 .await
@@ -679,6 +689,147 @@ impl Swarm {
             Err(e) => tracing::warn!(error = %e, "swarm: cannot leave"),
         }
     }
+}
+
+impl Swarm {
+    /// Before a graceful leave: drain this node and wait (at most
+    /// `leave_drain_timeout`) for its tasks to run elsewhere. A manager
+    /// drains itself; a worker asks the managers (`_nuvol_swarm_drain`).
+    async fn drain(&self, cluster: &Cluster, en: &Engine) {
+        let Ok(info) = en.local().await else { return };
+        let Local::Active {
+            node_id, manager, ..
+        } = &info.local
+        else {
+            return;
+        };
+        tracing::info!("swarm: leaving (drain first)");
+        if *manager {
+            self.drain_manager(en, node_id).await;
+            return;
+        }
+        let managers = SwarmHandle(self.shared.clone()).status().managers;
+        match ask_drain(cluster, &managers, node_id).await {
+            Ok(by) => tracing::info!(manager = %by, "swarm: drained by a manager"),
+            Err(e) => {
+                tracing::warn!(error = %e, "swarm: cannot drain this worker; its tasks move when it leaves");
+                return;
+            }
+        }
+        let deadline = tokio::time::Instant::now() + self.cfg.leave_drain_timeout;
+        while tokio::time::Instant::now() < deadline {
+            match en.local_task_containers().await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => tracing::debug!(tasks = n, "swarm: waiting for tasks to move"),
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
+    async fn drain_manager(&self, en: &Engine, node_id: &str) {
+        match en
+            .update(node_id, None, Some(NodeSpecAvailabilityEnum::DRAIN))
+            .await
+        {
+            Ok(()) => {
+                let deadline = tokio::time::Instant::now() + self.cfg.leave_drain_timeout;
+                while tokio::time::Instant::now() < deadline {
+                    match en.running_tasks(node_id).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => tracing::debug!(tasks = n, "swarm: waiting for tasks to move"),
+                    }
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "swarm: cannot drain this node"),
+        }
+    }
+
+    /// A manager drains a leaving worker, if the asking member's `swarm`
+    /// tag names that Swarm node (a member drains only itself) and the
+    /// gossip is encrypted (the query is then authenticated by the key).
+    async fn answer_drain(&self, cluster: &Cluster, en: Option<&Engine>, q: InboundQuery) {
+        let node_id = String::from_utf8_lossy(&q.payload).into_owned();
+        let result: Result<(), String> = async {
+            if !encrypted(cluster).await {
+                return Err(SwarmError::NotEncrypted.to_string());
+            }
+            let en = en.ok_or("not connected to its Docker daemon")?;
+            let members = cluster.members().await.map_err(|e| e.to_string())?;
+            let owns = members.iter().any(|m| {
+                m.name == q.source_node
+                    && m.tags
+                        .get(SWARM_TAG)
+                        .and_then(|t| Tag::parse(t))
+                        .is_some_and(|t| t.node_id() == Some(node_id.as_str()))
+            });
+            if !owns {
+                return Err(format!(
+                    "{} does not own Swarm node {node_id:?}",
+                    q.source_node
+                ));
+            }
+            en.update(&node_id, None, Some(NodeSpecAvailabilityEnum::DRAIN))
+                .await
+                .map_err(|e| e.to_string())
+        }
+        .await;
+        match &result {
+            Ok(()) => {
+                tracing::info!(from = %q.source_node, node = %node_id, "swarm: drained a leaving worker")
+            }
+            Err(e) => tracing::warn!(from = %q.source_node, error = %e, "swarm: drain refused"),
+        }
+        let payload = match result {
+            Ok(()) => serde_json::json!({"ok": true}),
+            Err(e) => serde_json::json!({"error": e}),
+        };
+        if let Err(e) = cluster
+            .respond(q.id, payload.to_string().into_bytes())
+            .await
+        {
+            tracing::debug!(error = %e, "swarm: cannot answer a drain query");
+        }
+    }
+}
+
+/// Ask the managers to drain `node_id`; the manager that did it.
+async fn ask_drain(cluster: &Cluster, ask: &[String], node_id: &str) -> Result<String, SwarmError> {
+    if ask.is_empty() {
+        return Err(SwarmError::Cluster("no manager is known".into()));
+    }
+    let params = QueryParams {
+        filter_nodes: ask.to_vec(),
+        timeout: QUERY_TIMEOUT,
+        ..QueryParams::default()
+    };
+    let mut q = cluster
+        .query(DRAIN_QUERY.into(), node_id.as_bytes().to_vec(), params)
+        .await
+        .map_err(|e| SwarmError::Cluster(e.to_string()))?;
+    let mut why = Vec::new();
+    let deadline = tokio::time::Instant::now() + QUERY_TIMEOUT + Duration::from_secs(1);
+    loop {
+        match tokio::time::timeout_at(deadline, q.updates.recv()).await {
+            Ok(Some(nuvol_agent::QueryUpdate::Response { from, payload })) => {
+                let v: serde_json::Value = serde_json::from_slice(&payload).unwrap_or_default();
+                if v["ok"] == true {
+                    return Ok(from);
+                }
+                why.push(format!(
+                    "{from}: {}",
+                    v["error"].as_str().unwrap_or("a bad answer")
+                ));
+            }
+            Ok(Some(_)) => {}
+            Ok(None) | Err(_) => break,
+        }
+    }
+    Err(SwarmError::Cluster(if why.is_empty() {
+        format!("no manager answered ({})", ask.join(","))
+    } else {
+        why.join("; ")
+    }))
 }
 
 async fn encrypted(cluster: &Cluster) -> bool {

@@ -317,6 +317,24 @@ impl Engine {
         Ok(tasks.len())
     }
 
+    /// Swarm task containers running on this engine (a worker cannot list
+    /// tasks; its containers carry `com.docker.swarm.task.id`).
+    pub async fn local_task_containers(&self) -> Result<usize, SwarmError> {
+        let mut filters: HashMap<String, Vec<String>> = HashMap::new();
+        filters.insert("label".into(), vec!["com.docker.swarm.task.id".into()]);
+        filters.insert("status".into(), vec!["running".into()]);
+        let list = self
+            .api
+            .list_containers(Some(bollard::query_parameters::ListContainersOptions {
+                all: false,
+                filters: Some(filters),
+                ..Default::default()
+            }))
+            .await
+            .map_err(|e| self.api_err(&e))?;
+        Ok(list.len())
+    }
+
     /// `POST /swarm/leave`.
     pub async fn leave(&self, force: bool) -> Result<(), SwarmError> {
         self.api

@@ -6,9 +6,10 @@
 
 use crate::config::{VipEntry, VipSettings};
 use crate::health::{self, Standing, TieBreaker, Tracked};
+use crate::inuse::UseCheck;
 use crate::net::{self, NetError, Netlink, VrrpSocket};
 use crate::packet::{split_ipv4, Advert, MULTICAST};
-use crate::router::{Output, Router, State};
+use crate::router::{Output, Router, State, OWNER};
 use axum::http::Method;
 use nuvol_agent::cluster::Cluster;
 use nuvol_agent::http::{Access, HttpRoute};
@@ -36,6 +37,10 @@ pub const TAG: &str = "vip";
 const RETRY: Duration = Duration::from_secs(5);
 /// How often the health is recomputed (and on every membership change).
 const HEALTH_EVERY: Duration = Duration::from_secs(1);
+/// How long an ARP probe listens for a host holding the VIP (Linux
+/// answers within a millisecond on a LAN; Wi-Fi and busy boards take
+/// longer).
+const PROBE_WAIT: Duration = Duration::from_millis(400);
 
 /// One VIP as this node sees it (`/v1/vips`' `local`, `nuvol vip status`).
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -640,18 +645,50 @@ async fn drive(
 ) -> Result<(), String> {
     let mut router = Router::new(e.router_config(io.local)).map_err(|x| x.to_string())?;
     let now = Instant::now();
-    router.set_fault(now, health.borrow_and_update().clone());
+    // The owner (priority 255) holds its own address by definition.
+    let mut check = UseCheck::new(e.address, e.vrid, router.master_down_interval());
+    if e.priority == OWNER {
+        check.on_probe(now, None, false);
+    }
+    let mut health_fault = health.borrow_and_update().clone();
+    let mut fault = health_fault.clone().or(check.fault());
+    router.set_fault(now, fault.clone());
     router.start(now);
     shared.update(i, |s| s.source = Some(io.local));
     tracing::info!(vip = %e.address, vrid = e.vrid, interface = %e.interface, source = %io.local, priority = e.priority, "VRRP router started");
     let mut buf = vec![0u8; 2048];
     let mut result = Ok(());
+    // The ARP probe in flight (the first one after the start's removal of
+    // a stale VIP, in `apply`).
+    let mut probe: Option<ProbeTask> = None;
+    let mut want_probe = !check.done();
+    let spawn_probe = || {
+        let (interface, address) = (e.interface.clone(), e.address);
+        tokio::task::spawn_blocking(move || net::probe_in_use(&interface, address, PROBE_WAIT))
+    };
     loop {
         if let Err(err) = apply(i, e, shared, &io, &mut router).await {
             result = Err(err);
             break;
         }
-        let deadline = router.poll_timeout();
+        let now = Instant::now();
+        let master_known = router.master().is_some_and(|m| m != io.local);
+        if check.tick(now, master_known) || std::mem::take(&mut want_probe) {
+            probe = Some(spawn_probe());
+        }
+        let now_fault = health_fault.clone().or(check.fault());
+        if now_fault != fault {
+            if let Some(f) = &now_fault {
+                tracing::warn!(vip = %e.address, vrid = e.vrid, reason = %f, "VIP may not be claimed here");
+            }
+            fault = now_fault;
+            router.set_fault(now, fault.clone());
+            continue;
+        }
+        let deadline = match (router.poll_timeout(), check.next_tick()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         tokio::select! {
             _ = stop.cancelled() => break,
             r = io.sock.recv(&mut buf) => match r {
@@ -662,22 +699,52 @@ async fn drive(
                 }
             },
             _ = sleep_until(deadline) => router.handle_timeout(Instant::now()),
+            r = join_probe(&mut probe) => {
+                probe = None;
+                let answer = match r {
+                    Ok(Ok(answer)) => answer,
+                    Ok(Err(err)) => {
+                        tracing::warn!(vip = %e.address, error = %err, "ARP probe not sent; the VIP is taken to be free");
+                        None
+                    }
+                    Err(err) => {
+                        tracing::warn!(vip = %e.address, error = %err, "ARP probe failed; the VIP is taken to be free");
+                        None
+                    }
+                };
+                if let Some(mac) = answer {
+                    tracing::info!(vip = %e.address, mac = %net::format_mac(mac), "another host answers for the VIP");
+                }
+                let master_known = router.master().is_some_and(|m| m != io.local);
+                check.on_probe(Instant::now(), answer, master_known);
+            }
             r = health.changed() => {
                 if r.is_err() {
                     break;
                 }
-                let fault = health.borrow_and_update().clone();
-                if let Some(f) = &fault {
-                    tracing::warn!(vip = %e.address, vrid = e.vrid, reason = %f, "VIP may not be claimed here");
-                }
-                router.set_fault(Instant::now(), fault);
+                health_fault = health.borrow_and_update().clone();
             }
         }
+    }
+    if let Some(p) = probe {
+        p.abort();
     }
     // Give up the VIP: priority 0 if master, addresses off.
     router.shutdown(Instant::now());
     let _ = apply(i, e, shared, &io, &mut router).await;
     result
+}
+
+type ProbeTask = tokio::task::JoinHandle<Result<Option<[u8; 6]>, NetError>>;
+
+/// The probe's outcome once it is done; pending while none is out.
+async fn join_probe(
+    probe: &mut Option<ProbeTask>,
+) -> Result<Result<Option<[u8; 6]>, NetError>, tokio::task::JoinError> {
+    match probe {
+        Some(p) => p.await,
+        None => std::future::pending().await,
+    }
 }
 
 async fn sleep_until(deadline: Option<Instant>) {

@@ -5,6 +5,8 @@
 //! - [`router`]: one virtual router's state machine (sans-I/O, driven by
 //!   adverts, a clock and the node's health; simulated in `tests/sim.rs`);
 //! - [`health`]: whether this node may claim (tracked health, quorum);
+//! - [`inuse`]: whether another host already holds the VIP (ARP probes
+//!   before the first claim);
 //! - [`config`]: the `[[vip]]` entries;
 //! - [`net`]: the raw socket, netlink and gratuitous ARPs;
 //! - [`component`]: the agent component `Vips` and `GET /v1/vips`.
@@ -12,6 +14,7 @@
 pub mod component;
 pub mod config;
 pub mod health;
+pub mod inuse;
 pub mod net;
 pub mod packet;
 pub mod router;

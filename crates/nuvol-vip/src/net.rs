@@ -2,14 +2,16 @@
 //! socket (socket2, driven by tokio), the interface's addresses (netlink,
 //! through rtnetlink) and gratuitous ARPs (an AF_PACKET channel from
 //! pnet_datalink, opened for a burst and closed again, so that no socket
-//! copies the LAN's frames while nobody reads them).
+//! copies the LAN's frames while nobody reads them), and the ARP probe
+//! that tells, before a first claim, whether another host holds the VIP.
 
-use crate::packet::{gratuitous_arp, MULTICAST, PROTO_VRRP, TTL};
+use crate::packet::{arp_claimant, arp_probe, gratuitous_arp, MULTICAST, PROTO_VRRP, TTL};
 use futures::TryStreamExt;
 use netlink_packet_route::address::AddressAttribute;
 use socket2::{Domain, Protocol, Socket, Type};
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::time::Duration;
 
 /// What went wrong talking to the kernel, named for the operator.
 #[derive(Debug, thiserror::Error)]
@@ -22,7 +24,7 @@ pub enum NetError {
     Socket { interface: String, error: io::Error },
     #[error("netlink: {0}")]
     Netlink(String),
-    #[error("cannot send gratuitous ARPs on {interface}: {error}")]
+    #[error("cannot send ARPs on {interface}: {error}")]
     Arp { interface: String, error: String },
     #[error("{0}")]
     Io(#[from] io::Error),
@@ -237,6 +239,67 @@ pub fn send_garps(interface: &str, ips: &[Ipv4Addr], count: u32) -> Result<(), N
         }
     }
     Ok(())
+}
+
+/// Whether another host answers for `ip` on `interface`: two ARP probes
+/// (RFC 5227) 100 ms apart, then the frames seen within `wait`. The MAC of
+/// the first host that claims `ip` (a reply, or its own gratuitous ARP).
+/// Blocking: run it off the async threads.
+pub fn probe_in_use(
+    interface: &str,
+    ip: Ipv4Addr,
+    wait: Duration,
+) -> Result<Option<[u8; 6]>, NetError> {
+    let err = |error: String| NetError::Arp {
+        interface: interface.to_owned(),
+        error,
+    };
+    let mac = mac_address(interface)?;
+    let iface = pnet_datalink::interfaces()
+        .into_iter()
+        .find(|i| i.name == interface)
+        .ok_or_else(|| NetError::NoInterface(interface.to_owned()))?;
+    let cfg = pnet_datalink::Config {
+        read_timeout: Some(Duration::from_millis(50)),
+        ..Default::default()
+    };
+    let (mut tx, mut rx) = match pnet_datalink::channel(&iface, cfg) {
+        Ok(pnet_datalink::Channel::Ethernet(tx, rx)) => (tx, rx),
+        Ok(_) => return Err(err("not an Ethernet interface".into())),
+        Err(e) => return Err(err(e.to_string())),
+    };
+    let probe = arp_probe(mac, ip);
+    let start = std::time::Instant::now();
+    let mut sent = 0;
+    while start.elapsed() < wait {
+        if sent < 2 && start.elapsed() >= Duration::from_millis(100) * sent {
+            match tx.send_to(&probe, None) {
+                Some(Ok(())) => sent += 1,
+                Some(Err(e)) => return Err(err(e.to_string())),
+                None => return Err(err("the channel refused the frame".into())),
+            }
+        }
+        match rx.next() {
+            Ok(frame) => {
+                if let Some(other) = arp_claimant(frame, ip, mac) {
+                    return Ok(Some(other));
+                }
+            }
+            Err(e)
+                if e.kind() == io::ErrorKind::TimedOut || e.kind() == io::ErrorKind::WouldBlock => {
+            }
+            Err(e) => return Err(err(e.to_string())),
+        }
+    }
+    Ok(None)
+}
+
+/// `aa:bb:cc:dd:ee:ff`.
+pub fn format_mac(mac: [u8; 6]) -> String {
+    mac.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
 }
 
 #[cfg(test)]

@@ -231,6 +231,39 @@ pub fn gratuitous_arp(mac: [u8; 6], ip: Ipv4Addr) -> [u8; 42] {
     f
 }
 
+/// An ARP probe for `ip` from `mac` (RFC 5227 section 2.1.1): a broadcast
+/// request with sender address 0.0.0.0, so that no host's ARP cache
+/// learns anything from it, which a host holding `ip` answers.
+pub fn arp_probe(mac: [u8; 6], ip: Ipv4Addr) -> [u8; 42] {
+    let mut f = [0u8; 42];
+    f[..6].copy_from_slice(&[0xff; 6]);
+    f[6..12].copy_from_slice(&mac);
+    f[12..14].copy_from_slice(&0x0806u16.to_be_bytes());
+    f[14..22].copy_from_slice(&[0, 1, 8, 0, 6, 4, 0, 1]);
+    f[22..28].copy_from_slice(&mac);
+    // Sender IP 0.0.0.0 and target hardware address zero (bytes 28..38).
+    f[38..42].copy_from_slice(&ip.octets());
+    f
+}
+
+/// The hardware address of another host that claims `ip` in an Ethernet
+/// frame: an ARP reply or request (a gratuitous one) for IPv4 over Ethernet
+/// whose sender is `ip` and whose sender MAC is not `mine`. `None` for any
+/// other frame, malformed ones included.
+pub fn arp_claimant(frame: &[u8], ip: Ipv4Addr, mine: [u8; 6]) -> Option<[u8; 6]> {
+    if frame.len() < 42 || frame[12..14] != [0x08, 0x06] {
+        return None;
+    }
+    let arp = &frame[14..42];
+    // Ethernet (1), IPv4 (0x0800), lengths 6 and 4, request (1) or reply (2).
+    if arp[..6] != [0, 1, 8, 0, 6, 4] || !matches!(arp[6..8], [0, 1] | [0, 2]) {
+        return None;
+    }
+    let sha: [u8; 6] = arp[8..14].try_into().ok()?;
+    let spa = Ipv4Addr::new(arp[14], arp[15], arp[16], arp[17]);
+    (spa == ip && sha != mine).then_some(sha)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -349,5 +382,48 @@ mod tests {
         .encode(SRC, MULTICAST);
         let (a, _) = Advert::decode(&bytes, SRC, MULTICAST).unwrap();
         assert_eq!(a.interval_cs, MAX_INTERVAL_CS);
+    }
+
+    #[test]
+    fn an_arp_probe_asks_for_the_address_without_a_sender_address() {
+        let mac = [2, 0, 0, 0, 0, 9];
+        let vip = Ipv4Addr::new(10, 99, 0, 100);
+        let p = arp_probe(mac, vip);
+        assert_eq!(&p[..6], &[0xff; 6]);
+        assert_eq!(&p[20..22], &[0, 1], "a request");
+        assert_eq!(&p[28..32], &[0; 4], "sender 0.0.0.0");
+        assert_eq!(&p[32..38], &[0; 6]);
+        assert_eq!(&p[38..42], &vip.octets());
+        // Our own probe and our own gratuitous ARPs name no other host.
+        assert_eq!(arp_claimant(&p, vip, mac), None);
+        assert_eq!(arp_claimant(&gratuitous_arp(mac, vip), vip, mac), None);
+    }
+
+    #[test]
+    fn another_hosts_reply_or_gratuitous_arp_names_it() {
+        let mine = [2, 0, 0, 0, 0, 9];
+        let other = [2, 0, 0, 0, 0, 7];
+        let vip = Ipv4Addr::new(10, 99, 0, 100);
+        // A reply: sender `other` at `vip`, to us.
+        let mut reply = gratuitous_arp(other, vip);
+        reply[20..22].copy_from_slice(&[0, 2]);
+        reply[32..38].copy_from_slice(&mine);
+        assert_eq!(arp_claimant(&reply, vip, mine), Some(other));
+        assert_eq!(
+            arp_claimant(&gratuitous_arp(other, vip), vip, mine),
+            Some(other)
+        );
+        // Another address, another operation, truncated, not ARP.
+        assert_eq!(
+            arp_claimant(&reply, Ipv4Addr::new(10, 99, 0, 101), mine),
+            None
+        );
+        let mut rarp = reply;
+        rarp[20..22].copy_from_slice(&[0, 3]);
+        assert_eq!(arp_claimant(&rarp, vip, mine), None);
+        assert_eq!(arp_claimant(&reply[..41], vip, mine), None);
+        let mut ip = reply;
+        ip[12..14].copy_from_slice(&[0x08, 0x00]);
+        assert_eq!(arp_claimant(&ip, vip, mine), None);
     }
 }

@@ -96,3 +96,23 @@ fn nuvol_gratuitous_arps_are_keepalived_s_byte_for_byte() {
         );
     }
 }
+
+#[test]
+fn keepalived_s_gratuitous_arps_name_it_as_the_vips_holder() {
+    let vip = std::net::Ipv4Addr::new(10, 99, 0, 100);
+    let arps: Vec<_> = frames(CAPTURE)
+        .into_iter()
+        .filter(|f| f[12..14] == [0x08, 0x06])
+        .collect();
+    assert!(!arps.is_empty());
+    for f in arps {
+        let mut theirs = [0u8; 6];
+        theirs.copy_from_slice(&f[6..12]);
+        let mine = [2, 0, 0, 0, 0, 1];
+        assert_eq!(nuvol_vip::packet::arp_claimant(&f, vip, mine), Some(theirs));
+        // Heard by keepalived's own host, or for another address: nobody.
+        assert_eq!(nuvol_vip::packet::arp_claimant(&f, vip, theirs), None);
+        let other = std::net::Ipv4Addr::new(10, 99, 0, 101);
+        assert_eq!(nuvol_vip::packet::arp_claimant(&f, other, mine), None);
+    }
+}

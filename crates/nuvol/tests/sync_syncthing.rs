@@ -131,6 +131,43 @@ impl Node {
     }
 }
 
+/// What a failed wait shows: each node's `nuvol sync status`, the end of
+/// its Syncthing's log and the free space under its folder (Syncthing
+/// stops a folder below `minDiskFree`, 1 % by default).
+fn report(nodes: &[&Node]) -> String {
+    let mut out = String::new();
+    for n in nodes {
+        out.push_str(&format!(
+            "--- {}: sync status {}\n",
+            n.agent.name(),
+            n.status()
+                .map_or("(no answer)".to_owned(), |s| s.to_string())
+        ));
+        out.push_str(&log_tail(&n.home.join("syncthing.log")));
+        out.push_str(&free_space(&n.folder));
+    }
+    out
+}
+
+fn log_tail(path: &Path) -> String {
+    let log = std::fs::read_to_string(path).unwrap_or_default();
+    let start = log.len().saturating_sub(3000);
+    let start = (start..log.len())
+        .find(|&i| log.is_char_boundary(i))
+        .unwrap_or(log.len());
+    format!("--- {} (end):\n{}\n", path.display(), &log[start..])
+}
+
+fn free_space(dir: &Path) -> String {
+    let at = if dir.exists() { dir } else { Path::new("/tmp") };
+    Command::new("df")
+        .arg("-h")
+        .arg(at)
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default()
+}
+
 fn spawn(name: &str, join: Option<&NuvolAgent>, reap: &mut Reap) -> Node {
     let dir = tempfile::tempdir().unwrap();
     let ip = fresh_ip();
@@ -200,7 +237,7 @@ fn three_nodes_keep_a_folder_in_sync() {
                     .is_some_and(|f| f["nodes"].as_array().is_some_and(|l| l.len() == 2))
             },
         )
-        .unwrap();
+        .unwrap_or_else(|e| panic!("{e}\n{}", report(&nodes)));
     }
 
     // A file written on a reaches b and c.
@@ -210,7 +247,7 @@ fn three_nodes_keep_a_folder_in_sync() {
         wait_until_msg(&format!("hello.txt on {}", n.agent.name()), T, POLL, || {
             std::fs::read_to_string(n.folder.join("hello.txt")).is_ok_and(|t| t == content)
         })
-        .unwrap();
+        .unwrap_or_else(|e| panic!("{e}\n{}", report(&nodes)));
     }
     // And one written on c reaches a.
     std::fs::create_dir_all(c.folder.join("sub")).unwrap();
@@ -218,7 +255,7 @@ fn three_nodes_keep_a_folder_in_sync() {
     wait_until_msg("sub/back.txt on a", T, POLL, || {
         std::fs::read_to_string(a.folder.join("sub/back.txt")).is_ok_and(|t| t == "from c")
     })
-    .unwrap();
+    .unwrap_or_else(|e| panic!("{e}\n{}", report(&nodes)));
 
     // `nuvol sync status` shows the folder in sync everywhere.
     for n in nodes {
@@ -231,7 +268,7 @@ fn three_nodes_keep_a_folder_in_sync() {
                     && f["connected"].as_array().is_some_and(|l| l.len() == 2)
             })
         })
-        .unwrap();
+        .unwrap_or_else(|e| panic!("{e}\n{}", report(&nodes)));
         let s = n.status().unwrap();
         assert_eq!(s["syncthing"]["running"], true, "{s}");
         assert!(s["syncthing"]["version"]
@@ -317,7 +354,7 @@ fn three_nodes_keep_a_folder_in_sync() {
             && a.status()
                 .is_some_and(|s| s["syncthing"]["running"] == true)
     })
-    .unwrap();
+    .unwrap_or_else(|e| panic!("{e}\n{}", report(&nodes)));
     let list = components(&a.agent);
     let sync = component(&list, "sync").unwrap();
     assert!(sync["restarts"].as_u64().unwrap() >= 1, "{sync}");
@@ -333,7 +370,7 @@ fn three_nodes_keep_a_folder_in_sync() {
             std::fs::read_to_string(n.folder.join("after.txt"))
                 .is_ok_and(|t| t == "after the restart")
         })
-        .unwrap();
+        .unwrap_or_else(|e| panic!("{e}\n{}", report(&nodes)));
     }
 
     // c leaves: a and b drop its device.
@@ -355,7 +392,7 @@ fn three_nodes_keep_a_folder_in_sync() {
                 })
             },
         )
-        .unwrap();
+        .unwrap_or_else(|e| panic!("{e}\n{}", report(&nodes)));
     }
 }
 
@@ -398,13 +435,13 @@ fn folder_type(gui: u16, key: &str) -> Option<String> {
         .map(str::to_owned)
 }
 
-async fn wait_async(what: &str, mut f: impl FnMut() -> bool) {
+/// Waits for `f`; on a timeout, panics with `diag()` (the nodes' state).
+async fn wait_async(what: &str, diag: &dyn Fn() -> String, mut f: impl FnMut() -> bool) {
     let end = tokio::time::Instant::now() + T;
     while !f() {
-        assert!(
-            tokio::time::Instant::now() < end,
-            "timed out waiting for {what}"
-        );
+        if tokio::time::Instant::now() >= end {
+            panic!("timed out waiting for {what}\n{}", diag());
+        }
         tokio::time::sleep(POLL).await;
     }
 }
@@ -444,9 +481,21 @@ async fn a_folders_mode_flips_on_failover() {
             .get::<nuvol_sync::SyncHandle>()
             .expect("the sync service")
     };
+    let diag = || {
+        (0..2)
+            .map(|i| {
+                format!(
+                    "--- node {i}: {}\n{}{}",
+                    serde_json::to_string(&handle(i).status()).unwrap_or_default(),
+                    log_tail(&nodes[i].1.path().join("syncthing/syncthing.log")),
+                    free_space(&nodes[i].3)
+                )
+            })
+            .collect::<String>()
+    };
     for i in 0..2 {
         let h = handle(i);
-        wait_async("the folder shared with the peer", || {
+        wait_async("the folder shared with the peer", &diag, || {
             h.status()
                 .folders
                 .first()
@@ -464,14 +513,14 @@ async fn a_folders_mode_flips_on_failover() {
         .unwrap();
     let (ga, gb) = (nodes[0].2, nodes[1].2);
     let (ka, kb) = (key(0), key(1));
-    wait_async("a send-only, b receive-only in Syncthing", || {
+    wait_async("a send-only, b receive-only in Syncthing", &diag, || {
         folder_type(ga, &ka).as_deref() == Some("sendonly")
             && folder_type(gb, &kb).as_deref() == Some("receiveonly")
     })
     .await;
     std::fs::write(nodes[0].3.join("state.db"), "v1 from a").unwrap();
     let on_b = nodes[1].3.join("state.db");
-    wait_async("a's data on b", || {
+    wait_async("a's data on b", &diag, || {
         std::fs::read_to_string(&on_b).is_ok_and(|t| t == "v1 from a")
     })
     .await;
@@ -484,14 +533,14 @@ async fn a_folders_mode_flips_on_failover() {
     handle(1)
         .set_mode("app", nuvol_sync::Mode::SendOnly)
         .unwrap();
-    wait_async("a receive-only, b send-only in Syncthing", || {
+    wait_async("a receive-only, b send-only in Syncthing", &diag, || {
         folder_type(ga, &ka).as_deref() == Some("receiveonly")
             && folder_type(gb, &kb).as_deref() == Some("sendonly")
     })
     .await;
     std::fs::write(&on_b, "v2 from b").unwrap();
     let on_a = nodes[0].3.join("state.db");
-    wait_async("b's data on a", || {
+    wait_async("b's data on a", &diag, || {
         std::fs::read_to_string(&on_a).is_ok_and(|t| t == "v2 from b")
     })
     .await;
@@ -547,6 +596,7 @@ fn a_refused_key_or_a_missing_syncthing_is_a_clear_error_and_the_agent_runs() {
             "--no-default-folder",
             &format!("--gui-address=http://127.0.0.1:{gui}"),
             "--gui-apikey=the-right-key",
+            &format!("--logfile={}", home.join("syncthing.log").display()),
         ])
         .env("STNODEFAULTFOLDER", "1")
         .stdout(Stdio::null())
@@ -646,19 +696,28 @@ fn a_refused_key_or_a_missing_syncthing_is_a_clear_error_and_the_agent_runs() {
         .as_str()
         .unwrap()
         .to_owned();
-    wait_until_msg("attached and configured", T, POLL, || {
-        let s = right
+    let status = || {
+        right
             .cli_run(&["sync", "status", "--format", "json"])
             .ok()
-            .and_then(|o| serde_json::from_str::<Value>(&o.stdout).ok());
-        s.is_some_and(|s| {
+            .and_then(|o| serde_json::from_str::<Value>(&o.stdout).ok())
+    };
+    wait_until_msg("attached and configured", T, POLL, || {
+        status().is_some_and(|s| {
             s["device_id"] == my_id.as_str()
                 && s["syncthing"]["running"] == true
                 && s["syncthing"]["managed"] == false
                 && s["folders"][0]["state"] == "idle"
         })
     })
-    .unwrap();
+    .unwrap_or_else(|e| {
+        panic!(
+            "{e}\nsync status: {:?}\n{}{}",
+            status(),
+            log_tail(&home.join("syncthing.log")),
+            free_space(&shared)
+        )
+    });
     let cfg = http_json(&addr, "/rest/config", Some("the-right-key")).unwrap();
     assert_eq!(cfg["folders"][0]["id"], "att");
     assert_eq!(cfg["folders"][0]["path"], shared.display().to_string());

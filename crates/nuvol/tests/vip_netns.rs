@@ -973,3 +973,129 @@ fn the_vip_follows_the_tracked_service_and_the_majority() -> Result<()> {
     drop(w);
     Ok(())
 }
+
+/// Bad input on the LAN: the VIP already held by a host that is no VRRP
+/// router, and a foreign router (keepalived) on the same VRID with other
+/// addresses. Either is a clear reason in `nuvol vip status`, and the VIP
+/// is never held by two hosts.
+#[test]
+fn a_vip_in_use_or_a_foreign_router_on_the_vrid_is_never_claimed_twice() -> Result<()> {
+    if skip("a_vip_in_use_or_a_foreign_router_on_the_vrid_is_never_claimed_twice") {
+        return Ok(());
+    }
+    let vip = Ipv4Addr::new(10, 81, 0, 100);
+    let foreign = Ipv4Addr::new(10, 81, 0, 200);
+    let ip = |n: u8| Ipv4Addr::new(10, 81, 0, n);
+    let lan = Lan::new("vipx", &[("a", ip(11)), ("s", ip(12)), ("k", ip(13))])?;
+    let dir = tempfile::tempdir()?;
+    // s, a plain host, has the VIP as a static address.
+    let s_addr = format!("{vip}/24");
+    let squat = |how: &str| -> Result<()> {
+        run(&[
+            "ip",
+            "-n",
+            &lan.ns("s"),
+            "addr",
+            how,
+            &s_addr,
+            "dev",
+            "eth0",
+        ])
+        .map_err(anyhow::Error::msg)
+        .map(drop)
+    };
+    squat("add")?;
+    let s_mac = lan.mac("s")?;
+    let d = dir.path().join("a");
+    std::fs::create_dir_all(&d)?;
+    let mut a = Node {
+        ns: lan.ns("a"),
+        ip: ip(11),
+        dir: d,
+        config: vip_config(vip, 100, ""),
+        join: None,
+        agent: None,
+        starts: 0,
+        args: Vec::new(),
+    };
+    a.start()?;
+    let fail = |what: &str, e: anyhow::Error, a: &Node| {
+        anyhow::anyhow!("{what}: {e:#}\n--- a:\n{}", a.log())
+    };
+    eventually("A holds back: the VIP is s's", LIMIT, POLL, || -> Result<()> {
+        let sa = a.vip()?;
+        ensure!(sa["state"] == "fault", "a: {sa}");
+        ensure!(
+            sa["reason"]
+                == format!(
+                    "{vip} is already in use by {s_mac} (a host that sends no VRRP adverts for VRID {VRID})"
+                ),
+            "a: {sa}"
+        );
+        holders_are(&lan, vip, &["s"])
+    })
+    .map_err(|e| fail("address in use", e, &a))?;
+    // Still so a master-down interval later (it does not claim over s).
+    std::thread::sleep(Duration::from_secs(4));
+    holders_are(&lan, vip, &["s"]).map_err(|e| fail("address in use, later", e, &a))?;
+    ensure!(a.vip()?["state"] == "fault");
+    // The agent answers the rest as usual.
+    ensure!(cli(&a.ns, &["members"])?.contains("vipxa"));
+
+    // s lets go: A probes again and claims.
+    squat("del")?;
+    eventually("A master once s let go", LIMIT, POLL, || -> Result<()> {
+        holders_are(&lan, vip, &["a"])?;
+        let sa = a.vip()?;
+        ensure!(sa["state"] == "master" && sa["reason"].is_null(), "a: {sa}");
+        Ok(())
+    })
+    .map_err(|e| fail("address freed", e, &a))?;
+
+    // A foreign router on VRID 51, for another address, with a higher
+    // priority: A does not follow it and claims nothing while it is heard;
+    // each holds at most its own address.
+    let kdir = dir.path().join("k");
+    std::fs::create_dir_all(&kdir)?;
+    let kconf = keepalived_conf(&kdir, 200, foreign, None)?;
+    let mut k = keepalived(&lan, "k", &kdir, &kconf)?;
+    eventually(
+        "A in fault for the VRID clash",
+        LIMIT,
+        POLL,
+        || -> Result<()> {
+            let sa = a.vip()?;
+            ensure!(sa["state"] == "fault", "a: {sa}");
+            ensure!(
+                sa["reason"].as_str().is_some_and(|r| r.contains(&format!(
+                    "advertises other addresses on VRID {VRID} ({foreign}): a VRID clash"
+                ))),
+                "a: {sa}"
+            );
+            ensure!(
+                sa["dropped"]["address_mismatch"].as_u64() > Some(0),
+                "a: {sa}"
+            );
+            holders_are(&lan, vip, &[])?;
+            holders_are(&lan, foreign, &["k"])
+        },
+    )
+    .map_err(|e| {
+        anyhow::anyhow!(
+            "{:#}\n--- keepalived:\n{}",
+            fail("VRID clash", e, &a),
+            k.log()
+        )
+    })?;
+    // The foreign router goes: A claims its VIP again.
+    k.signal("TERM")?;
+    k.wait()?;
+    eventually(
+        "A master after the foreign router left",
+        LIMIT,
+        POLL,
+        || holders_are(&lan, vip, &["a"]),
+    )
+    .map_err(|e| fail("foreign router gone", e, &a))?;
+    Ok(())
+}
