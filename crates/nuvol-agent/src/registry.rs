@@ -230,6 +230,8 @@ pub(crate) struct Registrations {
     pub registry: Registry,
     pub stream_handlers: StreamHandlers,
     pub query_inboxes: HashMap<String, Tx<InboundQuery>>,
+    /// Components that need longer than `[agent] drain_timeout` to stop.
+    pub stop_timeouts: HashMap<&'static str, std::time::Duration>,
 }
 
 /// What a component sees while it is built.
@@ -250,6 +252,13 @@ impl BuildCtx<'_> {
 
     pub fn node(&self) -> &NodeInfo {
         &self.reg.registry.node
+    }
+
+    /// How long this component may take to stop, when that is more than
+    /// `[agent] drain_timeout` (leaving a Docker Swarm, say); the longer
+    /// of the two applies.
+    pub fn stop_timeout(&mut self, timeout: std::time::Duration) {
+        self.reg.stop_timeouts.insert(self.component, timeout);
     }
 
     /// The gossip layer (usable once the component runs).

@@ -259,6 +259,8 @@ struct ComponentLabel {
 /// A running component's supervision task.
 struct Supervised {
     name: &'static str,
+    /// The component's own stop budget, if longer than the agent's.
+    stop_timeout: Option<Duration>,
     stop: CancellationToken,
     task: JoinHandle<()>,
 }
@@ -344,6 +346,7 @@ impl AgentConfig {
             },
             stream_handlers: HashMap::new(),
             query_inboxes: HashMap::new(),
+            stop_timeouts: HashMap::new(),
         };
         reg.registry
             .info
@@ -371,6 +374,7 @@ impl AgentConfig {
             registry,
             stream_handlers,
             query_inboxes,
+            stop_timeouts,
         } = reg;
         let _ = shared.owned.set(registry.owned_tags.clone());
 
@@ -459,7 +463,12 @@ impl AgentConfig {
                 counter,
                 fatal_tx.clone(),
             ));
-            running.supervised.push(Supervised { name, stop, task });
+            running.supervised.push(Supervised {
+                name,
+                stop_timeout: stop_timeouts.get(name).copied(),
+                stop,
+                task,
+            });
             // Ordered start: wait until it serves, fails or finishes.
             let deadline = tokio::time::Instant::now() + READY_WAIT;
             loop {
@@ -658,14 +667,13 @@ impl RunningAgent {
         while let Some(s) = self.supervised.pop() {
             s.stop.cancel();
             let mut task = s.task;
-            match tokio::time::timeout(self.drain_timeout, &mut task).await {
+            let limit = s
+                .stop_timeout
+                .map_or(self.drain_timeout, |t| t.max(self.drain_timeout));
+            match tokio::time::timeout(limit, &mut task).await {
                 Ok(_) => {}
                 Err(_) => {
-                    tracing::warn!(
-                        component = s.name,
-                        "did not stop within {:?}; aborted",
-                        self.drain_timeout
-                    );
+                    tracing::warn!(component = s.name, "did not stop within {limit:?}; aborted");
                     task.abort();
                     let _ = task.await;
                 }

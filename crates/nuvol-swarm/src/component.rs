@@ -234,6 +234,10 @@ impl Component for Swarm {
         let tag = ctx.own_tags(&[SWARM_TAG])?;
         let queries = ctx.query_handler(TOKEN_QUERY)?;
         let drains = ctx.query_handler(DRAIN_QUERY)?;
+        // Leaving the swarm on a stop (a demotion, the engine's leave) takes
+        // longer than most components' stop; a manager that was not
+        // drained before the gossip leave drains here too.
+        ctx.stop_timeout(cfg.leave_drain_timeout + Duration::from_secs(20));
         Ok(Some(Swarm {
             cfg,
             socket,
