@@ -412,12 +412,25 @@ async fn run() {
     )
     .await
     .unwrap();
-    b1.wait_until_js(
+    if let Err(e) = b1.wait_until_js(
         "Array.from(document.querySelectorAll('tbody[data-list=responses] tr')).some(r => r.textContent.includes('n2-here'))",
         LIVE,
     )
     .await
-    .unwrap();
+    {
+        // Seen twice in a row under load, then not again: say what the
+        // page and both agents saw.
+        let rows = b1
+            .js("document.body.innerText")
+            .await
+            .map(|v| v.as_str().unwrap_or_default().to_owned())
+            .unwrap_or_default();
+        panic!(
+            "{e}\n--- the query's page:\n{rows}\n--- n1:\n{}\n--- n2:\n{}",
+            n1.log_tail(60),
+            n2.log_tail(60)
+        );
+    }
     b1.wait_until_js(
         "document.getElementById('query-state').textContent === 'Done.'",
         LIVE,
