@@ -5,12 +5,14 @@
 
 use crate::engine::{Engine, NodeInfo, Tokens};
 use crate::error::SwarmError;
+use crate::fence::{Fence, Verdict, SINGLETON_LABEL};
 use crate::plan::{self, Action, Inputs, Local, Role, Tag, SWARM_TAG};
 use crate::settings::{socket_path, SwarmSettings};
 use axum::http::Method;
 use bollard::models::NodeSpecAvailabilityEnum;
 use nuvol_agent::chan::RecvError;
 use nuvol_agent::http::{Access, HttpRoute};
+use nuvol_agent::quorum::{self, Standing, TieBreaker};
 use nuvol_agent::{
     BuildCtx, BuildError, Cluster, ClusterError, Component, ComponentError, InboundQuery,
     OwnedTags, RunCtx, StopReason,
@@ -34,6 +36,8 @@ const INIT_GRACE: Duration = Duration::from_secs(5);
 /// How long a Swarm node no member claims must be down before the leader
 /// removes it.
 const STALE_AFTER: Duration = Duration::from_secs(60);
+/// How long a fenced container gets to stop before it is killed.
+const FENCE_STOP_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long a join waits for the managers' answers.
 const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -56,6 +60,14 @@ pub struct SwarmStatus {
     pub last_action: Option<String>,
     /// Why the swarm does not work as configured here.
     pub error: Option<String>,
+    /// Fencing: why this node stops its singleton containers (it is on the
+    /// minority side of a partition), while it does.
+    pub fenced: Option<String>,
+    /// On the minority side, but still within `[swarm] fence_after`.
+    pub fence_pending: Option<String>,
+    /// Singleton containers this node stopped while fenced, since the
+    /// agent started.
+    pub fenced_total: u64,
 }
 
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
@@ -85,6 +97,7 @@ struct ActionLabel {
 struct Metrics {
     nodes: Family<RoleLabel, Gauge>,
     actions: Family<ActionLabel, Counter>,
+    fenced: Counter,
 }
 
 struct Shared {
@@ -168,7 +181,10 @@ const OPENAPI: &str = r##"{
             }
           },
           "last_action": {"type": ["string", "null"]},
-          "error": {"type": ["string", "null"], "description": "Why the swarm does not work as configured here."}
+          "error": {"type": ["string", "null"], "description": "Why the swarm does not work as configured here."},
+          "fenced": {"type": ["string", "null"], "description": "Why this node stops its singleton containers (minority side of a partition), while it does."},
+          "fence_pending": {"type": ["string", "null"], "description": "On the minority side, within [swarm] fence_after."},
+          "fenced_total": {"type": "integer", "description": "Singleton containers stopped while fenced since the agent started."}
         }
       }
     }
@@ -186,6 +202,7 @@ pub struct Swarm {
     node: String,
     /// Swarm nodes seen not ready, since when.
     down_since: std::sync::Mutex<BTreeMap<String, tokio::time::Instant>>,
+    fence: std::sync::Mutex<Fence>,
 }
 
 impl Component for Swarm {
@@ -215,6 +232,11 @@ impl Component for Swarm {
             "Swarm actions taken by this node (init, join, promote, demote, remove, leave)",
             metrics.actions.clone(),
         );
+        ctx.metrics().register(
+            "swarm_fenced",
+            "Singleton containers (label nuvol.ha.singleton=true) this node stopped while on the minority side of a partition",
+            metrics.fenced.clone(),
+        );
         let handle = SwarmHandle(shared.clone());
         ctx.provide(handle.clone());
         ctx.http_route(HttpRoute::new(
@@ -230,7 +252,6 @@ impl Component for Swarm {
         let tag = ctx.own_tags(&[SWARM_TAG])?;
         let queries = ctx.query_handler(TOKEN_QUERY)?;
         Ok(Some(Swarm {
-            cfg,
             socket,
             shared,
             metrics,
@@ -238,6 +259,8 @@ impl Component for Swarm {
             queries,
             node: ctx.node_name().to_owned(),
             down_since: std::sync::Mutex::new(BTreeMap::new()),
+            fence: std::sync::Mutex::new(Fence::new(cfg.fence_after)),
+            cfg,
         }))
     }
 
@@ -386,6 +409,11 @@ impl Swarm {
         };
         self.set_tag(Some(tag)).await.map_err(cl)?;
         let members = cluster.members().await.map_err(cl)?;
+        if matches!(info.local, Local::Active { .. }) {
+            // Before anything that needs a Swarm leader: a cut-off manager
+            // has none.
+            self.fence_pass(en, &members).await;
+        }
         let peers = plan::peers(&members, &self.node);
         let node_infos: Vec<NodeInfo> = match &info.local {
             Local::Active { manager: true, .. } => en.nodes().await?,
@@ -454,6 +482,74 @@ impl Swarm {
                 Ok(())
             }
         }
+    }
+
+    /// Fencing: on the minority side past `fence_after`, stop every local
+    /// container labelled nuvol.ha.singleton=true (each pass: the local
+    /// Swarm agent may start them again).
+    async fn fence_pass(&self, en: &Engine, members: &[nuvol_gossip::Member]) {
+        let quorum = quorum::check(Standing::of(members), TieBreaker::None);
+        let verdict = self
+            .fence
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .observe(tokio::time::Instant::now(), quorum);
+        let was = self.handle_status().fenced;
+        match verdict {
+            Verdict::Run => {
+                if was.is_some() {
+                    tracing::info!("swarm: back on the majority side, no longer fenced");
+                }
+                self.shared.update(|s| {
+                    s.fenced = None;
+                    s.fence_pending = None;
+                });
+            }
+            Verdict::Waiting { reason, left } => {
+                if self.handle_status().fence_pending.is_none() {
+                    tracing::warn!(%reason, fence_in = ?left, "swarm: on the minority side; fencing if it lasts");
+                }
+                self.shared.update(|s| {
+                    s.fence_pending = Some(reason);
+                });
+            }
+            Verdict::Fenced { reason } => {
+                if was.is_none() {
+                    tracing::warn!(%reason, "swarm: fenced: stopping this node's singleton containers");
+                }
+                self.shared.update(|s| {
+                    s.fenced = Some(reason.clone());
+                    s.fence_pending = None;
+                });
+                let running = match en.running_labelled(SINGLETON_LABEL).await {
+                    Ok(r) => r,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "swarm: fenced, but cannot list the singleton containers");
+                        return;
+                    }
+                };
+                for (id, name) in running {
+                    match en.stop(&id, FENCE_STOP_TIMEOUT).await {
+                        Ok(()) => {
+                            tracing::warn!(container = %name, %reason, "swarm: fenced: stopped a singleton container");
+                            self.metrics.fenced.inc();
+                            self.shared.update(|s| s.fenced_total += 1);
+                        }
+                        Err(e) => {
+                            tracing::warn!(container = %name, error = %e, "swarm: fenced, but cannot stop a singleton container")
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn handle_status(&self) -> SwarmStatus {
+        self.shared
+            .status
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     fn show(&self, info: &crate::engine::LocalInfo, peers: &[plan::Peer], nodes: &[NodeInfo]) {
