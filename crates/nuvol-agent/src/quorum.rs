@@ -91,10 +91,16 @@ mod tests {
         assert_eq!(check(s(0, 0), TieBreaker::None), Ok(()), "self counts");
         assert_eq!(check(s(3, 2), TieBreaker::None), Ok(()), "known >= alive");
         let minority = check(s(1, 3), TieBreaker::None).unwrap_err();
-        assert_eq!(minority, "minority side of a partition: 1 of 3 members alive");
+        assert_eq!(
+            minority,
+            "minority side of a partition: 1 of 3 members alive"
+        );
         let tie = check(s(1, 2), TieBreaker::None).unwrap_err();
         assert!(tie.contains("no tie-breaker"), "{tie}");
-        assert_eq!(check(s(1, 2), TieBreaker::Gateway { reachable: true }), Ok(()));
+        assert_eq!(
+            check(s(1, 2), TieBreaker::Gateway { reachable: true }),
+            Ok(())
+        );
         let down = check(s(2, 4), TieBreaker::Gateway { reachable: false }).unwrap_err();
         assert!(down.contains("gateway does not answer"), "{down}");
         // Even a reachable gateway does not save a minority.

@@ -11,11 +11,11 @@ use crate::settings::{listen_port, FolderSpec, SyncSettings};
 use axum::http::Method;
 use nuvol_agent::chan::RecvError;
 use nuvol_agent::http::{Access, HttpRoute};
-use nuvol_catalog::component::Catalog;
-use nuvol_catalog::model::{app_health, Filter};
 use nuvol_agent::{
     BuildCtx, BuildError, Cluster, ClusterError, Component, ComponentError, OwnedTags, RunCtx,
 };
+use nuvol_catalog::component::Catalog;
+use nuvol_catalog::model::{app_health, Filter};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;

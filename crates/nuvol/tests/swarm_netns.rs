@@ -247,7 +247,10 @@ fn fence_a_cut_off_node(lab: &SwarmLab, agents: &[Option<NuvolAgent>], ids: &[St
     .unwrap();
     let mut on = String::new();
     wait_until_msg("the singleton runs", T, POLL, || {
-        on = running_on(lab, 0, "db").into_iter().next().unwrap_or_default();
+        on = running_on(lab, 0, "db")
+            .into_iter()
+            .next()
+            .unwrap_or_default();
         !on.is_empty()
     })
     .unwrap();
@@ -312,6 +315,10 @@ fn fence_a_cut_off_node(lab: &SwarmLab, agents: &[Option<NuvolAgent>], ids: &[St
     wait_formed(agents);
     assert!(ax.log_contains("swarm: back on the majority side"));
     docker(lab, others[0], &["service", "rm", "db"]).unwrap();
+    eprintln!(
+        "the fencing scenario took {:.1}s from the cut to the healed swarm",
+        t0.elapsed().as_secs_f64()
+    );
 }
 
 /// Create the one-replica `web` service (restart delay `delay`) on node 0,

@@ -18,9 +18,10 @@
 //!   receive-only on the other; the runner's writes reach the other node
 //!   while a write on the receive-only side stays there; the app stopped
 //!   on one node and installed on the other flips both folder types and
-//!   the data follows; the modes are in DATA_DIR/sync-modes.json and
-//!   `nuvol sync status` shows the followed app and where it runs (needs
-//!   root and busybox-static as well);
+//!   the data follows; the modes are in DATA_DIR/sync-modes.json and kept
+//!   while the app runs nowhere, across an agent restart too; `nuvol sync
+//!   status` shows the followed app and where it runs (needs root and
+//!   busybox-static as well);
 //! - bad input: attaching with a wrong API key, and a Syncthing that is not
 //!   installed, are clear errors in `/v1/sync` and the component table,
 //!   while the rest of the agent runs.
@@ -540,7 +541,9 @@ impl Drop for ReapApps {
                 let Ok(t) = std::fs::read_to_string(e.path()) else {
                     continue;
                 };
-                let Some(pid) = nuvol_apps::process::parse_state(&t).ok().and_then(|s| s.pid)
+                let Some(pid) = nuvol_apps::process::parse_state(&t)
+                    .ok()
+                    .and_then(|s| s.pid)
                 else {
                     continue;
                 };
@@ -561,11 +564,10 @@ fn spawn_follow(
 ) -> Node {
     let dir = tempfile::tempdir().unwrap();
     // Process apps run as nobody, who goes through the data directory.
-    std::fs::set_permissions(
-        dir.path(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o711),
-    )
-    .unwrap();
+    std::fs::create_dir(dir.path().join("data")).unwrap();
+    for d in [dir.path().to_owned(), dir.path().join("data")] {
+        std::fs::set_permissions(d, std::os::unix::fs::PermissionsExt::from_mode(0o711)).unwrap();
+    }
     let ip = fresh_ip();
     let home = dir.path().join("st");
     let folder = dir.path().join("db");
@@ -676,7 +678,7 @@ fn a_folder_follows_its_app_when_it_moves() {
     let mut reap = Reap(Vec::new());
     let mut apps = ReapApps(Vec::new());
     let a = spawn_follow("follow-a", None, &mut reap, &mut apps);
-    let b = spawn_follow("follow-b", Some(&a.agent), &mut reap, &mut apps);
+    let mut b = spawn_follow("follow-b", Some(&a.agent), &mut reap, &mut apps);
     for n in [&a, &b] {
         wait_until_msg("the folder shared with the peer", T, POLL, || {
             n.folder_status("db").is_some_and(|f| {
@@ -749,6 +751,26 @@ fn a_folder_follows_its_app_when_it_moves() {
     let v: Value = serde_json::from_str(&saved).unwrap();
     assert_eq!(v["modes"]["db"], "receiveonly", "{saved}");
     assert!(a.agent.log_contains("sync: the folder follows its app"));
+
+    // While the app runs nowhere the modes are kept, across a restart too:
+    // stopped on b, b's agent killed and started again, b stays send-only
+    // (with no saved mode it would start receive-only).
+    b.agent.cli(&["app", "stop", "db"]).unwrap();
+    wait_until_msg("db runs nowhere, seen from b", T, POLL, || {
+        b.folder_status("db")
+            .is_some_and(|f| f["app_place"] == "nowhere")
+    })
+    .unwrap();
+    b.agent.restart().unwrap();
+    wait_until_msg("b's folder after the restart", T, POLL, || {
+        b.folder_status("db")
+            .is_some_and(|f| f["state"] != "unknown" && f["app_place"] == "nowhere")
+    })
+    .unwrap();
+    let f = b.folder_status("db").unwrap();
+    assert_eq!(f["type"], "sendonly", "{f}");
+    assert_eq!(st_type(&b, "db").as_deref(), Some("sendonly"));
+    assert!(b.agent.log_contains("sync: folder modes restored"));
 
     for n in [&a, &b] {
         let _ = n.agent.cli_run(&["app", "remove", "db"]);

@@ -355,22 +355,25 @@ mod tests {
                 error: Some("Syncthing at 127.0.0.1:8384 refused the API key <b>".into()),
                 ..Default::default()
             },
-            folders: vec![nuvol_sync::FolderStatus {
-                id: "docs".into(),
-                kind: "sendonly".into(),
-                state: "idle".into(),
-                in_sync: true,
-                need_files: 3,
-                conflicts: 1,
-                nodes: vec!["b".into(), "c".into()],
-                ..Default::default()
-            }, nuvol_sync::FolderStatus {
-                id: "db".into(),
-                kind: "receiveonly".into(),
-                follow_app: Some("<db>".into()),
-                app_place: Some(AppPlace::Elsewhere),
-                ..Default::default()
-            }],
+            folders: vec![
+                nuvol_sync::FolderStatus {
+                    id: "docs".into(),
+                    kind: "sendonly".into(),
+                    state: "idle".into(),
+                    in_sync: true,
+                    need_files: 3,
+                    conflicts: 1,
+                    nodes: vec!["b".into(), "c".into()],
+                    ..Default::default()
+                },
+                nuvol_sync::FolderStatus {
+                    id: "db".into(),
+                    kind: "receiveonly".into(),
+                    follow_app: Some("<db>".into()),
+                    app_place: Some(AppPlace::Elsewhere),
+                    ..Default::default()
+                },
+            ],
         };
         let h = sync_card(Lang::En, &s).into_string();
         assert!(h.contains("Syncthing not running"), "{h}");
