@@ -457,22 +457,9 @@ impl Sync {
     /// saved.
     async fn load_modes(&self) -> BTreeMap<String, Mode> {
         let path = self.modes_file.clone();
-        let read = tokio::task::spawn_blocking(move || std::fs::read(&path)).await;
-        let loaded = match read {
-            Ok(Ok(bytes)) => match plan::decode_modes(&bytes) {
-                Ok(m) => m,
-                Err(e) => {
-                    tracing::warn!(file = %self.modes_file.display(), error = %e, "sync: ignoring the saved folder modes");
-                    BTreeMap::new()
-                }
-            },
-            Ok(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
-            Ok(Err(e)) => {
-                tracing::warn!(file = %self.modes_file.display(), error = %e, "sync: cannot read the saved folder modes");
-                BTreeMap::new()
-            }
-            Err(_) => BTreeMap::new(),
-        };
+        let loaded = tokio::task::spawn_blocking(move || read_modes(&path))
+            .await
+            .unwrap_or_default();
         let mut modes = self
             .shared
             .modes
@@ -716,6 +703,26 @@ impl Sync {
     }
 }
 
+/// The modes saved in `path`: none when it does not exist, or when it
+/// cannot be read or decoded (logged, and the file is left for a look;
+/// the next change overwrites it).
+pub fn read_modes(path: &Path) -> BTreeMap<String, Mode> {
+    match std::fs::read(path) {
+        Ok(bytes) => match plan::decode_modes(&bytes) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(file = %path.display(), error = %e, "sync: ignoring the saved folder modes");
+                BTreeMap::new()
+            }
+        },
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
+        Err(e) => {
+            tracing::warn!(file = %path.display(), error = %e, "sync: cannot read the saved folder modes");
+            BTreeMap::new()
+        }
+    }
+}
+
 /// Where `app` runs, from the catalog's entries: here when it is published
 /// and healthy on `me`, elsewhere when on another node, else nowhere.
 pub fn app_place(entries: &[nuvol_catalog::model::ServiceEntry], me: &str, app: &str) -> AppPlace {
@@ -784,6 +791,23 @@ mod tests {
         .unwrap();
         assert_eq!(count_conflicts(p), 2);
         assert_eq!(count_conflicts(&p.join("missing")), 0);
+    }
+
+    #[test]
+    fn saved_modes_are_read_and_bad_files_ignored() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join(MODES_FILE);
+        assert!(read_modes(&p).is_empty(), "no file yet");
+        let mut m = BTreeMap::new();
+        m.insert("db".to_owned(), Mode::SendOnly);
+        nuvol_agent::fsutil::write_atomic(&p, &plan::encode_modes(&m), 0o600).unwrap();
+        assert_eq!(read_modes(&p), m);
+        std::fs::write(&p, b"{\"version\": 1, \"modes\": {\"db\": 7").unwrap();
+        assert!(read_modes(&p).is_empty(), "a torn file is ignored");
+        std::fs::write(&p, b"\xff\xfe").unwrap();
+        assert!(read_modes(&p).is_empty());
+        std::fs::create_dir_all(d.path().join("dir")).unwrap();
+        assert!(read_modes(&d.path().join("dir")).is_empty(), "unreadable");
     }
 
     #[test]

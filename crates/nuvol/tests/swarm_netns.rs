@@ -286,6 +286,10 @@ fn fence_a_cut_off_node(lab: &SwarmLab, agents: &[Option<NuvolAgent>], ids: &[St
         running_on(lab, others[0], "db").iter().any(|n| *n != on)
     })
     .unwrap();
+    eprintln!(
+        "the majority runs a new copy {:.1}s after the cut",
+        t0.elapsed().as_secs_f64()
+    );
     // The majority fenced nothing; the cut-off copy stays stopped, while
     // the cut-off node counts what it stopped.
     for &k in &others {
@@ -308,10 +312,15 @@ fn fence_a_cut_off_node(lab: &SwarmLab, agents: &[Option<NuvolAgent>], ids: &[St
 
     // Healed: no longer fenced, and the swarm has its 3 managers again.
     lab.heal(x).unwrap();
+    let t1 = Instant::now();
     wait_until_msg("the healed node is no longer fenced", T, POLL, || {
         status(ax).is_some_and(|v| v["fenced"].is_null())
     })
     .unwrap();
+    eprintln!(
+        "healed: no longer fenced after {:.1}s",
+        t1.elapsed().as_secs_f64()
+    );
     wait_formed(agents);
     assert!(ax.log_contains("swarm: back on the majority side"));
     docker(lab, others[0], &["service", "rm", "db"]).unwrap();
