@@ -198,7 +198,8 @@ pub struct Swarm {
     shared: Arc<Shared>,
     metrics: Arc<Metrics>,
     tag: OwnedTags,
-    queries: Receiver<InboundQuery>,
+    /// Locked by the run loop for as long as it runs.
+    queries: tokio::sync::Mutex<Receiver<InboundQuery>>,
     node: String,
     /// Swarm nodes seen not ready, since when.
     down_since: std::sync::Mutex<BTreeMap<String, tokio::time::Instant>>,
@@ -256,7 +257,7 @@ impl Component for Swarm {
             shared,
             metrics,
             tag,
-            queries,
+            queries: tokio::sync::Mutex::new(queries),
             node: ctx.node_name().to_owned(),
             down_since: std::sync::Mutex::new(BTreeMap::new()),
             fence: std::sync::Mutex::new(Fence::new(cfg.fence_after)),
@@ -265,6 +266,18 @@ impl Component for Swarm {
     }
 
     async fn run(&mut self, ctx: &RunCtx) -> Result<(), ComponentError> {
+        // Fencing has its own loop and Docker connection: a manager cut
+        // off from the others has no Swarm leader, and the calls of the
+        // main loop that need one can block for a long time.
+        let this = &*self;
+        let ((), ()) = tokio::join!(this.main_loop(ctx), this.fence_loop(ctx));
+        Ok(())
+    }
+}
+
+impl Swarm {
+    async fn main_loop(&self, ctx: &RunCtx) {
+        let mut queries = self.queries.lock().await;
         let cluster = ctx.cluster().clone();
         let mut events = cluster.member_events();
         let mut tick = tokio::time::interval(self.cfg.poll_every);
@@ -313,7 +326,7 @@ impl Component for Swarm {
             tokio::select! {
                 () = ctx.stopping() => break,
                 _ = tick.tick() => {}
-                q = self.queries.recv() => {
+                q = queries.recv() => {
                     if let Some(q) = q {
                         self.answer(&cluster, engine.as_ref(), q).await;
                     }
@@ -331,7 +344,45 @@ impl Component for Swarm {
         }
         // The tag stays: a member that left keeps naming its Swarm node,
         // which the leader then removes; a restarted agent sets it again.
-        Ok(())
+    }
+
+    /// Every `poll_every` while this node is in a swarm (as the main loop
+    /// last saw it): the fence's verdict, and its stops.
+    async fn fence_loop(&self, ctx: &RunCtx) {
+        let cluster = ctx.cluster().clone();
+        let mut tick = tokio::time::interval(self.cfg.poll_every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut engine: Option<Engine> = None;
+        loop {
+            tokio::select! {
+                () = ctx.stopping() => return,
+                _ = tick.tick() => {}
+            }
+            if self.handle_status().state != "active" {
+                // Out of a swarm there is nothing to fence; a later swarm
+                // starts the grace period afresh.
+                self.fence
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .observe(tokio::time::Instant::now(), Ok(()));
+                self.shared.update(|s| {
+                    s.fenced = None;
+                    s.fence_pending = None;
+                });
+                continue;
+            }
+            if engine.is_none() {
+                engine = Engine::connect(&self.socket).await.ok();
+            }
+            let Some(en) = &engine else { continue };
+            let Ok(members) = cluster.members().await else {
+                continue;
+            };
+            if !self.fence_pass(en, &members).await {
+                // Connect again next time.
+                engine = None;
+            }
+        }
     }
 }
 
@@ -409,11 +460,6 @@ impl Swarm {
         };
         self.set_tag(Some(tag)).await.map_err(cl)?;
         let members = cluster.members().await.map_err(cl)?;
-        if matches!(info.local, Local::Active { .. }) {
-            // Before anything that needs a Swarm leader: a cut-off manager
-            // has none.
-            self.fence_pass(en, &members).await;
-        }
         let peers = plan::peers(&members, &self.node);
         let node_infos: Vec<NodeInfo> = match &info.local {
             Local::Active { manager: true, .. } => en.nodes().await?,
@@ -486,8 +532,9 @@ impl Swarm {
 
     /// Fencing: on the minority side past `fence_after`, stop every local
     /// container labelled nuvol.ha.singleton=true (each pass: the local
-    /// Swarm agent may start them again).
-    async fn fence_pass(&self, en: &Engine, members: &[nuvol_gossip::Member]) {
+    /// Swarm agent may start them again). `false` when the daemon does not
+    /// answer.
+    async fn fence_pass(&self, en: &Engine, members: &[nuvol_gossip::Member]) -> bool {
         let quorum = quorum::check(Standing::of(members), TieBreaker::None);
         let verdict = self
             .fence
@@ -525,7 +572,7 @@ impl Swarm {
                     Ok(r) => r,
                     Err(e) => {
                         tracing::warn!(error = %e, "swarm: fenced, but cannot list the singleton containers");
-                        return;
+                        return !matches!(e, SwarmError::Unreachable { .. });
                     }
                 };
                 for (id, name) in running {
@@ -542,6 +589,7 @@ impl Swarm {
                 }
             }
         }
+        true
     }
 
     fn handle_status(&self) -> SwarmStatus {
