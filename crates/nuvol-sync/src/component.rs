@@ -387,7 +387,7 @@ impl Sync {
             }
         }
         let mut saved = self.load_modes().await;
-        self.follow();
+        let _ = self.follow();
         // First the config (listen address, discovery off), then the tag
         // peers connect with.
         let cluster = ctx.cluster().clone();
@@ -410,7 +410,7 @@ impl Sync {
                     return Err(e);
                 }
             }
-            self.follow();
+            let _ = self.follow();
             let step = async {
                 peers = self.reconcile(&cluster, client, &me).await?;
                 self.save_modes(&mut saved).await;
@@ -439,15 +439,27 @@ impl Sync {
                     last_error = Some(why);
                 }
             }
-            tokio::select! {
-                () = ctx.stopping() => return Ok(()),
-                _ = tick.tick() => {}
-                () = self.shared.kick.notified() => {}
-                closed = catalog_changed(&mut changes) => if closed { changes = None },
-                ev = events.recv() => match ev {
-                    Ok(_) | Err(RecvError::Lagged(_)) => {}
-                    Err(RecvError::Closed) => return Ok(()),
-                },
+            loop {
+                tokio::select! {
+                    () = ctx.stopping() => return Ok(()),
+                    _ = tick.tick() => {}
+                    () = self.shared.kick.notified() => {}
+                    closed = catalog_changed(&mut changes) => {
+                        if closed {
+                            changes = None;
+                        }
+                        // A catalog change matters only when it moves a
+                        // followed app's folder.
+                        if !self.follow() {
+                            continue;
+                        }
+                    }
+                    ev = events.recv() => match ev {
+                        Ok(_) | Err(RecvError::Lagged(_)) => {}
+                        Err(RecvError::Closed) => return Ok(()),
+                    },
+                }
+                break;
             }
         }
     }
@@ -503,13 +515,13 @@ impl Sync {
     }
 
     /// The folders that follow an app: their mode from where the catalog
-    /// shows the app.
-    fn follow(&self) {
+    /// shows the app. Whether a mode changed.
+    fn follow(&self) -> bool {
         let Some(catalog) = &self.catalog else {
-            return;
+            return false;
         };
         if !self.cfg.folders.0.iter().any(|f| f.follow_app.is_some()) {
-            return;
+            return false;
         }
         let all = catalog.entries(&Filter {
             stype: None,
@@ -532,10 +544,13 @@ impl Sync {
             .modes
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        for (id, mode) in plan::follow(&self.cfg.folders.0, &self.node, place, &modes) {
+        let changes = plan::follow(&self.cfg.folders.0, &self.node, place, &modes);
+        let changed = !changes.is_empty();
+        for (id, mode) in changes {
             tracing::info!(folder = %id, mode = mode.as_str(), "sync: the folder follows its app");
             modes.insert(id, mode);
         }
+        changed
     }
 
     async fn set_tag(&self, me: Option<&DeviceId>) -> Result<(), ClusterError> {
