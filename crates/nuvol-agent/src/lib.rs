@@ -26,6 +26,7 @@ pub mod logs;
 pub mod metrics;
 mod persist;
 pub mod process;
+pub mod quorum;
 pub mod registry;
 pub mod reload;
 pub mod rpc_server;

@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 /// The TXT entry that marks a catalog service as an app's.
-pub const APP_TXT: &str = "app";
+pub const APP_TXT: &str = nuvol_catalog::model::APP_TXT;
 /// How long a published health check may be critical before the app's
 /// container is treated as unhealthy (and restarted by its policy).
 pub const CRITICAL_GRACE: Duration = Duration::from_secs(30);

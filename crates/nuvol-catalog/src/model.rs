@@ -169,6 +169,33 @@ pub struct ServiceEntry {
     pub checks: Vec<CheckView>,
 }
 
+/// The TXT key that marks the services an app publishes (`app=NAME`).
+pub const APP_TXT: &str = "app";
+
+/// The health of a set of entries: `None` when there are none, otherwise
+/// whether every one is passing (or only warning).
+pub fn health_of<'a>(entries: impl IntoIterator<Item = &'a ServiceEntry>) -> Option<bool> {
+    let mut any = false;
+    let mut ok = true;
+    for e in entries {
+        any = true;
+        ok &= matches!(e.status, Status::Passing | Status::Warning);
+    }
+    any.then_some(ok)
+}
+
+/// Whether app `app` runs on `node`, from what the catalog shows: `None`
+/// when nothing of it is published there, otherwise whether all its
+/// services are healthy. The one notion of "the app is here" that the
+/// floating IPs' `track_apps` and the folders that follow an app share.
+pub fn app_health(entries: &[ServiceEntry], node: &str, app: &str) -> Option<bool> {
+    health_of(
+        entries
+            .iter()
+            .filter(|e| e.node == node && e.txt.iter().any(|(k, v)| k == APP_TXT && v == app)),
+    )
+}
+
 impl ServiceEntry {
     pub fn key(&self) -> String {
         service_key(&self.stype, self.port)
@@ -269,6 +296,37 @@ mod tests {
             txt: vec![("a".into(), "1".into())],
             checks: vec![],
         }
+    }
+
+    #[test]
+    fn an_app_is_where_it_publishes_healthy_services() {
+        let e = |node: &str, app: Option<&str>, status| ServiceEntry {
+            node: node.into(),
+            stype: "http".into(),
+            description: String::new(),
+            host: String::new(),
+            ip: "10.0.0.1".into(),
+            port: 80,
+            cloud: String::new(),
+            txt: app
+                .map(|a| vec![(APP_TXT.to_owned(), a.to_owned())])
+                .unwrap_or_default(),
+            status,
+            source: Source::Nuvol,
+            checks: vec![],
+        };
+        let all = vec![
+            e("a", Some("db"), Status::Passing),
+            e("a", Some("db"), Status::Warning),
+            e("a", None, Status::Critical),
+            e("b", Some("db"), Status::Critical),
+            e("b", Some("web"), Status::Passing),
+        ];
+        assert_eq!(app_health(&all, "a", "db"), Some(true));
+        assert_eq!(app_health(&all, "b", "db"), Some(false));
+        assert_eq!(app_health(&all, "a", "web"), None);
+        assert_eq!(app_health(&all, "c", "db"), None);
+        assert_eq!(health_of(&[]), None);
     }
 
     #[test]

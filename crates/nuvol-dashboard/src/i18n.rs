@@ -219,6 +219,10 @@ strings! {
     SyncFolders => "Replicated folders", "Carpetes replicades", "Carpetas replicadas";
     SyncFolder => "Folder", "Carpeta", "Carpeta";
     SyncType => "Type here", "Tipus aquí", "Tipo aquí";
+    SyncFollows => "follows app", "segueix l'app", "sigue la app";
+    SyncAppHere => "runs here", "funciona aquí", "funciona aquí";
+    SyncAppElsewhere => "runs on another node", "funciona en un altre node", "funciona en otro nodo";
+    SyncAppNowhere => "runs nowhere: mode kept", "no funciona enlloc: es manté el mode", "no funciona en ningún sitio: se mantiene el modo";
     SyncInSync => "In sync", "Sincronitzada", "Sincronizada";
     SyncNeed => "Files needed", "Fitxers pendents", "Archivos pendientes";
     SyncConflicts => "Conflicts", "Conflictes", "Conflictos";

@@ -5,12 +5,14 @@
 
 use crate::engine::{Engine, NodeInfo, Tokens};
 use crate::error::SwarmError;
+use crate::fence::{Fence, Verdict, SINGLETON_LABEL};
 use crate::plan::{self, Action, Inputs, Local, Role, Tag, SWARM_TAG};
 use crate::settings::{socket_path, SwarmSettings};
 use axum::http::Method;
 use bollard::models::NodeSpecAvailabilityEnum;
 use nuvol_agent::chan::RecvError;
 use nuvol_agent::http::{Access, HttpRoute};
+use nuvol_agent::quorum::{self, Standing, TieBreaker};
 use nuvol_agent::{
     BuildCtx, BuildError, Cluster, ClusterError, Component, ComponentError, InboundQuery,
     OwnedTags, RunCtx, StopReason,
@@ -37,6 +39,8 @@ const INIT_GRACE: Duration = Duration::from_secs(5);
 /// How long a Swarm node no member claims must be down before the leader
 /// removes it.
 const STALE_AFTER: Duration = Duration::from_secs(60);
+/// How long a fenced container gets to stop before it is killed.
+const FENCE_STOP_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long a join waits for the managers' answers.
 const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -59,6 +63,14 @@ pub struct SwarmStatus {
     pub last_action: Option<String>,
     /// Why the swarm does not work as configured here.
     pub error: Option<String>,
+    /// Fencing: why this node stops its singleton containers (it is on the
+    /// minority side of a partition), while it does.
+    pub fenced: Option<String>,
+    /// On the minority side, but still within `[swarm] fence_after`.
+    pub fence_pending: Option<String>,
+    /// Singleton containers this node stopped while fenced, since the
+    /// agent started.
+    pub fenced_total: u64,
 }
 
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
@@ -88,6 +100,7 @@ struct ActionLabel {
 struct Metrics {
     nodes: Family<RoleLabel, Gauge>,
     actions: Family<ActionLabel, Counter>,
+    fenced: Counter,
 }
 
 struct Shared {
@@ -171,7 +184,10 @@ const OPENAPI: &str = r##"{
             }
           },
           "last_action": {"type": ["string", "null"]},
-          "error": {"type": ["string", "null"], "description": "Why the swarm does not work as configured here."}
+          "error": {"type": ["string", "null"], "description": "Why the swarm does not work as configured here."},
+          "fenced": {"type": ["string", "null"], "description": "Why this node stops its singleton containers (minority side of a partition), while it does."},
+          "fence_pending": {"type": ["string", "null"], "description": "On the minority side, within [swarm] fence_after."},
+          "fenced_total": {"type": "integer", "description": "Singleton containers stopped while fenced since the agent started."}
         }
       }
     }
@@ -185,11 +201,13 @@ pub struct Swarm {
     shared: Arc<Shared>,
     metrics: Arc<Metrics>,
     tag: OwnedTags,
-    queries: Receiver<InboundQuery>,
-    drains: Receiver<InboundQuery>,
+    /// Locked by the run loop for as long as it runs (both).
+    queries: tokio::sync::Mutex<Receiver<InboundQuery>>,
+    drains: tokio::sync::Mutex<Receiver<InboundQuery>>,
     node: String,
     /// Swarm nodes seen not ready, since when.
     down_since: std::sync::Mutex<BTreeMap<String, tokio::time::Instant>>,
+    fence: std::sync::Mutex<Fence>,
 }
 
 impl Component for Swarm {
@@ -219,6 +237,11 @@ impl Component for Swarm {
             "Swarm actions taken by this node (init, join, promote, demote, remove, leave)",
             metrics.actions.clone(),
         );
+        ctx.metrics().register(
+            "swarm_fenced",
+            "Singleton containers (label nuvol.ha.singleton=true) this node stopped while on the minority side of a partition",
+            metrics.fenced.clone(),
+        );
         let handle = SwarmHandle(shared.clone());
         ctx.provide(handle.clone());
         ctx.http_route(HttpRoute::new(
@@ -239,19 +262,33 @@ impl Component for Swarm {
         // drained before the gossip leave drains here too.
         ctx.stop_timeout(cfg.leave_drain_timeout + Duration::from_secs(20));
         Ok(Some(Swarm {
-            cfg,
             socket,
             shared,
             metrics,
             tag,
-            queries,
-            drains,
+            queries: tokio::sync::Mutex::new(queries),
+            drains: tokio::sync::Mutex::new(drains),
             node: ctx.node_name().to_owned(),
             down_since: std::sync::Mutex::new(BTreeMap::new()),
+            fence: std::sync::Mutex::new(Fence::new(cfg.fence_after)),
+            cfg,
         }))
     }
 
     async fn run(&mut self, ctx: &RunCtx) -> Result<(), ComponentError> {
+        // Fencing has its own loop and Docker connection: a manager cut
+        // off from the others has no Swarm leader, and the calls of the
+        // main loop that need one can block for a long time.
+        let this = &*self;
+        let ((), ()) = tokio::join!(this.main_loop(ctx), this.fence_loop(ctx));
+        Ok(())
+    }
+}
+
+impl Swarm {
+    async fn main_loop(&self, ctx: &RunCtx) {
+        let mut queries = self.queries.lock().await;
+        let mut drains = self.drains.lock().await;
         let cluster = ctx.cluster().clone();
         let mut events = cluster.member_events();
         let mut tick = tokio::time::interval(self.cfg.poll_every);
@@ -306,12 +343,12 @@ impl Component for Swarm {
             tokio::select! {
                 () = ctx.stopping() => break,
                 _ = tick.tick() => {}
-                q = self.queries.recv() => {
+                q = queries.recv() => {
                     if let Some(q) = q {
                         self.answer(&cluster, engine.as_ref(), q).await;
                     }
                 }
-                q = self.drains.recv() => {
+                q = drains.recv() => {
                     if let Some(q) = q {
                         self.answer_drain(&cluster, engine.as_ref(), q).await;
                     }
@@ -335,7 +372,45 @@ impl Component for Swarm {
         }
         // The tag stays: a member that left keeps naming its Swarm node,
         // which the leader then removes; a restarted agent sets it again.
-        Ok(())
+    }
+
+    /// Every `poll_every` while this node is in a swarm (as the main loop
+    /// last saw it): the fence's verdict, and its stops.
+    async fn fence_loop(&self, ctx: &RunCtx) {
+        let cluster = ctx.cluster().clone();
+        let mut tick = tokio::time::interval(self.cfg.poll_every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut engine: Option<Engine> = None;
+        loop {
+            tokio::select! {
+                () = ctx.stopping() => return,
+                _ = tick.tick() => {}
+            }
+            if self.handle_status().state != "active" {
+                // Out of a swarm there is nothing to fence; a later swarm
+                // starts the grace period afresh.
+                self.fence
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .observe(tokio::time::Instant::now(), Ok(()));
+                self.shared.update(|s| {
+                    s.fenced = None;
+                    s.fence_pending = None;
+                });
+                continue;
+            }
+            if engine.is_none() {
+                engine = Engine::connect(&self.socket).await.ok();
+            }
+            let Some(en) = &engine else { continue };
+            let Ok(members) = cluster.members().await else {
+                continue;
+            };
+            if !self.fence_pass(en, &members).await {
+                // Connect again next time.
+                engine = None;
+            }
+        }
     }
 }
 
@@ -481,6 +556,76 @@ impl Swarm {
                 Ok(())
             }
         }
+    }
+
+    /// Fencing: on the minority side past `fence_after`, stop every local
+    /// container labelled nuvol.ha.singleton=true (each pass: the local
+    /// Swarm agent may start them again). `false` when the daemon does not
+    /// answer.
+    async fn fence_pass(&self, en: &Engine, members: &[nuvol_gossip::Member]) -> bool {
+        let quorum = quorum::check(Standing::of(members), TieBreaker::None);
+        let verdict = self
+            .fence
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .observe(tokio::time::Instant::now(), quorum);
+        let was = self.handle_status().fenced;
+        match verdict {
+            Verdict::Run => {
+                if was.is_some() {
+                    tracing::info!("swarm: back on the majority side, no longer fenced");
+                }
+                self.shared.update(|s| {
+                    s.fenced = None;
+                    s.fence_pending = None;
+                });
+            }
+            Verdict::Waiting { reason, left } => {
+                if self.handle_status().fence_pending.is_none() {
+                    tracing::warn!(%reason, fence_in = ?left, "swarm: on the minority side; fencing if it lasts");
+                }
+                self.shared.update(|s| {
+                    s.fence_pending = Some(reason);
+                });
+            }
+            Verdict::Fenced { reason } => {
+                if was.is_none() {
+                    tracing::warn!(%reason, "swarm: fenced: stopping this node's singleton containers");
+                }
+                self.shared.update(|s| {
+                    s.fenced = Some(reason.clone());
+                    s.fence_pending = None;
+                });
+                let running = match en.running_labelled(SINGLETON_LABEL).await {
+                    Ok(r) => r,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "swarm: fenced, but cannot list the singleton containers");
+                        return !matches!(e, SwarmError::Unreachable { .. });
+                    }
+                };
+                for (id, name) in running {
+                    match en.stop(&id, FENCE_STOP_TIMEOUT).await {
+                        Ok(()) => {
+                            tracing::warn!(container = %name, %reason, "swarm: fenced: stopped a singleton container");
+                            self.metrics.fenced.inc();
+                            self.shared.update(|s| s.fenced_total += 1);
+                        }
+                        Err(e) => {
+                            tracing::warn!(container = %name, error = %e, "swarm: fenced, but cannot stop a singleton container")
+                        }
+                    }
+                }
+            }
+        }
+        true
+    }
+
+    fn handle_status(&self) -> SwarmStatus {
+        self.shared
+            .status
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     fn show(&self, info: &crate::engine::LocalInfo, peers: &[plan::Peer], nodes: &[NodeInfo]) {
@@ -712,7 +857,7 @@ impl Swarm {
             self.drain_manager(en, node_id).await;
             return;
         }
-        let managers = SwarmHandle(self.shared.clone()).status().managers;
+        let managers = self.handle_status().managers;
         match ask_drain(cluster, &managers, node_id).await {
             Ok(by) => tracing::info!(manager = %by, "swarm: drained by a manager"),
             Err(e) => {

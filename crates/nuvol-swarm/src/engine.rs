@@ -342,4 +342,50 @@ impl Engine {
             .await
             .map_err(|e| self.api_err(&e))
     }
+
+    /// This daemon's running containers labelled `label=true` (copies of
+    /// singleton services): (id, name).
+    pub async fn running_labelled(&self, label: &str) -> Result<Vec<(String, String)>, SwarmError> {
+        let mut filters: HashMap<String, Vec<String>> = HashMap::new();
+        filters.insert("label".into(), vec![format!("{label}=true")]);
+        filters.insert("status".into(), vec!["running".into()]);
+        let opts = bollard::query_parameters::ListContainersOptionsBuilder::default()
+            .all(false)
+            .filters(&filters)
+            .build();
+        let found = self
+            .api
+            .list_containers(Some(opts))
+            .await
+            .map_err(|e| self.api_err(&e))?;
+        Ok(found
+            .into_iter()
+            .filter_map(|c| {
+                let id = c.id?;
+                let name = c
+                    .names
+                    .and_then(|n| n.into_iter().next())
+                    .map(|n| n.trim_start_matches('/').to_owned())
+                    .unwrap_or_else(|| id.clone());
+                Some((id, name))
+            })
+            .collect())
+    }
+
+    /// `docker stop` with `timeout` before the kill; a container already
+    /// stopped (304) or gone (404) is fine.
+    pub async fn stop(&self, id: &str, timeout: Duration) -> Result<(), SwarmError> {
+        let t = i32::try_from(timeout.as_secs()).unwrap_or(i32::MAX);
+        let opts = bollard::query_parameters::StopContainerOptionsBuilder::default()
+            .t(t)
+            .build();
+        match self.api.stop_container(id, Some(opts)).await {
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 304 | 404,
+                ..
+            })
+            | Ok(()) => Ok(()),
+            Err(e) => Err(self.api_err(&e)),
+        }
+    }
 }

@@ -15,6 +15,7 @@
 pub mod component;
 pub mod engine;
 pub mod error;
+pub mod fence;
 pub mod plan;
 pub mod settings;
 

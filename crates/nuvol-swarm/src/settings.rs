@@ -30,6 +30,13 @@ nuvol_agent::settings! {
         /// away once it is drained, before it leaves the swarm. The agent's
         /// [agent] drain_timeout must be longer for the wait to complete.
         leave_drain_timeout: Duration = Duration::from_secs(30), flag "swarm-leave-drain-timeout";
+        /// Fencing: how long this node must be on the minority side of a
+        /// partition (a strict majority of the gossip members that have not
+        /// left is not alive in its view) before it stops its containers
+        /// labelled nuvol.ha.singleton=true, and keeps stopping them while
+        /// cut off, so that only the majority side's copy runs. A shorter
+        /// cut (a blip) stops nothing.
+        fence_after: Duration = Duration::from_secs(5), flag "swarm-fence-after";
         /// Time between two looks at the Swarm (membership changes are
         /// acted on at once).
         poll_every: Duration = Duration::from_secs(1), flag "swarm-poll-every";

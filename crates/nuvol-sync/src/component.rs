@@ -5,7 +5,7 @@
 
 use crate::client::Client;
 use crate::error::SyncError;
-use crate::plan::{self, DeviceId, Inputs, Mode, Peer, SYNC_TAG};
+use crate::plan::{self, AppPlace, DeviceId, Inputs, Mode, Peer, SYNC_TAG};
 use crate::runner::{self, Syncthing};
 use crate::settings::{listen_port, FolderSpec, SyncSettings};
 use axum::http::Method;
@@ -14,6 +14,8 @@ use nuvol_agent::http::{Access, HttpRoute};
 use nuvol_agent::{
     BuildCtx, BuildError, Cluster, ClusterError, Component, ComponentError, OwnedTags, RunCtx,
 };
+use nuvol_catalog::component::Catalog;
+use nuvol_catalog::model::{app_health, Filter};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -24,6 +26,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use tokio::sync::Notify;
 
+/// Where the folders' modes are kept across restarts (in DATA_DIR).
+pub const MODES_FILE: &str = "sync-modes.json";
 /// Files looked at per folder when counting conflicts.
 const MAX_WALK: usize = 100_000;
 
@@ -55,6 +59,11 @@ pub struct FolderStatus {
     /// `sendreceive`, `sendonly` or `receiveonly` on this node.
     #[serde(rename = "type")]
     pub kind: String,
+    /// The app whose node is the folder's sender (`follow_app`).
+    pub follow_app: Option<String>,
+    /// Where that app runs: `here`, `elsewhere` or `nowhere` (the mode
+    /// is then kept).
+    pub app_place: Option<AppPlace>,
     /// The other nodes it is shared with (those with sync on).
     pub nodes: Vec<String>,
     /// Syncthing's state: `idle`, `scanning`, `syncing`, `error`, ...
@@ -87,6 +96,8 @@ struct Metrics {
 struct Shared {
     status: RwLock<SyncStatus>,
     modes: RwLock<BTreeMap<String, Mode>>,
+    /// Where each followed app is (by folder id), for the status.
+    places: RwLock<BTreeMap<String, AppPlace>>,
     folders: Vec<FolderSpec>,
     kick: Notify,
 }
@@ -116,7 +127,10 @@ impl SyncHandle {
             .clone()
     }
 
-    /// This node's mode of `folder`; applied at once by the run loop.
+    /// This node's mode of `folder`; applied at once by the run loop, and
+    /// kept across restarts (`DATA_DIR/sync-modes.json`). A folder with
+    /// `follow_app` is set by the app's place again on the loop's next
+    /// pass once the app runs somewhere.
     pub fn set_mode(&self, folder: &str, mode: Mode) -> Result<(), SyncError> {
         if !self.0.folders.iter().any(|f| f.id == folder) {
             return Err(SyncError::UnknownFolder(folder.to_owned()));
@@ -183,6 +197,8 @@ const OPENAPI: &str = r##"{
                 "id": {"type": "string"},
                 "path": {"type": "string"},
                 "type": {"type": "string", "enum": ["sendreceive", "sendonly", "receiveonly"]},
+                "follow_app": {"type": ["string", "null"], "description": "The app whose node sends this folder (follow_app)."},
+                "app_place": {"type": ["string", "null"], "enum": ["here", "elsewhere", "nowhere", null], "description": "Where that app runs; nowhere: the last mode is kept."},
                 "nodes": {"type": "array", "items": {"type": "string"}},
                 "state": {"type": "string", "description": "idle, scanning, syncing, error, ... (unknown before Syncthing was asked)"},
                 "in_sync": {"type": "boolean"},
@@ -210,6 +226,8 @@ pub struct Sync {
     metrics: Arc<Metrics>,
     tag: OwnedTags,
     node: String,
+    catalog: Option<Catalog>,
+    modes_file: PathBuf,
 }
 
 impl Component for Sync {
@@ -240,9 +258,20 @@ impl Component for Sync {
                 folders: Vec::new(),
             }),
             modes: RwLock::new(BTreeMap::new()),
+            places: RwLock::new(BTreeMap::new()),
             folders: cfg.folders.0.clone(),
             kick: Notify::new(),
         });
+        let catalog = ctx.get::<Catalog>();
+        if let Some(f) = cfg.folders.0.iter().find(|f| f.follow_app.is_some()) {
+            if catalog.is_none() {
+                return Err(BuildError::new(format!(
+                    "[sync] folder {} follows an app, which needs the catalog ([catalog] enable)",
+                    f.id
+                )));
+            }
+        }
+        let modes_file = ctx.data_dir().join(MODES_FILE);
         let metrics = Arc::new(Metrics::default());
         ctx.metrics().register(
             "sync_folder_need_files",
@@ -276,6 +305,8 @@ impl Component for Sync {
             metrics,
             tag,
             node: ctx.node_name().to_owned(),
+            catalog,
+            modes_file,
         }))
     }
 
@@ -355,11 +386,15 @@ impl Sync {
                 })?;
             }
         }
+        let mut saved = self.load_modes().await;
+        let _ = self.follow();
         // First the config (listen address, discovery off), then the tag
         // peers connect with.
         let cluster = ctx.cluster().clone();
         let mut events = cluster.member_events();
+        let mut changes = self.catalog.as_ref().map(Catalog::changes);
         let mut peers = self.reconcile(&cluster, client, &me).await?;
+        self.save_modes(&mut saved).await;
         self.set_tag(Some(&me)).await.map_err(|e| SyncError::Api {
             addr: client.addr(),
             message: format!("cannot set the sync tag: {e}"),
@@ -375,8 +410,10 @@ impl Sync {
                     return Err(e);
                 }
             }
+            let _ = self.follow();
             let step = async {
                 peers = self.reconcile(&cluster, client, &me).await?;
+                self.save_modes(&mut saved).await;
                 self.refresh(client, &peers).await
             };
             match step.await {
@@ -402,16 +439,118 @@ impl Sync {
                     last_error = Some(why);
                 }
             }
-            tokio::select! {
-                () = ctx.stopping() => return Ok(()),
-                _ = tick.tick() => {}
-                () = self.shared.kick.notified() => {}
-                ev = events.recv() => match ev {
-                    Ok(_) | Err(RecvError::Lagged(_)) => {}
-                    Err(RecvError::Closed) => return Ok(()),
-                },
+            loop {
+                tokio::select! {
+                    () = ctx.stopping() => return Ok(()),
+                    _ = tick.tick() => {}
+                    () = self.shared.kick.notified() => {}
+                    closed = catalog_changed(&mut changes) => {
+                        if closed {
+                            changes = None;
+                        }
+                        // A catalog change matters only when it moves a
+                        // followed app's folder.
+                        if !self.follow() {
+                            continue;
+                        }
+                    }
+                    ev = events.recv() => match ev {
+                        Ok(_) | Err(RecvError::Lagged(_)) => {}
+                        Err(RecvError::Closed) => return Ok(()),
+                    },
+                }
+                break;
             }
         }
+    }
+
+    /// The modes kept in DATA_DIR (modes already set in memory win); a
+    /// file that cannot be read is logged and ignored. Returns them as
+    /// saved.
+    async fn load_modes(&self) -> BTreeMap<String, Mode> {
+        let path = self.modes_file.clone();
+        let loaded = tokio::task::spawn_blocking(move || read_modes(&path))
+            .await
+            .unwrap_or_default();
+        let mut modes = self
+            .shared
+            .modes
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for (id, m) in &loaded {
+            if self.cfg.folders.0.iter().any(|f| f.id == *id) {
+                modes.entry(id.clone()).or_insert(*m);
+            }
+        }
+        if !loaded.is_empty() {
+            tracing::info!(modes = ?*modes, "sync: folder modes restored");
+        }
+        loaded
+    }
+
+    /// Write the modes file when the modes differ from `saved`.
+    async fn save_modes(&self, saved: &mut BTreeMap<String, Mode>) {
+        let modes = self
+            .shared
+            .modes
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        if modes == *saved {
+            return;
+        }
+        let path = self.modes_file.clone();
+        let bytes = plan::encode_modes(&modes);
+        let r = tokio::task::spawn_blocking(move || {
+            nuvol_agent::fsutil::write_atomic(&path, &bytes, 0o600)
+        })
+        .await;
+        match r {
+            Ok(Ok(())) => *saved = modes,
+            Ok(Err(e)) => {
+                tracing::warn!(file = %self.modes_file.display(), error = %e, "sync: cannot save the folder modes")
+            }
+            Err(e) => tracing::warn!(error = %e, "sync: cannot save the folder modes"),
+        }
+    }
+
+    /// The folders that follow an app: their mode from where the catalog
+    /// shows the app. Whether a mode changed.
+    fn follow(&self) -> bool {
+        let Some(catalog) = &self.catalog else {
+            return false;
+        };
+        if !self.cfg.folders.0.iter().any(|f| f.follow_app.is_some()) {
+            return false;
+        }
+        let all = catalog.entries(&Filter {
+            stype: None,
+            node: None,
+        });
+        let place = |app: &str| app_place(&all, &self.node, app);
+        let mut places = BTreeMap::new();
+        for f in &self.cfg.folders.0 {
+            if let Some(app) = &f.follow_app {
+                places.insert(f.id.clone(), place(app));
+            }
+        }
+        *self
+            .shared
+            .places
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = places;
+        let mut modes = self
+            .shared
+            .modes
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let changes = plan::follow(&self.cfg.folders.0, &self.node, place, &modes);
+        let changed = !changes.is_empty();
+        for (id, mode) in changes {
+            tracing::info!(folder = %id, mode = mode.as_str(), "sync: the folder follows its app");
+            modes.insert(id, mode);
+        }
+        changed
     }
 
     async fn set_tag(&self, me: Option<&DeviceId>) -> Result<(), ClusterError> {
@@ -482,6 +621,12 @@ impl Sync {
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone();
+        let places = self
+            .shared
+            .places
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
         let mut out = Vec::new();
         for f in self
             .cfg
@@ -500,6 +645,8 @@ impl Sync {
                     .unwrap_or_default()
                     .as_str()
                     .into(),
+                follow_app: f.follow_app.clone(),
+                app_place: places.get(&f.id).copied(),
                 nodes: sharing.iter().map(|p| p.node.clone()).collect(),
                 state: "unknown".into(),
                 ..FolderStatus::default()
@@ -571,6 +718,52 @@ impl Sync {
     }
 }
 
+/// The modes saved in `path`: none when it does not exist, or when it
+/// cannot be read or decoded (logged, and the file is left for a look;
+/// the next change overwrites it).
+pub fn read_modes(path: &Path) -> BTreeMap<String, Mode> {
+    match std::fs::read(path) {
+        Ok(bytes) => match plan::decode_modes(&bytes) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(file = %path.display(), error = %e, "sync: ignoring the saved folder modes");
+                BTreeMap::new()
+            }
+        },
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
+        Err(e) => {
+            tracing::warn!(file = %path.display(), error = %e, "sync: cannot read the saved folder modes");
+            BTreeMap::new()
+        }
+    }
+}
+
+/// Where `app` runs, from the catalog's entries: here when it is published
+/// and healthy on `me`, elsewhere when on another node, else nowhere.
+pub fn app_place(entries: &[nuvol_catalog::model::ServiceEntry], me: &str, app: &str) -> AppPlace {
+    if app_health(entries, me, app) == Some(true) {
+        return AppPlace::Here;
+    }
+    let elsewhere = entries
+        .iter()
+        .filter(|e| e.node != me)
+        .any(|e| app_health(entries, &e.node, app) == Some(true));
+    if elsewhere {
+        AppPlace::Elsewhere
+    } else {
+        AppPlace::Nowhere
+    }
+}
+
+/// Wait for the catalog's next change; `true` when it is gone (then the
+/// caller stops watching). Never ends without a catalog.
+async fn catalog_changed(changes: &mut Option<tokio::sync::watch::Receiver<u64>>) -> bool {
+    match changes {
+        Some(c) => c.changed().await.is_err(),
+        None => std::future::pending().await,
+    }
+}
+
 /// `*.sync-conflict-*` files under `dir` (at most [`MAX_WALK`] entries
 /// looked at; Syncthing's own `.stversions` and `.stfolder` skipped).
 pub fn count_conflicts(dir: &Path) -> u64 {
@@ -616,14 +809,33 @@ mod tests {
     }
 
     #[test]
+    fn saved_modes_are_read_and_bad_files_ignored() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join(MODES_FILE);
+        assert!(read_modes(&p).is_empty(), "no file yet");
+        let mut m = BTreeMap::new();
+        m.insert("db".to_owned(), Mode::SendOnly);
+        nuvol_agent::fsutil::write_atomic(&p, &plan::encode_modes(&m), 0o600).unwrap();
+        assert_eq!(read_modes(&p), m);
+        std::fs::write(&p, b"{\"version\": 1, \"modes\": {\"db\": 7").unwrap();
+        assert!(read_modes(&p).is_empty(), "a torn file is ignored");
+        std::fs::write(&p, b"\xff\xfe").unwrap();
+        assert!(read_modes(&p).is_empty());
+        std::fs::create_dir_all(d.path().join("dir")).unwrap();
+        assert!(read_modes(&d.path().join("dir")).is_empty(), "unreadable");
+    }
+
+    #[test]
     fn set_mode_refuses_unknown_folders_and_wakes_the_loop() {
         let shared = Arc::new(Shared {
             status: RwLock::new(SyncStatus::default()),
             modes: RwLock::new(BTreeMap::new()),
+            places: RwLock::new(BTreeMap::new()),
             folders: vec![FolderSpec {
                 id: "app".into(),
                 path: "/srv/app".into(),
                 nodes: Vec::new(),
+                follow_app: None,
             }],
             kick: Notify::new(),
         });

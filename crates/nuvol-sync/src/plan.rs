@@ -425,6 +425,89 @@ pub fn plan(i: &Inputs<'_>, current: &StConfig) -> Option<StConfig> {
     (next != *current).then_some(next)
 }
 
+/// Where the app a folder follows runs, as this node's catalog shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AppPlace {
+    /// Published and healthy on this node.
+    Here,
+    /// Published and healthy on another node (and not here).
+    Elsewhere,
+    /// Nowhere healthy (stopped, moving, or its node cut off).
+    Nowhere,
+}
+
+impl AppPlace {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AppPlace::Here => "here",
+            AppPlace::Elsewhere => "elsewhere",
+            AppPlace::Nowhere => "nowhere",
+        }
+    }
+}
+
+/// The modes to change for the folders that follow an app: send-only
+/// where the app runs, receive-only where it does not but runs elsewhere.
+/// Where it runs nowhere the last mode is kept (a failover in progress
+/// must not make every copy send-receive); a folder with no mode yet
+/// starts receive-only. Folders this node does not share are left out.
+pub fn follow(
+    specs: &[FolderSpec],
+    node: &str,
+    place: impl Fn(&str) -> AppPlace,
+    modes: &BTreeMap<String, Mode>,
+) -> Vec<(String, Mode)> {
+    let mut out = Vec::new();
+    for spec in specs.iter().filter(|s| s.shared_by(node)) {
+        let Some(app) = &spec.follow_app else {
+            continue;
+        };
+        let now = modes.get(&spec.id).copied();
+        let want = match place(app) {
+            AppPlace::Here => Mode::SendOnly,
+            AppPlace::Elsewhere => Mode::ReceiveOnly,
+            AppPlace::Nowhere => now.unwrap_or(Mode::ReceiveOnly),
+        };
+        if now != Some(want) {
+            out.push((spec.id.clone(), want));
+        }
+    }
+    out
+}
+
+/// The version of the modes file (`DATA_DIR/sync-modes.json`).
+pub const MODES_VERSION: u32 = 1;
+
+#[derive(Serialize, Deserialize)]
+struct ModesFile {
+    version: u32,
+    modes: BTreeMap<String, Mode>,
+}
+
+/// The modes file's content.
+pub fn encode_modes(modes: &BTreeMap<String, Mode>) -> Vec<u8> {
+    let f = ModesFile {
+        version: MODES_VERSION,
+        modes: modes.clone(),
+    };
+    let mut v = serde_json::to_vec_pretty(&f).unwrap_or_default();
+    v.push(b'\n');
+    v
+}
+
+/// The modes of a modes file, or why it cannot be read.
+pub fn decode_modes(bytes: &[u8]) -> Result<BTreeMap<String, Mode>, String> {
+    let f: ModesFile = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+    if f.version != MODES_VERSION {
+        return Err(format!(
+            "version {} (this agent reads {MODES_VERSION})",
+            f.version
+        ));
+    }
+    Ok(f.modes)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -467,6 +550,7 @@ mod tests {
             id: id.into(),
             path: PathBuf::from(path),
             nodes: nodes.iter().map(|n| (*n).to_owned()).collect(),
+            follow_app: None,
         }
     }
 
@@ -741,5 +825,66 @@ mod tests {
         assert!(next.devices.iter().any(|d| d == &cur.devices[1]));
         assert_eq!(next.folders[0], cur.folders[0]);
         assert_eq!(c.plan(&next), None);
+    }
+
+    #[test]
+    fn a_folder_follows_its_app_and_keeps_its_mode_when_it_runs_nowhere() {
+        let mut f = spec("db", "/srv/db", &[]);
+        f.follow_app = Some("db".into());
+        let mut other = spec("docs", "/srv/docs", &[]);
+        other.follow_app = None;
+        let mut elsewhere_only = spec("x", "/srv/x", &["b"]);
+        elsewhere_only.follow_app = Some("db".into());
+        let specs = vec![f, other, elsewhere_only];
+        let mut modes = BTreeMap::new();
+        let at = |p: AppPlace| move |_: &str| p;
+        // Never placed, and nowhere: receive-only.
+        assert_eq!(
+            follow(&specs, "a", at(AppPlace::Nowhere), &modes),
+            [("db".to_owned(), Mode::ReceiveOnly)]
+        );
+        assert_eq!(
+            follow(&specs, "a", at(AppPlace::Here), &modes),
+            [("db".to_owned(), Mode::SendOnly)]
+        );
+        modes.insert("db".to_owned(), Mode::SendOnly);
+        // Runs here: nothing to change; nowhere: the last mode is kept.
+        assert!(follow(&specs, "a", at(AppPlace::Here), &modes).is_empty());
+        assert!(follow(&specs, "a", at(AppPlace::Nowhere), &modes).is_empty());
+        // It moved.
+        assert_eq!(
+            follow(&specs, "a", at(AppPlace::Elsewhere), &modes),
+            [("db".to_owned(), Mode::ReceiveOnly)]
+        );
+        modes.insert("db".to_owned(), Mode::ReceiveOnly);
+        assert!(follow(&specs, "a", at(AppPlace::Nowhere), &modes).is_empty());
+        // The place is asked by the app's name.
+        let by_name = |app: &str| {
+            if app == "db" {
+                AppPlace::Here
+            } else {
+                AppPlace::Elsewhere
+            }
+        };
+        assert_eq!(
+            follow(&specs, "a", by_name, &modes),
+            [("db".to_owned(), Mode::SendOnly)]
+        );
+    }
+
+    #[test]
+    fn modes_files_round_trip_and_bad_ones_are_refused() {
+        let mut m = BTreeMap::new();
+        m.insert("db".to_owned(), Mode::SendOnly);
+        m.insert("pics".to_owned(), Mode::ReceiveOnly);
+        let bytes = encode_modes(&m);
+        assert_eq!(decode_modes(&bytes).unwrap(), m);
+        let text = String::from_utf8(bytes).unwrap();
+        assert!(text.contains("\"version\": 1"), "{text}");
+        assert!(text.contains("\"db\": \"sendonly\""), "{text}");
+        assert!(decode_modes(b"{not json").is_err());
+        assert!(decode_modes(br#"{"version":1,"modes":{"db":"sideways"}}"#).is_err());
+        let e = decode_modes(br#"{"version":9,"modes":{}}"#).unwrap_err();
+        assert!(e.contains("version 9"), "{e}");
     }
 }

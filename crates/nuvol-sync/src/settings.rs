@@ -37,9 +37,11 @@ nuvol_agent::settings! {
         /// Time between two looks at Syncthing (its config, the folders'
         /// state); membership changes are applied at once.
         poll_every: Duration = Duration::from_secs(5), flag "sync-poll-every";
-        /// The shared folders: { id, path, nodes = [gossip node names] }
-        /// (nodes empty: every node with sync on); flag ID=PATH[:NODE,...]
-        /// (repeatable).
+        /// The shared folders: { id, path, nodes = [gossip node names],
+        /// follow_app = "NAME" } (nodes empty: every node with sync on;
+        /// follow_app: send-only on the node where app NAME runs,
+        /// receive-only on the others, flipping when it moves); flag
+        /// ID=PATH[:NODE,...] (repeatable).
         folders: Folders = Folders::default(), flag "sync-folder";
     }
 }
@@ -53,6 +55,9 @@ pub struct FolderSpec {
     pub path: PathBuf,
     /// The nodes sharing it (gossip names); empty: every node with sync.
     pub nodes: Vec<String>,
+    /// The app it follows: send-only on the node where the app runs
+    /// (published and healthy in the catalog), receive-only elsewhere.
+    pub follow_app: Option<String>,
 }
 
 impl FolderSpec {
@@ -69,7 +74,7 @@ pub struct Folders(pub Vec<FolderSpec>);
 fn folder_from_table(v: Value, i: usize) -> Result<FolderSpec, BadValue> {
     let Value::Table(mut t) = v else {
         return Err(BadValue(format!(
-            "folders[{i}]: expected a table {{ id, path, nodes }}"
+            "folders[{i}]: expected a table {{ id, path, nodes, follow_app }}"
         )));
     };
     let text = |t: &mut toml::Table, k: &str| -> Result<String, BadValue> {
@@ -98,12 +103,26 @@ fn folder_from_table(v: Value, i: usize) -> Result<FolderSpec, BadValue> {
             )))
         }
     };
+    let follow_app = match t.remove("follow_app") {
+        None => None,
+        Some(Value::String(s)) => Some(s),
+        Some(_) => {
+            return Err(BadValue(format!(
+                "folders[{i}].follow_app: expected an app name"
+            )))
+        }
+    };
     if let Some(k) = t.keys().next() {
         return Err(BadValue(format!(
-            "folders[{i}].{k}: unknown key (keys: id, path, nodes)"
+            "folders[{i}].{k}: unknown key (keys: id, path, nodes, follow_app)"
         )));
     }
-    Ok(FolderSpec { id, path, nodes })
+    Ok(FolderSpec {
+        id,
+        path,
+        nodes,
+        follow_app,
+    })
 }
 
 impl Setting for Folders {
@@ -143,6 +162,7 @@ impl Setting for Folders {
             id: id.to_owned(),
             path: PathBuf::from(path),
             nodes,
+            follow_app: None,
         }]))
     }
     fn merge(file: Option<Self>, flags: Option<Self>) -> Option<Self> {
@@ -240,6 +260,12 @@ impl Validate for SyncSettings {
                     format!("path {} is given to two folders", f.path.display()),
                 ));
             }
+            if f.follow_app.as_ref().is_some_and(|a| a.trim().is_empty()) {
+                return Err(ConfigError::invalid::<Self>(
+                    "folders",
+                    format!("folder {}: follow_app is empty", f.id),
+                ));
+            }
             if let Some(n) = f.nodes.iter().find(|n| n.trim().is_empty()) {
                 return Err(ConfigError::invalid::<Self>(
                     "folders",
@@ -277,7 +303,7 @@ mod tests {
     #[test]
     fn folders_from_the_file_and_flags() {
         let s = load(
-            "[sync]\nenable = true\nfolders = [{ id = 'docs', path = '/srv/docs' }, { id = 'app.db', path = '/srv/db', nodes = ['a', 'b'] }]\n",
+            "[sync]\nenable = true\nfolders = [{ id = 'docs', path = '/srv/docs' }, { id = 'app.db', path = '/srv/db', nodes = ['a', 'b'], follow_app = 'db' }]\n",
             &["--sync-folder", "pics=/srv/pics:a,c", "--sync-folder", "x=/srv/x:y/z"],
         )
         .unwrap();
@@ -286,6 +312,8 @@ mod tests {
         assert_eq!(f[0].id, "docs");
         assert!(f[0].nodes.is_empty() && f[0].shared_by("any"));
         assert_eq!(f[1].nodes, ["a", "b"]);
+        assert_eq!(f[1].follow_app.as_deref(), Some("db"));
+        assert_eq!(f[0].follow_app, None);
         assert!(!f[1].shared_by("c"));
         assert_eq!(f[2].path, PathBuf::from("/srv/pics"));
         assert_eq!(f[2].nodes, ["a", "c"]);
@@ -327,6 +355,16 @@ mod tests {
         )
         .contains("folders[0].mode: unknown key"));
         assert!(e("[sync]\nfolders = [{ path = '/a' }]\n", &[]).contains("id is missing"));
+        assert!(e(
+            "[sync]\nfolders = [{ id = 'a', path = '/a', follow_app = '' }]\n",
+            &[]
+        )
+        .contains("folder a: follow_app is empty"));
+        assert!(e(
+            "[sync]\nfolders = [{ id = 'a', path = '/a', follow_app = 1 }]\n",
+            &[]
+        )
+        .contains("folders[0].follow_app: expected an app name"));
         assert!(e("", &["--sync-folder", "nopath"]).contains("expected ID=PATH"));
         assert!(e("[sync]\nlisten = '0.0.0.0:22000'\n", &[]).contains("not a tcp://IP:PORT"));
         assert!(e("[sync]\ngui = 'nowhere'\n", &[]).starts_with("invalid sync.gui"));

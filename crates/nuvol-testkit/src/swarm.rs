@@ -99,6 +99,33 @@ impl SwarmLab {
         self.daemons[k].as_ref().expect("the node was killed")
     }
 
+    /// Cut node `k` off from the other nodes (not from the host): its
+    /// namespace drops every packet from or to their addresses. Undone by
+    /// [`SwarmLab::heal`].
+    pub fn cut(&self, k: usize) -> Result<(), String> {
+        self.cut_rules(k, "-I")
+    }
+
+    /// Undo [`SwarmLab::cut`].
+    pub fn heal(&self, k: usize) -> Result<(), String> {
+        self.cut_rules(k, "-D")
+    }
+
+    fn cut_rules(&self, k: usize, op: &str) -> Result<(), String> {
+        let ns = &self.namespaces[k];
+        for (j, ip) in self.ips.iter().enumerate() {
+            if j == k {
+                continue;
+            }
+            for (chain, dir) in [("INPUT", "-s"), ("OUTPUT", "-d")] {
+                run(&[
+                    "ip", "netns", "exec", ns, "iptables", op, chain, dir, ip, "-j", "DROP",
+                ])?;
+            }
+        }
+        Ok(())
+    }
+
     /// Kill everything in node `k`'s namespace (SIGKILL): its agent, its
     /// dockerd, containerd, the containers, as a node that lost power.
     pub fn kill_node(&mut self, k: usize) {

@@ -15,7 +15,7 @@ use nuvol_agent::cluster::Cluster;
 use nuvol_agent::http::{Access, HttpRoute};
 use nuvol_agent::{BuildCtx, BuildError, Component, ComponentError, OwnedTags, RunCtx};
 use nuvol_catalog::component::Catalog;
-use nuvol_catalog::model::{Filter, Status};
+use nuvol_catalog::model::Filter;
 use nuvol_gossip::MemberStatus;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -441,15 +441,7 @@ async fn health_loop(
     let mut last_probe: Option<Instant> = None;
     loop {
         let members = cluster.members().await.unwrap_or_default();
-        let alive = members
-            .iter()
-            .filter(|m| m.status == MemberStatus::Alive)
-            .count();
-        let known = members
-            .iter()
-            .filter(|m| matches!(m.status, MemberStatus::Alive | MemberStatus::Failed))
-            .count();
-        let standing = Standing { alive, known };
+        let standing = Standing::of(&members);
         if last_probe.is_none_or(|t| t.elapsed() >= Duration::from_secs(2)) {
             last_probe = Some(Instant::now());
             for g in entries.iter().filter_map(|e| e.tie_breaker) {
@@ -468,23 +460,17 @@ async fn health_loop(
         for (i, e) in entries.iter().enumerate() {
             let mut tracked = Vec::new();
             for s in &e.track_services {
-                let mine: Vec<_> = local
-                    .iter()
-                    .filter(|x| x.stype.eq_ignore_ascii_case(s))
-                    .collect();
                 tracked.push(Tracked {
                     what: format!("service {s}"),
-                    healthy: healthy(&mine),
+                    healthy: nuvol_catalog::model::health_of(
+                        local.iter().filter(|x| x.stype.eq_ignore_ascii_case(s)),
+                    ),
                 });
             }
             for a in &e.track_apps {
-                let mine: Vec<_> = local
-                    .iter()
-                    .filter(|x| x.txt.iter().any(|(k, v)| k == "app" && v == a))
-                    .collect();
                 tracked.push(Tracked {
                     what: format!("app {a}"),
-                    healthy: healthy(&mine),
+                    healthy: nuvol_catalog::model::app_health(&local, &shared.node, a),
                 });
             }
             let tie = match e.tie_breaker {
@@ -514,17 +500,6 @@ async fn health_loop(
             _ = tokio::time::sleep(HEALTH_EVERY) => {}
         }
     }
-}
-
-fn healthy(entries: &[&nuvol_catalog::model::ServiceEntry]) -> Option<bool> {
-    if entries.is_empty() {
-        return None;
-    }
-    Some(
-        entries
-            .iter()
-            .all(|e| matches!(e.status, Status::Passing | Status::Warning)),
-    )
 }
 
 /// Whether the gateway answers a ping within a second.

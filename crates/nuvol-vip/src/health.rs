@@ -3,26 +3,12 @@
 //! it the catalog's health and the gossip membership; the answer goes to
 //! [`Router::set_fault`](crate::router::Router::set_fault).
 //!
-//! Quorum, counted over the gossip members that have not left (alive,
-//! suspect or failed; a reaped or departed member no longer counts):
-//! - more than half alive (this node included): may claim;
-//! - fewer than half: Fault, the other side has the majority;
-//! - exactly half (a two-node cluster that lost its peer, or a 2 + 2
-//!   split): only with a tie-breaker. Either a witness node, a nuvol agent
-//!   that runs nothing else, whose membership makes the count odd (so
-//!   there is no exact half any more), or a gateway address this node can
-//!   reach (`tie_breaker`): the side that still reaches the LAN's router
-//!   keeps the VIP. Without one the router holds back, rather than risk a
-//!   split brain silently.
+//! Quorum is the core's rule ([`nuvol_agent::quorum`]), the one fencing
+//! uses too: a strict majority of the gossip members that have not left;
+//! exactly half only with a reachable gateway tie-breaker (`tie_breaker`)
+//! or a witness node that makes the count odd.
 
-/// The gossip membership as this node sees it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Standing {
-    /// Alive members, this node included.
-    pub alive: usize,
-    /// Members that have not left (alive + suspect + failed).
-    pub known: usize,
-}
+pub use nuvol_agent::quorum::{Standing, TieBreaker};
 
 /// One tracked service or app, by its catalog health on this node.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,15 +17,6 @@ pub struct Tracked {
     pub what: String,
     /// `None`: not running or not published on this node.
     pub healthy: Option<bool>,
-}
-
-/// The tie-breaker's answer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TieBreaker {
-    /// None configured.
-    None,
-    /// A gateway, and whether it answered the last probe.
-    Gateway { reachable: bool },
 }
 
 /// `Some(reason)` when the node must not claim the VIP.
@@ -51,27 +28,7 @@ pub fn fault(standing: Standing, tie: TieBreaker, tracked: &[Tracked]) -> Option
             None => return Some(format!("{} does not run on this node", t.what)),
         }
     }
-    let Standing { alive, known } = standing;
-    // This node is always alive in its own view.
-    let alive = alive.max(1);
-    let known = known.max(alive);
-    if alive * 2 > known {
-        return None;
-    }
-    if alive * 2 < known {
-        return Some(format!(
-            "minority side of a partition: {alive} of {known} members alive"
-        ));
-    }
-    match tie {
-        TieBreaker::Gateway { reachable: true } => None,
-        TieBreaker::Gateway { reachable: false } => Some(format!(
-            "no majority ({alive} of {known} members alive) and the tie-breaker gateway does not answer"
-        )),
-        TieBreaker::None => Some(format!(
-            "no majority ({alive} of {known} members alive) and no tie-breaker: set tie_breaker to a gateway address or add a witness node"
-        )),
-    }
+    nuvol_agent::quorum::check(standing, tie).err()
 }
 
 #[cfg(test)]

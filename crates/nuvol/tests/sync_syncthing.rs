@@ -13,6 +13,15 @@
 //!   `SyncHandle::set_mode` (send-only here, receive-only there, then the
 //!   other way round, as on an HA app's failover) changes the folder type
 //!   in both Syncthings and the data follows the new direction;
+//! - a folder that follows an app (`follow_app`, two agents with a real
+//!   process app, busybox httpd): send-only on the node running the app,
+//!   receive-only on the other; the runner's writes reach the other node
+//!   while a write on the receive-only side stays there; the app stopped
+//!   on one node and installed on the other flips both folder types and
+//!   the data follows; the modes are in DATA_DIR/sync-modes.json and kept
+//!   while the app runs nowhere, across an agent restart too; `nuvol sync
+//!   status` shows the followed app and where it runs (needs root and
+//!   busybox-static as well);
 //! - bad input: attaching with a wrong API key, and a Syncthing that is not
 //!   installed, are clear errors in `/v1/sync` and the component table,
 //!   while the rest of the agent runs.
@@ -563,6 +572,257 @@ async fn a_folders_mode_flips_on_failover() {
 
     for (agent, _, _, _) in nodes.drain(..).rev() {
         agent.shutdown(false).await;
+    }
+}
+
+const BUSYBOX: &str = "/bin/busybox";
+
+/// Kills the process apps a failed test leaves behind (their state files).
+struct ReapApps(Vec<PathBuf>);
+
+impl Drop for ReapApps {
+    fn drop(&mut self) {
+        for data in &self.0 {
+            let Ok(rd) = std::fs::read_dir(data.join("apps-proc/procs")) else {
+                continue;
+            };
+            for e in rd.flatten() {
+                let Ok(t) = std::fs::read_to_string(e.path()) else {
+                    continue;
+                };
+                let Some(pid) = nuvol_apps::process::parse_state(&t)
+                    .ok()
+                    .and_then(|s| s.pid)
+                else {
+                    continue;
+                };
+                if let Some(p) = rustix::process::Pid::from_raw(pid as i32) {
+                    let _ = rustix::process::kill_process_group(p, rustix::process::Signal::KILL);
+                }
+            }
+        }
+    }
+}
+
+/// A node with the folder `db` following the app `db`, and process apps.
+fn spawn_follow(
+    name: &str,
+    join: Option<&NuvolAgent>,
+    reap: &mut Reap,
+    apps: &mut ReapApps,
+) -> Node {
+    let dir = tempfile::tempdir().unwrap();
+    // Process apps run as nobody, who goes through the data directory.
+    std::fs::create_dir(dir.path().join("data")).unwrap();
+    for d in [dir.path().to_owned(), dir.path().join("data")] {
+        std::fs::set_permissions(d, std::os::unix::fs::PermissionsExt::from_mode(0o711)).unwrap();
+    }
+    let ip = fresh_ip();
+    let home = dir.path().join("st");
+    let folder = dir.path().join("db");
+    let (gui, port) = (free_port(), free_port());
+    let cfg = dir.path().join("nuvol.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            r#"[sync]
+enable = true
+home = "{}"
+gui = "127.0.0.1:{gui}"
+listen = "tcp://{ip}:{port}"
+poll_every = "1s"
+folders = [{{ id = "db", path = "{}", follow_app = "db" }}]
+"#,
+            home.display(),
+            folder.display()
+        ),
+    )
+    .unwrap();
+    reap.0.push(home.clone());
+    apps.0.push(dir.path().join("data"));
+    let mut b = NuvolAgent::builder(NUVOL, name)
+        .ip(ip)
+        .profile("local")
+        .data_dir(dir.path().join("data"))
+        .arg(format!("--config={}", cfg.display()))
+        .arg("--mdns=false")
+        .arg("--apps-reconcile-every=1s")
+        .arg("--docker-socket=/nonexistent/docker.sock");
+    if let Some(j) = join {
+        b = b.join_agent(j);
+    }
+    Node {
+        agent: b.spawn().unwrap(),
+        home,
+        folder,
+        gui,
+        port,
+        _dir: dir,
+    }
+}
+
+/// The type of folder `id` in the node's Syncthing.
+fn st_type(n: &Node, id: &str) -> Option<String> {
+    n.syncthing("/rest/config")?["folders"]
+        .as_array()?
+        .iter()
+        .find(|f| f["id"] == id)?["type"]
+        .as_str()
+        .map(str::to_owned)
+}
+
+/// Install the process app `db` (busybox httpd on `port`) on `n`.
+fn install_db(n: &Node, port: u16) {
+    let file = n._dir.path().join("db.yml");
+    std::fs::write(
+        &file,
+        format!(
+            r#"x-nuvol:
+  id: db
+  driver: process
+  publish:
+    - {{type: http, port: {port}}}
+services:
+  web:
+    command: ["{BUSYBOX}", "httpd", "-f", "-p", "{port}"]
+    ports: ["{port}"]
+    restart: always
+    stop_grace_period: 1s
+"#
+        ),
+    )
+    .unwrap();
+    wait_until_msg("the apps component up", T, POLL, || {
+        n.agent
+            .cli_run(&["app", "list"])
+            .is_ok_and(|o| o.status.success())
+    })
+    .unwrap();
+    let out = n
+        .agent
+        .cli(&["app", "install", file.to_str().unwrap()])
+        .unwrap();
+    assert!(out.starts_with("installed db"), "{out}");
+}
+
+#[test]
+fn a_folder_follows_its_app_when_it_moves() {
+    if syncthing_missing("sync_syncthing follow_app") {
+        return;
+    }
+    if !rustix::process::getuid().is_root() {
+        skip_or_fail(
+            "sync_syncthing follow_app",
+            "it needs root (process apps run as nobody)",
+        );
+        return;
+    }
+    if !Path::new(BUSYBOX).exists() {
+        skip_or_fail(
+            "sync_syncthing follow_app",
+            "/bin/busybox is missing (apt-get install busybox-static)",
+        );
+        return;
+    }
+    let mut reap = Reap(Vec::new());
+    let mut apps = ReapApps(Vec::new());
+    let a = spawn_follow("follow-a", None, &mut reap, &mut apps);
+    let mut b = spawn_follow("follow-b", Some(&a.agent), &mut reap, &mut apps);
+    for n in [&a, &b] {
+        wait_until_msg("the folder shared with the peer", T, POLL, || {
+            n.folder_status("db").is_some_and(|f| {
+                f["nodes"].as_array().is_some_and(|l| l.len() == 1)
+                    && f["connected"].as_array().is_some_and(|l| l.len() == 1)
+            })
+        })
+        .unwrap();
+    }
+    // The app runs nowhere yet: both receive-only.
+    let f = a.folder_status("db").unwrap();
+    assert_eq!(f["follow_app"], "db", "{f}");
+    assert_eq!(f["app_place"], "nowhere", "{f}");
+    assert_eq!(f["type"], "receiveonly", "{f}");
+
+    // Installed on a: a sends, b receives.
+    install_db(&a, free_port());
+    wait_until_msg("a send-only, b receive-only", T, POLL, || {
+        st_type(&a, "db").as_deref() == Some("sendonly")
+            && st_type(&b, "db").as_deref() == Some("receiveonly")
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}\n{}", a.agent.log_tail(20), b.agent.log_tail(20)));
+    let fa = a.folder_status("db").unwrap();
+    assert_eq!(fa["app_place"], "here", "{fa}");
+    let fb = b.folder_status("db").unwrap();
+    assert_eq!(fb["app_place"], "elsewhere", "{fb}");
+    let out = a.agent.cli(&["sync", "status"]).unwrap();
+    assert!(out.contains("db(here)"), "{out}");
+
+    std::fs::write(a.folder.join("state.db"), "v1 from a").unwrap();
+    wait_until_msg("a's data on b", T, POLL, || {
+        std::fs::read_to_string(b.folder.join("state.db")).is_ok_and(|t| t == "v1 from a")
+    })
+    .unwrap();
+    // A write on the receive-only side stays there: once b's Syncthing has
+    // seen it as a local change, and a later write of a's has reached b,
+    // a still does not have it.
+    std::fs::write(b.folder.join("stray.txt"), "from b").unwrap();
+    wait_until_msg("b's Syncthing sees its local change", T, POLL, || {
+        b.syncthing("/rest/db/status?folder=db")
+            .is_some_and(|s| s["receiveOnlyTotalItems"].as_u64().unwrap_or(0) > 0)
+    })
+    .unwrap();
+    std::fs::write(a.folder.join("marker"), "after the stray write").unwrap();
+    wait_until_msg("a's later write on b", T, POLL, || {
+        b.folder.join("marker").exists()
+    })
+    .unwrap();
+    assert!(
+        !a.folder.join("stray.txt").exists(),
+        "a receive-only folder's write went back to the sender"
+    );
+
+    // The app moves: stopped on a, installed on b. b sends, a receives.
+    let out = a.agent.cli(&["app", "stop", "db"]).unwrap();
+    assert!(out.contains("db"), "{out}");
+    install_db(&b, free_port());
+    wait_until_msg("a receive-only, b send-only", T, POLL, || {
+        st_type(&a, "db").as_deref() == Some("receiveonly")
+            && st_type(&b, "db").as_deref() == Some("sendonly")
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}\n{}", a.agent.log_tail(20), b.agent.log_tail(20)));
+    std::fs::write(b.folder.join("state.db"), "v2 from b").unwrap();
+    wait_until_msg("b's data on a", T, POLL, || {
+        std::fs::read_to_string(a.folder.join("state.db")).is_ok_and(|t| t == "v2 from b")
+    })
+    .unwrap();
+    // The modes are kept for a restart.
+    let saved = std::fs::read_to_string(a._dir.path().join("data/sync-modes.json")).unwrap();
+    let v: Value = serde_json::from_str(&saved).unwrap();
+    assert_eq!(v["modes"]["db"], "receiveonly", "{saved}");
+    assert!(a.agent.log_contains("sync: the folder follows its app"));
+
+    // While the app runs nowhere the modes are kept, across a restart too:
+    // stopped on b, b's agent killed and started again, b stays send-only
+    // (with no saved mode it would start receive-only).
+    b.agent.cli(&["app", "stop", "db"]).unwrap();
+    wait_until_msg("db runs nowhere, seen from b", T, POLL, || {
+        b.folder_status("db")
+            .is_some_and(|f| f["app_place"] == "nowhere")
+    })
+    .unwrap();
+    b.agent.restart().unwrap();
+    wait_until_msg("b's folder after the restart", T, POLL, || {
+        b.folder_status("db")
+            .is_some_and(|f| f["state"] != "unknown" && f["app_place"] == "nowhere")
+    })
+    .unwrap();
+    let f = b.folder_status("db").unwrap();
+    assert_eq!(f["type"], "sendonly", "{f}");
+    assert_eq!(st_type(&b, "db").as_deref(), Some("sendonly"));
+    assert!(b.agent.log_contains("sync: folder modes restored"));
+
+    for n in [&a, &b] {
+        let _ = n.agent.cli_run(&["app", "remove", "db"]);
     }
 }
 

@@ -10,6 +10,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use maud::{html, Markup};
+use nuvol_sync::plan::AppPlace;
 use nuvol_sync::{SyncHandle, SyncStatus};
 use nuvol_vip::component::{parse_tag, RemoteVip, VipsHandle, TAG as VIP_TAG};
 use std::collections::BTreeMap;
@@ -286,7 +287,22 @@ fn sync_card(l: Lang, s: &SyncStatus) -> Markup {
                             @for f in &s.folders {
                                 tr data-folder=(f.id) {
                                     td { (f.id) @if let Some(e) = &f.error { br; span class="muted" { (e) } } }
-                                    td { (f.kind) }
+                                    td {
+                                        (f.kind)
+                                        @if let Some(app) = &f.follow_app {
+                                            br;
+                                            span class="muted" {
+                                                (T::SyncFollows.get(l)) " " (app)
+                                                @if let Some(p) = f.app_place {
+                                                    ": " (match p {
+                                                        AppPlace::Here => T::SyncAppHere.get(l),
+                                                        AppPlace::Elsewhere => T::SyncAppElsewhere.get(l),
+                                                        AppPlace::Nowhere => T::SyncAppNowhere.get(l),
+                                                    })
+                                                }
+                                            }
+                                        }
+                                    }
                                     td { (f.state) }
                                     td { (yes_no(f.in_sync)) }
                                     td { (f.need_files) }
@@ -339,22 +355,32 @@ mod tests {
                 error: Some("Syncthing at 127.0.0.1:8384 refused the API key <b>".into()),
                 ..Default::default()
             },
-            folders: vec![nuvol_sync::FolderStatus {
-                id: "docs".into(),
-                kind: "sendonly".into(),
-                state: "idle".into(),
-                in_sync: true,
-                need_files: 3,
-                conflicts: 1,
-                nodes: vec!["b".into(), "c".into()],
-                ..Default::default()
-            }],
+            folders: vec![
+                nuvol_sync::FolderStatus {
+                    id: "docs".into(),
+                    kind: "sendonly".into(),
+                    state: "idle".into(),
+                    in_sync: true,
+                    need_files: 3,
+                    conflicts: 1,
+                    nodes: vec!["b".into(), "c".into()],
+                    ..Default::default()
+                },
+                nuvol_sync::FolderStatus {
+                    id: "db".into(),
+                    kind: "receiveonly".into(),
+                    follow_app: Some("<db>".into()),
+                    app_place: Some(AppPlace::Elsewhere),
+                    ..Default::default()
+                },
+            ],
         };
         let h = sync_card(Lang::En, &s).into_string();
         assert!(h.contains("Syncthing not running"), "{h}");
         assert!(h.contains("refused the API key &lt;b&gt;"), "{h}");
         assert!(h.contains(r#"<tr data-folder="docs"><td>docs</td><td>sendonly</td><td>idle</td><td>yes</td><td>3</td><td>1</td>"#), "{h}");
         assert!(h.contains("b, c"));
+        assert!(h.contains(r#"<td>receiveonly<br><span class="muted">follows app &lt;db&gt;: runs on another node</span></td>"#), "{h}");
         let empty = SyncStatus::default();
         assert!(sync_card(Lang::Ca, &empty)
             .into_string()

@@ -30,6 +30,14 @@ fn text(v: &Value) -> String {
     if let Some(e) = v["error"].as_str() {
         out.push_str(&format!("Error: {e}\n"));
     }
+    if let Some(f) = v["fenced"].as_str() {
+        out.push_str(&format!(
+            "Fenced: {f}; singleton containers are stopped ({} so far)\n",
+            v["fenced_total"].as_u64().unwrap_or(0)
+        ));
+    } else if let Some(f) = v["fence_pending"].as_str() {
+        out.push_str(&format!("Fencing soon: {f}\n"));
+    }
     let nodes = v["nodes"].as_array().cloned().unwrap_or_default();
     if !nodes.is_empty() {
         let mut lines = vec!["NODE|ID|ROLE|AVAILABILITY|STATE|ADDRESS".to_owned()];
@@ -104,5 +112,18 @@ mod tests {
             t,
             "Swarm unreachable\nError: cannot reach the Docker daemon at /nope: no such socket"
         );
+        let t = text(&serde_json::json!({
+            "state": "active", "managers": [], "nodes": [],
+            "fenced": "minority side of a partition: 1 of 3 members alive", "fenced_total": 2
+        }));
+        assert!(
+            t.contains("Fenced: minority side of a partition: 1 of 3 members alive; singleton containers are stopped (2 so far)"),
+            "{t}"
+        );
+        let t = text(&serde_json::json!({
+            "state": "active", "managers": [], "nodes": [], "fenced": null,
+            "fence_pending": "minority side of a partition: 1 of 3 members alive"
+        }));
+        assert!(t.contains("Fencing soon: minority side"), "{t}");
     }
 }

@@ -34,7 +34,7 @@ fn text(v: &Value) -> String {
     if let Some(e) = st["error"].as_str() {
         out.push_str(&format!("Error: {e}\n"));
     }
-    let mut lines = vec!["FOLDER|TYPE|STATE|IN SYNC|NEED|CONFLICTS|NODES|PATH".to_owned()];
+    let mut lines = vec!["FOLDER|TYPE|FOLLOWS|STATE|IN SYNC|NEED|CONFLICTS|NODES|PATH".to_owned()];
     for f in v["folders"].as_array().into_iter().flatten() {
         let nodes: Vec<&str> = f["nodes"]
             .as_array()
@@ -42,10 +42,18 @@ fn text(v: &Value) -> String {
             .flatten()
             .filter_map(Value::as_str)
             .collect();
+        // The app the folder follows, and where it runs (here,
+        // elsewhere, nowhere).
+        let follows = match (f["follow_app"].as_str(), f["app_place"].as_str()) {
+            (Some(app), Some(place)) => format!("{app}({place})"),
+            (Some(app), None) => app.to_owned(),
+            _ => "-".to_owned(),
+        };
         lines.push(format!(
-            "{}|{}|{}|{}|{}|{}|{}|{}",
+            "{}|{}|{}|{}|{}|{}|{}|{}|{}",
             f["id"].as_str().unwrap_or(""),
             f["type"].as_str().unwrap_or(""),
+            follows,
             f["state"].as_str().unwrap_or(""),
             if f["in_sync"] == true { "yes" } else { "no" },
             f["need_files"].as_u64().unwrap_or(0),
@@ -58,7 +66,7 @@ fn text(v: &Value) -> String {
             f["path"].as_str().unwrap_or(""),
         ));
         if let Some(e) = f["error"].as_str() {
-            lines.push(format!("|error: {}|||||||", e.replace('|', "/")));
+            lines.push(format!("|error: {}||||||||", e.replace('|', "/")));
         }
     }
     out.push_str(&columnize(&lines));
@@ -92,7 +100,8 @@ mod tests {
         let v = serde_json::json!({
             "device_id": "AAAAAAA-BBBBBBB",
             "syncthing": {"running": false, "managed": false, "address": "127.0.0.1:8384", "version": null, "error": "Syncthing at 127.0.0.1:8384 refused the API key"},
-            "folders": [{"id": "docs", "type": "sendonly", "state": "idle", "in_sync": true, "need_files": 0, "conflicts": 2, "nodes": ["b", "c"], "path": "/srv/docs", "error": null}]
+            "folders": [{"id": "docs", "type": "sendonly", "state": "idle", "in_sync": true, "need_files": 0, "conflicts": 2, "nodes": ["b", "c"], "path": "/srv/docs", "error": null},
+                {"id": "db", "type": "receiveonly", "follow_app": "db", "app_place": "elsewhere", "state": "idle", "in_sync": true, "need_files": 0, "conflicts": 0, "nodes": ["b"], "path": "/srv/db", "error": null}]
         });
         let t = text(&v);
         assert!(
@@ -110,6 +119,7 @@ mod tests {
             [
                 "docs",
                 "sendonly",
+                "-",
                 "idle",
                 "yes",
                 "0",
@@ -118,5 +128,8 @@ mod tests {
                 "/srv/docs"
             ]
         );
+        let row = t.lines().find(|l| l.starts_with("db ")).expect(&t);
+        let cols: Vec<&str> = row.split_whitespace().collect();
+        assert_eq!(cols[..3], ["db", "receiveonly", "db(elsewhere)"]);
     }
 }
