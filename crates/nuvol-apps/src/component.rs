@@ -257,6 +257,10 @@ impl Ctx {
         let m = self.shared.manager()?;
         let (meta, _) = crate::compose::read_meta(&req.definition)?;
         if !(ha || meta.ha) {
+            let name = req.name.clone().unwrap_or_else(|| meta.id.clone());
+            if !name.is_empty() && self.ha.has(&name).await {
+                return Err(AppError::Exists(name));
+            }
             return m.install(req).await;
         }
         let name = match (&req.name, meta.id.is_empty()) {

@@ -112,6 +112,20 @@ impl SwarmLab {
     }
 }
 
+impl SwarmLab {
+    /// Take node `k`'s link to the bridge down (its host side): with
+    /// [`SwarmLab::kill_node`], a node that lost power. Killing the
+    /// namespace's processes alone leaves its containers' processes (in
+    /// their own namespaces, reparented when their shim dies) and its
+    /// addresses answering.
+    pub fn cut_link(&self, k: usize) {
+        let host_if = format!("nvsw{}h{k}", std::process::id() % 100_000);
+        if let Err(e) = run(&["ip", "link", "set", &host_if, "down"]) {
+            eprintln!("cut_link: {e}");
+        }
+    }
+}
+
 impl Drop for SwarmLab {
     fn drop(&mut self) {
         for d in self.daemons.iter_mut() {
