@@ -240,7 +240,21 @@ pub fn install_kill_and_wait(
         !p.is_empty() && p.iter().all(|(n, _)| *n == names[victim])
     })
     .unwrap();
-    eprintln!("web runs on node {victim}; killing it");
+    let leader = json(agents[s].as_ref().unwrap(), &["swarm", "status"])
+        .and_then(|v| v["nodes"].as_array().cloned())
+        .unwrap_or_default()
+        .into_iter()
+        .find(|n| n["leader"] == true)
+        .map(|n| n["name"].as_str().unwrap_or("").to_owned())
+        .unwrap_or_default();
+    eprintln!(
+        "web runs on node {victim}{}; killing it",
+        if leader == names[victim] {
+            " (the Swarm leader)"
+        } else {
+            ""
+        }
+    );
     // A node that lost power: everything in its namespace killed and its
     // link cut (its containers' processes, in namespaces of their own,
     // would otherwise still answer on its addresses, the VIP included).
