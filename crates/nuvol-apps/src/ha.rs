@@ -881,10 +881,7 @@ impl Ha {
     /// cannot be asked retracts them all (its tasks cannot be known to
     /// run). Returns the entries published now.
     pub async fn publish_pass(&self, pb: &dyn Publisher) -> Result<usize, AppError> {
-        let wanted = match self.local_entries().await {
-            Ok(w) => Ok(w),
-            Err(e) => Err(e),
-        };
+        let wanted = self.local_entries().await;
         let list = wanted.as_ref().cloned().unwrap_or_default();
         let local = pb.local();
         for s in local
@@ -922,10 +919,7 @@ impl Ha {
     }
 
     async fn local_entries(&self) -> Result<Vec<ServiceDef>, AppError> {
-        let c = match self.client().await {
-            Ok(c) => c,
-            Err(e) => return Err(e),
-        };
+        let c = self.client().await?;
         let f = label_filter(&[LABEL_PUBLISH.to_owned()]);
         let opts = bollard::query_parameters::ListContainersOptionsBuilder::default()
             .all(false)

@@ -102,6 +102,18 @@ impl SwarmLab {
     /// Kill everything in node `k`'s namespace (SIGKILL): its agent, its
     /// dockerd, containerd, the containers, as a node that lost power.
     pub fn kill_node(&mut self, k: usize) {
+        // Its containers' processes are in namespaces of their own (not
+        // listed by `ip netns pids`) and outlive their shims: first.
+        if let Some(d) = self.daemons[k].as_ref() {
+            let ids = d.cli(&["ps", "-q"]).unwrap_or_default();
+            for id in ids.split_whitespace() {
+                if let Ok(pid) = d.cli(&["inspect", "--format", "{{.State.Pid}}", id]) {
+                    if pid.trim() != "0" {
+                        let _ = run(&["kill", "-9", pid.trim()]);
+                    }
+                }
+            }
+        }
         let pids = run(&["ip", "netns", "pids", &self.namespaces[k]]).unwrap_or_default();
         for pid in pids.split_whitespace() {
             let _ = run(&["kill", "-9", pid]);
@@ -151,6 +163,15 @@ impl Drop for SwarmLab {
             if let Err(e) = run(&args) {
                 eprintln!("cleanup: {e}");
             }
+        }
+        for k in 0..self.namespaces.len() {
+            // Gone with its namespace, unless something still holds it.
+            let _ = run(&[
+                "ip",
+                "link",
+                "del",
+                &format!("nvsw{}h{k}", std::process::id() % 100_000),
+            ]);
         }
         if let Err(e) = run(&["ip", "link", "del", &self.bridge]) {
             eprintln!("cleanup: {e}");
