@@ -323,6 +323,19 @@ impl Ctx {
         }
     }
 
+    /// `e` for an operation on `name`, or, when `name` is not this
+    /// node's app but an HA app, why the operation is not for HA apps.
+    async fn not_for_ha(&self, name: &str, e: AppError) -> AppError {
+        if matches!(e, AppError::NotFound(_)) && self.ha.has(name).await {
+            AppError::Conflict(format!(
+                "{name} is an HA app (Swarm services): Swarm keeps it running; to change it, \
+                 remove it and install it again"
+            ))
+        } else {
+            e
+        }
+    }
+
     /// This node's apps and the HA apps (on a Swarm manager).
     async fn list(&self) -> Result<Vec<AppSummary>, AppError> {
         let mut l = self.shared.manager()?.list();
@@ -892,17 +905,32 @@ async fn remove(
 
 async fn start(State(c): State<Ctx>, Path(name): Path<String>) -> Result<Response, ApiError> {
     check_name(&name)?;
-    Ok(Json(c.shared.get()?.start(&name).await.map_err(api_error)?).into_response())
+    let r = c.shared.get()?.start(&name).await;
+    let s = match r {
+        Ok(s) => s,
+        Err(e) => return Err(api_error(c.not_for_ha(&name, e).await)),
+    };
+    Ok(Json(s).into_response())
 }
 
 async fn stop(State(c): State<Ctx>, Path(name): Path<String>) -> Result<Response, ApiError> {
     check_name(&name)?;
-    Ok(Json(c.shared.get()?.stop(&name).await.map_err(api_error)?).into_response())
+    let r = c.shared.get()?.stop(&name).await;
+    let s = match r {
+        Ok(s) => s,
+        Err(e) => return Err(api_error(c.not_for_ha(&name, e).await)),
+    };
+    Ok(Json(s).into_response())
 }
 
 async fn restart(State(c): State<Ctx>, Path(name): Path<String>) -> Result<Response, ApiError> {
     check_name(&name)?;
-    Ok(Json(c.shared.get()?.restart(&name).await.map_err(api_error)?).into_response())
+    let r = c.shared.get()?.restart(&name).await;
+    let s = match r {
+        Ok(s) => s,
+        Err(e) => return Err(api_error(c.not_for_ha(&name, e).await)),
+    };
+    Ok(Json(s).into_response())
 }
 
 /// Lines kept by default in `logs`.

@@ -145,7 +145,25 @@ pub fn form(
     let vip = vip_of(lab);
     let mut agents: Vec<Option<NuvolAgent>> = Vec::new();
     for (k, name) in names.iter().enumerate() {
-        let program = lab.docker(k).wrap(std::path::Path::new(NUVOL)).unwrap();
+        // `ip netns exec` (not the testkit's nsenter wrapper): it mounts
+        // the namespace's own /sys, where the VIP router reads eth0's MAC
+        // for its gratuitous ARPs (with the host's /sys they would carry
+        // the host's MAC, and clients would keep the dead node's entry
+        // until their own ARP probes fail).
+        let program = dir.join(format!("in-netns{k}"));
+        std::fs::write(
+            &program,
+            format!(
+                "#!/bin/sh\nexec ip netns exec {} {NUVOL} \"$@\"\n",
+                lab.namespaces[k]
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(
+            &program,
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
         let data = dir.join(format!("data{k}"));
         let cfg = dir.join(format!("nuvol{k}.toml"));
         std::fs::write(
@@ -369,6 +387,12 @@ fn an_ha_app_follows_its_task_and_the_vip_follows_the_app() {
     assert!(
         text.stdout.contains(&format!("ha:{}", names[new])),
         "{text:?}"
+    );
+    // Operations that are Swarm's say so.
+    let o = a.cli_run(&["app", "stop", "web"]).unwrap();
+    assert!(
+        !o.status.success() && o.stderr.contains("is an HA app"),
+        "{o:?}"
     );
     // Removed from any manager: the service goes, and its entry with it.
     let other = (0..3).find(|k| *k != victim && *k != new).unwrap();
