@@ -5,7 +5,8 @@
 
 use crate::driver::{Engine, Router};
 use crate::error::AppError;
-use crate::manager::{AppSummary, Fut, Install, Manager, Published, Publisher};
+use crate::ha::Ha;
+use crate::manager::{AppSummary, Fut, Install, Manager, Published, Publisher, APP_TXT};
 use crate::process::{ProcessSettings, Processes};
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::BytesRejection;
@@ -144,7 +145,11 @@ pub struct Apps {
     data_dir: PathBuf,
     catalog: Option<Catalog>,
     tag: OwnedTags,
+    ha: Arc<Ha>,
 }
+
+/// How often every node looks for HA app tasks on its Docker.
+const HA_PUBLISH_EVERY: Duration = Duration::from_secs(1);
 
 /// The catalog as the manager's [`Publisher`].
 struct CatalogPublisher(Catalog);
@@ -209,8 +214,9 @@ fn api_error(e: AppError) -> ApiError {
     }
 }
 
-/// Answers `[APP_STREAM, APPS_LIST]` with this node's apps.
-struct ListHandler(Arc<Shared>);
+/// Answers `[APP_STREAM, APPS_LIST]` with this node's apps (and the HA
+/// apps, when it is a Swarm manager).
+struct ListHandler(Arc<Shared>, Arc<Ha>);
 
 impl StreamHandler for ListHandler {
     fn handle(
@@ -219,12 +225,15 @@ impl StreamHandler for ListHandler {
         request: Vec<u8>,
     ) -> BoxFuture<'static, Result<Arc<Vec<u8>>, StreamError>> {
         let shared = self.0.clone();
+        let ha = self.1.clone();
         Box::pin(async move {
             if request != [nuvol_agent::APP_STREAM, APPS_LIST] {
                 return Err(StreamError::Refused("unknown apps request".into()));
             }
             let m = shared.get().map_err(|_| StreamError::NotReady)?;
-            serde_json::to_vec(&m.list())
+            let mut list = m.list();
+            list.extend(ha.list().await);
+            serde_json::to_vec(&list)
                 .map(Arc::new)
                 .map_err(|e| StreamError::Refused(e.to_string()))
         })
@@ -237,6 +246,102 @@ struct Ctx {
     cluster: Cluster,
     node: String,
     store: Arc<crate::appstore::Store>,
+    ha: Arc<Ha>,
+    catalog: Option<Catalog>,
+}
+
+impl Ctx {
+    /// Install on this node's engine, or as an HA app (`ha`, or
+    /// `x-nuvol.ha` in the definition) on the Swarm.
+    async fn install(&self, req: Install, ha: bool) -> Result<AppSummary, AppError> {
+        let m = self.shared.manager()?;
+        let (meta, _) = crate::compose::read_meta(&req.definition)?;
+        if !(ha || meta.ha) {
+            let name = req.name.clone().unwrap_or_else(|| meta.id.clone());
+            if !name.is_empty() && self.ha.has(&name).await {
+                return Err(AppError::Exists(name));
+            }
+            return m.install(req).await;
+        }
+        let name = match (&req.name, meta.id.is_empty()) {
+            (Some(n), _) => n.clone(),
+            (None, false) => meta.id.clone(),
+            (None, true) => {
+                return Err(AppError::invalid(
+                    "name",
+                    "the definition has no x-nuvol.id: give a name (--name)",
+                ))
+            }
+        };
+        crate::meta::validate_name("name", &name)?;
+        if ["restore", "store"].contains(&name.as_str()) {
+            return Err(AppError::invalid(
+                "name",
+                format!("{name:?} is reserved (a route of the REST API or the dashboard)"),
+            ));
+        }
+        if m.list().iter().any(|a| a.name == name) {
+            return Err(AppError::Exists(name));
+        }
+        if !req.files.is_empty() {
+            return Err(AppError::invalid(
+                "files",
+                "an HA app cannot have files in the app's directory (it exists on one node only)",
+            ));
+        }
+        self.ha
+            .install(&name, req.definition, &req.params, &req.source)
+            .await
+    }
+
+    /// The catalog's entries of app `name`, every node's (`TYPE/PORT@NODE`).
+    fn published_anywhere(&self, name: &str) -> Vec<(String, nuvol_catalog::model::Status)> {
+        let Some(cat) = &self.catalog else {
+            return Vec::new();
+        };
+        cat.entries(&nuvol_catalog::Filter {
+            stype: None,
+            node: None,
+        })
+        .into_iter()
+        .filter(|e| e.txt.iter().any(|(k, v)| k == APP_TXT && v == name))
+        .map(|e| (format!("{}/{}@{}", e.stype, e.port, e.node), e.status))
+        .collect()
+    }
+
+    async fn status(&self, name: &str) -> Result<crate::manager::AppStatus, AppError> {
+        match self.shared.manager()?.status(name).await {
+            Err(AppError::NotFound(_)) => self.ha.status(name, self.published_anywhere(name)).await,
+            r => r,
+        }
+    }
+
+    async fn remove(&self, name: &str, purge: bool) -> Result<(), AppError> {
+        match self.shared.manager()?.remove(name, purge).await {
+            Err(AppError::NotFound(_)) if self.ha.has(name).await => self.ha.remove(name).await,
+            r => r,
+        }
+    }
+
+    /// `e` for an operation on `name`, or, when `name` is not this
+    /// node's app but an HA app, why the operation is not for HA apps.
+    async fn not_for_ha(&self, name: &str, e: AppError) -> AppError {
+        if matches!(e, AppError::NotFound(_)) && self.ha.has(name).await {
+            AppError::Conflict(format!(
+                "{name} is an HA app (Swarm services): Swarm keeps it running; to change it, \
+                 remove it and install it again"
+            ))
+        } else {
+            e
+        }
+    }
+
+    /// This node's apps and the HA apps (on a Swarm manager).
+    async fn list(&self) -> Result<Vec<AppSummary>, AppError> {
+        let mut l = self.shared.manager()?.list();
+        l.extend(self.ha.list().await);
+        Ok(l)
+    }
 }
 
 impl Component for Apps {
@@ -256,26 +361,32 @@ impl Component for Apps {
             store.add_url(u.clone());
         }
         store.cache_dir(ctx.data_dir().join("apps-store"));
+        let socket = (!cfg.docker_socket.is_empty()).then(|| cfg.docker_socket.clone());
+        let ha = Arc::new(Ha::new(socket_path(socket.as_deref()), ctx.node_name()));
+        let catalog: Option<Catalog> = ctx.get::<Catalog>();
         let c = Ctx {
             shared: shared.clone(),
             cluster: ctx.cluster(),
             node: ctx.node_name().to_owned(),
             store: Arc::new(store),
+            ha: ha.clone(),
+            catalog: catalog.clone(),
         };
         ctx.provide(AppsHandle(c.clone()));
         for r in routes(c) {
             ctx.http_route(r)?;
         }
         ctx.openapi(OPENAPI)?;
-        ctx.stream_protocol(APPS_LIST, Arc::new(ListHandler(shared.clone())))?;
+        ctx.stream_protocol(APPS_LIST, Arc::new(ListHandler(shared.clone(), ha.clone())))?;
         let tag = ctx.own_tags(&[APPS_TAG])?;
         Ok(Some(Apps {
             cfg,
             shared,
             node: ctx.node_name().to_owned(),
             data_dir: ctx.data_dir().to_owned(),
-            catalog: ctx.get::<Catalog>(),
+            catalog,
             tag,
+            ha,
         }))
     }
 
@@ -355,6 +466,32 @@ impl Component for Apps {
                 .map_err(|e| ComponentError::msg(format!("apps store: {e}")))??;
         if let Ok(mut g) = self.shared.manager.write() {
             *g = Some(manager.clone());
+        }
+        // HA apps: the swarm component's handle (it is built after this
+        // one), and the publisher of the HA tasks running here.
+        self.ha
+            .set_swarm(ctx.registry().get::<nuvol_swarm::SwarmHandle>());
+        if let Some(pb) = self.catalog.clone().map(CatalogPublisher) {
+            let ha = self.ha.clone();
+            let stop = ctx.stop_token();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(HA_PUBLISH_EVERY);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                let mut last: Option<String> = None;
+                loop {
+                    tokio::select! {
+                        () = stop.cancelled() => break,
+                        _ = tick.tick() => {}
+                    }
+                    let r = ha.publish_pass(&pb).await.err().map(|e| e.to_string());
+                    if r != last {
+                        if let Some(e) = &r {
+                            tracing::debug!(error = %e, "apps: cannot look for HA tasks");
+                        }
+                        last = r;
+                    }
+                }
+            });
         }
         ctx.ready();
         let mut tick = tokio::time::interval(self.cfg.reconcile_every);
@@ -468,16 +605,20 @@ impl AppsHandle {
         name: Option<String>,
         params: BTreeMap<String, String>,
     ) -> Result<AppSummary, AppError> {
-        let m = self.0.shared.manager()?;
+        self.0.shared.manager()?;
         let e = self.template(id).await?;
-        m.install(Install {
-            name: name.or(Some(e.id.clone())),
-            definition: e.definition,
-            source: format!("store:{}", e.id),
-            params,
-            files: BTreeMap::new(),
-        })
-        .await
+        self.0
+            .install(
+                Install {
+                    name: name.or(Some(e.id.clone())),
+                    definition: e.definition,
+                    source: format!("store:{}", e.id),
+                    params,
+                    files: BTreeMap::new(),
+                },
+                false,
+            )
+            .await
     }
 
     /// This node's apps.
@@ -492,7 +633,7 @@ impl AppsHandle {
 
     pub async fn status(&self, name: &str) -> Result<crate::manager::AppStatus, AppError> {
         crate::meta::validate_name("name", name)?;
-        self.0.shared.manager()?.status(name).await
+        self.0.status(name).await
     }
 
     pub async fn start(&self, name: &str) -> Result<AppSummary, AppError> {
@@ -512,7 +653,7 @@ impl AppsHandle {
 
     pub async fn remove(&self, name: &str, purge: bool) -> Result<(), AppError> {
         crate::meta::validate_name("name", name)?;
-        self.0.shared.manager()?.remove(name, purge).await
+        self.0.remove(name, purge).await
     }
 
     /// The main service's log: the last `tail` lines, then (with
@@ -619,7 +760,7 @@ async fn list(State(c): State<Ctx>, RawQuery(raw): RawQuery) -> Result<Response,
         Some(v) => return Err(ApiError::bad("all", format!("{v:?}: true or false"))),
     };
     if !all {
-        return Ok(Json(c.shared.get()?.list()).into_response());
+        return Ok(Json(c.list().await.map_err(api_error)?).into_response());
     }
     Ok(Json(list_all(&c).await.map_err(api_error)?).into_response())
 }
@@ -627,7 +768,7 @@ async fn list(State(c): State<Ctx>, RawQuery(raw): RawQuery) -> Result<Response,
 /// This node's apps and those of every alive node with the `nv-apps` tag
 /// (asked over [`APPS_LIST`]), sorted by node and name.
 async fn list_all(c: &Ctx) -> Result<AllApps, AppError> {
-    let mut apps = c.shared.manager()?.list();
+    let mut apps = c.list().await?;
     let mut errors = Vec::new();
     let members = c
         .cluster
@@ -668,7 +809,18 @@ async fn list_all(c: &Ctx) -> Result<AllApps, AppError> {
     for (node, r) in results {
         match r {
             // A peer speaks for its own apps only.
-            Ok(list) => apps.extend(list.into_iter().filter(|a| a.node == node)),
+            // HA apps are the Swarm's: the same from every manager.
+            Ok(list) => {
+                for a in list {
+                    if a.ha {
+                        if !apps.iter().any(|b| b.ha && b.name == a.name) {
+                            apps.push(a);
+                        }
+                    } else if a.node == node {
+                        apps.push(a);
+                    }
+                }
+            }
             Err(error) => errors.push(NodeError { node, error }),
         }
     }
@@ -690,6 +842,9 @@ struct InstallBody {
     params: BTreeMap<String, String>,
     #[serde(default)]
     source: String,
+    /// Run it as an HA app (Swarm services).
+    #[serde(default)]
+    ha: bool,
 }
 
 async fn install(
@@ -698,23 +853,25 @@ async fn install(
 ) -> Result<Response, ApiError> {
     let body = body_bytes(body)?;
     let b: InstallBody = parse_json(&body)?;
-    let m = c.shared.get()?;
     let source = if b.source.is_empty() {
         "api".to_owned()
     } else {
         b.source
     };
-    let s = m
-        .install(Install {
-            name: b.name,
-            definition: crate::compose::Definition {
-                compose: b.compose,
-                env_files: b.env_files,
+    let s = c
+        .install(
+            Install {
+                name: b.name,
+                definition: crate::compose::Definition {
+                    compose: b.compose,
+                    env_files: b.env_files,
+                },
+                source,
+                params: b.params,
+                files: BTreeMap::new(),
             },
-            source,
-            params: b.params,
-            files: BTreeMap::new(),
-        })
+            b.ha,
+        )
         .await
         .map_err(api_error)?;
     Ok((StatusCode::CREATED, Json(s)).into_response())
@@ -726,7 +883,7 @@ fn check_name(name: &str) -> Result<(), ApiError> {
 
 async fn status(State(c): State<Ctx>, Path(name): Path<String>) -> Result<Response, ApiError> {
     check_name(&name)?;
-    let s = c.shared.get()?.status(&name).await.map_err(api_error)?;
+    let s = c.status(&name).await.map_err(api_error)?;
     Ok(Json(s).into_response())
 }
 
@@ -742,27 +899,38 @@ async fn remove(
         Some("true") => true,
         Some(v) => return Err(ApiError::bad("purge", format!("{v:?}: true or false"))),
     };
-    c.shared
-        .get()?
-        .remove(&name, purge)
-        .await
-        .map_err(api_error)?;
+    c.remove(&name, purge).await.map_err(api_error)?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 async fn start(State(c): State<Ctx>, Path(name): Path<String>) -> Result<Response, ApiError> {
     check_name(&name)?;
-    Ok(Json(c.shared.get()?.start(&name).await.map_err(api_error)?).into_response())
+    let r = c.shared.get()?.start(&name).await;
+    let s = match r {
+        Ok(s) => s,
+        Err(e) => return Err(api_error(c.not_for_ha(&name, e).await)),
+    };
+    Ok(Json(s).into_response())
 }
 
 async fn stop(State(c): State<Ctx>, Path(name): Path<String>) -> Result<Response, ApiError> {
     check_name(&name)?;
-    Ok(Json(c.shared.get()?.stop(&name).await.map_err(api_error)?).into_response())
+    let r = c.shared.get()?.stop(&name).await;
+    let s = match r {
+        Ok(s) => s,
+        Err(e) => return Err(api_error(c.not_for_ha(&name, e).await)),
+    };
+    Ok(Json(s).into_response())
 }
 
 async fn restart(State(c): State<Ctx>, Path(name): Path<String>) -> Result<Response, ApiError> {
     check_name(&name)?;
-    Ok(Json(c.shared.get()?.restart(&name).await.map_err(api_error)?).into_response())
+    let r = c.shared.get()?.restart(&name).await;
+    let s = match r {
+        Ok(s) => s,
+        Err(e) => return Err(api_error(c.not_for_ha(&name, e).await)),
+    };
+    Ok(Json(s).into_response())
 }
 
 /// Lines kept by default in `logs`.
@@ -904,6 +1072,9 @@ struct StoreInstallBody {
     name: Option<String>,
     #[serde(default)]
     params: BTreeMap<String, String>,
+    /// Run it as an HA app (Swarm services).
+    #[serde(default)]
+    ha: bool,
 }
 
 async fn store_install(
@@ -917,20 +1088,24 @@ async fn store_install(
         StoreInstallBody {
             name: None,
             params: BTreeMap::new(),
+            ha: false,
         }
     } else {
         parse_json(&body)?
     };
-    let m = c.shared.get()?;
+    c.shared.get()?;
     let e = c.store.find(&id).await.map_err(api_error)?;
-    let s = m
-        .install(Install {
-            name: b.name.or(Some(e.id.clone())),
-            definition: e.definition,
-            source: format!("store:{}", e.id),
-            params: b.params,
-            files: BTreeMap::new(),
-        })
+    let s = c
+        .install(
+            Install {
+                name: b.name.or(Some(e.id.clone())),
+                definition: e.definition,
+                source: format!("store:{}", e.id),
+                params: b.params,
+                files: BTreeMap::new(),
+            },
+            b.ha,
+        )
         .await
         .map_err(api_error)?;
     Ok((StatusCode::CREATED, Json(s)).into_response())

@@ -7,6 +7,7 @@ pub mod compose;
 pub mod docker;
 pub mod driver;
 pub mod error;
+pub mod ha;
 pub mod import;
 pub mod manager;
 pub mod meta;

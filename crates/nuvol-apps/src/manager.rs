@@ -88,6 +88,13 @@ pub struct AppSummary {
     /// Why it is failed, when known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// An HA app (Swarm services, see `crate::ha`): `node` is then the
+    /// nodes running its tasks, comma-separated.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ha: bool,
+    /// The nodes running an HA app's tasks.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub nodes: Vec<String>,
 }
 
 /// One container of an app, as `status` shows it.
@@ -816,6 +823,8 @@ impl Manager {
                 .map(|(_, m)| m.title.get("en").to_owned())
                 .unwrap_or_default(),
             error,
+            ha: false,
+            nodes: Vec::new(),
         }
     }
 
@@ -1079,48 +1088,7 @@ impl Manager {
             ) {
                 continue;
             }
-            for p in &meta.publish {
-                let proto = plan
-                    .host_ports()
-                    .iter()
-                    .find(|(port, _, _)| *port == p.port)
-                    .map_or(Proto::Tcp, |(_, pr, _)| *pr);
-                let mut txt: Vec<(String, String)> =
-                    p.txt.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-                txt.retain(|(k, _)| k != APP_TXT);
-                txt.push((APP_TXT.to_owned(), name.clone()));
-                let checks = if !p.checks.is_empty() {
-                    p.checks.clone()
-                } else if proto == Proto::Tcp {
-                    vec![CheckDef {
-                        kind: CheckKind::Tcp {
-                            addr: format!("127.0.0.1:{}", p.port),
-                        },
-                        interval: Duration::from_secs(10),
-                        timeout: Duration::from_secs(2),
-                    }]
-                } else {
-                    Vec::new()
-                };
-                out.push(ServiceDef {
-                    stype: p.stype.clone(),
-                    description: p
-                        .description
-                        .clone()
-                        .filter(|d| !d.trim().is_empty())
-                        .unwrap_or_else(|| {
-                            let t = meta.title.get("en");
-                            if t.is_empty() {
-                                name.clone()
-                            } else {
-                                t.to_owned()
-                            }
-                        }),
-                    port: p.port,
-                    txt,
-                    checks,
-                });
-            }
+            out.extend(publish_defs(name, plan, meta).into_iter().map(|(_, d)| d));
         }
         out
     }
@@ -1138,6 +1106,10 @@ impl Manager {
             let Some(app) = s.txt.iter().find(|(k, _)| k == APP_TXT).map(|(_, v)| v) else {
                 continue;
             };
+            // HA apps' entries are the HA publisher's (crate::ha).
+            if s.txt.iter().any(|(k, _)| k == crate::ha::HA_TXT) {
+                continue;
+            }
             if busy.contains_key(app) {
                 continue;
             }
@@ -1167,6 +1139,59 @@ impl Manager {
             }
         }
     }
+}
+
+/// The catalog entries of an app's `x-nuvol.publish`, each with the
+/// Compose service behind it: TXT `app=NAME` added, the default TCP check
+/// when none is given, the title (else the name) as description.
+pub(crate) fn publish_defs(name: &str, plan: &AppPlan, meta: &Meta) -> Vec<(String, ServiceDef)> {
+    let mut out = Vec::new();
+    for p in &meta.publish {
+        let proto = plan
+            .host_ports()
+            .iter()
+            .find(|(port, _, _)| *port == p.port)
+            .map_or(Proto::Tcp, |(_, pr, _)| *pr);
+        let mut txt: Vec<(String, String)> =
+            p.txt.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        txt.retain(|(k, _)| k != APP_TXT);
+        txt.push((APP_TXT.to_owned(), name.to_owned()));
+        let checks = if !p.checks.is_empty() {
+            p.checks.clone()
+        } else if proto == Proto::Tcp {
+            vec![CheckDef {
+                kind: CheckKind::Tcp {
+                    addr: format!("127.0.0.1:{}", p.port),
+                },
+                interval: Duration::from_secs(10),
+                timeout: Duration::from_secs(2),
+            }]
+        } else {
+            Vec::new()
+        };
+        out.push((
+            p.service.clone().unwrap_or_else(|| plan.main.clone()),
+            ServiceDef {
+                stype: p.stype.clone(),
+                description: p
+                    .description
+                    .clone()
+                    .filter(|d| !d.trim().is_empty())
+                    .unwrap_or_else(|| {
+                        let t = meta.title.get("en");
+                        if t.is_empty() {
+                            name.to_owned()
+                        } else {
+                            t.to_owned()
+                        }
+                    }),
+                port: p.port,
+                txt,
+                checks,
+            },
+        ));
+    }
+    out
 }
 
 fn stop_timeout(c: &crate::plan::ContainerSpec) -> Duration {

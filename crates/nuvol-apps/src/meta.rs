@@ -155,6 +155,13 @@ pub struct Meta {
     /// (programs installed on the host).
     #[serde(default, skip_serializing_if = "crate::plan::Driver::is_docker")]
     pub driver: crate::plan::Driver,
+    /// An HA app: each Compose service runs as a Docker Swarm service
+    /// (see `crate::ha`), published from wherever its task runs.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ha: bool,
+    /// Tasks of each service of an HA app (default 1: a singleton).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replicas: Option<u32>,
 }
 
 /// Valid app and id names: `[a-z0-9][a-z0-9-]{0,39}` (they become parts of
@@ -212,6 +219,26 @@ impl Meta {
                     format!("no service {m:?} in the Compose file"),
                 ));
             }
+        }
+        if let Some(r) = self.replicas {
+            if !self.ha {
+                return Err(AppError::invalid(
+                    "x-nuvol.replicas",
+                    "is for HA apps only (x-nuvol.ha: true)",
+                ));
+            }
+            if r == 0 || r > crate::ha::MAX_REPLICAS {
+                return Err(AppError::invalid(
+                    "x-nuvol.replicas",
+                    format!("{r} is not in 1..={}", crate::ha::MAX_REPLICAS),
+                ));
+            }
+        }
+        if self.ha && !self.driver.is_docker() {
+            return Err(AppError::invalid(
+                "x-nuvol.ha",
+                "HA apps run on Docker Swarm: not with driver: process",
+            ));
         }
         let mut seen = std::collections::BTreeSet::new();
         for p in &self.parameters {

@@ -226,6 +226,9 @@ impl Dockerd {
                 &p("docker.pid"),
             ])
             .args(&self.net_args)
+            // Swarm tasks use the local image rather than try a registry
+            // first (test machines have none).
+            .env("DOCKER_SERVICE_PREFER_OFFLINE_IMAGE", "1")
             .stdout(log)
             .stderr(err)
             .spawn()

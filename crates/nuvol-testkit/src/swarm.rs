@@ -129,12 +129,38 @@ impl SwarmLab {
     /// Kill everything in node `k`'s namespace (SIGKILL): its agent, its
     /// dockerd, containerd, the containers, as a node that lost power.
     pub fn kill_node(&mut self, k: usize) {
+        // Its containers' processes are in namespaces of their own (not
+        // listed by `ip netns pids`) and outlive their shims: first.
+        if let Some(d) = self.daemons[k].as_ref() {
+            let ids = d.cli(&["ps", "-q"]).unwrap_or_default();
+            for id in ids.split_whitespace() {
+                if let Ok(pid) = d.cli(&["inspect", "--format", "{{.State.Pid}}", id]) {
+                    if pid.trim() != "0" {
+                        let _ = run(&["kill", "-9", pid.trim()]);
+                    }
+                }
+            }
+        }
         let pids = run(&["ip", "netns", "pids", &self.namespaces[k]]).unwrap_or_default();
         for pid in pids.split_whitespace() {
             let _ = run(&["kill", "-9", pid]);
         }
         if let Some(mut d) = self.daemons[k].take() {
             d.kill();
+        }
+    }
+}
+
+impl SwarmLab {
+    /// Take node `k`'s link to the bridge down (its host side): with
+    /// [`SwarmLab::kill_node`], a node that lost power. Killing the
+    /// namespace's processes alone leaves its containers' processes (in
+    /// their own namespaces, reparented when their shim dies) and its
+    /// addresses answering.
+    pub fn cut_link(&self, k: usize) {
+        let host_if = format!("nvsw{}h{k}", std::process::id() % 100_000);
+        if let Err(e) = run(&["ip", "link", "set", &host_if, "down"]) {
+            eprintln!("cut_link: {e}");
         }
     }
 }
@@ -164,6 +190,15 @@ impl Drop for SwarmLab {
             if let Err(e) = run(&args) {
                 eprintln!("cleanup: {e}");
             }
+        }
+        for k in 0..self.namespaces.len() {
+            // Gone with its namespace, unless something still holds it.
+            let _ = run(&[
+                "ip",
+                "link",
+                "del",
+                &format!("nvsw{}h{k}", std::process::id() % 100_000),
+            ]);
         }
         if let Err(e) = run(&["ip", "link", "del", &self.bridge]) {
             eprintln!("cleanup: {e}");

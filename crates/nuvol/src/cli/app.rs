@@ -218,6 +218,7 @@ pub async fn run(cmd: AppCommand) -> Result<i32> {
             source,
             name,
             set,
+            ha,
         } => {
             if let Some(n) = &name {
                 check_app_name(n)?;
@@ -229,7 +230,7 @@ pub async fn run(cmd: AppCommand) -> Result<i32> {
                     bail!("{source}: no such file or directory, and not a store template id");
                 }
                 let c = client(&at, true).await?;
-                let body = json!({"name": name, "params": params});
+                let body = json!({"name": name, "params": params, "ha": ha});
                 let v: Value = c
                     .call_json(
                         Method::POST,
@@ -254,6 +255,7 @@ pub async fn run(cmd: AppCommand) -> Result<i32> {
                 "env_files": env_files,
                 "params": params,
                 "source": std::fs::canonicalize(&path).unwrap_or(path).display().to_string(),
+                "ha": ha,
             });
             let v: Value = c
                 .call_json(
@@ -298,7 +300,7 @@ pub async fn run(cmd: AppCommand) -> Result<i32> {
                         lines.push(format!(
                             "{}|{}|{}|{}|{}",
                             a["name"].as_str().unwrap_or(""),
-                            a["node"].as_str().unwrap_or(""),
+                            node_of(a),
                             a["state"].as_str().unwrap_or(""),
                             a["version"].as_str().unwrap_or(""),
                             a["source"].as_str().unwrap_or(""),
@@ -322,7 +324,7 @@ pub async fn run(cmd: AppCommand) -> Result<i32> {
                     let mut out = format!(
                         "{} on {}: {} (wants {}), version {}, from {}\n",
                         v["name"].as_str().unwrap_or("?"),
-                        v["node"].as_str().unwrap_or("?"),
+                        node_of(&v),
                         v["state"].as_str().unwrap_or("?"),
                         v["want"].as_str().unwrap_or("?"),
                         v["version"].as_str().unwrap_or(""),
@@ -721,5 +723,16 @@ mod tests {
         assert_eq!(t(0), "19700101-000000");
         assert_eq!(t(951_782_400), "20000229-000000");
         assert_eq!(t(1_767_225_599), "20251231-235959");
+    }
+}
+
+/// An app's node for the text output: an HA app's are the nodes running
+/// its tasks (`ha:n1,n2`, `ha:-` while none does).
+fn node_of(a: &Value) -> String {
+    let node = a["node"].as_str().unwrap_or("?");
+    if a["ha"].as_bool() == Some(true) {
+        format!("ha:{}", if node.is_empty() { "-" } else { node })
+    } else {
+        node.to_owned()
     }
 }

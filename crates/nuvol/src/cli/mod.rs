@@ -495,8 +495,14 @@ pub enum AppCommand {
         /// A parameter's value (repeatable).
         #[arg(long = "set", value_name = "KEY=VALUE")]
         set: Vec<String>,
+        /// Run it as an HA app (as x-nuvol.ha: true does): each Compose
+        /// service a Docker Swarm service, rescheduled on another node when
+        /// its node fails, published in the catalog from wherever it runs.
+        /// Needs [swarm] on and this node a Swarm manager.
+        #[arg(long)]
+        ha: bool,
     },
-    /// This node's apps (--all: every nuvol node's).
+    /// This node's apps and the HA apps (--all: every nuvol node's).
     List {
         #[command(flatten)]
         at: CatalogOpts,
