@@ -2,7 +2,8 @@
 # HA app failover on the VIP (BENCHMARKS.md): from the SIGKILL of the node
 # running an HA app's task (everything in its network namespace) until the
 # app answers on the VIP again, with nuvol's Swarm tuning (heartbeat 1s,
-# task restart delay 1s) and with Swarm's defaults (5s, 5s). Each run is a
+# task restart delay 1s, raft election 3 ticks) and with Swarm's defaults
+# (5s, 5s, 10 ticks). Each run is a
 # fresh lab of three namespaces with a dockerd and a nuvol agent each
 # (crates/nuvol/tests/swarm_ha_netns.rs, the ignored benchmark test);
 # prints one line per run and the medians.

@@ -704,7 +704,9 @@ impl Swarm {
             Action::Nothing => Ok(()),
             Action::Init => {
                 let adv = self.advertise(cluster);
-                let id = en.init(&adv, self.cfg.heartbeat).await?;
+                let id = en
+                    .init(&adv, self.cfg.heartbeat, self.cfg.election_ticks)
+                    .await?;
                 tracing::info!(node_id = %id, advertise = %adv, "swarm: initialised");
                 Ok(())
             }

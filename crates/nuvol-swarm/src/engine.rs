@@ -5,7 +5,7 @@ use crate::error::SwarmError;
 use crate::plan::{Local, Node, Role};
 use bollard::models::{
     LocalNodeState, NodeSpecAvailabilityEnum, NodeSpecRoleEnum, NodeState, Reachability,
-    SwarmInitRequest, SwarmJoinRequest, SwarmSpec, SwarmSpecDispatcher,
+    SwarmInitRequest, SwarmJoinRequest, SwarmSpec, SwarmSpecDispatcher, SwarmSpecRaft,
 };
 use std::collections::HashMap;
 use std::path::Path;
@@ -148,10 +148,20 @@ impl Engine {
     }
 
     /// `POST /swarm/init` with the dispatcher heartbeat.
-    pub async fn init(&self, advertise: &str, heartbeat: Duration) -> Result<String, SwarmError> {
+    pub async fn init(
+        &self,
+        advertise: &str,
+        heartbeat: Duration,
+        election_ticks: u32,
+    ) -> Result<String, SwarmError> {
         let spec = SwarmSpec {
             dispatcher: Some(SwarmSpecDispatcher {
                 heartbeat_period: Some(i64::try_from(heartbeat.as_nanos()).unwrap_or(i64::MAX)),
+            }),
+            raft: Some(SwarmSpecRaft {
+                election_tick: Some(i64::from(election_ticks)),
+                heartbeat_tick: Some(1),
+                ..Default::default()
             }),
             ..Default::default()
         };

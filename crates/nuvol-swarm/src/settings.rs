@@ -22,13 +22,18 @@ nuvol_agent::settings! {
         /// swarm: a node is down after a few missed heartbeats (Swarm's
         /// default is 5s).
         heartbeat: Duration = Duration::from_secs(1), flag "swarm-heartbeat";
+        /// The raft election timeout set when nuvol initialises the swarm,
+        /// in raft ticks (one a second): how long managers wait for a lost
+        /// leader before electing another (Swarm's default is 10; at least
+        /// 2, the heartbeat being 1 tick).
+        election_ticks: u32 = 3, flag "swarm-election-ticks";
         /// The restart delay of the tasks of services nuvol creates
         /// (Swarm's default is 5s); offered to other components by the
         /// SwarmHandle.
         task_restart_delay: Duration = Duration::from_secs(1), flag "swarm-task-restart-delay";
         /// On `nuvol leave`: how long to wait for this node's tasks to move
-        /// away once it is drained, before it leaves the swarm. The agent's
-        /// [agent] drain_timeout must be longer for the wait to complete.
+        /// away once it is drained (a worker is drained by a manager), before
+        /// it leaves the swarm.
         leave_drain_timeout: Duration = Duration::from_secs(30), flag "swarm-leave-drain-timeout";
         /// Fencing: how long this node must be on the minority side of a
         /// partition (a strict majority of the gossip members that have not
@@ -65,6 +70,12 @@ impl Validate for SwarmSettings {
             return Err(ConfigError::invalid::<Self>(
                 "advertise",
                 format!("{:?} is not an IP address", self.advertise),
+            ));
+        }
+        if self.election_ticks < 2 {
+            return Err(ConfigError::invalid::<Self>(
+                "election_ticks",
+                "must be at least 2 (more than raft's heartbeat of 1 tick)",
             ));
         }
         if self.heartbeat < Duration::from_millis(100) {
@@ -106,6 +117,7 @@ mod tests {
         assert_eq!(s.managers, 3);
         assert_eq!(s.heartbeat, Duration::from_secs(1));
         assert_eq!(s.leave_drain_timeout, Duration::from_secs(30));
+        assert_eq!(s.election_ticks, 3);
         let s = load(
             "[swarm]\nenable = true\nheartbeat = '2s'\n",
             &["--swarm-managers", "5", "--swarm-docker", "/tmp/d.sock"],
@@ -123,6 +135,7 @@ mod tests {
             ("[swarm]\nmanagers = 0\n", "managers"),
             ("[swarm]\nadvertise = 'nope'\n", "advertise"),
             ("[swarm]\nheartbeat = '0s'\n", "heartbeat"),
+            ("[swarm]\nelection_ticks = 1\n", "election_ticks"),
         ] {
             let e = load(file, &[]).unwrap_err().to_string();
             assert!(e.contains(key), "{e}");

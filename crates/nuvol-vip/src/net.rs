@@ -190,6 +190,17 @@ pub fn mac_address(interface: &str) -> Result<[u8; 6], NetError> {
     })
 }
 
+/// The interface's MAC as the kernel reports it to this network namespace
+/// (getifaddrs). `/sys/class/net` is the namespace's only where sysfs was
+/// mounted in it (`ip netns exec` does, a bare `setns` does not), so it is
+/// the fallback.
+fn interface_mac(iface: &pnet_datalink::NetworkInterface) -> Result<[u8; 6], NetError> {
+    match iface.mac.map(|m| m.octets()) {
+        Some(mac) if mac != [0; 6] => Ok(mac),
+        _ => mac_address(&iface.name),
+    }
+}
+
 fn parse_mac(s: &str) -> Option<[u8; 6]> {
     let mut mac = [0u8; 6];
     let mut parts = s.split(':');
@@ -214,11 +225,11 @@ pub fn send_garps(interface: &str, ips: &[Ipv4Addr], count: u32) -> Result<(), N
         interface: interface.to_owned(),
         error,
     };
-    let mac = mac_address(interface)?;
     let iface = pnet_datalink::interfaces()
         .into_iter()
         .find(|i| i.name == interface)
         .ok_or_else(|| NetError::NoInterface(interface.to_owned()))?;
+    let mac = interface_mac(&iface)?;
     let cfg = pnet_datalink::Config {
         read_buffer_size: 64,
         ..Default::default()
@@ -254,11 +265,11 @@ pub fn probe_in_use(
         interface: interface.to_owned(),
         error,
     };
-    let mac = mac_address(interface)?;
     let iface = pnet_datalink::interfaces()
         .into_iter()
         .find(|i| i.name == interface)
         .ok_or_else(|| NetError::NoInterface(interface.to_owned()))?;
+    let mac = interface_mac(&iface)?;
     let cfg = pnet_datalink::Config {
         read_timeout: Some(Duration::from_millis(50)),
         ..Default::default()

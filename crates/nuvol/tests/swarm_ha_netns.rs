@@ -412,8 +412,9 @@ fn an_ha_app_follows_its_task_and_the_vip_follows_the_app() {
 
 /// BENCHMARKS.md (scripts/bench-ha.sh): from the kill of the node running
 /// an HA app's task until the app answers on the VIP again, with nuvol's
-/// tuning (heartbeat 1s, restart delay 1s) and with Swarm's defaults (5s,
-/// 5s), `NUVOL_BENCH_RUNS` labs each (default 3); the medians.
+/// tuning (heartbeat 1s, restart delay 1s, raft election 3 ticks) and with
+/// Swarm's defaults (5s, 5s, 10 ticks), `NUVOL_BENCH_RUNS` labs each
+/// (default 3); the medians.
 #[test]
 #[ignore = "a benchmark: scripts/bench-ha.sh"]
 fn ha_failover_time_nuvol_tuning_vs_swarm_defaults() {
@@ -422,7 +423,10 @@ fn ha_failover_time_nuvol_tuning_vs_swarm_defaults() {
         .and_then(|r| r.parse().ok())
         .unwrap_or(3);
     let mut rows = Vec::new();
-    for (label, heartbeat, delay) in [("nuvol", "1s", "1s"), ("swarm defaults", "5s", "5s")] {
+    for (label, heartbeat, delay, election) in [
+        ("nuvol", "1s", "1s", "3"),
+        ("swarm defaults", "5s", "5s", "10"),
+    ] {
         let mut times = Vec::new();
         for run in 0..runs {
             let Some(mut lab) = lab("swarm_ha_netns bench") else {
@@ -433,11 +437,17 @@ fn ha_failover_time_nuvol_tuning_vs_swarm_defaults() {
             let names: Vec<String> = (0..3).map(|k| format!("hb{pid}-{run}-{k}")).collect();
             let hb = format!("--swarm-heartbeat={heartbeat}");
             let rd = format!("--swarm-task-restart-delay={delay}");
-            let mut agents = form(&lab, dir.path(), &names, &[hb.as_str(), rd.as_str()]);
+            let et = format!("--swarm-election-ticks={election}");
+            let mut agents = form(
+                &lab,
+                dir.path(),
+                &names,
+                &[hb.as_str(), rd.as_str(), et.as_str()],
+            );
             let (victim, new, took) =
                 install_kill_and_wait(&mut lab, &mut agents, &names, dir.path());
             eprintln!(
-                "BENCH {label} run {run}: heartbeat {heartbeat}, restart delay {delay}: \
+                "BENCH {label} run {run}: heartbeat {heartbeat}, restart delay {delay}, election {election} ticks: \
                  answers on the VIP again after {:.1}s (killed node {victim}, now on {new})",
                 took.as_secs_f64()
             );

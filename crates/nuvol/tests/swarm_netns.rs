@@ -450,6 +450,17 @@ fn three_daemons_form_a_swarm_that_survives_a_node() {
     )
     .unwrap();
     assert_eq!(hb, "1s", "the dispatcher heartbeat nuvol set");
+    let election = docker(
+        &lab,
+        0,
+        &[
+            "info",
+            "--format",
+            "{{.Swarm.Cluster.Spec.Raft.ElectionTick}}",
+        ],
+    )
+    .unwrap();
+    assert_eq!(election, "3", "the raft election timeout nuvol set");
 
     fence_a_cut_off_node(&lab, &agents, &ids);
 
