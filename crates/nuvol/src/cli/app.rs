@@ -713,6 +713,17 @@ fn import_cmd(path: &str, output: &str, format: Format) -> Result<i32> {
     Ok(if written.is_empty() { 1 } else { 0 })
 }
 
+/// An app's node for the text output: an HA app's are the nodes running
+/// its tasks (`ha:n1,n2`, `ha:-` while none does).
+fn node_of(a: &Value) -> String {
+    let node = a["node"].as_str().unwrap_or("?");
+    if a["ha"].as_bool() == Some(true) {
+        format!("ha:{}", if node.is_empty() { "-" } else { node })
+    } else {
+        node.to_owned()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -723,16 +734,5 @@ mod tests {
         assert_eq!(t(0), "19700101-000000");
         assert_eq!(t(951_782_400), "20000229-000000");
         assert_eq!(t(1_767_225_599), "20251231-235959");
-    }
-}
-
-/// An app's node for the text output: an HA app's are the nodes running
-/// its tasks (`ha:n1,n2`, `ha:-` while none does).
-fn node_of(a: &Value) -> String {
-    let node = a["node"].as_str().unwrap_or("?");
-    if a["ha"].as_bool() == Some(true) {
-        format!("ha:{}", if node.is_empty() { "-" } else { node })
-    } else {
-        node.to_owned()
     }
 }
