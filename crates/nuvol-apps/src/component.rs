@@ -311,7 +311,11 @@ impl Ctx {
 
     async fn status(&self, name: &str) -> Result<crate::manager::AppStatus, AppError> {
         match self.shared.manager()?.status(name).await {
-            Err(AppError::NotFound(_)) => self.ha.status(name, self.published_anywhere(name)).await,
+            // Not this node's app: maybe an HA app (the Swarm's answer,
+            // or why it cannot give one); with Swarm off, "no app named".
+            Err(AppError::NotFound(_)) if self.ha.swarm_on() => {
+                self.ha.status(name, self.published_anywhere(name)).await
+            }
             r => r,
         }
     }

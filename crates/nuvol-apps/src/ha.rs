@@ -834,6 +834,11 @@ impl Ha {
     }
 
     /// Whether `name` is an HA app (this node being a manager).
+    /// Whether this node has `[swarm]` on (HA apps may exist).
+    pub fn swarm_on(&self) -> bool {
+        self.swarm().is_some()
+    }
+
     pub async fn has(&self, name: &str) -> bool {
         let Ok((c, _)) = self.manager().await else {
             return false;
