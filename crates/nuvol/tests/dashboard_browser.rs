@@ -425,10 +425,21 @@ async fn run() {
             .await
             .map(|v| v.as_str().unwrap_or_default().to_owned())
             .unwrap_or_default();
+        // The lines about queries and members (a tail is mostly the
+        // apps' Docker polling).
+        let about = |log: String| -> String {
+            log.lines()
+                .filter(|l| {
+                    let l = l.to_ascii_lowercase();
+                    l.contains("query") || l.contains("member") || l.contains("handler")
+                })
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
         panic!(
             "{e}\n--- the query's page:\n{rows}\n--- n1:\n{}\n--- n2:\n{}",
-            n1.log_tail(60),
-            n2.log_tail(60)
+            about(n1.log_text()),
+            about(n2.log_text())
         );
     }
     b1.wait_until_js(
