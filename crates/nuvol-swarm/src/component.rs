@@ -949,23 +949,62 @@ async fn ask_drain(cluster: &Cluster, ask: &[String], node_id: &str) -> Result<S
     if ask.is_empty() {
         return Err(SwarmError::Cluster("no manager is known".into()));
     }
+    ask_managers(
+        cluster,
+        DRAIN_QUERY,
+        node_id.as_bytes().to_vec(),
+        ask,
+        |from, v| (v["ok"] == true).then(|| from.to_owned()),
+    )
+    .await
+    .map_err(|why| {
+        SwarmError::Cluster(
+            why.unwrap_or_else(|| format!("no manager answered ({})", ask.join(","))),
+        )
+    })
+}
+
+async fn encrypted(cluster: &Cluster) -> bool {
+    cluster.stats().await.is_ok_and(|s| s.encrypted)
+}
+
+/// Ask the managers `ask` for the tokens; the first good answer wins.
+async fn ask_tokens(cluster: &Cluster, ask: &[String]) -> Result<Tokens, SwarmError> {
+    ask_managers(cluster, TOKEN_QUERY, Vec::new(), ask, |_, v| {
+        serde_json::from_value::<Tokens>(v.clone())
+            .ok()
+            .filter(|t| !t.addrs.is_empty() && !t.worker_token.is_empty())
+    })
+    .await
+    .map_err(|why| SwarmError::NoToken(why.unwrap_or_else(|| format!("asked {}", ask.join(",")))))
+}
+
+/// Query `name` to the managers `ask`; the first answer `accept` takes, or
+/// the refusals (`from: error`, `None` when nobody answered).
+async fn ask_managers<T>(
+    cluster: &Cluster,
+    name: &str,
+    payload: Vec<u8>,
+    ask: &[String],
+    accept: impl Fn(&str, &serde_json::Value) -> Option<T>,
+) -> Result<T, Option<String>> {
     let params = QueryParams {
         filter_nodes: ask.to_vec(),
         timeout: QUERY_TIMEOUT,
         ..QueryParams::default()
     };
     let mut q = cluster
-        .query(DRAIN_QUERY.into(), node_id.as_bytes().to_vec(), params)
+        .query(name.into(), payload, params)
         .await
-        .map_err(|e| SwarmError::Cluster(e.to_string()))?;
+        .map_err(|e| Some(e.to_string()))?;
     let mut why = Vec::new();
     let deadline = tokio::time::Instant::now() + QUERY_TIMEOUT + Duration::from_secs(1);
     loop {
         match tokio::time::timeout_at(deadline, q.updates.recv()).await {
             Ok(Some(nuvol_agent::QueryUpdate::Response { from, payload })) => {
                 let v: serde_json::Value = serde_json::from_slice(&payload).unwrap_or_default();
-                if v["ok"] == true {
-                    return Ok(from);
+                if let Some(t) = accept(&from, &v) {
+                    return Ok(t);
                 }
                 why.push(format!(
                     "{from}: {}",
@@ -976,53 +1015,5 @@ async fn ask_drain(cluster: &Cluster, ask: &[String], node_id: &str) -> Result<S
             Ok(None) | Err(_) => break,
         }
     }
-    Err(SwarmError::Cluster(if why.is_empty() {
-        format!("no manager answered ({})", ask.join(","))
-    } else {
-        why.join("; ")
-    }))
-}
-
-async fn encrypted(cluster: &Cluster) -> bool {
-    cluster.stats().await.is_ok_and(|s| s.encrypted)
-}
-
-/// Ask the managers `ask` for the tokens; the first good answer wins.
-async fn ask_tokens(cluster: &Cluster, ask: &[String]) -> Result<Tokens, SwarmError> {
-    let params = QueryParams {
-        filter_nodes: ask.to_vec(),
-        timeout: QUERY_TIMEOUT,
-        ..QueryParams::default()
-    };
-    let mut q = cluster
-        .query(TOKEN_QUERY.into(), Vec::new(), params)
-        .await
-        .map_err(|e| SwarmError::Cluster(e.to_string()))?;
-    let mut why = Vec::new();
-    let deadline = tokio::time::Instant::now() + QUERY_TIMEOUT + Duration::from_secs(1);
-    loop {
-        let u = tokio::time::timeout_at(deadline, q.updates.recv()).await;
-        match u {
-            Ok(Some(nuvol_agent::QueryUpdate::Response { from, payload })) => {
-                match serde_json::from_slice::<Tokens>(&payload) {
-                    Ok(t) if !t.addrs.is_empty() && !t.worker_token.is_empty() => return Ok(t),
-                    _ => {
-                        let v: serde_json::Value =
-                            serde_json::from_slice(&payload).unwrap_or_default();
-                        why.push(format!(
-                            "{from}: {}",
-                            v["error"].as_str().unwrap_or("a bad answer")
-                        ));
-                    }
-                }
-            }
-            Ok(Some(_)) => {}
-            Ok(None) | Err(_) => break,
-        }
-    }
-    Err(SwarmError::NoToken(if why.is_empty() {
-        format!("asked {}", ask.join(","))
-    } else {
-        why.join("; ")
-    }))
+    Err((!why.is_empty()).then(|| why.join("; ")))
 }
