@@ -29,6 +29,14 @@
 //!   node that stays master (keepalived issues #2458, #2459).
 //! - **Stale addresses**: [`Router::start`] first asks to remove the VIPs,
 //!   left on the interface by a crashed agent, unless it is the owner.
+//! - **Leaving Fault**: a router in Fault keeps listening, so when its
+//!   fault clears its master-down timer runs from the last advert it heard
+//!   (or from its start), not from the moment it recovered; it still waits
+//!   at least one advert interval plus its skew, for a live master (one
+//!   across a partition that just healed) to be heard. When the node
+//!   running the app a VIP tracks dies, the node that starts the app next
+//!   claims the VIP about one interval after the app turns healthy rather
+//!   than three.
 
 use crate::packet::{Advert, MAX_INTERVAL_CS, MULTICAST};
 use std::collections::VecDeque;
@@ -201,6 +209,9 @@ pub struct Router {
     master: Option<Ipv4Addr>,
     /// Backup: when the master is declared down.
     master_down_at: Option<Instant>,
+    /// The last advert of a live master followed (Backup) or heard
+    /// (Fault); cleared by its priority-0 advert.
+    heard_at: Option<Instant>,
     /// Master: the next advert.
     advert_at: Option<Instant>,
     /// Master: the next gratuitous ARP burst (second burst or refresh).
@@ -228,6 +239,7 @@ impl Router {
             state: State::Init,
             master: None,
             master_down_at: None,
+            heard_at: None,
             advert_at: None,
             garp_at: None,
             last_rival_garp: None,
@@ -334,6 +346,7 @@ impl Router {
             self.out.push_back(Output::RemoveAddresses);
         }
         self.master_down_at = None;
+        self.heard_at = None;
         self.advert_at = None;
         self.garp_at = None;
         self.conflict_until = None;
@@ -357,8 +370,23 @@ impl Router {
         if is {
             self.enter_fault();
         } else {
-            self.become_backup(now, self.master);
+            self.leave_fault(now);
         }
+    }
+
+    /// Back from Fault: a backup whose master-down timer counts from the
+    /// last advert heard while in Fault (or the start), but no earlier
+    /// than one advert interval plus the skew from now (see the module's
+    /// doc).
+    fn leave_fault(&mut self, now: Instant) {
+        self.become_backup(now, self.master);
+        let listened_from = self.started_at.unwrap_or(now);
+        let evidence = self
+            .heard_at
+            .map_or(listened_from, |h| h.max(listened_from));
+        let earliest = now + self.master_interval + self.skew();
+        let down = (evidence + self.master_down_interval()).max(earliest);
+        self.master_down_at = Some(down);
     }
 
     fn enter_fault(&mut self) {
@@ -531,11 +559,14 @@ impl Router {
         match self.state {
             State::Init => {}
             State::Fault => {
-                // Not competing, but still showing who is master.
+                // Not competing, but still showing who is master, and
+                // when it was last heard (for leaving Fault).
                 if advert.priority != 0 {
                     self.master = Some(src);
+                    self.heard_at = Some(now);
                 } else if self.master == Some(src) {
                     self.master = None;
+                    self.heard_at = None;
                 }
             }
             State::Backup => {
@@ -544,6 +575,7 @@ impl Router {
                     self.master_down_at = Some(now + self.skew());
                     if self.master == Some(src) {
                         self.master = None;
+                        self.heard_at = None;
                     }
                     return;
                 }
@@ -606,6 +638,7 @@ impl Router {
     fn follow(&mut self, now: Instant, src: Ipv4Addr, interval: Duration) {
         self.master_interval = interval;
         self.master = Some(src);
+        self.heard_at = Some(now);
         self.master_down_at = Some(now + self.master_down_interval());
     }
 
@@ -875,6 +908,73 @@ mod tests {
         assert_eq!(r.state(), State::Fault, "no takeover while faulty");
         r.set_fault(t0 + Duration::from_secs(100), None);
         assert_eq!(r.state(), State::Backup);
+    }
+
+    #[test]
+    fn leaving_fault_counts_the_master_down_timer_from_the_last_advert_heard() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs;
+        let interval = s(1);
+        let skew = interval * 156 / 256;
+        let m = Ipv4Addr::new(10, 1, 2, 2);
+        let faulty = |r: &mut Router, at| {
+            r.set_fault(at, Some("app web does not run on this node".into()));
+            r.start(at);
+            assert_eq!(r.state(), State::Fault);
+        };
+
+        // Nothing heard for a long time (the master died with the app):
+        // one interval plus the skew, not three intervals.
+        let mut r = Router::new(cfg(100, [10, 1, 2, 1])).unwrap();
+        faulty(&mut r, t0);
+        r.handle_advert(t0 + s(2), m, &advert(200));
+        assert_eq!(r.master(), Some(m));
+        let t1 = t0 + s(20);
+        r.set_fault(t1, None);
+        assert_eq!(r.state(), State::Backup);
+        assert_eq!(r.poll_timeout(), Some(t1 + interval + skew));
+        r.handle_timeout(t1 + interval + skew);
+        assert_eq!(r.state(), State::Master);
+
+        // A master heard 1 s ago: its master-down interval from then.
+        let mut r = Router::new(cfg(100, [10, 1, 2, 1])).unwrap();
+        faulty(&mut r, t0);
+        r.handle_advert(t0 + s(19), m, &advert(200));
+        r.set_fault(t1, None);
+        assert_eq!(
+            r.poll_timeout(),
+            Some(t0 + s(19) + r.master_down_interval())
+        );
+        // It keeps advertising: followed as usual.
+        r.handle_advert(t1 + s(1), m, &advert(200));
+        r.handle_timeout(t0 + s(19) + r.master_down_interval());
+        assert_eq!(r.state(), State::Backup);
+
+        // Its priority-0 advert while this router was in Fault: no master.
+        let mut r = Router::new(cfg(100, [10, 1, 2, 1])).unwrap();
+        faulty(&mut r, t0);
+        r.handle_advert(t0 + s(18), m, &advert(200));
+        r.handle_advert(t0 + s(19), m, &advert(0));
+        assert_eq!(r.master(), None);
+        r.set_fault(t1, None);
+        assert_eq!(r.poll_timeout(), Some(t1 + interval + skew));
+
+        // Just started: listened for less than a master-down interval.
+        let mut r = Router::new(cfg(100, [10, 1, 2, 1])).unwrap();
+        faulty(&mut r, t0);
+        r.set_fault(t0 + s(1), None);
+        assert_eq!(r.poll_timeout(), Some(t0 + r.master_down_interval()));
+
+        // From Backup into Fault and back: the master followed counts.
+        let mut r = Router::new(cfg(100, [10, 1, 2, 1])).unwrap();
+        r.start(t0);
+        r.handle_advert(t0 + s(10), m, &advert(200));
+        faulty(&mut r, t0 + s(10) + Duration::from_millis(500));
+        r.set_fault(t0 + s(11), None);
+        assert_eq!(
+            r.poll_timeout(),
+            Some(t0 + s(10) + r.master_down_interval())
+        );
     }
 
     #[test]
