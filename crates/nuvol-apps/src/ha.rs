@@ -33,8 +33,8 @@ use bollard::models::{
     ServiceSpecModeReplicated, ServiceSpecRollbackConfig,
     ServiceSpecRollbackConfigFailureActionEnum, ServiceSpecRollbackConfigOrderEnum,
     ServiceSpecUpdateConfig, ServiceSpecUpdateConfigFailureActionEnum,
-    ServiceSpecUpdateConfigOrderEnum, TaskSpec, TaskSpecContainerSpec, TaskSpecResources,
-    TaskSpecRestartPolicy, TaskSpecRestartPolicyConditionEnum, TaskState,
+    ServiceSpecUpdateConfigOrderEnum, TaskSpec, TaskSpecContainerSpec, TaskSpecPlacement,
+    TaskSpecResources, TaskSpecRestartPolicy, TaskSpecRestartPolicyConditionEnum, TaskState,
 };
 use nuvol_catalog::model::ServiceDef;
 use serde::{Deserialize, Serialize};
@@ -80,6 +80,9 @@ pub struct HaOptions {
     pub replicas: u32,
     /// Swarm's delay before a task is restarted (or rescheduled).
     pub restart_delay: Duration,
+    /// The placement constraint of one-replica services (`[swarm]
+    /// singletons_off_leader`: off the raft leader).
+    pub singleton_constraint: Option<&'static str>,
 }
 
 fn nanos(d: Duration) -> i64 {
@@ -279,6 +282,13 @@ pub fn service_specs(
                     window: Some(0),
                 }),
                 networks: (!networks.is_empty()).then_some(networks),
+                placement: opts
+                    .singleton_constraint
+                    .filter(|_| opts.replicas == 1)
+                    .map(|k| TaskSpecPlacement {
+                        constraints: Some(vec![k.to_owned()]),
+                        ..Default::default()
+                    }),
                 ..Default::default()
             }),
             mode: Some(ServiceSpecMode {
@@ -443,7 +453,7 @@ impl Ha {
 
     /// The client of a Swarm manager, and the restart delay, or why this
     /// node cannot manage HA apps.
-    async fn manager(&self) -> Result<(bollard::Docker, Duration), AppError> {
+    async fn manager(&self) -> Result<(bollard::Docker, nuvol_swarm::SwarmHandle), AppError> {
         let Some(h) = self.swarm() else {
             return Err(AppError::Conflict(
                 "HA apps run on Docker Swarm, which is off on this node: set [swarm] enable = true \
@@ -478,7 +488,7 @@ impl Ha {
                 "this node's Docker is a Swarm worker, not a manager: install and manage HA apps on a manager{managers}"
             )));
         }
-        Ok((c, h.task_restart_delay()))
+        Ok((c, h.clone()))
     }
 
     /// Whether this node can manage HA apps now (for lists: no error
@@ -496,7 +506,7 @@ impl Ha {
         source: &str,
     ) -> Result<AppSummary, AppError> {
         let (plan, meta, values) = compose::plan(name, &definition, params)?;
-        let (c, delay) = self.manager().await?;
+        let (c, h) = self.manager().await?;
         if !self.services_of(&c, Some(name)).await?.is_empty() {
             return Err(AppError::Exists(name.to_owned()));
         }
@@ -511,7 +521,8 @@ impl Ha {
         };
         let opts = HaOptions {
             replicas: meta.replicas.unwrap_or(1),
-            restart_delay: delay,
+            restart_delay: h.task_restart_delay(),
+            singleton_constraint: h.singleton_constraint(),
         };
         let specs = service_specs(&plan, &meta, &record, &opts)?;
         let r = self.create(&c, &plan, specs).await;
@@ -1010,6 +1021,7 @@ mod tests {
     const OPTS: HaOptions = HaOptions {
         replicas: 1,
         restart_delay: Duration::from_secs(1),
+        singleton_constraint: Some(nuvol_swarm::plan::OFF_LEADER_CONSTRAINT),
     };
 
     const WEB: &str = r#"
@@ -1104,6 +1116,23 @@ x-nuvol:
         );
         // One service: no overlay network needed.
         assert!(t.networks.is_none());
+        // Off the raft leader ([swarm] singletons_off_leader), or anywhere.
+        let placed = |s: &ServiceSpec| {
+            s.task_template
+                .as_ref()
+                .and_then(|t| t.placement.as_ref())
+                .and_then(|p| p.constraints.clone())
+        };
+        assert_eq!(
+            placed(s),
+            Some(vec!["node.labels.nuvol.swarm.leader!=true".to_owned()])
+        );
+        let anywhere = HaOptions {
+            singleton_constraint: None,
+            ..OPTS
+        };
+        let specs = service_specs(&plan, &meta, &record, &anywhere).unwrap();
+        assert_eq!(placed(&specs[0]), None);
     }
 
     #[test]
@@ -1130,6 +1159,8 @@ x-nuvol:
         assert_eq!(specs.len(), 2);
         for s in &specs {
             assert!(!s.labels.as_ref().unwrap().contains_key(LABEL_SINGLETON));
+            // Replicas may run anywhere, the leader included.
+            assert!(s.task_template.as_ref().unwrap().placement.is_none());
             let nets = s.task_template.as_ref().unwrap().networks.as_ref().unwrap();
             assert!(!nets.is_empty());
             assert_eq!(

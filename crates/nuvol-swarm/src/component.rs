@@ -106,6 +106,7 @@ struct Metrics {
 struct Shared {
     status: RwLock<SwarmStatus>,
     task_restart_delay: Duration,
+    singletons_off_leader: bool,
 }
 
 impl Shared {
@@ -135,6 +136,14 @@ impl SwarmHandle {
     /// nuvol creates.
     pub fn task_restart_delay(&self) -> Duration {
         self.0.task_restart_delay
+    }
+
+    /// The placement constraint for one-replica services that keeps them
+    /// off the raft leader (`[swarm] singletons_off_leader`), if on.
+    pub fn singleton_constraint(&self) -> Option<&'static str> {
+        self.0
+            .singletons_off_leader
+            .then_some(plan::OFF_LEADER_CONSTRAINT)
     }
 }
 
@@ -225,6 +234,7 @@ impl Component for Swarm {
                 ..SwarmStatus::default()
             }),
             task_restart_delay: cfg.task_restart_delay,
+            singletons_off_leader: cfg.singletons_off_leader,
         });
         let metrics = Arc::new(Metrics::default());
         ctx.metrics().register(
@@ -513,14 +523,16 @@ impl Swarm {
                 .collect()
         };
         self.show(&info, &peers, &node_infos);
-        let action = plan::plan(&Inputs {
+        let inputs = Inputs {
             me: &self.node,
             peers: &peers,
             local: &info.local,
             nodes: &nodes,
             managers: self.cfg.managers,
             may_init,
-        });
+        };
+        let action = plan::plan(&inputs);
+        let marks = plan::leader_marks(&inputs, self.cfg.singletons_off_leader);
         let mut err = match &info.local {
             Local::Error(e) => Some(SwarmError::Api {
                 path: self.socket.clone(),
@@ -544,6 +556,16 @@ impl Swarm {
             self.shared.update(|s| s.last_action = Some(outcome));
             if let Err(e) = r {
                 err = Some(e);
+            }
+        }
+        for (id, set) in marks {
+            let value = set.then_some("true");
+            match en.set_label(&id, plan::LEADER_LABEL, value).await {
+                Ok(()) => tracing::info!(node_id = %id, set, "swarm: leader label"),
+                Err(e) => {
+                    tracing::warn!(node_id = %id, error = %e, "swarm: leader label not changed");
+                    err.get_or_insert(e);
+                }
             }
         }
         if err.is_none() && !encrypted(cluster).await {

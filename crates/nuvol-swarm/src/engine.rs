@@ -247,6 +247,11 @@ impl Engine {
                     ready,
                     reachable,
                     stale: false,
+                    marked: spec
+                        .labels
+                        .as_ref()
+                        .and_then(|l| l.get(crate::plan::LEADER_LABEL))
+                        .is_some_and(|v| v == "true"),
                 },
                 hostname: n.description.and_then(|d| d.hostname).unwrap_or_default(),
                 addr: ms
@@ -273,6 +278,47 @@ impl Engine {
         role: Option<Role>,
         availability: Option<NodeSpecAvailabilityEnum>,
     ) -> Result<(), SwarmError> {
+        self.modify(id, |spec| {
+            if let Some(r) = role {
+                spec.role = Some(match r {
+                    Role::Manager => NodeSpecRoleEnum::MANAGER,
+                    Role::Worker => NodeSpecRoleEnum::WORKER,
+                });
+            }
+            if let Some(a) = availability {
+                spec.availability = Some(a);
+            }
+        })
+        .await
+    }
+
+    /// Set (`Some`) or remove a label of a node (managers only).
+    pub async fn set_label(
+        &self,
+        id: &str,
+        key: &str,
+        value: Option<&str>,
+    ) -> Result<(), SwarmError> {
+        self.modify(id, |spec| {
+            let labels = spec.labels.get_or_insert_with(HashMap::new);
+            match value {
+                Some(v) => {
+                    labels.insert(key.to_owned(), v.to_owned());
+                }
+                None => {
+                    labels.remove(key);
+                }
+            }
+        })
+        .await
+    }
+
+    /// Read a node's spec, change it, write it back at the version read.
+    async fn modify(
+        &self,
+        id: &str,
+        change: impl FnOnce(&mut bollard::models::NodeSpec),
+    ) -> Result<(), SwarmError> {
         let n = self
             .api
             .inspect_node(id)
@@ -280,15 +326,7 @@ impl Engine {
             .map_err(|e| self.api_err(&e))?;
         let version = n.version.and_then(|v| v.index).unwrap_or(0);
         let mut spec = n.spec.unwrap_or_default();
-        if let Some(r) = role {
-            spec.role = Some(match r {
-                Role::Manager => NodeSpecRoleEnum::MANAGER,
-                Role::Worker => NodeSpecRoleEnum::WORKER,
-            });
-        }
-        if let Some(a) = availability {
-            spec.availability = Some(a);
-        }
+        change(&mut spec);
         self.api
             .update_node(
                 id,

@@ -12,12 +12,27 @@
 //!   promotes ready workers of alive members (lowest names first), demotes
 //!   managers that are down once replaced (and extras, highest names
 //!   first, never itself), and removes down nodes whose gossip member left
-//!   or was reaped (a down manager is demoted first, as Swarm requires).
+//!   or was reaped (a down manager is demoted first, as Swarm requires);
+//! - beside the action, the leader keeps the [`LEADER_LABEL`] node label on
+//!   itself alone ([`leader_marks`]), so that one-replica HA services,
+//!   constrained to nodes without it, run off the raft leader: losing the
+//!   node that runs such a task then never costs a raft election before
+//!   Swarm reschedules it (the leader's dispatcher notices a dead follower
+//!   after a few heartbeats; a new leader first waits twice as long for
+//!   every node). The leader marks itself only while another usable node
+//!   can take the task.
 
 use std::collections::BTreeMap;
 
 /// The gossip tag key.
 pub const SWARM_TAG: &str = "swarm";
+
+/// The node label the raft leader keeps on itself (value `true`).
+pub const LEADER_LABEL: &str = "nuvol.swarm.leader";
+
+/// The placement constraint that keeps a task off the marked leader (a
+/// node without the label matches).
+pub const OFF_LEADER_CONSTRAINT: &str = "node.labels.nuvol.swarm.leader!=true";
 
 /// What a member's `swarm` tag says.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -121,6 +136,8 @@ pub struct Node {
     /// claims is only removed then, since a joining node is listed before
     /// its member's tag names it.
     pub stale: bool,
+    /// It carries [`LEADER_LABEL`].
+    pub marked: bool,
 }
 
 /// What to do now.
@@ -329,6 +346,40 @@ fn plan_leader(i: &Inputs<'_>, me_id: &str) -> Action {
     Action::Nothing
 }
 
+/// On the leader: the [`LEADER_LABEL`] changes to make, `(node id, set)`.
+/// The leader is marked while another node is usable (ready, active, its
+/// member alive: a one-replica task can run there); every other node is
+/// unmarked (a former leader); with `enabled` off (`[swarm]
+/// singletons_off_leader`) every node is unmarked. Nothing elsewhere.
+pub fn leader_marks(i: &Inputs<'_>, enabled: bool) -> Vec<(String, bool)> {
+    let Local::Active {
+        node_id: me_id,
+        leader: true,
+        ..
+    } = i.local
+    else {
+        return Vec::new();
+    };
+    let alive_ids: Vec<&str> = i
+        .peers
+        .iter()
+        .filter(|p| p.alive)
+        .filter_map(|p| p.tag.as_ref().and_then(Tag::node_id))
+        .collect();
+    let other_usable = i
+        .nodes
+        .iter()
+        .any(|n| n.id != *me_id && n.ready && n.active && alive_ids.contains(&n.id.as_str()));
+    let mut out = Vec::new();
+    for n in i.nodes {
+        let want = enabled && n.id == *me_id && other_usable;
+        if n.marked != want {
+            out.push((n.id.clone(), want));
+        }
+    }
+    out
+}
+
 /// The peers from the members (this node and members without a readable
 /// `swarm` tag are kept out, except that gone members are kept with their
 /// tag so that their Swarm node can be removed).
@@ -372,6 +423,7 @@ mod tests {
             ready: true,
             reachable: role == Role::Manager,
             stale: false,
+            marked: false,
         }
     }
 
@@ -392,6 +444,104 @@ mod tests {
             managers,
             may_init: true,
         })
+    }
+
+    fn marks(me: &str, peers: &[Peer], local: &Local, nodes: &[Node]) -> Vec<(String, bool)> {
+        marks_if(me, peers, local, nodes, true)
+    }
+
+    fn marks_if(
+        me: &str,
+        peers: &[Peer],
+        local: &Local,
+        nodes: &[Node],
+        enabled: bool,
+    ) -> Vec<(String, bool)> {
+        leader_marks(
+            &Inputs {
+                me,
+                peers,
+                local,
+                nodes,
+                managers: 3,
+                may_init: true,
+            },
+            enabled,
+        )
+    }
+
+    #[test]
+    fn the_constraint_names_the_label() {
+        assert_eq!(
+            OFF_LEADER_CONSTRAINT,
+            format!("node.labels.{LEADER_LABEL}!=true")
+        );
+    }
+
+    #[test]
+    fn the_leader_marks_itself_alone_while_another_node_can_run_a_task() {
+        let peers = [
+            peer("b", Tag::Manager("B".into())),
+            peer("c", Tag::Manager("C".into())),
+        ];
+        let mut nodes = vec![
+            node("A", Role::Manager),
+            node("B", Role::Manager),
+            node("C", Role::Manager),
+        ];
+        // A new leader: marks itself, unmarks the former leader.
+        nodes[1].marked = true;
+        assert_eq!(
+            marks("a", &peers, &leader("A"), &nodes),
+            [("A".to_owned(), true), ("B".to_owned(), false)]
+        );
+        nodes[0].marked = true;
+        nodes[1].marked = false;
+        assert!(
+            marks("a", &peers, &leader("A"), &nodes).is_empty(),
+            "settled"
+        );
+        // Not the leader: nothing, whatever the labels say.
+        let follower = Local::Active {
+            node_id: "B".into(),
+            manager: true,
+            leader: false,
+        };
+        nodes[0].marked = false;
+        assert!(marks("b", &peers, &follower, &nodes).is_empty());
+        nodes[0].marked = true;
+        // No other node usable (down in Swarm, drained, or its member
+        // failed in gossip): the leader unmarks itself, or the task would
+        // have nowhere to run.
+        let mut down = nodes.clone();
+        down[1].ready = false;
+        down[2].active = false;
+        assert_eq!(
+            marks("a", &peers, &leader("A"), &down),
+            [("A".to_owned(), false)]
+        );
+        let mut failed = peers.clone();
+        failed[0].alive = false;
+        failed[1].alive = false;
+        assert_eq!(
+            marks("a", &failed, &leader("A"), &nodes),
+            [("A".to_owned(), false)]
+        );
+        // One of them is enough; a worker counts.
+        let mut one = nodes.clone();
+        one[1].ready = false;
+        one[2].role = Role::Worker;
+        assert!(marks("a", &peers, &leader("A"), &one).is_empty());
+        // A single-node swarm is never marked.
+        assert_eq!(
+            marks("a", &[], &leader("A"), &nodes[..1]),
+            [("A".to_owned(), false)]
+        );
+        // Turned off: the marks go.
+        assert_eq!(
+            marks_if("a", &peers, &leader("A"), &nodes, false),
+            [("A".to_owned(), false)]
+        );
     }
 
     #[test]

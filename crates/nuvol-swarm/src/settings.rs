@@ -31,6 +31,13 @@ nuvol_agent::settings! {
         /// (Swarm's default is 5s); offered to other components by the
         /// SwarmHandle.
         task_restart_delay: Duration = Duration::from_secs(1), flag "swarm-task-restart-delay";
+        /// Keep the tasks of one-replica HA services off the raft leader:
+        /// the leader labels itself nuvol.swarm.leader=true (while another
+        /// node can take such a task) and those services avoid that label,
+        /// so losing the node that runs one costs no raft election before
+        /// Swarm reschedules it. When leadership moves to the node running
+        /// one, Swarm moves the task (a short planned restart).
+        singletons_off_leader: bool = true, flag "swarm-singletons-off-leader";
         /// On `nuvol leave`: how long to wait for this node's tasks to move
         /// away once it is drained (a worker is drained by a manager), before
         /// it leaves the swarm.

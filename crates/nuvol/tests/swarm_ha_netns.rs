@@ -212,15 +212,38 @@ pub fn form(
     agents
 }
 
-/// Install `web` with `--ha` on node 0, wait until it answers on the VIP,
-/// kill the node running its task and wait until it answers on the VIP
-/// again: (the victim, the node running it now, the time it took).
-pub fn install_kill_and_wait(
-    lab: &mut SwarmLab,
-    agents: &mut [Option<NuvolAgent>],
+/// The gossip name of the Swarm's raft leader, as `a` sees it.
+fn leader_of(a: &NuvolAgent) -> Option<String> {
+    json(a, &["swarm", "status"])?["nodes"]
+        .as_array()?
+        .iter()
+        .find(|n| n["leader"] == true)
+        .and_then(|n| n["name"].as_str())
+        .map(str::to_owned)
+}
+
+fn dump(agents: &[Option<NuvolAgent>]) {
+    for a in agents.iter().flatten() {
+        eprintln!(
+            "--- {}: vip {:?}, publishers {:?}\n{}",
+            a.name(),
+            vip_state(a),
+            publishers(a),
+            a.log_tail(40)
+        );
+    }
+}
+
+/// Install `web` with `--ha` on node 0 and wait until it answers on the
+/// VIP (with `off_leader`, from a node that is not the raft leader:
+/// `[swarm] singletons_off_leader`): the node running it.
+fn install_and_wait(
+    lab: &SwarmLab,
+    agents: &[Option<NuvolAgent>],
     names: &[String],
     dir: &std::path::Path,
-) -> (usize, usize, Duration) {
+    off_leader: bool,
+) -> usize {
     let vip = format!("{}:8080", vip_of(lab));
     let file = dir.join("web.yaml");
     std::fs::write(&file, compose()).unwrap();
@@ -229,27 +252,34 @@ pub fn install_kill_and_wait(
         .cli_run(&["app", "install", file.to_str().unwrap(), "--ha"])
         .unwrap();
     assert!(out.status.success(), "{out:?}\n{}", a0.log_tail(30));
-    let dump = |agents: &[Option<NuvolAgent>]| {
-        for a in agents.iter().flatten() {
-            eprintln!(
-                "--- {}: vip {:?}, publishers {:?}\n{}",
-                a.name(),
-                vip_state(a),
-                publishers(a),
-                a.log_tail(40)
-            );
-        }
-    };
     let mut on = Vec::new();
+    let mut leader = None;
     let r = wait_until_msg("the HA app answers on the VIP", T, POLL, || {
         on = running_on(agents[0].as_ref().unwrap());
-        on.len() == 1 && get(&vip).is_some_and(|b| b.contains("hello from nuvol"))
+        leader = leader_of(agents[0].as_ref().unwrap());
+        on.len() == 1
+            && (!off_leader || leader.as_ref().is_some_and(|l| *l != on[0]))
+            && get(&vip).is_some_and(|b| b.contains("hello from nuvol"))
     });
     if let Err(e) = r {
         dump(agents);
-        panic!("{e}: running on {on:?}");
+        panic!("{e}: running on {on:?}, the leader {leader:?} (off the leader: {off_leader})");
     }
-    let victim = names.iter().position(|n| *n == on[0]).expect("one of ours");
+    names.iter().position(|n| *n == on[0]).expect("one of ours")
+}
+
+/// Install `web` (see [`install_and_wait`]), kill the node running its
+/// task and wait until it answers on the VIP again: (the victim, the node
+/// running it now, the time it took).
+pub fn install_kill_and_wait(
+    lab: &mut SwarmLab,
+    agents: &mut [Option<NuvolAgent>],
+    names: &[String],
+    dir: &std::path::Path,
+    off_leader: bool,
+) -> (usize, usize, Duration) {
+    let vip = format!("{}:8080", vip_of(lab));
+    let victim = install_and_wait(lab, agents, names, dir, off_leader);
     let survivors: Vec<usize> = (0..3).filter(|k| *k != victim).collect();
     // Published from the node that runs it, and only from there.
     let s = survivors[0];
@@ -258,13 +288,7 @@ pub fn install_kill_and_wait(
         !p.is_empty() && p.iter().all(|(n, _)| *n == names[victim])
     })
     .unwrap();
-    let leader = json(agents[s].as_ref().unwrap(), &["swarm", "status"])
-        .and_then(|v| v["nodes"].as_array().cloned())
-        .unwrap_or_default()
-        .into_iter()
-        .find(|n| n["leader"] == true)
-        .map(|n| n["name"].as_str().unwrap_or("").to_owned())
-        .unwrap_or_default();
+    let leader = leader_of(agents[s].as_ref().unwrap()).unwrap_or_default();
     eprintln!(
         "web runs on node {victim}{}; killing it",
         if leader == names[victim] {
@@ -362,7 +386,8 @@ fn an_ha_app_follows_its_task_and_the_vip_follows_the_app() {
     let pid = std::process::id();
     let names: Vec<String> = (0..3).map(|k| format!("ha{pid}-{k}")).collect();
     let mut agents = form(&lab, dir.path(), &names, &[]);
-    let (victim, new, took) = install_kill_and_wait(&mut lab, &mut agents, &names, dir.path());
+    let (victim, new, took) =
+        install_kill_and_wait(&mut lab, &mut agents, &names, dir.path(), true);
     eprintln!(
         "BENCH ha failover: the app answers on the VIP again {:.1}s after its node was killed (heartbeat 1s, restart delay 1s)",
         took.as_secs_f64()
@@ -410,6 +435,89 @@ fn an_ha_app_follows_its_task_and_the_vip_follows_the_app() {
     drop(agents);
 }
 
+/// `[swarm] singletons_off_leader`: the raft leader is killed while a
+/// follower runs the app. The app keeps running there unless the new
+/// leader is that very node; then the leader label moves to it and Swarm
+/// moves the task to the other survivor. Either way the app ends up
+/// answering on the VIP from a node that is not the new leader; the
+/// longest outage seen from the host is printed.
+#[test]
+fn killing_the_leader_keeps_the_app_off_the_new_leader() {
+    let Some(mut lab) = lab("swarm_ha_netns leader") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let pid = std::process::id();
+    let names: Vec<String> = (0..3).map(|k| format!("hl{pid}-{k}")).collect();
+    let mut agents = form(&lab, dir.path(), &names, &[]);
+    let on = install_and_wait(&lab, &agents, &names, dir.path(), true);
+    let old = leader_of(agents[on].as_ref().unwrap()).expect("a leader");
+    let victim = names.iter().position(|n| *n == old).expect("one of ours");
+    assert_ne!(victim, on, "installed off the leader");
+    eprintln!("web runs on node {on}; killing the leader, node {victim}");
+    let vip = format!("{}:8080", vip_of(&lab));
+    let t0 = Instant::now();
+    lab.cut_link(victim);
+    lab.kill_node(victim);
+    if let Some(mut a) = agents[victim].take() {
+        a.kill();
+    }
+    let watcher = agents[on].as_ref().unwrap();
+    // Poll the app through the VIP; done once a new leader is known, the
+    // task runs on a survivor that is not it, the app answers, and all of
+    // that has held for 10 s (a move the label causes would have started).
+    let mut longest = Duration::ZERO;
+    let mut down_since: Option<Instant> = None;
+    let mut settled_since: Option<Instant> = None;
+    let mut moved = false;
+    let mut last = (None, Vec::new());
+    while t0.elapsed() < T {
+        let ok = get(&vip).is_some_and(|b| b.contains("hello from nuvol"));
+        match (ok, down_since) {
+            (false, None) => down_since = Some(Instant::now()),
+            (true, Some(d)) => {
+                longest = longest.max(d.elapsed());
+                down_since = None;
+            }
+            _ => {}
+        }
+        let leader = leader_of(watcher).filter(|l| *l != old);
+        let running = running_on(watcher);
+        if running.iter().any(|n| *n != names[on]) {
+            moved = true;
+        }
+        let settled = ok
+            && leader.as_ref().is_some_and(|l| {
+                running.len() == 1 && running[0] != *l && running[0] != names[victim]
+            });
+        last = (leader, running);
+        if !settled {
+            settled_since = None;
+        } else if settled_since.get_or_insert_with(Instant::now).elapsed()
+            >= Duration::from_secs(10)
+        {
+            break;
+        }
+        std::thread::sleep(POLL);
+    }
+    if settled_since.is_none_or(|s| s.elapsed() < Duration::from_secs(10)) {
+        dump(&agents);
+        panic!(
+            "after killing the leader: new leader {:?}, web running on {:?}, VIP answers: {}",
+            last.0,
+            last.1,
+            get(&vip).is_some()
+        );
+    }
+    eprintln!(
+        "BENCH ha leader loss: new leader {:?}, the app {} node {on}; longest outage on the VIP {:.1}s",
+        last.0,
+        if moved { "moved off" } else { "stayed on" },
+        longest.as_secs_f64()
+    );
+    drop(agents);
+}
+
 /// BENCHMARKS.md (scripts/bench-ha.sh): from the kill of the node running
 /// an HA app's task until the app answers on the VIP again, with nuvol's
 /// tuning (heartbeat 1s, restart delay 1s, raft election 3 ticks) and with
@@ -423,9 +531,9 @@ fn ha_failover_time_nuvol_tuning_vs_swarm_defaults() {
         .and_then(|r| r.parse().ok())
         .unwrap_or(3);
     let mut rows = Vec::new();
-    for (label, heartbeat, delay, election) in [
-        ("nuvol", "1s", "1s", "3"),
-        ("swarm defaults", "5s", "5s", "10"),
+    for (label, heartbeat, delay, election, off_leader) in [
+        ("nuvol", "1s", "1s", "3", true),
+        ("swarm defaults", "5s", "5s", "10", false),
     ] {
         let mut times = Vec::new();
         for run in 0..runs {
@@ -438,14 +546,15 @@ fn ha_failover_time_nuvol_tuning_vs_swarm_defaults() {
             let hb = format!("--swarm-heartbeat={heartbeat}");
             let rd = format!("--swarm-task-restart-delay={delay}");
             let et = format!("--swarm-election-ticks={election}");
+            let ol = format!("--swarm-singletons-off-leader={off_leader}");
             let mut agents = form(
                 &lab,
                 dir.path(),
                 &names,
-                &[hb.as_str(), rd.as_str(), et.as_str()],
+                &[hb.as_str(), rd.as_str(), et.as_str(), ol.as_str()],
             );
             let (victim, new, took) =
-                install_kill_and_wait(&mut lab, &mut agents, &names, dir.path());
+                install_kill_and_wait(&mut lab, &mut agents, &names, dir.path(), off_leader);
             eprintln!(
                 "BENCH {label} run {run}: heartbeat {heartbeat}, restart delay {delay}, election {election} ticks: \
                  answers on the VIP again after {:.1}s (killed node {victim}, now on {new})",
