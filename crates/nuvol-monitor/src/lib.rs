@@ -1,0 +1,13 @@
+//! Decentralised network monitoring (issue 12), DIMON's job without a
+//! database: membership is already gossiped, so every monitor computes the
+//! same owners for every device.
+//!
+//! - [`assign`]: sans-I/O. Which `k` monitors own a device (weighted
+//!   rendezvous hashing with a specified hash), and which monitors count
+//!   ([`assign::Eligibility`]: only after being alive for a while, so a
+//!   flapping node causes no churn).
+//! - [`devices`]: the device set, from Guifi.net's CNML or a TOML list;
+//!   devices in the states snpservices skips are left out.
+
+pub mod assign;
+pub mod devices;
