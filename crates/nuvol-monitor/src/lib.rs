@@ -8,6 +8,13 @@
 //!   flapping node causes no churn).
 //! - [`devices`]: the device set, from Guifi.net's CNML or a TOML list;
 //!   devices in the states snpservices skips are left out.
+//! - [`settings`]: the `[monitor]` section; [`component`]: the component
+//!   ([`MonitorComponent`]), its `monitor` tag and `GET /v1/monitor`.
 
 pub mod assign;
+pub mod component;
 pub mod devices;
+pub mod settings;
+
+pub use component::{MonitorComponent, MonitorStatus};
+pub use settings::MonitorSettings;

@@ -22,6 +22,7 @@ pub fn components() -> AgentBuilder {
         .with::<nuvol_vip::Vips>()
         .with::<nuvol_sync::Sync>()
         .with::<nuvol_swarm::Swarm>()
+        .with::<nuvol_monitor::MonitorComponent>()
         .with::<Metrics>()
         .with::<Reload>()
         .with::<Join>()

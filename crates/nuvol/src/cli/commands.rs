@@ -278,7 +278,12 @@ pub async fn run(cmd: ClientCommand) -> Result<i32> {
             }
             Ok(0)
         }
-        ClientCommand::Monitor { rpc, log_level } => monitor(rpc, log_level).await,
+        ClientCommand::Monitor { cmd: Some(cmd), .. } => super::monitor::run(cmd).await,
+        ClientCommand::Monitor {
+            rpc,
+            log_level,
+            cmd: None,
+        } => monitor(rpc, log_level).await,
         ClientCommand::Rtt { rpc, nodes } => rtt(rpc, nodes).await,
         ClientCommand::Reachability { rpc, verbose } => reachability(rpc, verbose).await,
     }

@@ -48,6 +48,7 @@
 mod app;
 mod catalog;
 mod commands;
+mod monitor;
 pub mod output;
 mod swarm;
 mod sync;
@@ -252,13 +253,18 @@ pub enum ClientCommand {
         #[command(flatten)]
         rpc: RpcOpts,
     },
-    /// Stream the agent's logs (and events) until interrupted.
+    /// Stream the agent's logs (and events) until interrupted (serf's
+    /// `monitor`); with a subcommand, network monitoring (`nuvol monitor
+    /// assignment`).
+    #[command(args_conflicts_with_subcommands = true)]
     Monitor {
         #[command(flatten)]
         rpc: RpcOpts,
         /// Lowest level shown: trace, debug, info, warn or err.
         #[arg(long, default_value = "INFO", value_name = "LEVEL")]
         log_level: String,
+        #[command(subcommand)]
+        cmd: Option<MonitorCommand>,
     },
     /// Estimated round-trip time between two nodes (or a node and the agent).
     Rtt {
@@ -446,6 +452,17 @@ pub enum SyncCommand {
     /// the nodes sharing it, whether it is in sync, files still needed,
     /// conflicts.
     Status {
+        #[command(flatten)]
+        at: CatalogOpts,
+    },
+}
+
+/// `nuvol monitor ...`.
+#[derive(Debug, Subcommand, Clone)]
+pub enum MonitorCommand {
+    /// Each device and the monitors that own it (best first), as this
+    /// node computes it; JSON: an object mapping device id to owners.
+    Assignment {
         #[command(flatten)]
         at: CatalogOpts,
     },

@@ -1,0 +1,165 @@
+//! Network monitoring's assignment across real agents (issue 12): four
+//! `nuvol agent`s on loopback with `[monitor] enable` and the same 40
+//! devices. Every agent computes the same owners (k = 2, distinct, among
+//! the monitors); when one is killed the survivors agree again, the
+//! devices it did not own keep their owners and each device it owned
+//! gains exactly one new owner; a non-monitor agent says monitoring is
+//! off; a bad `[monitor]` section stops the agent with a message naming
+//! it. No root or system package needed.
+
+use nuvol_testkit::{fresh_ip, wait_until_msg, NuvolAgent};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+const NUVOL: &str = env!("CARGO_BIN_EXE_nuvol");
+const T: Duration = Duration::from_secs(60);
+const POLL: Duration = Duration::from_millis(200);
+
+type Assignment = BTreeMap<String, Vec<String>>;
+
+fn assignment(a: &NuvolAgent) -> Option<Assignment> {
+    let out = a
+        .cli_run(&["monitor", "assignment", "--format", "json"])
+        .ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    serde_json::from_str::<Value>(&out.stdout)
+        .ok()
+        .and_then(|v| serde_json::from_value(v).ok())
+}
+
+fn config(dir: &std::path::Path, n: usize) -> std::path::PathBuf {
+    let mut s = String::from("[monitor]\nenable = true\nk = 2\nsettle = \"2s\"\ndevices = [\n");
+    for i in 0..n {
+        s.push_str(&format!(
+            "  {{ id = \"r{i}\", address = \"10.9.{}.{}\" }},\n",
+            i / 200,
+            1 + i % 200
+        ));
+    }
+    s.push_str("]\n");
+    let p = dir.join("monitor.toml");
+    std::fs::write(&p, s).unwrap();
+    p
+}
+
+#[test]
+fn every_monitor_computes_the_same_owners_and_a_lost_one_moves_only_its_devices() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), 40);
+    let names: Vec<String> = (0..4)
+        .map(|k| format!("mon{}-{k}", std::process::id()))
+        .collect();
+    let mut agents: Vec<Option<NuvolAgent>> = Vec::new();
+    for name in &names {
+        let mut b = NuvolAgent::builder(NUVOL, name)
+            .ip(fresh_ip())
+            .profile("local")
+            .arg(format!("--config={}", cfg.display()))
+            .arg("--mdns=false")
+            .arg("--apps=false");
+        if let Some(Some(first)) = agents.first() {
+            b = b.join_agent(first);
+        }
+        agents.push(Some(b.spawn().unwrap()));
+    }
+    let all_agree = |agents: &[Option<NuvolAgent>], want: usize| -> Option<Assignment> {
+        let views: Vec<Assignment> = agents
+            .iter()
+            .flatten()
+            .map(assignment)
+            .collect::<Option<_>>()?;
+        let first = views.first()?.clone();
+        let owners: std::collections::BTreeSet<&String> = first.values().flatten().collect();
+        (views.iter().all(|v| *v == first) && first.len() == 40 && owners.len() == want)
+            .then_some(first)
+    };
+    let mut before = None;
+    let r = wait_until_msg("the four monitors agree on the owners", T, POLL, || {
+        before = all_agree(&agents, 4);
+        before.is_some()
+    });
+    if let Err(e) = r {
+        for a in agents.iter().flatten() {
+            eprintln!("--- {}: {:?}\n{}", a.name(), assignment(a), a.log_tail(20));
+        }
+        panic!("{e}");
+    }
+    let before = before.unwrap();
+    for (d, o) in &before {
+        assert_eq!(o.len(), 2, "{d}: {o:?}");
+        assert_ne!(o[0], o[1], "{d}");
+    }
+    // Each monitor owns some devices (40 devices, k = 2, 4 monitors).
+    for n in &names {
+        let c = before.values().filter(|o| o.contains(n)).count();
+        assert!(c > 5, "{n} owns {c} devices: {before:?}");
+    }
+
+    let victim = 3;
+    let gone = names[victim].clone();
+    if let Some(mut a) = agents[victim].take() {
+        a.kill();
+    }
+    let mut after = None;
+    wait_until_msg(
+        "the survivors agree without the killed monitor",
+        T,
+        POLL,
+        || {
+            after = all_agree(&agents, 3);
+            after.is_some()
+        },
+    )
+    .unwrap();
+    let after = after.unwrap();
+    for (d, b) in &before {
+        let a = &after[d];
+        assert!(!a.contains(&gone), "{d}: {a:?}");
+        if b.contains(&gone) {
+            let new: Vec<&String> = a.iter().filter(|o| !b.contains(o)).collect();
+            assert_eq!(new.len(), 1, "{d}: {b:?} -> {a:?}");
+            let kept = b.iter().find(|o| **o != gone).unwrap();
+            assert!(a.contains(kept), "{d}: {b:?} -> {a:?}");
+        } else {
+            assert_eq!(a, b, "{d}: a device the killed monitor did not own");
+        }
+    }
+
+    // A node that is not a monitor says so.
+    let plain = NuvolAgent::builder(NUVOL, &format!("plain{}", std::process::id()))
+        .ip(fresh_ip())
+        .profile("local")
+        .arg("--mdns=false")
+        .arg("--apps=false")
+        .spawn()
+        .unwrap();
+    let out = plain.cli_run(&["monitor", "assignment"]).unwrap();
+    assert!(!out.status.success(), "{out:?}");
+    assert!(out.stderr.contains("monitoring is off"), "{out:?}");
+    // serf's `monitor` (log streaming) is still the bare command.
+    let help = plain.cli_run(&["monitor", "--help"]).unwrap();
+    assert!(help.stdout.contains("log-level"), "{help:?}");
+    assert!(help.stdout.contains("assignment"), "{help:?}");
+}
+
+#[test]
+fn a_bad_monitor_section_stops_the_agent_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("bad.toml");
+    std::fs::write(
+        &cfg,
+        "[monitor]\nenable = true\ndevices = [{ id = \"a\", address = \"10.0.0\" }]\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(NUVOL)
+        .args(["agent", "--node", "bad-monitor", "--bind", "127.0.0.1:0"])
+        .arg(format!("--config={}", cfg.display()))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("monitor") && err.contains("address"), "{err}");
+}
