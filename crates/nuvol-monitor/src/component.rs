@@ -1,53 +1,83 @@
 //! The monitor component: `[monitor]`, the `monitor` tag, `GET
 //! /v1/monitor`, and the loop that keeps the assignment current.
 //!
-//! The tag (`WEIGHT:DIGEST`) says "this node is a monitor, with this
-//! weight, holding the device set of this digest". On every membership
-//! change (and when a pending monitor settles) the loop feeds the alive
-//! monitors (this node included) to [`Eligibility`] and recomputes every
-//! device's owners with [`assign::assignment`].
+//! The tag (`WEIGHT:GENERATION:DIGEST`) says "this node is a monitor,
+//! with this weight, holding the device set of this generation and
+//! digest". On every membership change (and when a pending monitor
+//! settles) the loop feeds the alive monitors (this node included) to
+//! [`Eligibility`] and recomputes every device's owners with
+//! [`assign::assignment`]; when a monitor advertises a newer set, the
+//! loop fetches it ([`crate::exchange`]) over the application stream
+//! [`DEVICES_STREAM`].
 
 use crate::assign::{self, Eligibility, Monitor};
 use crate::devices::{parse_cnml, CnmlReport, Device, DeviceSet, Snmp};
+use crate::exchange::{self, Stored};
 use crate::settings::MonitorSettings;
 use axum::http::Method;
+use futures::future::BoxFuture;
 use nuvol_agent::chan::RecvError;
 use nuvol_agent::http::{Access, HttpRoute};
 use nuvol_agent::{
-    BuildCtx, BuildError, ClusterError, Component, ComponentError, OwnedTags, RunCtx,
+    BuildCtx, BuildError, Cluster, ClusterError, Component, ComponentError, OwnedTags, RunCtx,
+    StreamError, StreamHandler,
 };
 use nuvol_gossip::{Member, MemberStatus};
 use serde::Serialize;
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 /// The gossip tag key.
 pub const MONITOR_TAG: &str = "monitor";
+/// The application stream protocol that serves this node's device set.
+pub const DEVICES_STREAM: u8 = 3;
+/// Where the held device set is kept (in DATA_DIR).
+pub const DEVICES_FILE: &str = "monitor-devices.json";
 
 /// The `monitor` tag's value.
-pub fn tag_value(weight: u32, digest: &str) -> String {
-    format!("{weight}:{digest}")
+pub fn tag_value(weight: u32, generation: u64, digest: &str) -> String {
+    format!("{weight}:{generation}:{digest}")
 }
 
-/// A `monitor` tag: (weight, digest); `None` for anything else.
-pub fn parse_tag(v: &str) -> Option<(u32, String)> {
-    let (w, d) = v.split_once(':')?;
-    let w: u32 = w.parse().ok()?;
-    let ok = (1..=assign::MAX_WEIGHT).contains(&w)
+/// A `monitor` tag: (weight, generation, digest); `None` for anything
+/// else.
+pub fn parse_tag(v: &str) -> Option<(u32, u64, String)> {
+    let mut parts = v.split(':');
+    let w: u32 = parts.next()?.parse().ok()?;
+    let g: u64 = parts.next()?.parse().ok()?;
+    let d = parts.next()?;
+    let ok = parts.next().is_none()
+        && (1..=assign::MAX_WEIGHT).contains(&w)
         && d.len() == 16
         && d.bytes().all(|b| b.is_ascii_hexdigit());
-    ok.then(|| (w, d.to_owned()))
+    ok.then(|| (w, g, d.to_owned()))
+}
+
+/// An alive monitor, from its tag.
+#[derive(Debug, Clone)]
+pub struct Peer {
+    pub monitor: Monitor,
+    pub generation: u64,
+    pub digest: String,
+    pub addr: SocketAddr,
 }
 
 /// The alive monitors among `members`, from their tags.
-pub fn alive_monitors(members: &[Member]) -> Vec<(Monitor, String)> {
+pub fn alive_monitors(members: &[Member]) -> Vec<Peer> {
     members
         .iter()
         .filter(|m| m.status == MemberStatus::Alive)
         .filter_map(|m| {
-            let (w, d) = parse_tag(m.tags.get(MONITOR_TAG)?)?;
-            Some((Monitor::new(m.name.clone(), w), d))
+            let (w, g, d) = parse_tag(m.tags.get(MONITOR_TAG)?)?;
+            Some(Peer {
+                monitor: Monitor::new(m.name.clone(), w),
+                generation: g,
+                digest: d,
+                addr: m.addr,
+            })
         })
         .collect()
 }
@@ -58,8 +88,12 @@ pub struct MonitorStatus {
     pub node: String,
     pub k: u32,
     pub weight: u32,
-    /// This node's device set.
+    /// This node's device set: its digest and generation.
     pub digest: String,
+    pub generation: u64,
+    /// Where the set came from: `config`, or the monitor it was fetched
+    /// from.
+    pub source: String,
     pub devices: usize,
     /// The monitors that count now (alive and settled), by name.
     pub monitors: Vec<String>,
@@ -79,6 +113,7 @@ pub struct MonitorStatus {
 
 struct Shared {
     status: RwLock<MonitorStatus>,
+    held: RwLock<Stored>,
 }
 
 impl Shared {
@@ -95,6 +130,64 @@ impl Shared {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone()
     }
+    fn held(&self) -> Stored {
+        self.held
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+    fn hold(&self, s: Stored) {
+        *self
+            .held
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = s;
+    }
+}
+
+/// Serves the held device set to a monitor that asks.
+struct DevicesHandler(Arc<Shared>);
+
+impl StreamHandler for DevicesHandler {
+    fn handle(
+        &self,
+        _from: SocketAddr,
+        request: Vec<u8>,
+    ) -> BoxFuture<'static, Result<Arc<Vec<u8>>, StreamError>> {
+        let held = self.0.held();
+        Box::pin(async move {
+            if request != [nuvol_agent::APP_STREAM, DEVICES_STREAM] {
+                return Err(StreamError::Refused("unknown monitor request".into()));
+            }
+            serde_json::to_vec(&held)
+                .map(Arc::new)
+                .map_err(|e| StreamError::Refused(e.to_string()))
+        })
+    }
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// The kept set, if any (a corrupt file is logged and ignored).
+fn load_stored(path: &std::path::Path) -> Option<Stored> {
+    let text = std::fs::read(path).ok()?;
+    match serde_json::from_slice::<Stored>(&text) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "monitor: ignoring a corrupt device file");
+            None
+        }
+    }
+}
+
+fn save_stored(path: &std::path::Path, s: &Stored) -> std::io::Result<()> {
+    let tmp = path.with_extension("json.tmp");
+    let bytes = serde_json::to_vec(s).map_err(std::io::Error::other)?;
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path)
 }
 
 const OPENAPI: &str = r##"{
@@ -140,6 +233,7 @@ const OPENAPI: &str = r##"{
 /// Load the configured device set: the CNML file's devices and the TOML
 /// list (a TOML device replaces a CNML one of the same id).
 pub fn load_devices(cfg: &MonitorSettings) -> (DeviceSet, Option<CnmlReport>, Option<String>) {
+    // TOML first: DeviceSet::new keeps the first of a repeated id.
     let mut devices: Vec<Device> = cfg.devices.0.clone();
     let mut report = None;
     let mut error = None;
@@ -168,6 +262,7 @@ pub struct MonitorComponent {
     node: String,
     shared: Arc<Shared>,
     tag: OwnedTags,
+    file: PathBuf,
 }
 
 impl Component for MonitorComponent {
@@ -185,7 +280,9 @@ impl Component for MonitorComponent {
                 weight: cfg.weight,
                 ..MonitorStatus::default()
             }),
+            held: RwLock::new(Stored::default()),
         });
+        ctx.stream_protocol(DEVICES_STREAM, Arc::new(DevicesHandler(shared.clone())))?;
         let s = shared.clone();
         ctx.http_route(HttpRoute::new(
             Method::GET,
@@ -203,25 +300,28 @@ impl Component for MonitorComponent {
             node: ctx.node_name().to_owned(),
             shared,
             tag,
+            file: ctx.data_dir().join(DEVICES_FILE),
         }))
     }
 
     async fn run(&mut self, ctx: &RunCtx) -> Result<(), ComponentError> {
-        let (set, report, error) = load_devices(&self.cfg);
+        let (source, report, error) = load_devices(&self.cfg);
         if let Some(e) = &error {
             tracing::warn!(error = %e, "monitor: device source");
         }
-        let digest = set.digest();
-        tracing::info!(devices = set.devices.len(), digest = %digest, "monitor: device set");
+        let has_source = !self.cfg.cnml.is_empty() || !self.cfg.devices.0.is_empty();
+        let stored = load_stored(&self.file);
+        // A CNML file that cannot be read: the set held before is kept.
+        let held = match stored {
+            Some(s) if error.is_some() => s,
+            stored => exchange::start(source, has_source, stored, now_secs()),
+        };
         self.shared.update(|s| {
-            s.digest = digest.clone();
-            s.devices = set.devices.len();
             s.cnml = report;
             s.error = error;
+            s.source = "config".into();
         });
-        self.set_tag(Some(tag_value(self.cfg.weight, &digest)))
-            .await
-            .map_err(|e| ComponentError::msg(format!("cannot set the monitor tag: {e}")))?;
+        self.adopt(held).await?;
         let cluster = ctx.cluster().clone();
         let mut events = cluster.member_events();
         let mut elig = Eligibility::new(self.cfg.settle);
@@ -229,7 +329,12 @@ impl Component for MonitorComponent {
         loop {
             let now = Instant::now();
             match cluster.members().await {
-                Ok(members) => self.recompute(now, &members, &mut elig, &set, &digest),
+                Ok(members) => {
+                    self.recompute(now, &members, &mut elig);
+                    if self.maybe_fetch(&cluster, &members).await {
+                        self.recompute(Instant::now(), &members, &mut elig);
+                    }
+                }
                 Err(e) => tracing::warn!(error = %e, "monitor: no member list"),
             }
             // Wake when a pending monitor settles, or every few seconds.
@@ -254,23 +359,91 @@ impl Component for MonitorComponent {
 }
 
 impl MonitorComponent {
-    fn recompute(
-        &self,
-        now: Instant,
-        members: &[Member],
-        elig: &mut Eligibility,
-        set: &DeviceSet,
-        digest: &str,
-    ) {
-        let mut alive = alive_monitors(members);
-        if !alive.iter().any(|(m, _)| m.name == self.node) {
-            // This node, before its own tag has gone round.
-            alive.push((
-                Monitor::new(self.node.clone(), self.cfg.weight),
-                digest.to_owned(),
-            ));
+    /// Hold `s`: keep it on disk, advertise it, show it.
+    async fn adopt(&self, s: Stored) -> Result<(), ComponentError> {
+        if let Err(e) = save_stored(&self.file, &s) {
+            tracing::warn!(path = %self.file.display(), error = %e, "monitor: cannot keep the device set");
         }
-        let monitors: Vec<Monitor> = alive.iter().map(|(m, _)| m.clone()).collect();
+        let digest = s.set.digest();
+        tracing::info!(
+            devices = s.set.devices.len(),
+            generation = s.generation,
+            digest = %digest,
+            "monitor: device set"
+        );
+        self.shared.update(|st| {
+            st.digest = digest.clone();
+            st.generation = s.generation;
+            st.devices = s.set.devices.len();
+        });
+        let generation = s.generation;
+        self.shared.hold(s);
+        self.set_tag(Some(tag_value(self.cfg.weight, generation, &digest)))
+            .await
+            .map_err(|e| ComponentError::msg(format!("cannot set the monitor tag: {e}")))
+    }
+
+    /// Fetch a newer device set from the monitor advertising it; `true`
+    /// when one was adopted.
+    async fn maybe_fetch(&self, cluster: &Cluster, members: &[Member]) -> bool {
+        let held = self.shared.held();
+        let digest = held.set.digest();
+        let peers = alive_monitors(members);
+        let offers: Vec<(String, u64, String)> = peers
+            .iter()
+            .filter(|p| p.monitor.name != self.node)
+            .map(|p| (p.monitor.name.clone(), p.generation, p.digest.clone()))
+            .collect();
+        let Some(from) = exchange::fetch_from((held.generation, &digest), &offers) else {
+            return false;
+        };
+        let Some(peer) = peers.iter().find(|p| p.monitor.name == from) else {
+            return false;
+        };
+        let r = cluster
+            .app_request(peer.addr, vec![nuvol_agent::APP_STREAM, DEVICES_STREAM])
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|b| serde_json::from_slice::<Stored>(&b).map_err(|e| e.to_string()))
+            .and_then(|got| exchange::accept(got, peer.generation, &peer.digest));
+        match r {
+            Ok(mut got) => {
+                tracing::info!(
+                    from,
+                    generation = got.generation,
+                    "monitor: fetched a newer device set"
+                );
+                got.source_digest = held.source_digest;
+                self.shared.update(|s| s.source = from.to_owned());
+                self.adopt(got).await.is_ok()
+            }
+            Err(e) => {
+                tracing::warn!(from, error = %e, "monitor: cannot fetch the device set");
+                self.shared.update(|s| {
+                    s.error = Some(format!("cannot fetch the device set from {from}: {e}"));
+                });
+                false
+            }
+        }
+    }
+
+    fn recompute(&self, now: Instant, members: &[Member], elig: &mut Eligibility) {
+        let held = self.shared.held();
+        let set = &held.set;
+        let digest = set.digest();
+        let mut alive = alive_monitors(members);
+        if !alive.iter().any(|p| p.monitor.name == self.node) {
+            // This node, before its own tag has gone round.
+            if let Some(me) = members.iter().find(|m| m.name == self.node) {
+                alive.push(Peer {
+                    monitor: Monitor::new(self.node.clone(), self.cfg.weight),
+                    generation: held.generation,
+                    digest: digest.clone(),
+                    addr: me.addr,
+                });
+            }
+        }
+        let monitors: Vec<Monitor> = alive.iter().map(|p| p.monitor.clone()).collect();
         elig.observe(now, &monitors);
         let counted = elig.monitors(now);
         let k = usize::try_from(self.cfg.k).unwrap_or(usize::MAX);
@@ -288,8 +461,8 @@ impl MonitorComponent {
             .collect();
         let other_sets: Vec<String> = alive
             .iter()
-            .filter(|(_, d)| d != digest)
-            .map(|(m, _)| m.name.clone())
+            .filter(|p| p.digest != digest)
+            .map(|p| p.monitor.name.clone())
             .collect();
         let changed = self.shared.get().assignment != assignment;
         if changed {
@@ -334,16 +507,22 @@ mod tests {
 
     #[test]
     fn tags_round_trip_and_bad_ones_are_ignored() {
-        let v = tag_value(3, "0123456789abcdef");
-        assert_eq!(parse_tag(&v), Some((3, "0123456789abcdef".into())));
+        let v = tag_value(3, 1_700_000_000, "0123456789abcdef");
+        assert_eq!(
+            parse_tag(&v),
+            Some((3, 1_700_000_000, "0123456789abcdef".into()))
+        );
         for bad in [
             "",
             "3",
-            "0:0123456789abcdef",
-            "65:0123456789abcdef",
-            "1:xyz",
-            "a:0123456789abcdef",
-            "1:0123456789abcdeg",
+            "3:0123456789abcdef",
+            "0:1:0123456789abcdef",
+            "65:1:0123456789abcdef",
+            "1:1:xyz",
+            "a:1:0123456789abcdef",
+            "1:-1:0123456789abcdef",
+            "1:1:0123456789abcdeg",
+            "1:1:0123456789abcdef:x",
         ] {
             assert_eq!(parse_tag(bad), None, "{bad:?}");
         }

@@ -8,12 +8,15 @@
 //!   flapping node causes no churn).
 //! - [`devices`]: the device set, from Guifi.net's CNML or a TOML list;
 //!   devices in the states snpservices skips are left out.
+//! - [`exchange`]: sans-I/O. Which device set wins when monitors hold
+//!   different ones (the newest generation), and checking a fetched one.
 //! - [`settings`]: the `[monitor]` section; [`component`]: the component
 //!   ([`MonitorComponent`]), its `monitor` tag and `GET /v1/monitor`.
 
 pub mod assign;
 pub mod component;
 pub mod devices;
+pub mod exchange;
 pub mod settings;
 
 pub use component::{MonitorComponent, MonitorStatus};

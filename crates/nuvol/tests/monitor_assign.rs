@@ -163,3 +163,114 @@ fn a_bad_monitor_section_stops_the_agent_naming_it() {
     assert!(!out.status.success(), "{err}");
     assert!(err.contains("monitor") && err.contains("address"), "{err}");
 }
+
+/// The device set travels: monitors configured with no devices fetch the
+/// newest set from the one that has it (its generation in the tag), keep
+/// it across a restart, and an edited config on the source node spreads
+/// to all.
+#[test]
+fn monitors_without_devices_fetch_the_newest_set_from_a_peer() {
+    let dir = tempfile::tempdir().unwrap();
+    let pid = std::process::id();
+    let cfg10 = config(dir.path(), 10);
+    // (A restarted node keeps its address.)
+    let spawn = |name: &str,
+                 ip: std::net::IpAddr,
+                 cfg: Option<&std::path::Path>,
+                 data: &std::path::Path,
+                 join: Option<&NuvolAgent>| {
+        let mut b = NuvolAgent::builder(NUVOL, name)
+            .ip(ip)
+            .profile("local")
+            .data_dir(data)
+            .arg("--mdns=false")
+            .arg("--apps=false")
+            .arg("--monitor")
+            .arg("--monitor-settle=2s");
+        if let Some(c) = cfg {
+            b = b.arg(format!("--config={}", c.display()));
+        }
+        if let Some(j) = join {
+            b = b.join_agent(j);
+        }
+        b.spawn().unwrap()
+    };
+    let ips = [fresh_ip(), fresh_ip(), fresh_ip()];
+    let source = spawn(
+        &format!("src{pid}"),
+        ips[0],
+        Some(&cfg10),
+        &dir.path().join("d0"),
+        None,
+    );
+    let b = spawn(
+        &format!("b{pid}"),
+        ips[1],
+        None,
+        &dir.path().join("d1"),
+        Some(&source),
+    );
+    let c = spawn(
+        &format!("c{pid}"),
+        ips[2],
+        None,
+        &dir.path().join("d2"),
+        Some(&source),
+    );
+    let same = |agents: &[&NuvolAgent], n: usize| {
+        let views: Option<Vec<Assignment>> = agents.iter().map(|a| assignment(a)).collect();
+        views.is_some_and(|v| v.iter().all(|x| x.len() == n && *x == v[0]))
+    };
+    let r = wait_until_msg("b and c hold the source's 10 devices", T, POLL, || {
+        same(&[&source, &b, &c], 10)
+    });
+    if let Err(e) = r {
+        for a in [&source, &b, &c] {
+            eprintln!("--- {}: {:?}\n{}", a.name(), assignment(a), a.log_tail(20));
+        }
+        panic!("{e}");
+    }
+    let st: Value = serde_json::from_str(
+        &b.cli_run(&["monitor", "assignment", "--format", "json"])
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    assert_eq!(st.as_object().map(|m| m.len()), Some(10));
+    assert!(dir.path().join("d1/monitor-devices.json").exists());
+
+    // The source restarts with 12 devices: a newer generation, adopted by all.
+    let cfg12 = config(dir.path(), 12);
+    let name = source.name().to_owned();
+    drop(source);
+    let source = spawn(
+        &name,
+        ips[0],
+        Some(&cfg12),
+        &dir.path().join("d0"),
+        Some(&b),
+    );
+    let r = wait_until_msg("everyone holds the edited set", T, POLL, || {
+        same(&[&source, &b, &c], 12)
+    });
+    if let Err(e) = r {
+        for a in [&source, &b, &c] {
+            let st = a.cli_run(&["monitor", "assignment", "--format", "json"]);
+            eprintln!(
+                "--- {}: {:?}\n{}",
+                a.name(),
+                st.map(|o| o.stdout.len()),
+                a.log_tail(30)
+            );
+        }
+        panic!("{e}");
+    }
+    // b restarts alone (no devices configured): it keeps the set it held.
+    let bname = b.name().to_owned();
+    drop(b);
+    let b = spawn(&bname, ips[1], None, &dir.path().join("d1"), None);
+    wait_until_msg("a restarted b keeps the 12 devices", T, POLL, || {
+        assignment(&b).is_some_and(|a| a.len() == 12)
+    })
+    .unwrap();
+}
