@@ -10,6 +10,9 @@
 //!   devices in the states snpservices skips are left out.
 //! - [`exchange`]: sans-I/O. Which device set wins when monitors hold
 //!   different ones (the newest generation), and checking a fetched one.
+//! - [`rings`]: sans-I/O. RRD-like fixed-size rings of samples (a day of
+//!   5-minute points, a week of 30-minute, a month of 2-hour, a year of
+//!   daily) and their binary record.
 //! - [`settings`]: the `[monitor]` section; [`component`]: the component
 //!   ([`MonitorComponent`]), its `monitor` tag and `GET /v1/monitor`.
 
@@ -17,6 +20,7 @@ pub mod assign;
 pub mod component;
 pub mod devices;
 pub mod exchange;
+pub mod rings;
 pub mod settings;
 
 pub use component::{MonitorComponent, MonitorStatus};
