@@ -13,6 +13,8 @@
 //! - [`rings`]: sans-I/O. RRD-like fixed-size rings of samples (a day of
 //!   5-minute points, a week of 30-minute, a month of 2-hour, a year of
 //!   daily) and their binary record.
+//! - [`schedule`]: sans-I/O. When each owned device is probed: a new
+//!   owner at once, then every interval, missed rounds skipped.
 //! - [`settings`]: the `[monitor]` section; [`component`]: the component
 //!   ([`MonitorComponent`]), its `monitor` tag and `GET /v1/monitor`.
 
@@ -21,6 +23,7 @@ pub mod component;
 pub mod devices;
 pub mod exchange;
 pub mod rings;
+pub mod schedule;
 pub mod settings;
 
 pub use component::{MonitorComponent, MonitorStatus};
