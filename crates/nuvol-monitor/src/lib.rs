@@ -15,6 +15,8 @@
 //!   daily) and their binary record.
 //! - [`schedule`]: sans-I/O. When each owned device is probed: a new
 //!   owner at once, then every interval, missed rounds skipped.
+//! - [`verdict`]: sans-I/O. A device is down only when a majority of its
+//!   owners' fresh probes got no answer.
 //! - [`settings`]: the `[monitor]` section; [`component`]: the component
 //!   ([`MonitorComponent`]), its `monitor` tag and `GET /v1/monitor`.
 
@@ -25,6 +27,7 @@ pub mod exchange;
 pub mod rings;
 pub mod schedule;
 pub mod settings;
+pub mod verdict;
 
 pub use component::{MonitorComponent, MonitorStatus};
 pub use settings::MonitorSettings;
