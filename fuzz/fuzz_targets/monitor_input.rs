@@ -1,6 +1,7 @@
 //! What network monitoring reads from peers and sources: the `monitor`
 //! tag, a device set a peer sends (JSON, then checked against its tag),
-//! and CNML. The first byte picks the decoder. Nothing may panic; an
+//! CNML, and a stored ring record (a corrupt file must be an error too).
+//! The first byte picks the decoder. Nothing may panic; an
 //! accepted tag is written back the same way; an accepted device set has
 //! the digest its tag claims, in canonical order.
 #![no_main]
@@ -9,12 +10,13 @@ use libfuzzer_sys::fuzz_target;
 use nuvol_monitor::component::{parse_tag, tag_value};
 use nuvol_monitor::devices::{parse_cnml, Snmp};
 use nuvol_monitor::exchange::{accept, Stored};
+use nuvol_monitor::rings::Series;
 
 fuzz_target!(|data: &[u8]| {
     let Some((&pick, rest)) = data.split_first() else {
         return;
     };
-    match pick % 3 {
+    match pick % 4 {
         0 => {
             let Ok(text) = std::str::from_utf8(rest) else {
                 return;
@@ -30,6 +32,11 @@ fuzz_target!(|data: &[u8]| {
                     assert_eq!(ok.set.digest(), d);
                     assert!(ok.set.devices.windows(2).all(|w| w[0].id < w[1].id));
                 }
+            }
+        }
+        3 => {
+            if let Ok(series) = Series::decode(rest) {
+                assert_eq!(Series::decode(&series.encode()), Ok(series));
             }
         }
         _ => {

@@ -209,9 +209,11 @@ impl Series {
                         min: f(&c[6..10]),
                         max: f(&c[10..14]),
                     };
-                    if p.count > 0
-                        && !(p.mean.is_finite() && p.min.is_finite() && p.max.is_finite())
-                    {
+                    if p.count == 0 {
+                        // Unknown: whatever the bytes say, the canonical
+                        // empty point.
+                        Ok(Point::default())
+                    } else if !(p.mean.is_finite() && p.min.is_finite() && p.max.is_finite()) {
                         Err(bad("a point that is not a number"))
                     } else {
                         Ok(p)
@@ -330,6 +332,10 @@ mod tests {
         let at = 2 + 14 + 287 * 14 + 2;
         nan[at..at + 4].copy_from_slice(&f32::NAN.to_le_bytes());
         assert!(Series::decode(&nan).is_err());
+        // The same bytes in an empty point: decoded as the empty point.
+        let mut empty = Series::new().encode();
+        empty[2 + 14 + 2..2 + 14 + 6].copy_from_slice(&f32::NAN.to_le_bytes());
+        assert_eq!(Series::decode(&empty).unwrap(), Series::new());
     }
 
     #[test]
