@@ -8,6 +8,9 @@
 //!   flapping node causes no churn).
 //! - [`devices`]: the device set, from Guifi.net's CNML or a TOML list;
 //!   devices in the states snpservices skips are left out.
+//! - [`counters`]: sans-I/O. Interface rates (bits/s) from two SNMP
+//!   samples: counter wraps, reboots, resets.
 
 pub mod assign;
+pub mod counters;
 pub mod devices;
