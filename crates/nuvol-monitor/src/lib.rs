@@ -10,7 +10,10 @@
 //!   devices in the states snpservices skips are left out.
 //! - [`counters`]: sans-I/O. Interface rates (bits/s) from two SNMP
 //!   samples: counter wraps, reboots, resets.
+//! - [`snmp`]: an async SNMP v1/v2c client reading a device's uptime and
+//!   interface counters (64-bit with a 32-bit fallback).
 
 pub mod assign;
 pub mod counters;
 pub mod devices;
+pub mod snmp;
