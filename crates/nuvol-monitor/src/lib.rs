@@ -12,8 +12,10 @@
 //!   samples: counter wraps, reboots, resets.
 //! - [`snmp`]: an async SNMP v1/v2c client reading a device's uptime and
 //!   interface counters (64-bit with a 32-bit fallback).
+//! - [`ping`]: ICMP echo from one shared socket: loss and RTTs.
 
 pub mod assign;
 pub mod counters;
 pub mod devices;
+pub mod ping;
 pub mod snmp;
