@@ -693,6 +693,61 @@ mod tests {
         port
     }
 
+    /// An agent that drops the first request and answers the others
+    /// (sysUpTime only).
+    async fn dropping_agent() -> u16 {
+        let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let port = sock.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 65536];
+            let mut first = true;
+            while let Ok((n, peer)) = sock.recv_from(&mut buf).await {
+                let Ok(req) = Pdu::from_bytes(&buf[..n]) else {
+                    continue;
+                };
+                if std::mem::take(&mut first) {
+                    continue;
+                }
+                let vbs = vec![(SYS_UPTIME.to_vec(), tlv(0x43, &[0x20]))];
+                let _ = sock.send_to(&response(req.req_id, &vbs), peer).await;
+            }
+        });
+        port
+    }
+
+    #[tokio::test]
+    async fn a_lost_request_is_retried() {
+        let mut d = dev(dropping_agent().await);
+        d.interfaces = vec![];
+        let opts = Options {
+            timeout: Duration::from_millis(200),
+            retries: 1,
+        };
+        // sysUpTime comes on the retry; the walk's GETBULK then gets a
+        // sysUpTime varbind, outside ifIndex: the end of the walk.
+        let s = sample(&d, &opts).await.unwrap();
+        assert_eq!(s.uptime_cs, 32);
+        assert!(s.interfaces.is_empty());
+        // Without retries the lost request is the end.
+        let opts = Options {
+            timeout: Duration::from_millis(200),
+            retries: 0,
+        };
+        let d = dev(dropping_agent().await);
+        let e = sample(&d, &opts).await.unwrap_err();
+        assert!(
+            matches!(
+                e,
+                SnmpError::NoAnswer {
+                    attempts: 1,
+                    refused: false,
+                    ..
+                }
+            ),
+            "{e}"
+        );
+    }
+
     fn dev(port: u16) -> Device {
         Device {
             id: "fake".into(),
