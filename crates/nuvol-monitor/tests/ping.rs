@@ -80,3 +80,73 @@ async fn one_pinger_many_devices() {
         assert_eq!(s.loss, 0.0, "{s:?}");
     }
 }
+
+/// Run in a child by `unprivileged_socket_and_the_error` (else a no-op):
+/// checks the socket kind, or the error, that NUVOL_PING_CHILD names.
+#[tokio::test]
+async fn socket_kind_child() {
+    let Ok(expect) = std::env::var("NUVOL_PING_CHILD") else {
+        return;
+    };
+    match (expect.as_str(), Pinger::new()) {
+        ("dgram", Ok(p)) => {
+            assert_eq!(p.kind, socket2::Type::DGRAM);
+            let s = p
+                .ping(Ipv4Addr::LOCALHOST, &PingOptions::default())
+                .await
+                .unwrap();
+            assert_eq!(s.loss, 0.0, "{s:?}");
+        }
+        ("none", Err(e)) => {
+            let msg = e.to_string();
+            assert!(
+                msg.contains("net.ipv4.ping_group_range") && msg.contains("CAP_NET_RAW"),
+                "{msg}"
+            );
+        }
+        (want, got) => panic!("wanted {want}, got {:?}", got.map(|p| p.kind)),
+    }
+}
+
+/// Without CAP_NET_RAW, in a network namespace of its own: with
+/// ping_group_range open, an unprivileged datagram socket pings; with the
+/// kernel's default range ("1 0"), the error names both fixes. Needs root,
+/// `unshare`, `setpriv` and `ip`.
+#[test]
+fn unprivileged_socket_and_the_error() {
+    let test = "unprivileged_socket_and_the_error";
+    if let Some(why) = nuvol_testkit::netns::missing(&[]) {
+        skip_or_fail(test, &why);
+        return;
+    }
+    for tool in ["unshare", "setpriv"] {
+        if nuvol_testkit::netns::run(&[tool, "--version"]).is_err() {
+            skip_or_fail(test, &format!("`{tool}` (util-linux) is missing"));
+            return;
+        }
+    }
+    let exe = std::env::current_exe().unwrap();
+    for (expect, range) in [("dgram", "0 2147483647"), ("none", "1 0")] {
+        let script = format!(
+            "ip link set lo up && echo '{range}' > /proc/sys/net/ipv4/ping_group_range && \
+             exec setpriv --inh-caps=-net_raw --bounding-set=-net_raw \"$0\" --exact socket_kind_child"
+        );
+        let out = std::process::Command::new("unshare")
+            .args(["-n", "sh", "-c", &script])
+            .arg(&exe)
+            .env("NUVOL_PING_CHILD", expect)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{expect}: {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("1 passed"),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+}
