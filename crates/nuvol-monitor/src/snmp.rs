@@ -283,6 +283,9 @@ impl Client {
             };
             let oids: Vec<Oid<'static>> = oids.map_err(|g| self.garbage(g.0))?;
             let refs: Vec<&Oid<'_>> = oids.iter().collect();
+            let Some(&first) = refs.first() else {
+                return Err(self.garbage("a request without OIDs"));
+            };
             self.open().await?;
             let Some(s) = self.session.as_mut() else {
                 return Err(self.garbage("no session"));
@@ -290,7 +293,7 @@ impl Client {
             let answer = tokio::time::timeout(timeout, async {
                 match &req {
                     Req::Get(_) => s.get_many(&refs).await.map(|p| convert(&p)),
-                    Req::Next(_) => s.getnext(refs[0]).await.map(|p| convert(&p)),
+                    Req::Next(_) => s.getnext(first).await.map(|p| convert(&p)),
                     Req::Bulk(_) => s.getbulk(&refs, 0, BULK).await.map(|p| convert(&p)),
                 }
             })
@@ -475,7 +478,11 @@ pub async fn sample(device: &Device, opts: &Options) -> Result<Sample, SnmpError
         let vals = c.get(&oids).await?;
         let mut fallback = Vec::new();
         for (&index, v) in chunk.iter().zip(vals.chunks(3)) {
-            let oper_up = match &v[0] {
+            // `get` checked the answer has 3 varbinds per interface.
+            let [status, inn, out] = v else {
+                return Err(c.garbage("an answer cut short"));
+            };
+            let oper_up = match status {
                 Val::Int(s) => *s == 1,
                 Val::NoSuch => {
                     sample.missing.push(index);
@@ -487,7 +494,7 @@ pub async fn sample(device: &Device, opts: &Options) -> Result<Sample, SnmpError
                     )))
                 }
             };
-            match (&v[1], &v[2], hc) {
+            match (inn, out, hc) {
                 (Val::Counter64(i), Val::Counter64(o), true) => sample.interfaces.push(IfSample {
                     index,
                     oper_up,
@@ -517,7 +524,10 @@ pub async fn sample(device: &Device, opts: &Options) -> Result<Sample, SnmpError
             let vals = c
                 .get(&[col(IF_TABLE, 10, index), col(IF_TABLE, 16, index)])
                 .await?;
-            match (&vals[0], &vals[1]) {
+            let [inn, out] = vals.as_slice() else {
+                return Err(c.garbage("an answer cut short"));
+            };
+            match (inn, out) {
                 (Val::Counter32(i), Val::Counter32(o)) => sample.interfaces.push(IfSample {
                     index,
                     oper_up,
