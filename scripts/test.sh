@@ -33,6 +33,7 @@ fail() {
 # package -> a command it provides
 declare -A provides=(
   [serf]=serf
+  [snmpd]=/usr/sbin/snmpd
   [dnsutils]=dig
   [iproute2]=ip
   [tcpdump]=tcpdump
@@ -74,7 +75,7 @@ have() {
   esac
 }
 need=()
-for pkg in serf dnsutils iproute2 tcpdump procps psmisc bzip2 golang-go g++ python3 \
+for pkg in serf snmpd dnsutils iproute2 tcpdump procps psmisc bzip2 golang-go g++ python3 \
   chromium-headless-shell chromium-driver busybox-static podman netavark aardvark-dns syncthing keepalived nftables docker.io iptables; do
   have "${provides[$pkg]}" || need+=("$pkg")
 done

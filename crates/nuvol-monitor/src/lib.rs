@@ -8,6 +8,11 @@
 //!   flapping node causes no churn).
 //! - [`devices`]: the device set, from Guifi.net's CNML or a TOML list;
 //!   devices in the states snpservices skips are left out.
+//! - [`counters`]: sans-I/O. Interface rates (bits/s) from two SNMP
+//!   samples: counter wraps, reboots, resets.
+//! - [`snmp`]: an async SNMP v1/v2c client reading a device's uptime and
+//!   interface counters (64-bit with a 32-bit fallback).
+//! - [`ping`]: ICMP echo from one shared socket: loss and RTTs.
 //! - [`exchange`]: sans-I/O. Which device set wins when monitors hold
 //!   different ones (the newest generation), and checking a fetched one.
 //! - [`rings`]: sans-I/O. RRD-like fixed-size rings of samples (a day of
@@ -22,11 +27,14 @@
 
 pub mod assign;
 pub mod component;
+pub mod counters;
 pub mod devices;
 pub mod exchange;
+pub mod ping;
 pub mod rings;
 pub mod schedule;
 pub mod settings;
+pub mod snmp;
 pub mod verdict;
 
 pub use component::{MonitorComponent, MonitorStatus};
