@@ -146,6 +146,20 @@ pub enum Val {
     Other(String),
 }
 
+impl std::fmt::Display for Val {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Val::Int(n) => write!(f, "INTEGER {n}"),
+            Val::Counter32(n) => write!(f, "Counter32 {n}"),
+            Val::Counter64(n) => write!(f, "Counter64 {n}"),
+            Val::Ticks(n) => write!(f, "TimeTicks {n}"),
+            Val::NoSuch => f.write_str("noSuchObject/noSuchInstance"),
+            Val::EndOfMib => f.write_str("endOfMibView"),
+            Val::Other(s) => f.write_str(s),
+        }
+    }
+}
+
 /// A decoded response PDU.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Response {
@@ -441,7 +455,8 @@ pub async fn sample(device: &Device, opts: &Options) -> Result<Sample, SnmpError
     };
     let uptime_cs = match c.get(&[SYS_UPTIME.to_vec()]).await?.first() {
         Some(Val::Ticks(t)) => *t,
-        other => return Err(c.garbage(format!("sysUpTime.0 is {other:?}, expected TimeTicks"))),
+        Some(other) => return Err(c.garbage(format!("sysUpTime.0 is {other}, expected TimeTicks"))),
+        None => return Err(c.garbage("no sysUpTime.0 in the answer")),
     };
     let mut indexes = if device.interfaces.is_empty() {
         c.walk_indexes().await?
@@ -489,9 +504,9 @@ pub async fn sample(device: &Device, opts: &Options) -> Result<Sample, SnmpError
                     continue;
                 }
                 other => {
-                    return Err(c.garbage(format!(
-                        "ifOperStatus.{index} is {other:?}, expected INTEGER"
-                    )))
+                    return Err(
+                        c.garbage(format!("ifOperStatus.{index} is {other}, expected INTEGER"))
+                    )
                 }
             };
             match (inn, out, hc) {
@@ -514,7 +529,7 @@ pub async fn sample(device: &Device, opts: &Options) -> Result<Sample, SnmpError
                 (i, o, _) => {
                     let want = if hc { "Counter64" } else { "Counter32" };
                     return Err(c.garbage(format!(
-                        "the octet counters of interface {index} are {i:?} and {o:?}, expected {want}"
+                        "the octet counters of interface {index} are {i} and {o}, expected {want}"
                     )));
                 }
             }
@@ -538,7 +553,7 @@ pub async fn sample(device: &Device, opts: &Options) -> Result<Sample, SnmpError
                 (Val::NoSuch, _) | (_, Val::NoSuch) => sample.missing.push(index),
                 (i, o) => {
                     return Err(c.garbage(format!(
-                        "ifInOctets.{index}/ifOutOctets.{index} are {i:?} and {o:?}, expected Counter32"
+                        "ifInOctets.{index}/ifOutOctets.{index} are {i} and {o}, expected Counter32"
                     )))
                 }
             }
@@ -774,12 +789,25 @@ mod tests {
 
     #[tokio::test]
     async fn a_string_for_a_counter_is_garbage() {
-        let port = fake_agent(|_| tlv(0x04, b"hello")).await;
+        let port = fake_agent(|o| {
+            if o.starts_with(&col(IF_TABLE, 8, 3)) {
+                int(1)
+            } else {
+                tlv(0x04, b"hello")
+            }
+        })
+        .await;
         let e = sample(&dev(port), &Options::default()).await.unwrap_err();
         let msg = e.to_string();
         assert!(matches!(e, SnmpError::Garbage { .. }), "{msg}");
         assert!(msg.starts_with("garbage from 127.0.0.1:"), "{msg}");
-        assert!(msg.contains("OCTET STRING"), "{msg}");
+        assert!(
+            msg.contains(
+                "interface 3 are OCTET STRING: hello and OCTET STRING: hello, expected Counter64"
+            ),
+            "{msg}"
+        );
+        eprintln!("{msg}");
     }
 
     #[tokio::test]
