@@ -684,8 +684,10 @@ async fn a_process_app_is_backed_up_and_restored_with_its_volume() {
     );
     n.manager.install(install("bk", d)).await.unwrap();
     let vdir = n.procs.volume_dir("nuvol-bk-data");
+    // Written, not only created (under load the backup could otherwise
+    // catch the file between its creation and its write).
     wait_for("the program to write in its volume", || {
-        vdir.join("sub/g").exists()
+        std::fs::read_to_string(vdir.join("sub/g")).is_ok_and(|t| t == "deep\n")
     })
     .await;
     let before = pid_of(&n.procs, &observed(&n.manager, "bk").await.id);

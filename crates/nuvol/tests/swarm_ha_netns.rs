@@ -110,6 +110,16 @@ fn vip_state(a: &NuvolAgent) -> Option<Value> {
         .cloned()
 }
 
+/// One lab at a time in this process: a lab's bridge and namespaces are
+/// named after the process id.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_lab_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// The lab, or `None` (skipped, or a panic under NUVOL_REQUIRE_SYSTEM=1).
 fn lab(test: &str) -> Option<SwarmLab> {
     if let Err(why) = docker_available() {
@@ -382,6 +392,7 @@ pub fn install_kill_and_wait(
 
 #[test]
 fn an_ha_app_follows_its_task_and_the_vip_follows_the_app() {
+    let _serial = one_lab_at_a_time();
     let Some(mut lab) = lab("swarm_ha_netns") else {
         return;
     };
@@ -446,6 +457,7 @@ fn an_ha_app_follows_its_task_and_the_vip_follows_the_app() {
 /// longest outage seen from the host is printed.
 #[test]
 fn killing_the_leader_keeps_the_app_off_the_new_leader() {
+    let _serial = one_lab_at_a_time();
     let Some(mut lab) = lab("swarm_ha_netns leader") else {
         return;
     };
@@ -530,6 +542,7 @@ fn killing_the_leader_keeps_the_app_off_the_new_leader() {
 #[test]
 #[ignore = "a benchmark: scripts/bench-ha.sh"]
 fn ha_failover_time_nuvol_tuning_vs_swarm_defaults() {
+    let _serial = one_lab_at_a_time();
     let runs: usize = std::env::var("NUVOL_BENCH_RUNS")
         .ok()
         .and_then(|r| r.parse().ok())
