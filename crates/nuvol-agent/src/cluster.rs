@@ -736,4 +736,30 @@ impl OwnedTags {
     pub async fn current(&self) -> Result<TagsSnapshot, ClusterError> {
         self.cluster.tags().await
     }
+
+    /// Set one owned key to `value` (`None` deletes it), keeping this
+    /// owner's other keys, retried while other writers change the tags;
+    /// nothing is written when the key already has that value.
+    pub async fn set(&self, key: &str, value: Option<String>) -> Result<(), ClusterError> {
+        loop {
+            let current = self.current().await?;
+            if current.tags.get(key) == value.as_ref() {
+                return Ok(());
+            }
+            let mut values: BTreeMap<String, String> = self
+                .keys
+                .iter()
+                .filter_map(|k| current.tags.get(k).map(|v| (k.clone(), v.clone())))
+                .collect();
+            match &value {
+                Some(v) => values.insert(key.to_owned(), v.clone()),
+                None => values.remove(key),
+            };
+            match self.replace(current.version, values).await {
+                Ok(()) => return Ok(()),
+                Err(ClusterError::TagsChanged) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
 }

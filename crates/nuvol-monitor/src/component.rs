@@ -483,21 +483,7 @@ impl MonitorComponent {
     }
 
     async fn set_tag(&self, value: Option<String>) -> Result<(), ClusterError> {
-        let mine: BTreeMap<String, String> = value
-            .map(|v| (MONITOR_TAG.to_owned(), v))
-            .into_iter()
-            .collect();
-        loop {
-            let current = self.tag.current().await?;
-            if current.tags.get(MONITOR_TAG) == mine.get(MONITOR_TAG) {
-                return Ok(());
-            }
-            match self.tag.replace(current.version, mine.clone()).await {
-                Ok(()) => return Ok(()),
-                Err(ClusterError::TagsChanged) => continue,
-                Err(e) => return Err(e),
-            }
-        }
+        self.tag.set(MONITOR_TAG, value).await
     }
 }
 

@@ -462,21 +462,7 @@ impl Swarm {
     }
 
     async fn set_tag(&self, tag: Option<Tag>) -> Result<(), ClusterError> {
-        let mine: BTreeMap<String, String> = tag
-            .map(|t| (SWARM_TAG.to_owned(), t.value()))
-            .into_iter()
-            .collect();
-        loop {
-            let current = self.tag.current().await?;
-            if current.tags.get(SWARM_TAG) == mine.get(SWARM_TAG) {
-                return Ok(());
-            }
-            match self.tag.replace(current.version, mine.clone()).await {
-                Ok(()) => return Ok(()),
-                Err(ClusterError::TagsChanged) => continue,
-                Err(e) => return Err(e),
-            }
-        }
+        self.tag.set(SWARM_TAG, tag.map(|t| t.value())).await
     }
 
     /// One look at the engine and the members, and the planner's action.

@@ -554,21 +554,8 @@ impl Sync {
     }
 
     async fn set_tag(&self, me: Option<&DeviceId>) -> Result<(), ClusterError> {
-        let mine: BTreeMap<String, String> = me
-            .map(|me| (SYNC_TAG.to_owned(), plan::tag_value(me, self.port)))
-            .into_iter()
-            .collect();
-        loop {
-            let current = self.tag.current().await?;
-            if current.tags.get(SYNC_TAG) == mine.get(SYNC_TAG) {
-                return Ok(());
-            }
-            match self.tag.replace(current.version, mine.clone()).await {
-                Ok(()) => return Ok(()),
-                Err(ClusterError::TagsChanged) => continue,
-                Err(e) => return Err(e),
-            }
-        }
+        let value = me.map(|me| plan::tag_value(me, self.port));
+        self.tag.set(SYNC_TAG, value).await
     }
 
     /// One pass of the planner; returns the peers it used.
