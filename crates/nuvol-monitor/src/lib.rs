@@ -22,6 +22,8 @@
 //!   owner at once, then every interval, missed rounds skipped.
 //! - [`verdict`]: sans-I/O. A device is down only when a majority of its
 //!   owners' fresh probes got no answer.
+//! - [`view`]: the JSON of the device list and a device's samples, as the
+//!   API, the CLI and the dashboard show them.
 //! - [`settings`]: the `[monitor]` section; [`component`]: the component
 //!   ([`MonitorComponent`]), its `monitor` tag and `GET /v1/monitor`.
 
@@ -36,6 +38,7 @@ pub mod schedule;
 pub mod settings;
 pub mod snmp;
 pub mod verdict;
+pub mod view;
 
 pub use component::{MonitorComponent, MonitorStatus};
 pub use settings::MonitorSettings;
