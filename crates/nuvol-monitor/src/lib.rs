@@ -8,6 +8,8 @@
 //!   flapping node causes no churn).
 //! - [`devices`]: the device set, from Guifi.net's CNML or a TOML list;
 //!   devices in the states snpservices skips are left out.
+//! - [`source`]: reading the CNML text from a file path or an http(s)
+//!   URL, with a timeout and a size cap.
 //! - [`counters`]: sans-I/O. Interface rates (bits/s) from two SNMP
 //!   samples: counter wraps, reboots, resets.
 //! - [`snmp`]: an async SNMP v1/v2c client reading a device's uptime and
@@ -37,6 +39,7 @@ pub mod rings;
 pub mod schedule;
 pub mod settings;
 pub mod snmp;
+pub mod source;
 pub mod verdict;
 pub mod view;
 

@@ -22,7 +22,7 @@ nuvol_agent::settings! {
         /// How long a monitor must be alive without a break before it
         /// takes devices (a flapping node causes no churn).
         settle: Duration = Duration::from_secs(30), flag "monitor-settle";
-        /// A CNML file (Guifi.net's network description) with the devices;
+        /// The devices' CNML (Guifi.net's network description): a file path or an http(s) URL;
         /// "" for none.
         cnml: String = String::new(), flag "monitor-cnml";
         /// The SNMP community of the CNML's devices (CNML does not say).
