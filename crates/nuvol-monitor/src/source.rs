@@ -207,27 +207,21 @@ fn io_kind(e: &(dyn std::error::Error + 'static)) -> Option<ErrorKind> {
     None
 }
 
-/// `e` and its causes, without the URL (which may carry a password).
+/// `e` and its causes. Not `e`'s own Display: it names the URL, which
+/// may carry a password.
 fn error_chain(e: &reqwest::Error) -> String {
-    let mut out = String::new();
-    let mut cur: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
-    let head = match e.url() {
-        Some(_) => {
-            // Display of a reqwest error with its URL: rebuild it without.
-            let kind = if e.is_connect() {
-                "error sending request"
-            } else if e.is_body() || e.is_decode() {
-                "error reading the body"
-            } else if e.is_redirect() {
-                "error following a redirect"
-            } else {
-                "request error"
-            };
-            kind.to_owned()
-        }
-        None => e.to_string(),
-    };
-    out.push_str(&head);
+    let mut out = String::from(if e.is_builder() {
+        "cannot build the HTTP client"
+    } else if e.is_connect() {
+        "error sending the request"
+    } else if e.is_redirect() {
+        "error following a redirect"
+    } else if e.is_body() || e.is_decode() {
+        "error reading the body"
+    } else {
+        "request error"
+    });
+    let mut cur = std::error::Error::source(e);
     while let Some(err) = cur {
         out.push_str(": ");
         out.push_str(&err.to_string());
