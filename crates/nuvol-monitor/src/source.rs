@@ -133,8 +133,8 @@ async fn fetch(url: &str, location: &str, opts: &SourceOptions) -> Result<Vec<u8
         .timeout(opts.timeout)
         .build()
         .map_err(|e| http_error(location, opts, &e))?;
-    // reqwest's timeout covers the body too; the outer one is a backstop
-    // for anything it does not (name resolution included).
+    // reqwest's total timeout covers the headers and the body; the outer
+    // one, the same length, is only a backstop.
     match tokio::time::timeout(opts.timeout, async {
         let mut resp = client
             .get(url)
