@@ -247,7 +247,7 @@ impl MonitorHandle {
             .iter()
             .map(|d| {
                 let o = st.assignment.get(&d.id).cloned().unwrap_or_default();
-                self.summary(d, o, &replies, now)
+                summarize(d, o, &replies, now, self.shared.fresh_for)
             })
             .collect())
     }
@@ -281,7 +281,7 @@ impl MonitorHandle {
             )
             .await;
         let now = crate::component::now_secs();
-        let mut summary = self.summary(d, owners.clone(), &replies, now);
+        let mut summary = summarize(d, owners.clone(), &replies, now, self.shared.fresh_for);
         let mut samples = Vec::new();
         let mut series = Vec::new();
         for o in &owners {
@@ -301,67 +301,151 @@ impl MonitorHandle {
             series,
         }))
     }
+}
 
-    fn summary(
-        &self,
-        d: &crate::devices::Device,
-        owners: Vec<String>,
-        replies: &BTreeMap<String, Result<SamplesReply, String>>,
-        now: u64,
-    ) -> DeviceSummary {
-        let mut reports = Vec::new();
-        let mut unreachable = Vec::new();
-        let mut errors = Vec::new();
-        for o in &owners {
-            match replies.get(o) {
-                Some(Ok(r)) => {
-                    if let Some(s) = r.samples.get(&d.id) {
-                        reports.push(s.clone());
-                    }
+/// A device's row from its owners' replies, sans-I/O: the verdict of
+/// their samples fresher than `fresh_for`, the newest sample, and why it
+/// is not cleanly up.
+pub fn summarize(
+    d: &crate::devices::Device,
+    owners: Vec<String>,
+    replies: &BTreeMap<String, Result<SamplesReply, String>>,
+    now: u64,
+    fresh_for: Duration,
+) -> DeviceSummary {
+    let mut reports = Vec::new();
+    let mut unreachable = Vec::new();
+    let mut errors = Vec::new();
+    for o in &owners {
+        match replies.get(o) {
+            Some(Ok(r)) => {
+                if let Some(s) = r.samples.get(&d.id) {
+                    reports.push(s.clone());
                 }
-                Some(Err(e)) => {
-                    unreachable.push(o.clone());
-                    errors.push(format!("{o}: {e}"));
-                }
-                None => unreachable.push(o.clone()),
             }
+            Some(Err(e)) => {
+                unreachable.push(o.clone());
+                errors.push(format!("{o}: {e}"));
+            }
+            None => unreachable.push(o.clone()),
         }
-        let fresh_for = self.shared.fresh_for.as_secs();
-        let verdict_in: Vec<Report> = reports
-            .iter()
-            .map(|s| Report {
-                at: Some(s.at),
-                answered: s.answered,
-            })
-            .collect();
-        let state = verdict(owners.len(), &verdict_in, now, fresh_for);
-        let last_sample = reports.iter().map(|s| s.at).max();
-        // The newest sample that is not clean says why.
-        let mut newest_first: Vec<&Sample> = reports.iter().collect();
-        newest_first.sort_by_key(|s| std::cmp::Reverse(s.at));
-        let cause = newest_first
-            .iter()
-            .find_map(|s| s.cause().map(|c| format!("{}: {c}", s.monitor)))
-            .or_else(|| match state {
-                DeviceState::Unknown if owners.is_empty() => {
-                    Some("no monitor owns it (no monitor counts yet)".to_owned())
-                }
-                DeviceState::Unknown if !errors.is_empty() => {
-                    Some(format!("owners not reachable: {}", errors.join("; ")))
-                }
-                DeviceState::Unknown => Some("no fresh sample yet".to_owned()),
-                _ => None,
-            });
-        DeviceSummary {
-            id: d.id.clone(),
-            title: d.title.clone(),
-            address: d.address.to_string(),
-            state,
-            owners,
-            last_sample,
-            cause,
-            reports,
-            unreachable_owners: unreachable,
+    }
+    let fresh_for = fresh_for.as_secs();
+    let verdict_in: Vec<Report> = reports
+        .iter()
+        .map(|s| Report {
+            at: Some(s.at),
+            answered: s.answered,
+        })
+        .collect();
+    let state = verdict(owners.len(), &verdict_in, now, fresh_for);
+    let last_sample = reports.iter().map(|s| s.at).max();
+    // The newest sample that is not clean says why.
+    let mut newest_first: Vec<&Sample> = reports.iter().collect();
+    newest_first.sort_by_key(|s| std::cmp::Reverse(s.at));
+    let cause = newest_first
+        .iter()
+        .find_map(|s| s.cause().map(|c| format!("{}: {c}", s.monitor)))
+        .or_else(|| match state {
+            DeviceState::Unknown if owners.is_empty() => {
+                Some("no monitor owns it (no monitor counts yet)".to_owned())
+            }
+            DeviceState::Unknown if !errors.is_empty() => {
+                Some(format!("owners not reachable: {}", errors.join("; ")))
+            }
+            DeviceState::Unknown => Some("no fresh sample yet".to_owned()),
+            _ => None,
+        });
+    DeviceSummary {
+        id: d.id.clone(),
+        title: d.title.clone(),
+        address: d.address.to_string(),
+        state,
+        owners,
+        last_sample,
+        cause,
+        reports,
+        unreachable_owners: unreachable,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::view::ProbeCounts;
+
+    fn sample(monitor: &str, at: u64, answered: bool) -> Sample {
+        Sample {
+            monitor: monitor.into(),
+            at,
+            answered,
+            rtt_ms: answered.then_some(1.0),
+            rtt_min_ms: None,
+            rtt_max_ms: None,
+            loss: Some(if answered { 0.0 } else { 1.0 }),
+            sent: 5,
+            received: if answered { 5 } else { 0 },
+            uptime: None,
+            interfaces: Vec::new(),
+            ping_error: None,
+            snmp_error: None,
+            counts: ProbeCounts::default(),
         }
+    }
+
+    fn reply(id: &str, s: Sample) -> Result<SamplesReply, String> {
+        Ok(SamplesReply {
+            samples: [(id.to_owned(), s)].into(),
+            series: Vec::new(),
+        })
+    }
+
+    fn device() -> crate::devices::Device {
+        crate::devices::Device {
+            id: "r1".into(),
+            title: "Router".into(),
+            address: "10.0.0.1".parse().unwrap(),
+            snmp: None,
+            interfaces: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn the_row_is_the_owners_majority_with_the_newest_cause() {
+        let d = device();
+        let owners = vec!["a".to_owned(), "b".to_owned()];
+        let fresh = Duration::from_secs(60);
+        // Both got no answer: down, the newest one's cause.
+        let replies = BTreeMap::from([
+            ("a".to_owned(), reply("r1", sample("a", 990, false))),
+            ("b".to_owned(), reply("r1", sample("b", 995, false))),
+        ]);
+        let r = summarize(&d, owners.clone(), &replies, 1000, fresh);
+        assert_eq!(r.state, DeviceState::Down);
+        assert_eq!(r.last_sample, Some(995));
+        assert_eq!(r.cause.as_deref(), Some("b: ping: no reply"));
+        assert_eq!(r.reports.len(), 2);
+        // One of two cannot be asked, the other got no answer: not a
+        // majority, and the unreachable owner is named.
+        let replies = BTreeMap::from([
+            ("a".to_owned(), reply("r1", sample("a", 990, false))),
+            ("b".to_owned(), Err("no answer within 3s".to_owned())),
+        ]);
+        let r = summarize(&d, owners.clone(), &replies, 1000, fresh);
+        assert_eq!(r.state, DeviceState::Unknown);
+        assert_eq!(r.unreachable_owners, ["b"]);
+        // One answered: up; a stale "down" does not count.
+        let replies = BTreeMap::from([
+            ("a".to_owned(), reply("r1", sample("a", 100, false))),
+            ("b".to_owned(), reply("r1", sample("b", 995, true))),
+        ]);
+        let r = summarize(&d, owners.clone(), &replies, 1000, fresh);
+        assert_eq!(r.state, DeviceState::Up);
+        // Nothing yet, and nobody owns it.
+        let r = summarize(&d, owners, &BTreeMap::new(), 1000, fresh);
+        assert_eq!(r.state, DeviceState::Unknown);
+        assert_eq!(r.unreachable_owners, ["a", "b"]);
+        let r = summarize(&d, Vec::new(), &BTreeMap::new(), 1000, fresh);
+        assert!(r.cause.unwrap().contains("no monitor owns it"));
     }
 }
