@@ -498,3 +498,99 @@ fn cnml(ids: &[&str]) -> Vec<u8> {
     s.push_str("</node></zone></network></cnml>\n");
     s.into_bytes()
 }
+
+/// Devices that answer SNMP with garbage, never answer, or cannot be
+/// reached: each one's failures are counted and shown as its cause, and
+/// every device keeps being probed (no probe stops the others).
+#[test]
+fn bad_devices_are_counted_and_shown_and_never_stop_the_probes() {
+    // A UDP "agent" answering every request with junk, and one that
+    // reads and never answers.
+    let junk = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let junk_port = junk.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 2048];
+        let mut n = 0u8;
+        while let Ok((_, from)) = junk.recv_from(&mut buf) {
+            n = n.wrapping_add(1);
+            let reply: Vec<u8> = (0..40)
+                .map(|i| n.wrapping_mul(31).wrapping_add(i))
+                .collect();
+            let _ = junk.send_to(&reply, from);
+        }
+    });
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let silent_port = silent.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 2048];
+        while silent.recv_from(&mut buf).is_ok() {}
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("bad.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[monitor]\nenable = true\nk = 1\ninterval = \"2s\"\nsettle = \"1s\"\ndevices = [\n\
+             {{ id = \"junk\", address = \"127.0.0.1\", snmp_port = {junk_port} }},\n\
+             {{ id = \"silent\", address = \"127.0.0.1\", snmp_port = {silent_port} }},\n\
+             {{ id = \"unroutable\", address = \"10.9.255.254\" }},\n\
+             {{ id = \"closed\", address = \"127.0.0.1\", snmp_port = 9 }},\n]\n"
+        ),
+    )
+    .unwrap();
+    let a = NuvolAgent::builder(NUVOL, &format!("bad{}", std::process::id()))
+        .ip(fresh_ip())
+        .profile("local")
+        .arg("--mdns=false")
+        .arg("--apps=false")
+        .arg(format!("--config={}", cfg.display()))
+        .spawn()
+        .unwrap();
+    let sample = |id: &str| -> Value {
+        a.cli_run(&["monitor", "device", id, "--format", "json"])
+            .ok()
+            .and_then(|o| serde_json::from_str::<Value>(&o.stdout).ok())
+            .map(|v| v["samples"][0].clone())
+            .unwrap_or(Value::Null)
+    };
+    let probes = |s: &Value| s["counts"]["probes"].as_u64().unwrap_or(0);
+    let long = Duration::from_secs(90);
+    // Three rounds of every device.
+    wait_until_msg("three probes of every device", long, POLL, || {
+        ["junk", "silent", "unroutable", "closed"]
+            .iter()
+            .all(|d| probes(&sample(d)) >= 3)
+    })
+    .unwrap();
+    let junk = sample("junk");
+    assert!(
+        junk["counts"]["snmp_garbage"].as_u64().unwrap() >= 3,
+        "{junk}"
+    );
+    assert!(
+        junk["snmp_error"].as_str().unwrap().contains("garbage"),
+        "{junk}"
+    );
+    let silent = sample("silent");
+    assert!(
+        silent["counts"]["snmp_timeouts"].as_u64().unwrap() >= 3,
+        "{silent}"
+    );
+    assert!(
+        silent["snmp_error"].as_str().unwrap().contains("no answer"),
+        "{silent}"
+    );
+    let closed = sample("closed");
+    assert!(closed["snmp_error"].as_str().is_some(), "{closed}");
+    let un = sample("unroutable");
+    assert_eq!(un["answered"], false, "{un}");
+    // The list shows each one's cause.
+    let out = a
+        .cli_run(&["monitor", "devices", "--format", "json"])
+        .unwrap();
+    let list: Value = serde_json::from_str(&out.stdout).unwrap();
+    for d in list.as_array().unwrap() {
+        assert!(d["cause"].as_str().is_some_and(|c| !c.is_empty()), "{d}");
+    }
+    assert!(a.log_tail(50).lines().all(|l| !l.contains("panicked")));
+}
