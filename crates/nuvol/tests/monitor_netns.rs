@@ -901,8 +901,9 @@ fn thirty_snmpd_routers_four_monitors_and_six_faults() -> Result<()> {
         "1. SIGKILL {gone}: {moved} devices moved, each to one new owner; downs seen {downs}"
     );
     let cfg = lab.config.clone();
+    let marks = log_marks(&lab);
     lab.monitors[victim].start(&cfg)?;
-    back_again(&lab, &all, &a0, &gone, "restart after SIGKILL")?;
+    back_again(&lab, &all, &a0, &gone, &marks, "restart after SIGKILL")?;
 
     // ---- 2. SIGSTOP of a monitor, then SIGCONT.
     let victim = 1;
@@ -914,13 +915,14 @@ fn thirty_snmpd_routers_four_monitors_and_six_faults() -> Result<()> {
     let t_stop = now();
     let rest: Vec<usize> = all.iter().copied().filter(|&i| i != victim).collect();
     let r = fault_takeover(&lab, &rest, &a0, &gone, t_stop, "SIGSTOP");
+    let marks = log_marks(&lab);
     lab.monitors[victim]
         .agent()?
         .signal("CONT")
         .map_err(anyhow::Error::msg)?;
     let (moved, downs) = r?;
     eprintln!("2. SIGSTOP {gone}: {moved} devices moved; downs seen {downs}");
-    back_again(&lab, &all, &a0, &gone, "SIGCONT")?;
+    back_again(&lab, &all, &a0, &gone, &marks, "SIGCONT")?;
 
     // ---- 3. A monitor cut off the bridge.
     let victim = 2;
@@ -936,13 +938,14 @@ fn thirty_snmpd_routers_four_monitors_and_six_faults() -> Result<()> {
         let unknown = v.iter().filter(|d| d.state == DeviceState::Unknown).count();
         format!("{down} down, {unknown} unknown of {}", v.len())
     });
+    let marks = log_marks(&lab);
     lab.lan.cut(&host, false).map_err(anyhow::Error::msg)?;
     let (moved, downs) = r?;
     eprintln!(
         "3. {gone} cut off: {moved} devices moved; downs seen on the majority side {downs}; \
          the cut-off monitor saw {minority:?}"
     );
-    back_again(&lab, &all, &a0, &gone, "heal")?;
+    back_again(&lab, &all, &a0, &gone, &marks, "heal")?;
 
     eprintln!("{test}: done in {:?}", t0.elapsed());
     let _ = &lab.helpers;
@@ -997,9 +1000,44 @@ fn fault_takeover(
     Ok((moved, downs.len()))
 }
 
+/// The survivors' log lengths, to look at what they log from now on.
+fn log_marks(lab: &Lab) -> Vec<usize> {
+    lab.monitors
+        .iter()
+        .map(|m| m.agent.as_ref().map(|a| a.log().len()).unwrap_or(0))
+        .collect()
+}
+
+/// How many of the other monitors logged `back` as pending (alive, not
+/// counted until settled) since `marks`.
+fn seen_pending(lab: &Lab, marks: &[usize], back: &str) -> usize {
+    let quoted = format!("\"{back}\"");
+    lab.monitors
+        .iter()
+        .zip(marks)
+        .filter(|(m, _)| m.name != back)
+        .filter(|(m, mark)| {
+            let log = m.agent.as_ref().map(|a| a.log()).unwrap_or_default();
+            log.get(**mark..).unwrap_or("").lines().any(|l| {
+                l.contains("monitor: assignment")
+                    && l.split_once("pending=")
+                        .is_some_and(|(_, p)| p.contains(&quoted))
+            })
+        })
+        .count()
+}
+
 /// `back` counts again: every monitor in `all` agrees on the original
-/// assignment, and its devices have fresh samples from it.
-fn back_again(lab: &Lab, all: &[usize], a0: &Assignment, back: &str, what: &str) -> Result<()> {
+/// assignment, and its devices have fresh samples from it. The others
+/// held it pending first (settle), as their logs since `marks` say.
+fn back_again(
+    lab: &Lab,
+    all: &[usize],
+    a0: &Assignment,
+    back: &str,
+    marks: &[usize],
+    what: &str,
+) -> Result<()> {
     eventually(
         &format!("{what}: {back} owns its devices again"),
         LIMIT,
@@ -1019,6 +1057,14 @@ fn back_again(lab: &Lab, all: &[usize], a0: &Assignment, back: &str, what: &str)
         || all_fresh(&lab.views(all)?, a0, since),
     )
     .map_err(|e| lab.fail(what, e))?;
-    eprintln!("   {what}: {back} back, original owners, all fresh");
+    let pending = seen_pending(lab, marks, back);
+    eprintln!(
+        "   {what}: {back} back, original owners, all fresh; held pending first by {pending} of {}",
+        MONITORS - 1
+    );
+    ensure!(
+        pending > 0,
+        "{what}: no monitor held {back} pending before counting it again"
+    );
     Ok(())
 }
