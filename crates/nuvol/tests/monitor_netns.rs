@@ -51,6 +51,8 @@ const MONITORS: usize = 4;
 const K: usize = 2;
 /// The probe interval, seconds.
 const INTERVAL: u64 = 3;
+/// The settle time, seconds.
+const SETTLE: f64 = 2.0;
 /// The component's freshness: two intervals.
 const FRESH: u64 = 2 * INTERVAL;
 /// Generous: gossip's failure detection, settle, a probe round, a loaded
@@ -1008,28 +1010,51 @@ fn log_marks(lab: &Lab) -> Vec<usize> {
         .collect()
 }
 
-/// How many of the other monitors logged `back` as pending (alive, not
-/// counted until settled) since `marks`.
-fn seen_pending(lab: &Lab, marks: &[usize], back: &str) -> usize {
+/// A log line's time of day (seconds), from its RFC 3339 stamp.
+fn log_time(line: &str) -> Option<f64> {
+    let t = line.split_whitespace().next()?.split_once('T')?.1;
+    let t = t.trim_end_matches('Z');
+    let mut p = t.split(':');
+    let h: f64 = p.next()?.parse().ok()?;
+    let m: f64 = p.next()?.parse().ok()?;
+    let s: f64 = p.next()?.parse().ok()?;
+    Some(h * 3600.0 + m * 60.0 + s)
+}
+
+/// For each other monitor, from its log since `marks`: the time between
+/// `back` joining again and its counting `back` again (seconds), or
+/// `None` when the log does not show both.
+fn settle_waits(lab: &Lab, marks: &[usize], back: &str) -> Vec<(String, Option<f64>)> {
     let quoted = format!("\"{back}\"");
+    let joined = format!("EventMemberJoin node={back} ");
     lab.monitors
         .iter()
         .zip(marks)
         .filter(|(m, _)| m.name != back)
-        .filter(|(m, mark)| {
+        .map(|(m, mark)| {
             let log = m.agent.as_ref().map(|a| a.log()).unwrap_or_default();
-            log.get(**mark..).unwrap_or("").lines().any(|l| {
-                l.contains("monitor: assignment")
-                    && l.split_once("pending=")
-                        .is_some_and(|(_, p)| p.contains(&quoted))
-            })
+            let lines: Vec<&str> = log.get(*mark..).unwrap_or("").lines().collect();
+            let wait = lines
+                .iter()
+                .position(|l| l.contains(&joined))
+                .and_then(|j| {
+                    let counted = lines[j..].iter().find(|l| {
+                        l.contains("monitor: assignment")
+                            && l.split_once("monitors=")
+                                .and_then(|(_, r)| r.split_once("pending="))
+                                .is_some_and(|(ms, _)| ms.contains(&quoted))
+                    })?;
+                    let d = log_time(counted)? - log_time(lines[j])?;
+                    Some(d.rem_euclid(86_400.0))
+                });
+            (m.name.clone(), wait)
         })
-        .count()
+        .collect()
 }
 
 /// `back` counts again: every monitor in `all` agrees on the original
 /// assignment, and its devices have fresh samples from it. The others
-/// held it pending first (settle), as their logs since `marks` say.
+/// counted it only after settle, as their logs since `marks` say.
 fn back_again(
     lab: &Lab,
     all: &[usize],
@@ -1057,14 +1082,19 @@ fn back_again(
         || all_fresh(&lab.views(all)?, a0, since),
     )
     .map_err(|e| lab.fail(what, e))?;
-    let pending = seen_pending(lab, marks, back);
+    let waits = settle_waits(lab, marks, back);
     eprintln!(
-        "   {what}: {back} back, original owners, all fresh; held pending first by {pending} of {}",
-        MONITORS - 1
+        "   {what}: {back} back, original owners, all fresh; counted again after {waits:?} s"
     );
-    ensure!(
-        pending > 0,
-        "{what}: no monitor held {back} pending before counting it again"
-    );
+    // Each other monitor saw it join again and counted it only after
+    // settle (2 s; the log's stamps are the agents' own clocks).
+    for (m, w) in &waits {
+        let w =
+            w.with_context(|| format!("{what}: {m}'s log shows no rejoin and recount of {back}"))?;
+        ensure!(
+            w >= SETTLE - 0.05,
+            "{what}: {m} counted {back} {w:.2} s after it joined, before settle"
+        );
+    }
     Ok(())
 }
