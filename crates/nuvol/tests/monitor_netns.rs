@@ -240,12 +240,14 @@ fn readings(log: &str) -> Vec<(f64, u64, u64)> {
 struct Lab {
     monitors: Vec<Monitor>,
     routers: Vec<Router>,
-    helpers: Vec<Daemon>,
+    /// The sender; held to be killed on drop.
+    _helpers: Vec<Daemon>,
     /// COUNTED[i]'s /sys reader.
     counters: Vec<Daemon>,
     lan: Lan,
     config: PathBuf,
-    dir: tempfile::TempDir,
+    /// The logs and configs; removed on drop (unless NUVOL_KEEP_TEST_DIRS=1).
+    _dir: tempfile::TempDir,
 }
 
 impl Lab {
@@ -371,11 +373,11 @@ impl Lab {
         let mut lab = Lab {
             monitors,
             routers,
-            helpers,
+            _helpers: helpers,
             counters,
             lan,
             config,
-            dir,
+            _dir: dir,
         };
         for i in 0..MONITORS {
             let cfg = lab.config.clone();
@@ -953,8 +955,6 @@ fn thirty_snmpd_routers_four_monitors_and_six_faults() -> Result<()> {
     back_again(&lab, &all, &a0, &gone, &marks, "heal")?;
 
     eprintln!("{test}: done in {:?}", t0.elapsed());
-    let _ = &lab.helpers;
-    let _ = lab.dir.path();
     Ok(())
 }
 
