@@ -25,6 +25,8 @@
 //!   locally (no registry) for the apps' engine tests.
 //! - [`netns`]: two network namespaces joined by a veth pair, programs run
 //!   inside them, and the skip-or-fail rule for missing system parts.
+//! - [`lan`]: a LAN of namespaces on one bridge (a switch namespace), and
+//!   daemons run inside them with their output in a file.
 //!
 //! Everything is blocking (`std::process`, `std::thread::sleep`): no async
 //! runtime is needed, except for [`wait_until_async`] (tokio's timer) and
@@ -34,6 +36,7 @@ mod agent;
 pub mod browser;
 mod cli;
 pub mod docker;
+pub mod lan;
 mod loopback;
 pub mod netns;
 pub mod podman;
