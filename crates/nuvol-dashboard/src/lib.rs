@@ -7,7 +7,7 @@
 //! - Pages: `/` overview, `/nodes`, `/nodes/{name}`, `/services`,
 //!   `/apps`, `/apps/store`, `/apps/store/{id}`, `/apps/{name}` (its log
 //!   live over `/apps/{name}/live`), `/events`, `/queries/{id}`,
-//!   `/settings`, `/login`; `/live` is the
+//!   `/monitor`, `/monitor/{id}`, `/settings`, `/login`; `/live` is the
 //!   live-update stream (server-sent events of rendered rows: only what
 //!   changed, escaped here like every page).
 //! - Access: each route declares view, operate or admin (the core's
@@ -20,6 +20,7 @@
 //! maud's escaping, including the rows the live stream sends.
 
 pub mod auth;
+pub mod chart;
 pub mod i18n;
 pub(crate) mod live;
 mod page;
@@ -261,6 +262,8 @@ impl Component for Dashboard {
                 View,
                 get(pages::events::query_page),
             ),
+            (M::GET, "/monitor", View, get(pages::monitor::list)),
+            (M::GET, "/monitor/{id}", View, get(pages::monitor::one)),
             (M::GET, "/settings", View, get(pages::settings::page)),
             (
                 M::POST,
