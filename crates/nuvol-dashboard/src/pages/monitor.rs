@@ -473,3 +473,155 @@ pub async fn one(
         ),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nuvol_monitor::view::{IfView, ProbeCounts};
+
+    const EVIL: &str = "<script>x()</script>\"'><img src=x>";
+
+    fn summary(id: &str, title: &str, state: DeviceState) -> DeviceSummary {
+        DeviceSummary {
+            id: id.into(),
+            title: title.into(),
+            address: "10.0.0.1".into(),
+            state,
+            owners: vec!["n1".into(), EVIL.into()],
+            last_sample: Some(1_000),
+            cause: Some(format!("SNMP: {EVIL}")),
+            reports: Vec::new(),
+            unreachable_owners: vec![EVIL.into()],
+        }
+    }
+
+    fn sample(monitor: &str) -> Sample {
+        Sample {
+            monitor: monitor.into(),
+            at: 990,
+            answered: true,
+            rtt_ms: Some(1.25),
+            rtt_min_ms: Some(1.0),
+            rtt_max_ms: Some(f64::NAN),
+            loss: Some(0.2),
+            sent: 5,
+            received: 4,
+            uptime: Some(f64::INFINITY),
+            interfaces: vec![
+                IfView {
+                    index: 2,
+                    oper_up: true,
+                    in_octets: 123,
+                    out_octets: 456,
+                    hc: true,
+                    in_bps: Some(1500.0),
+                    out_bps: None,
+                },
+                IfView {
+                    index: 3,
+                    oper_up: false,
+                    in_octets: 0,
+                    out_octets: 0,
+                    hc: false,
+                    in_bps: None,
+                    out_bps: None,
+                },
+            ],
+            ping_error: None,
+            snmp_error: Some(EVIL.into()),
+            counts: ProbeCounts {
+                probes: 7,
+                ..Default::default()
+            },
+        }
+    }
+
+    fn series(monitor: &str, metric: &str, step: u32, pts: &[(f64, f64)]) -> SeriesView {
+        SeriesView {
+            monitor: monitor.into(),
+            metric: metric.into(),
+            step,
+            points: pts.iter().map(|&(t, v)| [t, v, v, v]).collect(),
+        }
+    }
+
+    fn no_markup(out: &str) {
+        assert!(!out.contains("<script") && !out.contains("<img"), "{out}");
+    }
+
+    #[test]
+    fn the_list_shows_state_as_words_and_escapes_what_others_send() {
+        let l = Lang::En;
+        let list = [
+            summary("r1", EVIL, DeviceState::Up),
+            summary(EVIL, "", DeviceState::Down),
+            summary("r3", "", DeviceState::Unknown),
+        ];
+        let out = devices_table(l, &list, 1_012).into_string();
+        no_markup(&out);
+        for (state, word) in [("up", "up"), ("down", "down"), ("unknown", "unknown")] {
+            assert!(
+                out.contains(&format!("data-state=\"{state}\">{word}</span>")),
+                "{state}: {out}"
+            );
+        }
+        assert!(out.contains("12s ago</time>"), "{out}");
+        assert!(out.contains("datetime=\"1970-01-01T00:16:40Z\""), "{out}");
+        assert!(out.contains("href=\"/monitor/r1\""), "{out}");
+        // The id in the link is percent-encoded, in the text escaped.
+        assert!(out.contains("href=\"/monitor/%3Cscript%3E"), "{out}");
+        assert!(out.contains("could not be asked"), "{out}");
+        let empty = devices_table(l, &[], 0).into_string();
+        assert!(empty.contains(T::NoDevices.get(l)), "{empty}");
+        let off = off_notice(Lang::Ca).into_string();
+        assert!(off.contains("--monitor") && off.contains("[monitor]"), "{off}");
+    }
+
+    #[test]
+    fn the_device_page_shows_each_owners_sample_and_charts() {
+        let l = Lang::En;
+        let d = DeviceDetail {
+            summary: summary("r1", EVIL, DeviceState::Up),
+            samples: vec![sample("n1")],
+            series: vec![
+                series("n1", "rtt_ms", 300, &[(0.0, 1.0), (300.0, 2.0)]),
+                series(EVIL, "rtt_ms", 300, &[(0.0, 3.0), (600.0, 4.0)]),
+                series("n1", "loss", 300, &[(0.0, 0.0)]),
+                series("n1", "if.2.in_bps", 300, &[(0.0, 10.0), (300.0, 20.0)]),
+                series("n1", "if.2.out_bps", 300, &[(0.0, 5.0)]),
+                series("n1", "if.x.in_bps", 300, &[(0.0, 5.0)]),
+                // Another resolution is not drawn.
+                series("n1", "if.9.in_bps", 1800, &[(0.0, 5.0)]),
+            ],
+        };
+        let out = device_body(l, &d, 300, 1_000).into_string();
+        no_markup(&out);
+        assert!(out.contains("data-monitor=\"n1\""), "{out}");
+        assert!(out.contains("1.2 ms") || out.contains("1.3 ms"), "{out}");
+        assert!(out.contains("20 %") && out.contains("4 of 5 replies"), "{out}");
+        assert!(out.contains("data-ifindex=\"2\"") && out.contains("data-ifindex=\"3\""));
+        assert!(out.contains("1.5 kbit/s"), "{out}");
+        assert!(!out.to_lowercase().contains("nan") && !out.contains("inf"), "{out}");
+        // The owner without a sample is said to have none.
+        assert!(out.contains("No sample yet."), "{out}");
+        for id in ["chart-rtt", "chart-loss", "chart-if-2"] {
+            assert!(out.contains(&format!("id=\"{id}-title\"")), "{id}: {out}");
+        }
+        assert!(!out.contains("chart-if-9") && !out.contains("chart-if-x"));
+        // RTT: one line per owner, the best owner first.
+        let rtt = &out[out.find("id=\"chart-rtt-title\"").unwrap()..];
+        let rtt = &rtt[..rtt.find("</svg>").unwrap()];
+        assert!(rtt.find("<title>n1</title>") < rtt.find("<title>&lt;script"));
+        // Traffic: in and out of each owner.
+        assert!(out.contains("<title>n1 in</title>") && out.contains("<title>n1 out</title>"));
+        assert!(
+            out.contains("href=\"/monitor/r1?step=300\" aria-current=\"page\""),
+            "{out}"
+        );
+        assert!(out.contains("href=\"/monitor/r1?step=86400\""), "{out}");
+        // At another resolution with no points: the message, no svg.
+        let out = device_body(l, &d, 7200, 1_000).into_string();
+        assert!(!out.contains("<svg"), "{out}");
+        assert!(out.contains(T::NoSamples.get(l)), "{out}");
+    }
+}
