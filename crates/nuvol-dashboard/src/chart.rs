@@ -133,14 +133,17 @@ pub const STYLES: usize = 6;
 /// Legend rows: at most this many series are drawn.
 pub const MAX_SERIES: usize = 12;
 
+/// Consecutive points drawn as one line.
+pub type Run = Vec<(f64, f64)>;
+
 /// The runs of consecutive finite points of `points`: a new run starts
 /// after a non-finite point or when two points are more than `step`
 /// seconds apart (a missing slot), so gaps are never interpolated.
-pub fn runs(points: &[(f64, f64)], step: u32) -> Vec<Vec<(f64, f64)>> {
+pub fn runs(points: &[(f64, f64)], step: u32) -> Vec<Run> {
     // Half a step of slack: slot times are exact multiples, but a series
     // may carry sample times.
     let max_gap = f64::from(step.max(1)) * 1.5;
-    let mut out: Vec<Vec<(f64, f64)>> = Vec::new();
+    let mut out: Vec<Run> = Vec::new();
     let mut cur: Vec<(f64, f64)> = Vec::new();
     for &(t, v) in points {
         if !t.is_finite() || !v.is_finite() {
@@ -252,7 +255,7 @@ fn c(v: f64) -> String {
 /// The chart as an `<svg>` in a `<figure>`, or a paragraph saying
 /// `chart.empty` when there is nothing to draw.
 pub fn render(chart: &Chart<'_>) -> Markup {
-    let series: Vec<(&Series, Vec<Vec<(f64, f64)>>)> = chart
+    let series: Vec<(&Series, Vec<Run>)> = chart
         .series
         .iter()
         .take(MAX_SERIES)

@@ -268,7 +268,7 @@ pub fn sample_card(l: Lang, s: &Sample, now: u64) -> Markup {
                     (opt(s.loss, |v| Unit::Ratio.format(v)))
                     @if s.sent > 0 { " " span class="muted" { "(" (fill(T::Replies.get(l), &[&s.received.to_string(), &s.sent.to_string()])) ")" } }
                 }
-                dt { (T::Uptime.get(l)) } dd { (opt(s.uptime, |u| human_duration(Duration::from_secs_f64(u.max(0.0).min(1e12))))) }
+                dt { (T::Uptime.get(l)) } dd { (opt(s.uptime, |u| human_duration(Duration::from_secs_f64(u.clamp(0.0, 1e12))))) }
                 @if let Some(e) = &s.ping_error { dt { (T::PingError.get(l)) } dd { (truncate(e, 300)) } }
                 @if let Some(e) = &s.snmp_error { dt { (T::SnmpError.get(l)) } dd { (truncate(e, 300)) } }
                 dt { (T::Probes.get(l)) } dd { (s.counts.probes) }
