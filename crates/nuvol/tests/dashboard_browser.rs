@@ -9,6 +9,9 @@
 //! bootstrap settings work through their forms; the apps pages pass the
 //! same checks and, with Docker, an app installed through the store's form
 //! gets its new log lines live and is removed through the confirmation.
+//! n1 monitors two loopback devices (one titled with markup): the
+//! monitoring list and a device's page with its charts pass the same
+//! checks.
 
 use nuvol_catalog::cloudy::{encode_services, CloudyService};
 use nuvol_testkit::browser::{axe, browser, require_axe, Browser};

@@ -10,7 +10,10 @@
 //! template carrying markup, the category filter, the generated install
 //! form and its errors, forged installs and actions refused) and, with the
 //! real Docker daemon, an app installed, logged live, stopped and removed
-//! through them and listed by a second node.
+//! through them and listed by a second node; the monitoring pages (off
+//! on a plain node; on a monitor of two loopback devices, one with a title
+//! carrying markup and SNMP from Debian's snmpd: states, owners, samples,
+//! charts, the resolution selector, bad parameters and unknown devices).
 //!
 //! The requests go over real sockets (reqwest, redirects not followed), so
 //! the dashboard sees a loopback client address as a browser on the same
@@ -2284,10 +2287,12 @@ fn monitor_pages_show_devices_their_owners_samples_and_charts() {
     let n = Node::start("mon", &[&format!("--config={}", cfg.display())]);
 
     // Both devices sampled (by the only monitor, so their only owner).
-    let devices = wait_until_msg("both devices sampled", T, POLL, || {
+    let devices = eventually("both devices sampled", T, POLL, || {
         let v = n.json("/v1/monitor/devices");
-        let list = v.as_array()?.clone();
-        (list.len() == 2 && list.iter().all(|d| d["last_sample"].is_u64())).then_some(list)
+        let list = v.as_array().ok_or(format!("not a list: {v}"))?.clone();
+        (list.len() == 2 && list.iter().all(|d| d["last_sample"].is_u64()))
+            .then_some(list)
+            .ok_or(format!("not yet: {v}"))
     })
     .unwrap_or_else(|e| panic!("{e}; log:\n{}", n.agent.log_tail(40)));
     let page = n.get("/monitor");
@@ -2322,9 +2327,11 @@ fn monitor_pages_show_devices_their_owners_samples_and_charts() {
 
     // The device page: state, owner, the sample; a chart once the series
     // has a point.
-    let page = wait_until_msg("r1's page with a chart", T, POLL, || {
+    let page = eventually("r1's page with a chart", T, POLL, || {
         let r = n.get("/monitor/r1");
-        (r.status == 200 && r.body.contains("<svg class=\"chart\"")).then_some(r)
+        (r.status == 200 && r.body.contains("<svg class=\"chart\""))
+            .then_some(r)
+            .ok_or("no chart yet")
     })
     .unwrap_or_else(|e| panic!("{e}: {}", n.get("/monitor/r1").body));
     page.expect_page(200, "/monitor/r1");
@@ -2354,10 +2361,11 @@ fn monitor_pages_show_devices_their_owners_samples_and_charts() {
     if have_snmpd {
         // snmpd serves this machine's interfaces: a table, and once two
         // samples give a rate, a traffic chart.
-        let page = wait_until_msg("r1's interface traffic chart", T, POLL, || {
+        let page = eventually("r1's interface traffic chart", T, POLL, || {
             let r = n.get("/monitor/r1");
             (r.body.contains("class=\"interfaces\"") && r.body.contains("id=\"chart-if-"))
                 .then_some(r)
+                .ok_or("no interface chart yet")
         })
         .unwrap_or_else(|e| panic!("{e}: {}", n.get("/monitor/r1").body));
         assert!(page.body.contains("data-ifindex="), "{}", page.body);
