@@ -86,12 +86,15 @@ fn shown_name(d: &DeviceSummary) -> String {
 /// The owners, those that could not be asked marked so.
 fn owners_list(l: Lang, d: &DeviceSummary) -> Markup {
     html! {
-        @if d.owners.is_empty() { span class="muted" { "–" } }
-        ul class="txt owners" {
-            @for o in &d.owners {
-                li {
-                    a href={ "/nodes/" (encode_segment(o)) } { (o) }
-                    @if d.unreachable_owners.contains(o) { " " span class="muted" { "(" (T::NotAsked.get(l)) ")" } }
+        @if d.owners.is_empty() {
+            span class="muted" { "–" }
+        } @else {
+            ul class="txt owners" {
+                @for o in &d.owners {
+                    li {
+                        a href={ "/nodes/" (encode_segment(o)) } { (o) }
+                        @if d.unreachable_owners.contains(o) { " " span class="muted" { "(" (T::NotAsked.get(l)) ")" } }
+                    }
                 }
             }
         }
@@ -377,7 +380,8 @@ pub fn charts(l: Lang, d: &DeviceDetail, step: u32) -> Markup {
             @let names: Vec<&str> = s.iter().map(|x| x.label.as_str()).collect();
             @let desc = fill(T::ChartDesc.get(l), &[title, &names.join(", "), unit.axis()]);
             @let c = Chart { id, title, desc: &desc, unit: *unit, step, series: s.clone(), empty: T::NoSamples.get(l) };
-            section class="chart-block" aria-labelledby={ "h-" (id) } {
+            // Not a named region: the table's region below carries the title.
+            section class="chart-block" {
                 h3 id={ "h-" (id) } { (title) }
                 (chart::render(&c))
                 @if !s.is_empty() {
@@ -574,7 +578,10 @@ mod tests {
         let empty = devices_table(l, &[], 0).into_string();
         assert!(empty.contains(T::NoDevices.get(l)), "{empty}");
         let off = off_notice(Lang::Ca).into_string();
-        assert!(off.contains("--monitor") && off.contains("[monitor]"), "{off}");
+        assert!(
+            off.contains("--monitor") && off.contains("[monitor]"),
+            "{off}"
+        );
     }
 
     #[test]
@@ -598,10 +605,16 @@ mod tests {
         no_markup(&out);
         assert!(out.contains("data-monitor=\"n1\""), "{out}");
         assert!(out.contains("1.2 ms") || out.contains("1.3 ms"), "{out}");
-        assert!(out.contains("20 %") && out.contains("4 of 5 replies"), "{out}");
+        assert!(
+            out.contains("20 %") && out.contains("4 of 5 replies"),
+            "{out}"
+        );
         assert!(out.contains("data-ifindex=\"2\"") && out.contains("data-ifindex=\"3\""));
         assert!(out.contains("1.5 kbit/s"), "{out}");
-        assert!(!out.to_lowercase().contains("nan") && !out.contains("inf"), "{out}");
+        assert!(
+            !out.to_lowercase().contains("nan") && !out.contains("inf"),
+            "{out}"
+        );
         // The owner without a sample is said to have none.
         assert!(out.contains("No sample yet."), "{out}");
         for id in ["chart-rtt", "chart-loss", "chart-if-2"] {
