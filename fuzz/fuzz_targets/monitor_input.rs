@@ -1,6 +1,6 @@
 //! What network monitoring reads from peers and sources: the `monitor`
 //! tag, a device set a peer sends (JSON, then checked against its tag),
-//! CNML, and a stored ring record (a corrupt file must be an error too).
+//! CNML, and a stored ring row (a corrupt file must be an error too).
 //! The first byte picks the decoder. Nothing may panic; an
 //! accepted tag is written back the same way; an accepted device set has
 //! the digest its tag claims, in canonical order.
@@ -10,7 +10,7 @@ use libfuzzer_sys::fuzz_target;
 use nuvol_monitor::component::{parse_tag, tag_value};
 use nuvol_monitor::devices::{parse_cnml, Snmp};
 use nuvol_monitor::exchange::{accept, Stored};
-use nuvol_monitor::rings::Series;
+use nuvol_monitor::rings::StoredPoint;
 
 fuzz_target!(|data: &[u8]| {
     let Some((&pick, rest)) = data.split_first() else {
@@ -35,8 +35,8 @@ fuzz_target!(|data: &[u8]| {
             }
         }
         3 => {
-            if let Ok(series) = Series::decode(rest) {
-                assert_eq!(Series::decode(&series.encode()), Ok(series));
+            if let Ok(p) = StoredPoint::decode(rest) {
+                assert_eq!(StoredPoint::decode(&p.encode()), Ok(p));
             }
         }
         _ => {

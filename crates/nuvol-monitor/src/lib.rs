@@ -33,12 +33,16 @@ pub mod counters;
 pub mod devices;
 pub mod exchange;
 pub mod ping;
+pub mod probe;
 pub mod rings;
 pub mod schedule;
+pub mod service;
 pub mod settings;
 pub mod snmp;
+pub mod store;
 pub mod verdict;
 pub mod view;
 
 pub use component::{MonitorComponent, MonitorStatus};
+pub use service::MonitorHandle;
 pub use settings::MonitorSettings;

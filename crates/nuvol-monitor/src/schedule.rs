@@ -68,6 +68,11 @@ impl Scheduler {
         self.next.values().min().copied()
     }
 
+    /// This device is owned (scheduled).
+    pub fn contains(&self, id: &str) -> bool {
+        self.next.contains_key(id)
+    }
+
     pub fn len(&self) -> usize {
         self.next.len()
     }

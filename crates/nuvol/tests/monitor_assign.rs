@@ -30,8 +30,41 @@ fn assignment(a: &NuvolAgent) -> Option<Assignment> {
         .and_then(|v| serde_json::from_value(v).ok())
 }
 
+fn devices(a: &NuvolAgent) -> Value {
+    a.cli_run(&["monitor", "devices", "--format", "json"])
+        .ok()
+        .filter(|o| o.status.success())
+        .and_then(|o| serde_json::from_str(&o.stdout).ok())
+        .unwrap_or(Value::Null)
+}
+
+/// Every device of `want` is listed with the owners `want` gives and a
+/// report from each of them (`k` in all).
+fn reported_by_owners(v: &Value, want: &Assignment, k: usize) -> bool {
+    let Some(list) = v.as_array() else {
+        return false;
+    };
+    list.len() == want.len()
+        && list.iter().all(|d| {
+            let id = d["id"].as_str().unwrap_or("");
+            let owners: Vec<String> =
+                serde_json::from_value(d["owners"].clone()).unwrap_or_default();
+            let from: std::collections::BTreeSet<&str> = d["reports"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|r| r["monitor"].as_str())
+                .collect();
+            want.get(id) == Some(&owners)
+                && from.len() == k
+                && owners.iter().all(|o| from.contains(o.as_str()))
+        })
+}
+
 fn config(dir: &std::path::Path, n: usize) -> std::path::PathBuf {
-    let mut s = String::from("[monitor]\nenable = true\nk = 2\nsettle = \"2s\"\ndevices = [\n");
+    let mut s = String::from(
+        "[monitor]\nenable = true\nk = 2\nsettle = \"2s\"\ninterval = \"2s\"\ndevices = [\n",
+    );
     for i in 0..n {
         s.push_str(&format!(
             "  {{ id = \"r{i}\", address = \"10.9.{}.{}\" }},\n",
@@ -98,6 +131,58 @@ fn every_monitor_computes_the_same_owners_and_a_lost_one_moves_only_its_devices(
         assert!(c > 5, "{n} owns {c} devices: {before:?}");
     }
 
+    // Any node answers for every device, from its owners' probes. The
+    // addresses are unroutable: both owners get no answer, so each device
+    // is down (a majority of its two owners agree), with a cause.
+    let mut seen = Vec::new();
+    let r = wait_until_msg(
+        "every node reports every device from both owners",
+        T,
+        POLL,
+        || {
+            seen = agents.iter().flatten().map(devices).collect();
+            seen.iter().all(|v| reported_by_owners(v, &before, 2))
+        },
+    );
+    if let Err(e) = r {
+        panic!("{e}: {:?}", seen.first());
+    }
+    for v in &seen {
+        for d in v.as_array().unwrap() {
+            assert_eq!(d["state"], "down", "{d}");
+            assert!(d["cause"].as_str().is_some_and(|c| !c.is_empty()), "{d}");
+        }
+    }
+    let one = agents[0].as_ref().unwrap();
+    let out = one
+        .cli_run(&["monitor", "device", "r0", "--format", "json"])
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let d: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(d["owners"], serde_json::json!(before["r0"]), "{d}");
+    let samples = d["samples"].as_array().unwrap();
+    assert_eq!(samples.len(), 2, "{d}");
+    for smp in samples {
+        assert_eq!(smp["answered"], false, "{smp}");
+        assert!(smp["counts"]["probes"].as_u64().unwrap() >= 1, "{smp}");
+        assert!(!smp["snmp_error"].is_null(), "{smp}");
+    }
+    let status = one.cli_run(&["monitor", "devices"]).unwrap();
+    assert!(
+        status.stdout.contains("r0") && status.stdout.contains("down"),
+        "{status:?}"
+    );
+    let out = one.cli_run(&["monitor", "device", "nope"]).unwrap();
+    assert!(!out.status.success(), "{out:?}");
+    assert!(out.stderr.contains("no device"), "{out:?}");
+    let out = one
+        .cli_run(&["monitor", "device", "r0", "--step", "60"])
+        .unwrap();
+    assert!(
+        !out.status.success() && out.stderr.contains("step"),
+        "{out:?}"
+    );
+
     let victim = 3;
     let gone = names[victim].clone();
     if let Some(mut a) = agents[victim].take() {
@@ -126,6 +211,17 @@ fn every_monitor_computes_the_same_owners_and_a_lost_one_moves_only_its_devices(
         } else {
             assert_eq!(a, b, "{d}: a device the killed monitor did not own");
         }
+    }
+
+    // The survivors take the killed monitor's devices over: every device
+    // has two fresh reports again, none from the killed monitor.
+    let mut seen = Vec::new();
+    let r = wait_until_msg("the new owners report the devices", T, POLL, || {
+        seen = agents.iter().flatten().map(devices).collect();
+        seen.iter().all(|v| reported_by_owners(v, &after, 2))
+    });
+    if let Err(e) = r {
+        panic!("{e}: {:?}", seen.first());
     }
 
     // A node that is not a monitor says so.

@@ -466,6 +466,25 @@ pub enum MonitorCommand {
         #[command(flatten)]
         at: CatalogOpts,
     },
+    /// Every device: its state (up, down: a majority of its owners got no
+    /// answer, unknown), owners, last sample and what is wrong; any node
+    /// answers by asking the owners. JSON: an array.
+    Devices {
+        #[command(flatten)]
+        at: CatalogOpts,
+    },
+    /// One device: each owner's latest sample (RTT, loss, uptime,
+    /// interface counters and rates, errors) and its series. JSON: an
+    /// object.
+    Device {
+        /// The device's id.
+        id: String,
+        /// Seconds per point of the series: 300, 1800, 7200 or 86400.
+        #[arg(long, default_value_t = 300)]
+        step: u32,
+        #[command(flatten)]
+        at: CatalogOpts,
+    },
 }
 
 /// `nuvol app ...`.
