@@ -36,8 +36,10 @@ impl Unit {
             Unit::Ms => {
                 if v.abs() >= 100.0 {
                     format!("{v:.0} ms")
-                } else {
+                } else if v.abs() >= 1.0 || v == 0.0 {
                     format!("{v:.1} ms")
+                } else {
+                    format!("{v:.2} ms")
                 }
             }
             Unit::Ratio => format!("{:.0} %", v * 100.0),
@@ -54,12 +56,32 @@ impl Unit {
         }
     }
 
-    /// A tick label (shorter than [`Unit::format`]).
-    fn tick(self, v: f64) -> String {
+    /// A tick label (shorter than [`Unit::format`]), with the decimals
+    /// ticks `step` apart need to differ.
+    fn tick(self, v: f64, step: f64) -> String {
         match self {
-            Unit::Ms => trim(v),
-            Unit::Ratio => trim(v * 100.0),
-            Unit::Bps => si(v, ""),
+            Unit::Ms => fixed(v, decimals(step)),
+            Unit::Ratio => fixed(v * 100.0, decimals(step * 100.0)),
+            Unit::Bps => {
+                // The prefix of the top tick (four steps up), which every
+                // tick of the chart shares.
+                let div = [1e12, 1e9, 1e6, 1e3]
+                    .into_iter()
+                    .find(|d| step.abs() * 4.0 >= *d)
+                    .unwrap_or(1.0);
+                let p = match div {
+                    1e12 => " T",
+                    1e9 => " G",
+                    1e6 => " M",
+                    1e3 => " k",
+                    _ => "",
+                };
+                if v == 0.0 {
+                    "0".to_owned()
+                } else {
+                    format!("{}{p}", fixed(v / div, decimals(step / div)))
+                }
+            }
         }
     }
 }
@@ -82,6 +104,29 @@ pub fn si(v: f64, unit: &str) -> String {
         " "
     };
     format!("{}{sep}{p}{unit}", trim(x)).trim_end().to_owned()
+}
+
+/// The decimals that show a difference of `step` (0 to 3).
+fn decimals(step: f64) -> usize {
+    if !step.is_finite() || step <= 0.0 {
+        return 0;
+    }
+    // 0.25 needs 2, 0.05 needs 2, 0.5 needs 1, 6.25 needs 2, 25 none.
+    (0..=3)
+        .find(|d| {
+            let m = 10f64.powi(*d as i32) * step;
+            (m - m.round()).abs() < 1e-6
+        })
+        .unwrap_or(3)
+}
+
+/// `v` with `d` decimals (0 for a non-finite value).
+fn fixed(v: f64, d: usize) -> String {
+    if v.is_finite() {
+        format!("{v:.d$}")
+    } else {
+        "0".to_owned()
+    }
 }
 
 /// A number with at most one decimal, none when whole.
@@ -126,7 +171,7 @@ const W: f64 = 640.0;
 const H: f64 = 240.0;
 const LEFT: f64 = 56.0;
 const RIGHT: f64 = 12.0;
-const TOP: f64 = 12.0;
+const TOP: f64 = 22.0;
 const BOTTOM: f64 = 36.0;
 /// Series styles (colour and dash classes) before they repeat.
 pub const STYLES: usize = 6;
@@ -307,7 +352,7 @@ pub fn render(chart: &Chart<'_>) -> Markup {
                 g class="grid" {
                     @for v in &yticks {
                         line x1=(c(LEFT)) x2=(c(W - RIGHT)) y1=(c(y(*v))) y2=(c(y(*v))) {}
-                        text class="ytick" x=(c(LEFT - 4.0)) y=(c(y(*v) + 4.0)) text-anchor="end" { (chart.unit.tick(*v)) }
+                        text class="ytick" x=(c(LEFT - 4.0)) y=(c(y(*v) + 4.0)) text-anchor="end" { (chart.unit.tick(*v, ymax / 4.0)) }
                     }
                     @for t in &xticks {
                         line x1=(c(x(*t))) x2=(c(x(*t))) y1=(c(TOP)) y2=(c(TOP + ph)) {}
@@ -316,7 +361,7 @@ pub fn render(chart: &Chart<'_>) -> Markup {
                 }
                 line class="axis" x1=(c(LEFT)) x2=(c(LEFT)) y1=(c(TOP)) y2=(c(TOP + ph)) {}
                 line class="axis" x1=(c(LEFT)) x2=(c(W - RIGHT)) y1=(c(TOP + ph)) y2=(c(TOP + ph)) {}
-                text class="unit" x="4" y=(c(TOP + 4.0)) { (chart.unit.axis()) }
+                text class="unit" x=(c(LEFT)) y=(c(TOP - 8.0)) text-anchor="middle" { (chart.unit.axis()) }
                 text class="unit" x=(c(W - RIGHT)) y=(c(TOP + ph + 30.0)) text-anchor="end" { (if days { "UTC (MM-DD)" } else { "UTC" }) }
                 @for (i, (s, rs)) in series.iter().enumerate() {
                     g class={ "series s" (i % STYLES) } {
@@ -570,7 +615,10 @@ mod tests {
         assert!(out.contains(">UTC<"), "{out}");
         assert!(out.contains(">01:00<") && out.contains(">02:00<"), "{out}");
         // Max 36 kbit/s: the axis goes to 50 k.
-        assert!(out.contains(">50 k<"), "{out}");
+        assert!(
+            out.contains(">50.0 k<") && out.contains(">12.5 k<"),
+            "{out}"
+        );
         assert_eq!(date_time(1_796_346_000), "2026-12-04 01:00");
         assert_eq!(time_label(1_796_346_000.0, true), "12-04");
         let s = summary(
@@ -596,6 +644,16 @@ mod tests {
         assert_eq!(si(12.0, ""), "12");
         assert_eq!(Unit::Ratio.format(0.2), "20 %");
         assert_eq!(Unit::Ms.format(1.234), "1.2 ms");
+        assert_eq!(Unit::Ms.format(0.0716), "0.07 ms");
+        assert_eq!(Unit::Ms.tick(0.05, 0.05), "0.05");
+        assert_eq!(Unit::Ms.tick(0.1, 0.05), "0.10");
+        assert_eq!(Unit::Ms.tick(25.0, 25.0), "25");
+        assert_eq!(Unit::Ms.tick(0.5, 0.5), "0.5");
+        assert_eq!(Unit::Ratio.tick(0.25, 0.25), "25");
+        assert_eq!(Unit::Bps.tick(6250.0, 6250.0), "6.25 k");
+        assert_eq!(Unit::Bps.tick(25_000.0, 6250.0), "25.00 k");
+        assert_eq!(Unit::Bps.tick(0.0, 6250.0), "0");
+        assert_eq!(Unit::Bps.tick(2e6, 5e5), "2.0 M");
         assert_eq!(nice_ceil(36_000.0), 50_000.0);
         assert_eq!(nice_ceil(0.0), 1.0);
         assert_eq!(nice_ceil(1.0), 1.0);

@@ -6,7 +6,6 @@ pub mod apps;
 pub mod events;
 pub mod login;
 pub mod monitor;
-mod monitor_stub;
 pub mod nodes;
 pub mod overview;
 pub mod services;

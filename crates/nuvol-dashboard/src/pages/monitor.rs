@@ -7,7 +7,6 @@
 //! they reach the markup only through maud's escaping (the charts too, see
 //! [`crate::chart`]).
 
-use super::monitor_stub::MonitorHandle;
 use crate::chart::{self, Chart, Series, SummaryLabels, Unit};
 use crate::i18n::{fill, Lang, T};
 use crate::page::{layout, notice, Nav};
@@ -23,7 +22,7 @@ use maud::{html, Markup};
 use nuvol_agent::http::encode_segment;
 use nuvol_monitor::verdict::DeviceState;
 use nuvol_monitor::view::{DeviceDetail, DeviceSummary, Sample, SeriesView};
-use nuvol_monitor::MonitorStatus;
+use nuvol_monitor::{MonitorHandle, MonitorStatus};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
