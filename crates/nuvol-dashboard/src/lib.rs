@@ -141,6 +141,38 @@ pub mod fuzzing {
                 .count()
         };
         assert_eq!(card(text), card("x"), "store card markup from {text:?}");
+        // A monitored device (CNML titles, owner names) and its chart.
+        let device = |t: &str| {
+            let d = nuvol_monitor::view::DeviceSummary {
+                id: t.to_owned(),
+                title: t.to_owned(),
+                address: t.to_owned(),
+                state: nuvol_monitor::verdict::DeviceState::Down,
+                owners: vec![t.to_owned()],
+                last_sample: Some(0),
+                cause: Some(t.to_owned()),
+                reports: Vec::new(),
+                unreachable_owners: Vec::new(),
+            };
+            let c = crate::chart::Chart {
+                id: t,
+                title: t,
+                desc: t,
+                unit: crate::chart::Unit::Bps,
+                step: 300,
+                series: vec![crate::chart::Series {
+                    label: t.to_owned(),
+                    points: vec![(0.0, 1.0), (300.0, 2.0)],
+                }],
+                empty: t,
+            };
+            crate::pages::monitor::device_row(crate::i18n::Lang::En, &d, 10)
+                .into_string()
+                .matches('<')
+                .count()
+                + crate::chart::render(&c).into_string().matches('<').count()
+        };
+        assert_eq!(device(text), device("x"), "device markup from {text:?}");
     }
 }
 

@@ -12,7 +12,8 @@
 //! real Docker daemon, an app installed, logged live, stopped and removed
 //! through them and listed by a second node; the monitoring pages (off
 //! on a plain node; on a monitor of two loopback devices, one with a title
-//! carrying markup and SNMP from Debian's snmpd: states, owners, samples,
+//! carrying markup and SNMP from Debian's snmpd, and one that nothing
+//! answers: states, owners, samples,
 //! charts, the resolution selector, bad parameters and unknown devices).
 //!
 //! The requests go over real sockets (reqwest, redirects not followed), so
@@ -2280,17 +2281,18 @@ fn monitor_pages_show_devices_their_owners_samples_and_charts() {
         format!(
             "[monitor]\nenable = true\nk = 2\ninterval = \"2s\"\nsettle = \"1s\"\ndevices = [\n\
              {{ id = \"r1\", title = {title:?}, address = \"{a}\", snmp_port = {snmp_port} }},\n\
-             {{ id = \"r2\", address = \"{b}\", snmp = false }},\n]\n"
+             {{ id = \"r2\", address = \"{b}\", snmp = false }},\n\
+             {{ id = \"r3\", address = \"198.51.100.1\", snmp = false }},\n]\n"
         ),
     )
     .unwrap();
     let n = Node::start("mon", &[&format!("--config={}", cfg.display())]);
 
-    // Both devices sampled (by the only monitor, so their only owner).
-    let devices = eventually("both devices sampled", T, POLL, || {
+    // Every device sampled (by the only monitor, so their only owner).
+    let devices = eventually("every device sampled", T, POLL, || {
         let v = n.json("/v1/monitor/devices");
         let list = v.as_array().ok_or(format!("not a list: {v}"))?.clone();
-        (list.len() == 2 && list.iter().all(|d| d["last_sample"].is_u64()))
+        (list.len() == 3 && list.iter().all(|d| d["last_sample"].is_u64()))
             .then_some(list)
             .ok_or(format!("not yet: {v}"))
     })
@@ -2322,6 +2324,13 @@ fn monitor_pages_show_devices_their_owners_samples_and_charts() {
             assert!(d["cause"].is_string(), "{d}");
         }
     }
+    // Nothing answers TEST-NET-2 (documentation addresses): down, with the cause.
+    let r3 = device_row(&page.body, "r3").unwrap();
+    assert!(
+        r3.contains("data-state=\"down\"") && r3.contains(">down</span>"),
+        "{r3}"
+    );
+    assert!(r3.contains("ping: "), "{r3}");
     let r1 = device_row(&page.body, "r1").unwrap();
     assert!(r1.contains(&escaped(title)), "the title, escaped: {r1}");
 
