@@ -512,9 +512,13 @@ const OPENAPI: &str = r##"{
   }
 }"##;
 
-/// Load the configured device set: the CNML file's devices and the TOML
-/// list (a TOML device replaces a CNML one of the same id).
-pub fn load_devices(cfg: &MonitorSettings) -> (DeviceSet, Option<CnmlReport>, Option<String>) {
+/// Load the configured device set: the CNML source's devices (a file or
+/// an http(s) URL) and the TOML list (a TOML device replaces a CNML one of
+/// the same id). An unreadable or malformed CNML source is an error (the
+/// caller keeps the set it held).
+pub async fn load_devices(
+    cfg: &MonitorSettings,
+) -> (DeviceSet, Option<CnmlReport>, Option<String>) {
     // TOML first: DeviceSet::new keeps the first of a repeated id.
     let mut devices: Vec<Device> = cfg.devices.0.clone();
     let mut report = None;
@@ -524,10 +528,11 @@ pub fn load_devices(cfg: &MonitorSettings) -> (DeviceSet, Option<CnmlReport>, Op
             community: cfg.cnml_community.clone(),
             ..Snmp::default()
         };
-        match std::fs::read_to_string(&cfg.cnml) {
-            Err(e) => error = Some(format!("cannot read the CNML file {}: {e}", cfg.cnml)),
+        let shown = crate::source::redact(&cfg.cnml);
+        match crate::source::read_cnml(&cfg.cnml, &crate::source::SourceOptions::default()).await {
+            Err(e) => error = Some(e.to_string()),
             Ok(xml) => match parse_cnml(&xml, &snmp) {
-                Err(e) => error = Some(format!("{}: {e}", cfg.cnml)),
+                Err(e) => error = Some(format!("{shown}: {e}")),
                 Ok((set, r)) => {
                     report = Some(r);
                     devices.extend(set.devices);
@@ -634,7 +639,7 @@ impl Component for MonitorComponent {
     }
 
     async fn run(&mut self, ctx: &RunCtx) -> Result<(), ComponentError> {
-        let (source, report, error) = load_devices(&self.cfg);
+        let (source, report, error) = load_devices(&self.cfg).await;
         if let Some(e) = &error {
             tracing::warn!(error = %e, "monitor: device source");
         }
@@ -680,8 +685,19 @@ impl Component for MonitorComponent {
         let mut last_members = Instant::now();
         let ping_opts = PingOptions::default();
         let snmp_opts = crate::snmp::Options::default();
+        // Reading the CNML source again, in its own task (a URL may take
+        // up to its timeout).
+        let mut refresh: tokio::task::JoinSet<(DeviceSet, Option<CnmlReport>, Option<String>)> =
+            tokio::task::JoinSet::new();
+        let refresh_every = self.cfg.cnml_refresh.max(Duration::from_secs(10));
+        let mut next_refresh = Instant::now() + refresh_every;
         ctx.ready();
         loop {
+            if !self.cfg.cnml.is_empty() && refresh.is_empty() && Instant::now() >= next_refresh {
+                next_refresh = Instant::now() + refresh_every;
+                let cfg = self.cfg.clone();
+                refresh.spawn(async move { load_devices(&cfg).await });
+            }
             let now = Instant::now();
             if members_due || now.duration_since(last_members) >= Duration::from_secs(5) {
                 members_due = false;
@@ -759,6 +775,12 @@ impl Component for MonitorComponent {
                         }
                     }
                 }
+                Some(done) = refresh.join_next(), if !refresh.is_empty() => {
+                    if let Ok((source, report, error)) = done {
+                        self.refreshed(source, report, error).await;
+                        members_due = true;
+                    }
+                }
                 ev = events.recv() => match ev {
                     Ok(_) | Err(RecvError::Lagged(_)) => members_due = true,
                     Err(RecvError::Closed) => break,
@@ -825,6 +847,34 @@ impl MonitorComponent {
             .into_iter()
             .map(|(m, c)| (series_key(id, &m), c))
             .collect()
+    }
+
+    /// The CNML source read again: a changed set is adopted with a new
+    /// generation (it spreads to every monitor); an error is shown and the
+    /// held set kept.
+    async fn refreshed(
+        &self,
+        source: DeviceSet,
+        report: Option<CnmlReport>,
+        error: Option<String>,
+    ) {
+        if let Some(e) = &error {
+            tracing::warn!(error = %e, "monitor: device source; keeping the device set held");
+            self.shared.update(|s| s.error = error.clone());
+            return;
+        }
+        let held = self.shared.held();
+        let next = exchange::start(source, true, Some(held.clone()), now_secs());
+        self.shared.update(|s| {
+            s.error = None;
+            s.cnml = report;
+        });
+        if next != held {
+            self.shared.update(|s| s.source = "config".into());
+            if let Err(e) = self.adopt(next).await {
+                tracing::warn!(error = %e, "monitor: adopting the re-read device set");
+            }
+        }
     }
 
     /// Drop what this node kept of devices it no longer owns (their open

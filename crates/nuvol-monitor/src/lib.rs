@@ -8,6 +8,8 @@
 //!   flapping node causes no churn).
 //! - [`devices`]: the device set, from Guifi.net's CNML or a TOML list;
 //!   devices in the states snpservices skips are left out.
+//! - [`source`]: reading the CNML text from a file path or an http(s)
+//!   URL, with a timeout and a size cap.
 //! - [`counters`]: sans-I/O. Interface rates (bits/s) from two SNMP
 //!   samples: counter wraps, reboots, resets.
 //! - [`snmp`]: an async SNMP v1/v2c client reading a device's uptime and
@@ -18,6 +20,11 @@
 //! - [`rings`]: sans-I/O. RRD-like fixed-size rings of samples (a day of
 //!   5-minute points, a week of 30-minute, a month of 2-hour, a year of
 //!   daily) and their binary record.
+//! - [`probe`]: one probe (ping and SNMP at once), and what a monitor keeps
+//!   of a device it owns (latest sample, counts, rates, open ring points).
+//! - [`store`]: the rings on disk (redb), rows keyed time-major.
+//! - [`service`]: answering for any device from any node by asking its
+//!   owners; [`MonitorHandle`] for the routes and the dashboard.
 //! - [`schedule`]: sans-I/O. When each owned device is probed: a new
 //!   owner at once, then every interval, missed rounds skipped.
 //! - [`verdict`]: sans-I/O. A device is down only when a majority of its
@@ -39,6 +46,7 @@ pub mod schedule;
 pub mod service;
 pub mod settings;
 pub mod snmp;
+pub mod source;
 pub mod store;
 pub mod verdict;
 pub mod view;

@@ -22,9 +22,12 @@ nuvol_agent::settings! {
         /// How long a monitor must be alive without a break before it
         /// takes devices (a flapping node causes no churn).
         settle: Duration = Duration::from_secs(30), flag "monitor-settle";
-        /// A CNML file (Guifi.net's network description) with the devices;
-        /// "" for none.
+        /// The devices' CNML (Guifi.net's network description): a file
+        /// path or an http(s) URL; "" for none.
         cnml: String = String::new(), flag "monitor-cnml";
+        /// How often the CNML source is read again (a URL's network
+        /// description changes as the community builds).
+        cnml_refresh: Duration = Duration::from_secs(3600), flag "monitor-cnml-refresh";
         /// The SNMP community of the CNML's devices (CNML does not say).
         cnml_community: String = "public".to_owned(), flag "monitor-cnml-community";
         /// Devices: a list of tables { id, address, snmp_community,

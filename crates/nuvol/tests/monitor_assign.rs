@@ -370,3 +370,131 @@ fn monitors_without_devices_fetch_the_newest_set_from_a_peer() {
     })
     .unwrap();
 }
+
+/// A CNML served over HTTP that the agent reads again every
+/// `cnml_refresh`: a changed description is adopted; a malformed one, and
+/// then a server that is gone, keep the set held before and show the
+/// error.
+#[test]
+fn a_cnml_url_is_read_again_and_bad_answers_keep_the_held_set() {
+    let body = std::sync::Arc::new(std::sync::Mutex::new(cnml(&["1001", "1002"])));
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/cnml", listener.local_addr().unwrap());
+    let serving = body.clone();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop2 = stop.clone();
+    std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        for conn in listener.incoming() {
+            if stop2.load(std::sync::atomic::Ordering::SeqCst) {
+                return; // dropping the listener: connections are refused
+            }
+            let Ok(mut c) = conn else { continue };
+            let mut buf = [0u8; 4096];
+            let _ = c.read(&mut buf);
+            let b = serving.lock().unwrap().clone();
+            let _ = write!(
+                c,
+                "HTTP/1.1 200 OK\r\nContent-Type: text/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                b.len()
+            );
+            let _ = c.write_all(&b);
+        }
+    });
+    let a = NuvolAgent::builder(NUVOL, &format!("cnml{}", std::process::id()))
+        .ip(fresh_ip())
+        .profile("local")
+        .arg("--mdns=false")
+        .arg("--apps=false")
+        .arg("--monitor")
+        .arg("--monitor-settle=1s")
+        .arg(format!("--monitor-cnml={url}"))
+        .arg("--monitor-cnml-refresh=10s")
+        .spawn()
+        .unwrap();
+    let status = |a: &NuvolAgent| -> Value {
+        a.cli_run(&["monitor", "assignment", "--format", "json"])
+            .ok()
+            .and_then(|o| serde_json::from_str(&o.stdout).ok())
+            .unwrap_or(Value::Null)
+    };
+    let ids = |v: &Value| -> Vec<String> {
+        v.as_object()
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default()
+    };
+    let long = Duration::from_secs(90);
+    wait_until_msg("the CNML's two devices", long, POLL, || {
+        ids(&status(&a)) == ["1001", "1002"]
+    })
+    .unwrap();
+    // The description grows: read again within the refresh period.
+    *body.lock().unwrap() = cnml(&["1001", "1002", "1003"]);
+    wait_until_msg("the third device", long, POLL, || {
+        ids(&status(&a)) == ["1001", "1002", "1003"]
+    })
+    .unwrap();
+    // Malformed: the set is kept, the error shown.
+    *body.lock().unwrap() = b"<cnml><network><zone><node".to_vec();
+    let mut err = String::new();
+    wait_until_msg("the parse error shown", long, POLL, || {
+        err = component_status(&a)["error"]
+            .as_str()
+            .unwrap_or("")
+            .to_owned();
+        !err.is_empty()
+    })
+    .unwrap();
+    assert!(err.contains(&url), "{err}");
+    assert_eq!(ids(&status(&a)), ["1001", "1002", "1003"]);
+    // The server goes away: still kept, a new error.
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let _ =
+        std::net::TcpStream::connect(url.trim_start_matches("http://").trim_end_matches("/cnml"));
+    let first = err.clone();
+    wait_until_msg("the refused error shown", long, POLL, || {
+        err = component_status(&a)["error"]
+            .as_str()
+            .unwrap_or("")
+            .to_owned();
+        !err.is_empty() && err != first
+    })
+    .unwrap();
+    assert_eq!(ids(&status(&a)), ["1001", "1002", "1003"], "{err}");
+}
+
+/// `GET /v1/monitor` on the agent's REST API (port 7000 on its address).
+fn component_status(a: &NuvolAgent) -> Value {
+    use std::io::{Read, Write};
+    let Ok(mut c) = std::net::TcpStream::connect((a.ip(), 7000)) else {
+        return Value::Null;
+    };
+    let _ = c.set_read_timeout(Some(Duration::from_secs(10)));
+    let req = format!(
+        "GET /v1/monitor HTTP/1.1\r\nHost: {}:7000\r\nConnection: close\r\n\r\n",
+        a.ip()
+    );
+    if c.write_all(req.as_bytes()).is_err() {
+        return Value::Null;
+    }
+    let mut resp = String::new();
+    let _ = c.read_to_string(&mut resp);
+    resp.split_once("\r\n\r\n")
+        .and_then(|(_, body)| serde_json::from_str(body).ok())
+        .unwrap_or(Value::Null)
+}
+
+/// A CNML with one working device per id.
+fn cnml(ids: &[&str]) -> Vec<u8> {
+    let mut s = String::from(
+        "<?xml version=\"1.0\"?>\n<cnml version=\"0.1\"><network><zone id=\"1\" title=\"Z\"><node id=\"10\" title=\"N\" status=\"Working\">\n",
+    );
+    for (i, id) in ids.iter().enumerate() {
+        s.push_str(&format!(
+            "<device id=\"{id}\" title=\"d{id}\" type=\"radio\" status=\"Working\"><interface id=\"{i}\" type=\"Lan\" ipv4=\"10.199.0.{}\" mask=\"255.255.255.0\"/></device>\n",
+            i + 1
+        ));
+    }
+    s.push_str("</node></zone></network></cnml>\n");
+    s.into_bytes()
+}
