@@ -393,6 +393,7 @@ strings! {
     Maximum => "Maximum", "Màxim", "Máximo";
     DirIn => "in", "entrada", "entrada";
     DirOut => "out", "sortida", "salida";
+    StateRule => "A device is down only when most of its owners' recent probes got no answer (neither ping nor SNMP); up when not down and some owner got an answer; unknown otherwise.", "Un dispositiu està caigut només quan la majoria dels sondeigs recents dels seus vigilants no han tingut resposta (ni ping ni SNMP); actiu quan no està caigut i algun vigilant ha tingut resposta; desconegut altrament.", "Un dispositivo está caído solo cuando la mayoría de los sondeos recientes de sus vigilantes no han tenido respuesta (ni ping ni SNMP); activo cuando no está caído y algún vigilante ha tenido respuesta; desconocido en otro caso.";
 }
 
 /// Fill `{}` placeholders in order.

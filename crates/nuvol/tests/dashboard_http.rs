@@ -2331,6 +2331,19 @@ fn monitor_pages_show_devices_their_owners_samples_and_charts() {
         "{r3}"
     );
     assert!(r3.contains("ping: "), "{r3}");
+    // The counts by state, from the same list.
+    for state in ["up", "down", "unknown"] {
+        let want = devices.iter().filter(|d| d["state"] == state).count();
+        let li = format!(
+            "<li data-state=\"{state}\"><span class=\"badge {}\" data-state=\"{state}\">{state}</span> {want}</li>",
+            match state {
+                "up" => "ok",
+                "down" => "bad",
+                _ => "off",
+            }
+        );
+        assert!(page.body.contains(&li), "{li}: {}", page.body);
+    }
     let r1 = device_row(&page.body, "r1").unwrap();
     assert!(r1.contains(&escaped(title)), "the title, escaped: {r1}");
 

@@ -198,7 +198,14 @@ pub async fn list(State(dash): State<Arc<Dash>>, Viewer(req): Viewer) -> Respons
         Err(e) => return super::unavailable(&req, e),
     };
     let status = h.status();
+    let count = |s: DeviceState| devices.iter().filter(|d| d.state == s).count();
     let body = html! {
+        ul class="counts" id="device-counts" {
+            @for s in [DeviceState::Up, DeviceState::Down, DeviceState::Unknown] {
+                li data-state=(s.as_str()) { (state_badge(l, s)) " " (count(s)) }
+            }
+        }
+        p class="muted" { (T::StateRule.get(l)) }
         (devices_table(l, &devices, now()))
         (status_card(l, &status))
     };
