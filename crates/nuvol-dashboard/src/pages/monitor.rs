@@ -152,7 +152,7 @@ fn status_card(l: Lang, s: &MonitorStatus) -> Markup {
         }
     };
     html! {
-        section class="card" aria-labelledby="h-monitors" {
+        section class="card monitors" aria-labelledby="h-monitors" {
             h2 id="h-monitors" { (T::Monitors.get(l)) }
             dl class="kv" {
                 dt { (T::Monitors.get(l)) } dd { (names(&s.monitors)) }
