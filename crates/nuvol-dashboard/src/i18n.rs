@@ -330,6 +330,70 @@ strings! {
     BadAppName => "Lowercase letters, digits and -, at most 40, not starting or ending with -.", "Minúscules, xifres i -, com a molt 40, sense començar ni acabar amb -.", "Minúsculas, cifras y -, como mucho 40, sin empezar ni acabar con -.";
     AppExists => "An app with this name is already installed.", "Ja hi ha una aplicació instal·lada amb aquest nom.", "Ya hay una aplicación instalada con este nombre.";
     PortTaken => "Port {} is already used by {}.", "El port {} ja el fa servir {}.", "El puerto {} ya lo usa {}.";
+    Monitor => "Network", "Xarxa", "Red";
+    MonitorTitle => "Network devices", "Dispositius de xarxa", "Dispositivos de red";
+    Device => "Device", "Dispositiu", "Dispositivo";
+    DeviceId => "ID", "ID", "ID";
+    MonitoredBy => "Monitored by", "Vigilat per", "Vigilado por";
+    LastSample => "Last sample", "Última mostra", "Última muestra";
+    Cause => "Cause", "Causa", "Causa";
+    DevUp => "up", "actiu", "activo";
+    DevDown => "down", "caigut", "caído";
+    Ago => "{} ago", "fa {}", "hace {}";
+    Never => "never", "mai", "nunca";
+    MonitorOff => "Network monitoring is off on this node, so it cannot show the devices.", "La vigilància de la xarxa està desactivada en aquest node, i no pot mostrar els dispositius.", "La monitorización de la red está desactivada en este nodo, y no puede mostrar los dispositivos.";
+    MonitorHowTo => "To make this node a monitor, set enable = true in the [monitor] section of its configuration file (or start the agent with --monitor) and list the devices: devices = [{ id = \"...\", address = \"...\" }] in that section, --monitor-device ID=ADDRESS, or a CNML file (cnml = \"...\" or --monitor-cnml FILE). Then restart the agent.", "Per fer d'aquest node un monitor, posa enable = true a la secció [monitor] del fitxer de configuració (o inicia l'agent amb --monitor) i indica els dispositius: devices = [{ id = \"...\", address = \"...\" }] en aquella secció, --monitor-device ID=ADREÇA, o un fitxer CNML (cnml = \"...\" o --monitor-cnml FITXER). Després reinicia l'agent.", "Para hacer de este nodo un monitor, pon enable = true en la sección [monitor] del fichero de configuración (o inicia el agente con --monitor) e indica los dispositivos: devices = [{ id = \"...\", address = \"...\" }] en esa sección, --monitor-device ID=DIRECCIÓN, o un fichero CNML (cnml = \"...\" o --monitor-cnml FICHERO). Después reinicia el agente.";
+    NoDevices => "No devices to monitor.", "No hi ha cap dispositiu per vigilar.", "No hay ningún dispositivo que vigilar.";
+    NoSuchDevice => "No such device.", "No existeix aquest dispositiu.", "No existe ese dispositivo.";
+    Monitors => "Monitors", "Monitors", "Monitores";
+    MonitorsPending => "Monitors not counted yet", "Monitors encara no comptats", "Monitores aún no contados";
+    OwnersPerDevice => "Owners per device", "Vigilants per dispositiu", "Vigilantes por dispositivo";
+    WatchedHere => "Watched by this node", "Vigilats per aquest node", "Vigilados por este nodo";
+    NotAsked => "could not be asked", "no s'hi ha pogut preguntar", "no se ha podido preguntar";
+    Devices => "Devices", "Dispositius", "Dispositivos";
+    DeviceSetProblem => "Device set", "Conjunt de dispositius", "Conjunto de dispositivos";
+    Answered => "Answered", "Ha respost", "Ha respondido";
+    Loss => "Loss", "Pèrdua", "Pérdida";
+    Replies => "{} of {} replies", "{} de {} respostes", "{} de {} respuestas";
+    Interfaces => "Interfaces", "Interfícies", "Interfaces";
+    IfIndex => "Index", "Índex", "Índice";
+    OperStatus => "Operational status", "Estat operatiu", "Estado operativo";
+    IfUp => "up", "activa", "activa";
+    IfDown => "down", "inactiva", "inactiva";
+    InOctets => "In (octets)", "Entrada (octets)", "Entrada (octetos)";
+    OutOctets => "Out (octets)", "Sortida (octets)", "Salida (octetos)";
+    InRate => "In rate", "Ritme d'entrada", "Tasa de entrada";
+    OutRate => "Out rate", "Ritme de sortida", "Tasa de salida";
+    CounterWidth => "Counters", "Comptadors", "Contadores";
+    PingError => "Ping error", "Error de ping", "Error de ping";
+    SnmpError => "SNMP error", "Error d'SNMP", "Error de SNMP";
+    Probes => "Probes", "Sondeigs", "Sondeos";
+    PingSilent => "Pings with no reply", "Pings sense resposta", "Pings sin respuesta";
+    PingNotSent => "Pings not sent", "Pings no enviats", "Pings no enviados";
+    SnmpTimeouts => "SNMP requests with no answer", "Peticions SNMP sense resposta", "Peticiones SNMP sin respuesta";
+    SnmpGarbage => "Bad SNMP answers", "Respostes SNMP incorrectes", "Respuestas SNMP incorrectas";
+    NoSampleYet => "No sample yet.", "Encara no hi ha cap mostra.", "Aún no hay ninguna muestra.";
+    History => "History", "Historial", "Historial";
+    Resolution => "Resolution", "Resolució", "Resolución";
+    Res300 => "5 min (a day)", "5 min (un dia)", "5 min (un día)";
+    Res1800 => "30 min (a week)", "30 min (una setmana)", "30 min (una semana)";
+    Res7200 => "2 h (a month)", "2 h (un mes)", "2 h (un mes)";
+    Res86400 => "1 day (a year)", "1 dia (un any)", "1 día (un año)";
+    BadStep => "step: one of 300, 1800, 7200 or 86400, not {}.", "step: un de 300, 1800, 7200 o 86400, no {}.", "step: uno de 300, 1800, 7200 u 86400, no {}.";
+    RttChart => "Round-trip time to {}", "Temps d'anada i tornada a {}", "Tiempo de ida y vuelta a {}";
+    LossChart => "Ping loss to {}", "Pèrdua de pings a {}", "Pérdida de pings a {}";
+    TrafficChart => "Traffic of {} interface {}", "Trànsit de {} a la interfície {}", "Tráfico de {} en la interfaz {}";
+    ChartDesc => "{}: one line per series ({}), time in UTC on the horizontal axis, {} on the vertical axis; a gap means no sample in that period. The table after the chart gives the same data.", "{}: una línia per sèrie ({}), l'hora en UTC a l'eix horitzontal, {} a l'eix vertical; un buit vol dir cap mostra en aquell període. La taula després del gràfic dona les mateixes dades.", "{}: una línea por serie ({}), la hora en UTC en el eje horizontal, {} en el eje vertical; un hueco significa ninguna muestra en ese periodo. La tabla tras el gráfico da los mismos datos.";
+    NoSamples => "No samples at this resolution yet.", "Encara no hi ha mostres amb aquesta resolució.", "Aún no hay muestras con esta resolución.";
+    SeriesCol => "Series", "Sèrie", "Serie";
+    Points => "Points", "Punts", "Puntos";
+    Latest => "Latest", "Última", "Última";
+    Minimum => "Minimum", "Mínim", "Mínimo";
+    Mean => "Mean", "Mitjana", "Media";
+    Maximum => "Maximum", "Màxim", "Máximo";
+    DirIn => "in", "entrada", "entrada";
+    DirOut => "out", "sortida", "salida";
+    StateRule => "A device is down only when most of its owners' recent probes got no answer (neither ping nor SNMP); up when not down and some owner got an answer; unknown otherwise.", "Un dispositiu està caigut només quan la majoria dels sondeigs recents dels seus vigilants no han tingut resposta (ni ping ni SNMP); actiu quan no està caigut i algun vigilant ha tingut resposta; desconegut altrament.", "Un dispositivo está caído solo cuando la mayoría de los sondeos recientes de sus vigilantes no han tenido respuesta (ni ping ni SNMP); activo cuando no está caído y algún vigilante ha tenido respuesta; desconocido en otro caso.";
 }
 
 /// Fill `{}` placeholders in order.
@@ -381,6 +445,7 @@ mod tests {
             T::Node,
             T::JoinHelp,
             T::Ports,
+            T::DeviceId,
         ];
         for &t in T::ALL {
             for l in Lang::ALL {

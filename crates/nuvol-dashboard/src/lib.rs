@@ -7,7 +7,7 @@
 //! - Pages: `/` overview, `/nodes`, `/nodes/{name}`, `/services`,
 //!   `/apps`, `/apps/store`, `/apps/store/{id}`, `/apps/{name}` (its log
 //!   live over `/apps/{name}/live`), `/events`, `/queries/{id}`,
-//!   `/settings`, `/login`; `/live` is the
+//!   `/monitor`, `/monitor/{id}`, `/settings`, `/login`; `/live` is the
 //!   live-update stream (server-sent events of rendered rows: only what
 //!   changed, escaped here like every page).
 //! - Access: each route declares view, operate or admin (the core's
@@ -20,6 +20,7 @@
 //! maud's escaping, including the rows the live stream sends.
 
 pub mod auth;
+pub mod chart;
 pub mod i18n;
 pub(crate) mod live;
 mod page;
@@ -140,6 +141,38 @@ pub mod fuzzing {
                 .count()
         };
         assert_eq!(card(text), card("x"), "store card markup from {text:?}");
+        // A monitored device (CNML titles, owner names) and its chart.
+        let device = |t: &str| {
+            let d = nuvol_monitor::view::DeviceSummary {
+                id: t.to_owned(),
+                title: t.to_owned(),
+                address: t.to_owned(),
+                state: nuvol_monitor::verdict::DeviceState::Down,
+                owners: vec![t.to_owned()],
+                last_sample: Some(0),
+                cause: Some(t.to_owned()),
+                reports: Vec::new(),
+                unreachable_owners: Vec::new(),
+            };
+            let c = crate::chart::Chart {
+                id: t,
+                title: t,
+                desc: t,
+                unit: crate::chart::Unit::Bps,
+                step: 300,
+                series: vec![crate::chart::Series {
+                    label: t.to_owned(),
+                    points: vec![(0.0, 1.0), (300.0, 2.0)],
+                }],
+                empty: t,
+            };
+            crate::pages::monitor::device_row(crate::i18n::Lang::En, &d, 10)
+                .into_string()
+                .matches('<')
+                .count()
+                + crate::chart::render(&c).into_string().matches('<').count()
+        };
+        assert_eq!(device(text), device("x"), "device markup from {text:?}");
     }
 }
 
@@ -261,6 +294,8 @@ impl Component for Dashboard {
                 View,
                 get(pages::events::query_page),
             ),
+            (M::GET, "/monitor", View, get(pages::monitor::list)),
+            (M::GET, "/monitor/{id}", View, get(pages::monitor::one)),
             (M::GET, "/settings", View, get(pages::settings::page)),
             (
                 M::POST,

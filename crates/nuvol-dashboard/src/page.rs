@@ -45,6 +45,7 @@ pub enum Nav {
     Services,
     Apps,
     Events,
+    Monitor,
     Settings,
     Login,
     None,
@@ -84,6 +85,7 @@ pub fn layout(req: &Req, title: &str, nav: Nav, live: Option<&str>, body: Markup
                             (item(Nav::Services, "/services", T::Services))
                             (item(Nav::Apps, "/apps", T::Apps))
                             (item(Nav::Events, "/events", T::Events))
+                            (item(Nav::Monitor, "/monitor", T::Monitor))
                             (item(Nav::Settings, "/settings", T::Settings))
                         }
                     }

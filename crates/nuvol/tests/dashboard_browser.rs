@@ -9,6 +9,9 @@
 //! bootstrap settings work through their forms; the apps pages pass the
 //! same checks and, with Docker, an app installed through the store's form
 //! gets its new log lines live and is removed through the confirmation.
+//! n1 monitors two loopback devices (one titled with markup): the
+//! monitoring list and a device's page with its charts pass the same
+//! checks.
 
 use nuvol_catalog::cloudy::{encode_services, CloudyService};
 use nuvol_testkit::browser::{axe, browser, require_axe, Browser};
@@ -199,10 +202,26 @@ async fn run() {
     // A store template n1 can install when this machine has Docker.
     let store = tempfile::tempdir().unwrap();
     std::fs::write(store.path().join("bweb.yml"), WEB_TEMPLATE).unwrap();
+    // n1 monitors two loopback devices, one titled with markup (CNML
+    // titles are untrusted).
+    let monitor_cfg = store.path().join("monitor.toml");
+    std::fs::write(
+        &monitor_cfg,
+        format!(
+            "[monitor]\nenable = true\ninterval = \"2s\"\nsettle = \"1s\"\ndevices = [\n\
+             {{ id = \"r1\", title = {:?}, address = \"{}\", snmp = false }},\n\
+             {{ id = \"r2\", address = \"{}\", snmp = false }},\n]\n",
+            format!("r1 {SCRIPT}{BREAK}"),
+            nuvol_testkit::fresh_ip(),
+            nuvol_testkit::fresh_ip()
+        ),
+    )
+    .unwrap();
     let n1 = NuvolAgent::builder(NUVOL, "n1")
         .profile("local")
         .data_dir(d1.path())
         .arg("--mdns=false")
+        .arg(format!("--config={}", monitor_cfg.display()))
         .arg(format!("--apps-store-dir={}", store.path().display()))
         .arg("--apps-reconcile-every=1s")
         .spawn()
@@ -265,6 +284,25 @@ async fn run() {
     .await
     .unwrap();
 
+    // The monitored device's page once it has a chart.
+    let deadline = std::time::Instant::now() + LIVE;
+    loop {
+        b1.goto(&format!("{u1}/monitor/r1")).await.unwrap();
+        let has = b1
+            .js("document.querySelector('svg.chart') !== null")
+            .await
+            .unwrap();
+        if has == serde_json::json!(true) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no chart on /monitor/r1: {}",
+            b1.page_source().await.unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+
     // Every page, anonymous (from loopback, viewing needs no login).
     let evil_seg = "evil%22%3E%3Ci%20class%3Devil%3Ex%3C%2Fi%3E";
     for (path, shot) in [
@@ -281,6 +319,9 @@ async fn run() {
         ("/apps/store", "store"),
         ("/apps/store?category=web", "store-web"),
         ("/apps/store/static-web", "store-template"),
+        ("/monitor", "monitor"),
+        ("/monitor/r1", "monitor-device"),
+        ("/monitor/r1?step=86400", "monitor-device-day"),
         ("/no-such-page", "not-found"),
     ] {
         check_page(&b1, &format!("{u1}{path}"), shot).await;

@@ -10,7 +10,11 @@
 //! template carrying markup, the category filter, the generated install
 //! form and its errors, forged installs and actions refused) and, with the
 //! real Docker daemon, an app installed, logged live, stopped and removed
-//! through them and listed by a second node.
+//! through them and listed by a second node; the monitoring pages (off
+//! on a plain node; on a monitor of two loopback devices, one with a title
+//! carrying markup and SNMP from Debian's snmpd, and one that nothing
+//! answers: states, owners, samples,
+//! charts, the resolution selector, bad parameters and unknown devices).
 //!
 //! The requests go over real sockets (reqwest, redirects not followed), so
 //! the dashboard sees a loopback client address as a browser on the same
@@ -2178,4 +2182,245 @@ fn an_app_installed_through_the_dashboard_runs_logs_stops_and_is_removed() {
         .output()
         .unwrap();
     assert!(left.stdout.is_empty(), "containers left behind");
+}
+
+// ---------------------------------------------------------------------
+// The network-monitoring pages.
+
+const SNMPD: &str = "/usr/sbin/snmpd";
+
+/// Debian's snmpd in the foreground on `ip:port`, its own config; killed on
+/// drop.
+struct Snmpd {
+    child: std::process::Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Snmpd {
+    fn start(ip: std::net::IpAddr, port: u16) -> Snmpd {
+        let dir = tempfile::tempdir().unwrap();
+        let conf = dir.path().join("snmpd.conf");
+        std::fs::write(&conf, "rocommunity public default\n").unwrap();
+        let child = std::process::Command::new(SNMPD)
+            .env("MIBS", "")
+            .args(["-f", "-Lo", "-C", "-c"])
+            .arg(&conf)
+            .arg("-p")
+            .arg(dir.path().join("snmpd.pid"))
+            .arg(format!("udp:{ip}:{port}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        Snmpd { child, _dir: dir }
+    }
+}
+
+impl Drop for Snmpd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `s` as maud escapes text.
+fn escaped(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// The `<tr>` of `device` on `/monitor`.
+fn device_row<'a>(page: &'a str, device: &str) -> Option<&'a str> {
+    let start = page.find(&format!("data-device=\"{}\"", escaped(device)))?;
+    let rest = &page[start..];
+    Some(&rest[..rest.find("</tr>")?])
+}
+
+#[test]
+fn monitor_pages_show_devices_their_owners_samples_and_charts() {
+    // A node that is not a monitor says so, and how to enable it.
+    let off = Node::start("nomon", &[]);
+    let r = off.get("/monitor");
+    r.expect_page(200, "/monitor with monitoring off");
+    assert!(
+        r.body.contains("id=\"monitor-off\"") && r.body.contains("--monitor"),
+        "{}",
+        r.body
+    );
+    assert!(
+        r.body.contains("href=\"/monitor\" aria-current=\"page\""),
+        "the navigation has the page: {}",
+        r.body
+    );
+    off.get("/monitor/r1")
+        .expect_page(404, "a device with monitoring off");
+    drop(off);
+
+    // A monitor with two devices on loopback addresses: r1 with a title
+    // carrying markup (CNML titles are untrusted) and SNMP on Debian's
+    // snmpd when installed, r2 ping only.
+    let (a, b) = (nuvol_testkit::fresh_ip(), nuvol_testkit::fresh_ip());
+    let snmp_port = std::net::UdpSocket::bind(format!("{a}:0"))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let have_snmpd = std::path::Path::new(SNMPD).exists()
+        || nuvol_testkit::netns::skip_or_fail(
+            "monitor pages (the SNMP part)",
+            "snmpd is not installed (apt-get install snmpd)",
+        );
+    let _snmpd = have_snmpd.then(|| Snmpd::start(a, snmp_port));
+    let title = "Router <b class=evil>\"one\"</b>";
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("monitor.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[monitor]\nenable = true\nk = 2\ninterval = \"2s\"\nsettle = \"1s\"\ndevices = [\n\
+             {{ id = \"r1\", title = {title:?}, address = \"{a}\", snmp_port = {snmp_port} }},\n\
+             {{ id = \"r2\", address = \"{b}\", snmp = false }},\n\
+             {{ id = \"r3\", address = \"198.51.100.1\", snmp = false }},\n]\n"
+        ),
+    )
+    .unwrap();
+    let n = Node::start("mon", &[&format!("--config={}", cfg.display())]);
+
+    // Every device sampled (by the only monitor, so their only owner).
+    let devices = eventually("every device sampled", T, POLL, || {
+        let v = n.json("/v1/monitor/devices");
+        let list = v.as_array().ok_or(format!("not a list: {v}"))?.clone();
+        (list.len() == 3 && list.iter().all(|d| d["last_sample"].is_u64()))
+            .then_some(list)
+            .ok_or(format!("not yet: {v}"))
+    })
+    .unwrap_or_else(|e| panic!("{e}; log:\n{}", n.agent.log_tail(40)));
+    let page = n.get("/monitor");
+    page.expect_page(200, "/monitor");
+    assert!(!page.body.contains("<b class=evil>"), "{}", page.body);
+    for d in &devices {
+        let id = d["id"].as_str().unwrap();
+        let state = d["state"].as_str().unwrap();
+        let row =
+            device_row(&page.body, id).unwrap_or_else(|| panic!("no row for {id}:\n{}", page.body));
+        assert!(row.contains(&format!("data-state=\"{state}\"")), "{row}");
+        // The state as a word, not only a colour.
+        assert!(
+            row.contains(&format!(">{state}</span>")),
+            "{id} {state}: {row}"
+        );
+        assert!(row.contains(&format!("href=\"/monitor/{id}\"")), "{row}");
+        assert!(row.contains("href=\"/nodes/mon\""), "the owner: {row}");
+        assert!(row.contains(" ago</time>"), "the sample's age: {row}");
+        match d["cause"].as_str() {
+            Some(c) => assert!(row.contains(&escaped(c)), "the cause {c:?}: {row}"),
+            None => assert_eq!(state, "up", "{d}"),
+        }
+        // Loopback answers ping when the agent may open an ICMP socket
+        // (it runs as root here); otherwise the cause says why.
+        if state != "up" {
+            assert!(d["cause"].is_string(), "{d}");
+        }
+    }
+    // Nothing answers TEST-NET-2 (documentation addresses): down, with the cause.
+    let r3 = device_row(&page.body, "r3").unwrap();
+    assert!(
+        r3.contains("data-state=\"down\"") && r3.contains(">down</span>"),
+        "{r3}"
+    );
+    assert!(r3.contains("ping: "), "{r3}");
+    // The counts by state, from the same list.
+    for state in ["up", "down", "unknown"] {
+        let want = devices.iter().filter(|d| d["state"] == state).count();
+        let li = format!(
+            "<li data-state=\"{state}\"><span class=\"badge {}\" data-state=\"{state}\">{state}</span> {want}</li>",
+            match state {
+                "up" => "ok",
+                "down" => "bad",
+                _ => "off",
+            }
+        );
+        assert!(page.body.contains(&li), "{li}: {}", page.body);
+    }
+    let r1 = device_row(&page.body, "r1").unwrap();
+    assert!(r1.contains(&escaped(title)), "the title, escaped: {r1}");
+
+    // The device page: state, owner, the sample; a chart once the series
+    // has a point.
+    let page = eventually("r1's page with a chart", T, POLL, || {
+        let r = n.get("/monitor/r1");
+        (r.status == 200 && r.body.contains("<svg class=\"chart\""))
+            .then_some(r)
+            .ok_or("no chart yet")
+    })
+    .unwrap_or_else(|e| panic!("{e}: {}", n.get("/monitor/r1").body));
+    page.expect_page(200, "/monitor/r1");
+    let body = &page.body;
+    assert!(!body.contains("<b class=evil>"), "{body}");
+    assert!(
+        body.contains(&format!("<title>{} · nuvol</title>", escaped(title))),
+        "{body}"
+    );
+    assert!(
+        body.contains("data-monitor=\"mon\""),
+        "the owner's sample: {body}"
+    );
+    assert!(
+        body.contains("<title id=\"chart-rtt-title\">")
+            && body.contains("<desc id=\"chart-rtt-desc\">"),
+        "the RTT chart's title and description: {body}"
+    );
+    assert!(
+        body.contains("class=\"chart-summary\""),
+        "the text alternative: {body}"
+    );
+    assert!(
+        body.contains("href=\"/monitor/r1?step=300\" aria-current=\"page\""),
+        "the resolution selector: {body}"
+    );
+    if have_snmpd {
+        // snmpd serves this machine's interfaces: a table, and once two
+        // samples give a rate, a traffic chart.
+        let page = eventually("r1's interface traffic chart", T, POLL, || {
+            let r = n.get("/monitor/r1");
+            (r.body.contains("class=\"interfaces\"") && r.body.contains("id=\"chart-if-"))
+                .then_some(r)
+                .ok_or("no interface chart yet")
+        })
+        .unwrap_or_else(|e| panic!("{e}: {}", n.get("/monitor/r1").body));
+        assert!(page.body.contains("data-ifindex="), "{}", page.body);
+    }
+
+    // Other resolutions; bad parameters are 400 with the message.
+    let r = n.get("/monitor/r2?step=1800");
+    r.expect_page(200, "/monitor/r2?step=1800");
+    assert!(
+        r.body
+            .contains("href=\"/monitor/r2?step=1800\" aria-current=\"page\""),
+        "{}",
+        r.body
+    );
+    for bad in [
+        "/monitor/r2?step=5",
+        "/monitor/r2?step=x",
+        "/monitor/r2?zoom=1",
+    ] {
+        let r = n.get(bad);
+        r.expect_page(400, bad);
+        assert!(r.body.contains("role=\"alert\""), "{bad}: {}", r.body);
+    }
+    let r = n.get("/monitor/r2?step=%3Cb%3E");
+    assert!(
+        r.body.contains("&lt;b&gt;") && !r.body.contains("<b>"),
+        "{}",
+        r.body
+    );
+    // An unknown device: the dashboard's HTML 404.
+    for path in ["/monitor/nope", "/monitor/%3Cscript%3E"] {
+        let r = n.get(path);
+        r.expect_page(404, path);
+        assert!(r.body.contains("href=\"/monitor\""), "{path}: {}", r.body);
+    }
 }

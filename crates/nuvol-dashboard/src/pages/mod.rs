@@ -5,6 +5,7 @@
 pub mod apps;
 pub mod events;
 pub mod login;
+pub mod monitor;
 pub mod nodes;
 pub mod overview;
 pub mod services;
