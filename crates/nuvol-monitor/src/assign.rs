@@ -108,13 +108,17 @@ pub fn assignment<'a>(
 ///
 /// A monitor counts once it has been alive for `settle` without a break;
 /// it stops counting as soon as a view lacks it. While no monitor has
-/// settled (a cluster that just started), every alive monitor counts, so
-/// devices are watched from the start.
+/// settled (this node just started: a cluster starting, or this node
+/// joining one), every alive monitor counts, so devices are watched from
+/// the start; the monitors seen in that phase keep counting when it ends,
+/// so the set does not shrink to the one that happened to be seen first
+/// (each node sees itself a moment before its peers).
 #[derive(Debug, Clone)]
 pub struct Eligibility {
     settle: Duration,
-    /// Alive monitors: since when, and their weight.
-    alive: BTreeMap<String, (Instant, u32)>,
+    /// Alive monitors: since when, their weight, and whether they were
+    /// seen while nobody had settled.
+    alive: BTreeMap<String, (Instant, u32, bool)>,
 }
 
 impl Eligibility {
@@ -130,11 +134,16 @@ impl Eligibility {
     pub fn observe(&mut self, now: Instant, alive: &[Monitor]) {
         self.alive
             .retain(|name, _| alive.iter().any(|m| m.name == *name));
+        // Nobody settled yet: the monitors seen now settle together.
+        let cold = !self
+            .alive
+            .values()
+            .any(|(since, _, _)| self.settled(now, *since));
         for m in alive {
             self.alive
                 .entry(m.name.clone())
-                .and_modify(|(_, w)| *w = m.weight)
-                .or_insert((now, m.weight));
+                .and_modify(|(_, w, _)| *w = m.weight)
+                .or_insert((now, m.weight, cold));
         }
     }
 
@@ -147,28 +156,28 @@ impl Eligibility {
         let all = || {
             self.alive
                 .iter()
-                .map(|(n, (_, w))| Monitor::new(n.clone(), *w))
+                .map(|(n, (_, w, _))| Monitor::new(n.clone(), *w))
         };
-        let settled: Vec<Monitor> = all()
-            .filter(|m| {
-                self.alive
-                    .get(&m.name)
-                    .is_some_and(|(since, _)| self.settled(now, *since))
-            })
-            .collect();
-        if settled.is_empty() {
-            all().collect()
-        } else {
-            settled
+        let any_settled = self
+            .alive
+            .values()
+            .any(|(since, _, _)| self.settled(now, *since));
+        if !any_settled {
+            return all().collect();
         }
+        self.alive
+            .iter()
+            .filter(|(_, (since, _, cold))| *cold || self.settled(now, *since))
+            .map(|(n, (_, w, _))| Monitor::new(n.clone(), *w))
+            .collect()
     }
 
     /// When the next alive monitor settles (the set may change then).
     pub fn next_change(&self, now: Instant) -> Option<Instant> {
         self.alive
             .values()
-            .filter(|(since, _)| !self.settled(now, *since))
-            .map(|(since, _)| *since + self.settle)
+            .filter(|(since, _, cold)| !cold && !self.settled(now, *since))
+            .map(|(since, _, _)| *since + self.settle)
             .min()
     }
 }
@@ -311,7 +320,8 @@ mod tests {
         e.observe(t0, &ab);
         // Nobody settled yet: everyone alive counts.
         assert_eq!(e.monitors(t0).len(), 2);
-        assert_eq!(e.next_change(t0), Some(t0 + s(30)));
+        // ... and keep counting: nothing changes when they settle.
+        assert_eq!(e.next_change(t0), None);
         let t1 = t0 + s(40);
         e.observe(t1, &ab);
         assert_eq!(e.monitors(t1), ab);
@@ -335,5 +345,42 @@ mod tests {
         let heavier = [Monitor::new("b", 3), abc[2].clone()];
         e.observe(t1 + s(91), &heavier);
         assert_eq!(e.monitors(t1 + s(91)), heavier);
+    }
+
+    #[test]
+    fn the_monitors_seen_at_the_start_settle_together() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let s = Duration::from_secs;
+        let mut e = Eligibility::new(s(30));
+        // This node sees itself first, its peers 50 ms later.
+        let me = [Monitor::new("me", 1)];
+        e.observe(t0, &me);
+        let all = [
+            Monitor::new("me", 1),
+            Monitor::new("p1", 1),
+            Monitor::new("p2", 1),
+        ];
+        e.observe(t0 + ms(50), &all);
+        assert_eq!(e.monitors(t0 + ms(50)), all);
+        // When "me" settles, the peers seen meanwhile still count: no
+        // moment with "me" alone.
+        assert_eq!(e.monitors(t0 + s(30)), all);
+        assert_eq!(e.next_change(t0 + s(30)), None);
+        // A monitor that comes later waits for its settle time.
+        let four = [
+            all[0].clone(),
+            all[1].clone(),
+            all[2].clone(),
+            Monitor::new("p3", 1),
+        ];
+        e.observe(t0 + s(40), &four);
+        assert_eq!(e.monitors(t0 + s(69)), all);
+        assert_eq!(e.monitors(t0 + s(70)), four);
+        // A cold monitor that fails and comes back is new: it waits.
+        e.observe(t0 + s(80), &four[1..]);
+        e.observe(t0 + s(81), &four);
+        assert_eq!(e.monitors(t0 + s(82)), four[1..]);
+        assert_eq!(e.monitors(t0 + s(111)), four);
     }
 }

@@ -105,9 +105,9 @@ pub enum SnmpError {
     #[error("device {0} has no SNMP settings")]
     NotConfigured(String),
     #[error(
-        "no answer from {addr} after {attempts} tries of {}ms (wrong community or unreachable){}",
+        "no answer from {addr} after {attempts} tries of {}ms (wrong community, hung agent or unreachable){}",
         timeout.as_millis(),
-        if *refused { "; the port was unreachable" } else { "" }
+        if *refused { "; an ICMP unreachable came back (nothing listens there, or no route)" } else { "" }
     )]
     NoAnswer {
         addr: SocketAddr,

@@ -210,7 +210,7 @@ async fn wrong_community_and_closed_port_give_no_answer() {
         assert!(matches!(e, SnmpError::NoAnswer { attempts: 2, .. }), "{e}");
         let msg = e.to_string();
         assert!(
-            msg.contains("no answer") && msg.contains("wrong community or unreachable"),
+            msg.contains("no answer") && msg.contains("wrong community, hung agent or unreachable"),
             "{msg}"
         );
         eprintln!("port {port}, community {community}: {msg}");
