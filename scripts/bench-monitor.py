@@ -17,6 +17,7 @@ NUVOL_BENCH_WINDOW (load: steady window, 240 s).
 
 import json
 import os
+import random
 import shutil
 import signal
 import statistics
@@ -240,7 +241,9 @@ def takeover_run(lab, run, interval, k=2):
                 for n in range(3)]
     for t in threads:
         t.start()
-    time.sleep(3 * interval)  # baseline coverage
+    # Baseline coverage, then a random phase: the kill lands anywhere in
+    # the survivors' probe cycle (else every run would repeat one phase).
+    time.sleep(3 * interval + random.uniform(0, interval))
     T0 = time.time()
     lab.agents[victim].send_signal(signal.SIGKILL)
     lab.agents[victim].wait()
@@ -335,8 +338,11 @@ def load(binary, nodes):
     k = 2
     lab = Lab(binary, devices)
     try:
-        # A 10 s settle: the nodes, started 0.3 s apart, know each other
-        # before they count, so the first round is one burst per node.
+        # A 10 s settle. (While no monitor has settled, every alive one
+        # counts: the nodes, started 0.3 s apart, take devices at once and
+        # hand some over as the others appear, so the first round is not
+        # one clean burst with 4 nodes; `round_span_s_end`, the steady
+        # rounds' span, is the figure to read.)
         cfg = lab.config(k, interval, settle="10s")
         procs = {}
         for n in range(nodes):
@@ -461,6 +467,8 @@ def mrtg(_binary):
 
 
 def main():
+    # SIGTERM (e.g. `timeout`) ends like Ctrl-C: the lab is cleaned up.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     binary, mode = os.path.realpath(sys.argv[1]), sys.argv[2]
     arg = int(sys.argv[3]) if len(sys.argv) > 3 else None
     if mode == "takeover":
