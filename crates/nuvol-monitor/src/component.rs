@@ -53,6 +53,8 @@ pub const STORE_FILE: &str = "monitor.redb";
 /// Probes running at once, at most (a probe mostly waits: 5 echoes 200 ms
 /// apart and an SNMP answer).
 pub const MAX_PROBES: usize = 64;
+/// SNMP sessions open at once, at most (see [`crate::probe::probe`]).
+pub const MAX_SNMP: usize = 24;
 /// How often closed ring points are written to the store.
 pub const FLUSH_EVERY: Duration = Duration::from_secs(30);
 
@@ -677,6 +679,7 @@ impl Component for MonitorComponent {
         let mut elig = Eligibility::new(self.cfg.settle);
         let mut sched = Scheduler::new(self.cfg.interval);
         let limit = Arc::new(tokio::sync::Semaphore::new(MAX_PROBES));
+        let snmp_limit = Arc::new(tokio::sync::Semaphore::new(MAX_SNMP));
         let mut probes: tokio::task::JoinSet<(String, Probe)> = tokio::task::JoinSet::new();
         let mut inflight: BTreeSet<String> = BTreeSet::new();
         let mut pending: Vec<(String, Closed)> = Vec::new();
@@ -726,12 +729,20 @@ impl Component for MonitorComponent {
                 };
                 inflight.insert(id.clone());
                 let (limit, pinger, why) = (limit.clone(), pinger.clone(), ping_mode.clone());
+                let snmp_limit = snmp_limit.clone();
                 let (po, so) = (ping_opts.clone(), snmp_opts.clone());
                 probes.spawn(async move {
                     let _permit = limit.acquire_owned().await;
-                    let p =
-                        crate::probe::probe(&device, now_secs(), pinger.as_deref(), &why, &po, &so)
-                            .await;
+                    let p = crate::probe::probe(
+                        &device,
+                        now_secs(),
+                        pinger.as_deref(),
+                        &why,
+                        &po,
+                        &so,
+                        &snmp_limit,
+                    )
+                    .await;
                     (id, p)
                 });
             }

@@ -9,7 +9,6 @@ use crate::ping::{PingOptions, PingStats, Pinger};
 use crate::rings::{Closed, Open};
 use crate::snmp::{self, SnmpError};
 use crate::view::{IfView, ProbeCounts, Sample};
-use std::collections::BTreeMap;
 
 /// What one probe saw.
 #[derive(Debug)]
@@ -23,7 +22,9 @@ pub struct Probe {
 }
 
 /// Ping and read SNMP at once. `pinger` is `None` when this node has no
-/// ICMP socket (`no_ping` says why).
+/// ICMP socket (`no_ping` says why). `snmp_limit` bounds the SNMP
+/// sessions open at once: each holds two 64 KiB datagram buffers, the
+/// bulk of a monitor's memory in a round's burst.
 pub async fn probe(
     device: &Device,
     at: u64,
@@ -31,6 +32,7 @@ pub async fn probe(
     no_ping: &str,
     ping_opts: &PingOptions,
     snmp_opts: &snmp::Options,
+    snmp_limit: &tokio::sync::Semaphore,
 ) -> Probe {
     let ping = async {
         match pinger {
@@ -43,7 +45,10 @@ pub async fn probe(
     };
     let snmp = async {
         match device.snmp {
-            Some(_) => Some(snmp::sample(device, snmp_opts).await),
+            Some(_) => {
+                let _permit = snmp_limit.acquire().await;
+                Some(snmp::sample(device, snmp_opts).await)
+            }
             None => None,
         }
     };
@@ -59,13 +64,55 @@ pub fn if_metric(index: u32, dir: &str) -> String {
     format!("if.{index}.{dir}_bps")
 }
 
+/// A metric of a device, as the tracker keys its open points: a small
+/// value rather than its name (a monitor of 1,000 devices keeps a dozen
+/// per device).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Metric {
+    Rtt,
+    Loss,
+    IfIn(u32),
+    IfOut(u32),
+}
+
+impl Metric {
+    /// The series' name (`rtt_ms`, `loss`, `if.N.in_bps`, `if.N.out_bps`).
+    pub fn name(self) -> String {
+        match self {
+            Metric::Rtt => RTT.to_owned(),
+            Metric::Loss => LOSS.to_owned(),
+            Metric::IfIn(i) => if_metric(i, "in"),
+            Metric::IfOut(i) => if_metric(i, "out"),
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Metric> {
+        match name {
+            RTT => Some(Metric::Rtt),
+            LOSS => Some(Metric::Loss),
+            _ => {
+                let rest = name.strip_prefix("if.")?;
+                let (i, dir) = rest.split_once('.')?;
+                let i: u32 = i.parse().ok()?;
+                match dir {
+                    "in_bps" => Some(Metric::IfIn(i)),
+                    "out_bps" => Some(Metric::IfOut(i)),
+                    _ => None,
+                }
+            }
+        }
+    }
+}
+
 /// What a monitor keeps of one device it owns.
 #[derive(Debug, Default)]
 pub struct Tracker {
     pub counts: ProbeCounts,
-    rates: BTreeMap<u32, RateTracker>,
+    /// The counter bases per ifIndex, sorted.
+    rates: Vec<(u32, RateTracker)>,
     pub latest: Option<Sample>,
-    open: BTreeMap<String, Open>,
+    /// The open ring points per metric, sorted by metric.
+    open: Vec<(Metric, Open)>,
 }
 
 impl Tracker {
@@ -77,17 +124,22 @@ impl Tracker {
     /// (the rows the store holds for the current slots).
     fn open_mut(
         &mut self,
-        metric: &str,
+        metric: Metric,
         at: u64,
         resume: &mut dyn FnMut(&str) -> Vec<(u32, crate::rings::StoredPoint)>,
     ) -> &mut Open {
-        self.open.entry(metric.to_owned()).or_insert_with(|| {
-            let mut o = Open::new();
-            for (step, p) in resume(metric) {
-                o.resume(step, p, at);
+        let i = match self.open.binary_search_by(|(m, _)| m.cmp(&metric)) {
+            Ok(i) => i,
+            Err(i) => {
+                let mut o = Open::new();
+                for (step, p) in resume(&metric.name()) {
+                    o.resume(step, p, at);
+                }
+                self.open.insert(i, (metric, o));
+                i
             }
-            o
-        })
+        };
+        &mut self.open[i].1
     }
 
     /// Record a probe taken by `monitor`; returns the points it closed,
@@ -116,7 +168,7 @@ impl Tracker {
             snmp_error: None,
             counts: ProbeCounts::default(),
         };
-        let mut values: Vec<(String, f64)> = Vec::new();
+        let mut values: Vec<(Metric, f64)> = Vec::new();
         match p.ping {
             Ok(st) => {
                 if st.received == 0 {
@@ -129,9 +181,9 @@ impl Tracker {
                 s.rtt_ms = st.avg_ms;
                 s.rtt_min_ms = st.min_ms;
                 s.rtt_max_ms = st.max_ms;
-                values.push((LOSS.to_owned(), st.loss));
+                values.push((Metric::Loss, st.loss));
                 if let Some(avg) = st.avg_ms {
-                    values.push((RTT.to_owned(), avg));
+                    values.push((Metric::Rtt, avg));
                 }
             }
             Err(e) => {
@@ -147,11 +199,18 @@ impl Tracker {
                 for i in &sample.interfaces {
                     let (mut in_bps, mut out_bps) = (None, None);
                     if let Some(point) = sample.point(i.index) {
-                        if let Ok(r) = self.rates.entry(i.index).or_default().update(point) {
+                        let k = match self.rates.binary_search_by_key(&i.index, |(k, _)| *k) {
+                            Ok(k) => k,
+                            Err(k) => {
+                                self.rates.insert(k, (i.index, RateTracker::default()));
+                                k
+                            }
+                        };
+                        if let Ok(r) = self.rates[k].1.update(point) {
                             in_bps = Some(r.in_bps);
                             out_bps = Some(r.out_bps);
-                            values.push((if_metric(i.index, "in"), r.in_bps));
-                            values.push((if_metric(i.index, "out"), r.out_bps));
+                            values.push((Metric::IfIn(i.index), r.in_bps));
+                            values.push((Metric::IfOut(i.index), r.out_bps));
                         }
                     }
                     s.interfaces.push(IfView {
@@ -166,7 +225,7 @@ impl Tracker {
                 }
                 // Interfaces gone from the agent: their bases go too.
                 self.rates
-                    .retain(|idx, _| sample.interfaces.iter().any(|i| i.index == *idx));
+                    .retain(|(idx, _)| sample.interfaces.iter().any(|i| i.index == *idx));
             }
             Some(Err(e)) => {
                 match &e {
@@ -184,8 +243,8 @@ impl Tracker {
         s.counts = self.counts.clone();
         let mut closed = Vec::new();
         for (metric, v) in values {
-            for c in self.open_mut(&metric, at, resume).add(at, v) {
-                closed.push((metric.clone(), c));
+            for c in self.open_mut(metric, at, resume).add(at, v) {
+                closed.push((metric.name(), c));
             }
         }
         self.latest = Some(s);
@@ -194,31 +253,31 @@ impl Tracker {
 
     /// The open point of `metric` at resolution `step`.
     pub fn open_point(&self, metric: &str, step: u32) -> Option<crate::rings::StoredPoint> {
-        self.open.get(metric)?.open(step)
+        let m = Metric::parse(metric)?;
+        let i = self.open.binary_search_by(|(k, _)| k.cmp(&m)).ok()?;
+        self.open[i].1.open(step)
     }
 
     /// The metrics this device has series of.
     pub fn metrics(&self) -> Vec<String> {
-        let mut m: Vec<String> = vec![RTT.to_owned(), LOSS.to_owned()];
+        let mut m: Vec<Metric> = vec![Metric::Rtt, Metric::Loss];
         if let Some(s) = &self.latest {
             for i in &s.interfaces {
-                m.push(if_metric(i.index, "in"));
-                m.push(if_metric(i.index, "out"));
+                m.push(Metric::IfIn(i.index));
+                m.push(Metric::IfOut(i.index));
             }
         }
-        for k in self.open.keys() {
-            if !m.contains(k) {
-                m.push(k.clone());
-            }
-        }
-        m
+        m.extend(self.open.iter().map(|(k, _)| *k));
+        m.sort();
+        m.dedup();
+        m.into_iter().map(Metric::name).collect()
     }
 
     /// Every open point, for a flush at a stop.
     pub fn pending(&self) -> Vec<(String, Closed)> {
         self.open
             .iter()
-            .flat_map(|(m, o)| o.pending().into_iter().map(move |c| (m.clone(), c)))
+            .flat_map(|(m, o)| o.pending().into_iter().map(move |c| (m.name(), c)))
             .collect()
     }
 }
@@ -339,5 +398,30 @@ mod tests {
         assert_eq!(c.stored.point.count, 3);
         assert_eq!((c.stored.point.min, c.stored.point.max), (0.2, 1.0));
         assert_eq!(t.pending().len(), t.open.len() * 4, "every open point");
+        assert!(t.open_point(LOSS, 300).is_some());
+        assert!(t.open_point("if.2.out_bps", 1800).is_some());
+        assert_eq!(t.open_point("if.9.out_bps", 300), None);
+    }
+
+    #[test]
+    fn metric_names_round_trip() {
+        for m in [
+            Metric::Rtt,
+            Metric::Loss,
+            Metric::IfIn(7),
+            Metric::IfOut(4_000_000_000),
+        ] {
+            assert_eq!(Metric::parse(&m.name()), Some(m));
+        }
+        for bad in [
+            "",
+            "rtt",
+            "if.x.in_bps",
+            "if.1.sideways_bps",
+            "if.1",
+            "if..in_bps",
+        ] {
+            assert_eq!(Metric::parse(bad), None, "{bad}");
+        }
     }
 }

@@ -12,6 +12,9 @@ use crate::rings::{rows_of, Closed, StoredPoint, RESOLUTIONS};
 use redb::{Database, ReadableDatabase, TableDefinition};
 use std::path::{Path, PathBuf};
 
+/// The store's page cache.
+pub const CACHE_BYTES: usize = 4 << 20;
+
 const ROWS: TableDefinition<(u32, u16, &str), &[u8]> = TableDefinition::new("rows");
 
 #[derive(Debug, thiserror::Error)]
@@ -40,10 +43,16 @@ pub struct RingStore {
 
 impl RingStore {
     pub fn open(path: &Path) -> Result<RingStore, StoreError> {
-        let db = Database::create(path).map_err(|source| StoreError::Open {
-            path: path.to_owned(),
-            source,
-        })?;
+        // redb caches up to 1 GiB by default: as the rings fill, the
+        // agent's memory would follow the file. Rows are written once per
+        // slot and read only when someone looks at a device.
+        let db = Database::builder()
+            .set_cache_size(CACHE_BYTES)
+            .create(path)
+            .map_err(|source| StoreError::Open {
+                path: path.to_owned(),
+                source,
+            })?;
         let tx = db.begin_write().map_err(db_err)?;
         tx.open_table(ROWS).map_err(db_err)?;
         tx.commit().map_err(db_err)?;
