@@ -277,7 +277,8 @@ pub(crate) struct Shared {
     /// A probe this old no longer counts in a verdict.
     pub(crate) fresh_for: Duration,
     status: RwLock<MonitorStatus>,
-    held: RwLock<Stored>,
+    /// The device set held, and its digest (computed once, when adopted).
+    held: RwLock<(Arc<Stored>, String)>,
     /// The devices this node probes.
     local: RwLock<BTreeMap<String, Tracker>>,
     pub(crate) store: Option<Arc<RingStore>>,
@@ -298,17 +299,25 @@ impl Shared {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone()
     }
-    pub(crate) fn held(&self) -> Stored {
+    pub(crate) fn held(&self) -> Arc<Stored> {
         self.held
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .0
             .clone()
     }
-    fn hold(&self, s: Stored) {
+    fn digest(&self) -> String {
+        self.held
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .1
+            .clone()
+    }
+    fn hold(&self, s: Stored, digest: String) {
         *self
             .held
             .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = s;
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = (Arc::new(s), digest);
     }
     pub(crate) fn local(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Tracker>> {
         self.local
@@ -358,7 +367,7 @@ impl StreamHandler for DevicesHandler {
             if request != [nuvol_agent::APP_STREAM, DEVICES_STREAM] {
                 return Err(StreamError::Refused("unknown monitor request".into()));
             }
-            serde_json::to_vec(&held)
+            serde_json::to_vec(&*held)
                 .map(Arc::new)
                 .map_err(|e| StreamError::Refused(e.to_string()))
         })
@@ -572,7 +581,7 @@ impl Component for MonitorComponent {
                 weight: cfg.weight,
                 ..MonitorStatus::default()
             }),
-            held: RwLock::new(Stored::default()),
+            held: RwLock::new((Arc::default(), Stored::default().set.digest())),
             local: RwLock::new(BTreeMap::new()),
             store: open_store(&ctx.data_dir().join(STORE_FILE)),
             metrics: Metrics::default(),
@@ -875,12 +884,12 @@ impl MonitorComponent {
             return;
         }
         let held = self.shared.held();
-        let next = exchange::start(source, true, Some(held.clone()), now_secs());
+        let next = exchange::start(source, true, Some((*held).clone()), now_secs());
         self.shared.update(|s| {
             s.error = None;
             s.cnml = report;
         });
-        if next != held {
+        if next != *held {
             self.shared.update(|s| s.source = "config".into());
             if let Err(e) = self.adopt(next).await {
                 tracing::warn!(error = %e, "monitor: adopting the re-read device set");
@@ -951,7 +960,7 @@ impl MonitorComponent {
             st.devices = s.set.devices.len();
         });
         let generation = s.generation;
-        self.shared.hold(s);
+        self.shared.hold(s, digest.clone());
         self.set_tag(Some(tag_value(self.cfg.weight, generation, &digest)))
             .await
             .map_err(|e| ComponentError::msg(format!("cannot set the monitor tag: {e}")))
@@ -961,7 +970,7 @@ impl MonitorComponent {
     /// when one was adopted.
     async fn maybe_fetch(&self, cluster: &Cluster, members: &[Member]) -> bool {
         let held = self.shared.held();
-        let digest = held.set.digest();
+        let digest = self.shared.digest();
         let peers = alive_monitors(members);
         let offers: Vec<(String, u64, String)> = peers
             .iter()
@@ -987,7 +996,7 @@ impl MonitorComponent {
                     generation = got.generation,
                     "monitor: fetched a newer device set"
                 );
-                got.source_digest = held.source_digest;
+                got.source_digest = held.source_digest.clone();
                 self.shared.update(|s| s.source = from.to_owned());
                 self.adopt(got).await.is_ok()
             }
@@ -1004,7 +1013,7 @@ impl MonitorComponent {
     fn recompute(&self, now: Instant, members: &[Member], elig: &mut Eligibility) {
         let held = self.shared.held();
         let set = &held.set;
-        let digest = set.digest();
+        let digest = self.shared.digest();
         let mut alive = alive_monitors(members);
         if !alive.iter().any(|p| p.monitor.name == self.node) {
             // This node, before its own tag has gone round.
