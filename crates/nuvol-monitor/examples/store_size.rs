@@ -43,16 +43,25 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     drop(store);
+    // The writer's memory (the compaction below is not the agent's).
+    let hwm = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .map(|l| l[6..].trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown".to_owned());
     let before = std::fs::metadata(&path)?.len();
     let mut db = redb::Database::open(&path)?;
     db.compact()?;
     drop(db);
     let after = std::fs::metadata(&path)?.len();
     println!(
-        "{n} devices x {} metrics, every row written: {before} bytes ({} per device); compacted: {after} bytes ({} per device)",
+        "{n} devices x {} metrics, every row written: {before} bytes ({} per device); compacted: {after} bytes ({} per device); writer's peak RSS {hwm}",
         metrics.len(),
         before / n.max(1),
-        after / n.max(1)
+        after / n.max(1),
     );
     Ok(())
 }
