@@ -687,9 +687,13 @@ impl Component for MonitorComponent {
         let mut events = cluster.member_events();
         let mut elig = Eligibility::new(self.cfg.settle);
         let mut sched = Scheduler::new(self.cfg.interval);
-        let limit = Arc::new(tokio::sync::Semaphore::new(MAX_PROBES));
         let snmp_limit = Arc::new(tokio::sync::Semaphore::new(MAX_SNMP));
         let mut probes: tokio::task::JoinSet<(String, Probe)> = tokio::task::JoinSet::new();
+        // Devices due but not started yet: a probe task is spawned only
+        // when fewer than MAX_PROBES run. (Spawning every due device at
+        // once, each task waiting for a permit, kept a round's 1,000 task
+        // futures and device copies alive together: part of the burst.)
+        let mut queued: std::collections::VecDeque<String> = std::collections::VecDeque::new();
         let mut inflight: BTreeSet<String> = BTreeSet::new();
         let mut pending: Vec<(String, Closed)> = Vec::new();
         let mut last_flush = Instant::now();
@@ -727,21 +731,30 @@ impl Component for MonitorComponent {
                 sched.set_owned(Instant::now(), mine.iter().map(String::as_str));
                 self.forget_unowned(&mine, &mut pending);
             }
-            // Start the probes that are due (one at a time per device).
-            let held = self.shared.held();
+            // Queue the probes that are due (one at a time per device),
+            // and start as many as there is room for.
             for id in sched.due(Instant::now()) {
-                if inflight.contains(&id) {
-                    continue;
+                if inflight.insert(id.clone()) {
+                    queued.push_back(id);
                 }
-                let Some(device) = held.set.get(&id).cloned() else {
-                    continue;
+            }
+            let held = self.shared.held();
+            while probes.len() < MAX_PROBES {
+                let Some(id) = queued.pop_front() else {
+                    break;
                 };
-                inflight.insert(id.clone());
-                let (limit, pinger, why) = (limit.clone(), pinger.clone(), ping_mode.clone());
+                // No longer owned, or gone from the set, while queued.
+                let device = match held.set.get(&id) {
+                    Some(d) if sched.contains(&id) => d.clone(),
+                    _ => {
+                        inflight.remove(&id);
+                        continue;
+                    }
+                };
+                let (pinger, why) = (pinger.clone(), ping_mode.clone());
                 let snmp_limit = snmp_limit.clone();
                 let (po, so) = (ping_opts.clone(), snmp_opts.clone());
                 probes.spawn(async move {
-                    let _permit = limit.acquire_owned().await;
                     let p = crate::probe::probe(
                         &device,
                         now_secs(),
@@ -790,8 +803,9 @@ impl Component for MonitorComponent {
                         }
                         Err(e) => {
                             tracing::warn!(error = %e, "monitor: a probe task failed");
-                            // Its device is unknown here: rebuild the set.
-                            inflight.clear();
+                            // Its device is unknown here: rebuild the set
+                            // (the queued ones stay in it).
+                            inflight = queued.iter().cloned().collect();
                         }
                     }
                 }

@@ -23,8 +23,8 @@ pub struct Probe {
 
 /// Ping and read SNMP at once. `pinger` is `None` when this node has no
 /// ICMP socket (`no_ping` says why). `snmp_limit` bounds the SNMP
-/// sessions open at once: each holds two 64 KiB datagram buffers, the
-/// bulk of a monitor's memory in a round's burst.
+/// sessions open at once (each a UDP socket; the receive buffer is shared,
+/// see [`crate::snmp`]).
 pub async fn probe(
     device: &Device,
     at: u64,

@@ -1,10 +1,13 @@
 //! An async SNMP v1/v2c client for one device: sysUpTime and, per
 //! interface, ifOperStatus and the octet counters.
 //!
-//! The BER encoding, the PDU decoder and the UDP session are the `snmp2`
-//! crate's; this module adds timeouts and retries, the 64-bit to 32-bit
-//! fallback, the ifIndex walk, and typed errors. OIDs are numeric (Debian
-//! ships no IF-MIB text).
+//! The PDU decoder is the `snmp2` crate's; this module encodes the requests
+//! (GET, GETNEXT, GETBULK: a few lines of BER), runs the UDP exchange, and
+//! adds timeouts and retries, the 64-bit to 32-bit fallback, the ifIndex
+//! walk, and typed errors. OIDs are numeric (Debian ships no IF-MIB text).
+//! snmp2's own session is not used: it allocates two 64 KiB buffers per
+//! session, and a monitor opens a session per probe, up to
+//! [`crate::component::MAX_SNMP`] at once.
 //!
 //! - 64-bit `ifHCInOctets`/`ifHCOutOctets` first (v2c); when the agent
 //!   answers noSuchObject/noSuchInstance, the 32-bit `ifInOctets`/
@@ -19,7 +22,7 @@
 
 use crate::counters::Point;
 use crate::devices::{Device, SnmpVersion};
-use snmp2::{AsyncSession, Oid, Pdu, Value};
+use snmp2::{Pdu, Value};
 use std::net::{SocketAddr, SocketAddrV4};
 use std::time::Duration;
 use tracing::{debug, warn};
@@ -243,8 +246,123 @@ fn status_name(s: u32) -> &'static str {
     NAMES.get(s as usize).copied().unwrap_or("unknown")
 }
 
-fn oid(arcs: &[u64]) -> Result<Oid<'static>, Garbage> {
-    Oid::from(arcs).map_err(|e| Garbage(format!("OID {} does not encode: {e:?}", dotted(arcs))))
+/// The largest UDP payload over IPv4: an answer of any size is read whole.
+const MAX_DATAGRAM: usize = 65_507;
+
+/// The one receive buffer of every session. A session reads a datagram into
+/// it and decodes it into an owned [`Response`] without yielding, so one
+/// buffer serves all the sessions open at once (snmp2's `AsyncSession`
+/// allocates a 64 KiB receive and a 64 KiB send buffer per session: 3 MiB
+/// with 24 sessions open).
+static RECV_BUF: std::sync::Mutex<Vec<u8>> = std::sync::Mutex::new(Vec::new());
+
+// BER, as much of it as a request needs (snmp2's encoder is crate-private
+// and writes into a 64 KiB buffer per session).
+const TAG_INTEGER: u8 = 0x02;
+const TAG_OCTETS: u8 = 0x04;
+const TAG_NULL: u8 = 0x05;
+const TAG_OID: u8 = 0x06;
+const TAG_SEQUENCE: u8 = 0x30;
+const PDU_GET: u8 = 0xa0;
+const PDU_GETNEXT: u8 = 0xa1;
+const PDU_GETBULK: u8 = 0xa5;
+
+fn ber_tlv(out: &mut Vec<u8>, tag: u8, content: &[u8]) {
+    out.push(tag);
+    let n = content.len();
+    if n < 0x80 {
+        out.push(n as u8);
+    } else {
+        let bytes = n.to_be_bytes();
+        let skip = bytes.iter().take_while(|&&b| b == 0).count();
+        out.push(0x80 | (bytes.len() - skip) as u8);
+        out.extend_from_slice(&bytes[skip..]);
+    }
+    out.extend_from_slice(content);
+}
+
+fn ber_int(out: &mut Vec<u8>, n: i64) {
+    let b = n.to_be_bytes();
+    let mut i = 0;
+    // Minimal two's complement: drop a leading byte that only repeats the
+    // sign of the next one.
+    while i < 7 && ((b[i] == 0 && b[i + 1] & 0x80 == 0) || (b[i] == 0xff && b[i + 1] & 0x80 != 0)) {
+        i += 1;
+    }
+    ber_tlv(out, TAG_INTEGER, &b[i..]);
+}
+
+/// An OID's content octets; `Garbage` for arcs no OID can have.
+fn ber_oid(arcs: &[u64]) -> Result<Vec<u8>, Garbage> {
+    let bad = || Garbage(format!("OID {} does not encode", dotted(arcs)));
+    let [a, b, rest @ ..] = arcs else {
+        return Err(bad());
+    };
+    if *a > 2 || (*a < 2 && *b >= 40) {
+        return Err(bad());
+    }
+    let first = (a * 40).checked_add(*b).ok_or_else(bad)?;
+    let mut out = Vec::with_capacity(arcs.len() + 4);
+    for &arc in std::iter::once(&first).chain(rest) {
+        let mut groups = [0u8; 10];
+        let mut n = 0;
+        let mut v = arc;
+        loop {
+            groups[n] = (v & 0x7f) as u8;
+            n += 1;
+            v >>= 7;
+            if v == 0 {
+                break;
+            }
+        }
+        for (k, g) in groups[..n].iter().rev().enumerate() {
+            out.push(if k + 1 < n { g | 0x80 } else { *g });
+        }
+    }
+    Ok(out)
+}
+
+/// A v1/v2c request message: every OID with a NULL value.
+fn encode_request(
+    version: SnmpVersion,
+    community: &[u8],
+    req_id: i32,
+    req: &Req<'_>,
+) -> Result<Vec<u8>, Garbage> {
+    let (tag, oids, a, b): (u8, Vec<&[u64]>, i64, i64) = match req {
+        Req::Get(oids) => (PDU_GET, oids.iter().map(Vec::as_slice).collect(), 0, 0),
+        Req::Next(from) => (PDU_GETNEXT, vec![from], 0, 0),
+        // non-repeaters 0, max-repetitions BULK.
+        Req::Bulk(from) => (PDU_GETBULK, vec![from], 0, i64::from(BULK)),
+    };
+    if oids.is_empty() {
+        return Err(Garbage("a request without OIDs".into()));
+    }
+    let mut varbinds = Vec::new();
+    for o in oids {
+        let mut vb = Vec::new();
+        ber_tlv(&mut vb, TAG_OID, &ber_oid(o)?);
+        ber_tlv(&mut vb, TAG_NULL, &[]);
+        ber_tlv(&mut varbinds, TAG_SEQUENCE, &vb);
+    }
+    let mut pdu = Vec::with_capacity(varbinds.len() + 16);
+    ber_int(&mut pdu, i64::from(req_id));
+    ber_int(&mut pdu, a);
+    ber_int(&mut pdu, b);
+    ber_tlv(&mut pdu, TAG_SEQUENCE, &varbinds);
+    let mut msg = Vec::with_capacity(pdu.len() + community.len() + 16);
+    ber_int(
+        &mut msg,
+        match version {
+            SnmpVersion::V1 => 0,
+            SnmpVersion::V2c => 1,
+        },
+    );
+    ber_tlv(&mut msg, TAG_OCTETS, community);
+    ber_tlv(&mut msg, tag, &pdu);
+    let mut out = Vec::with_capacity(msg.len() + 4);
+    ber_tlv(&mut out, TAG_SEQUENCE, &msg);
+    Ok(out)
 }
 
 enum Req<'a> {
@@ -253,13 +371,81 @@ enum Req<'a> {
     Bulk(&'a [u64]),
 }
 
+/// Why one request/answer exchange gave no answer to use.
+enum Failed {
+    /// The socket reported an error: on a connected UDP socket, an ICMP
+    /// port unreachable.
+    Refused,
+    /// An answer with another request id (a late one).
+    OtherRequest,
+    Garbage(Garbage),
+}
+
+/// The answer to request `req_id` in `bytes`, checked as snmp2's session
+/// checked it (a response, the request's id, the community sent).
+fn take_answer(bytes: &[u8], req_id: i32, community: &[u8]) -> Result<Response, Failed> {
+    let undecodable =
+        |e: snmp2::Error| Failed::Garbage(Garbage(format!("undecodable answer: {e}")));
+    let pdu = Pdu::from_bytes(bytes).map_err(undecodable)?;
+    if pdu.message_type != snmp2::MessageType::Response {
+        return Err(undecodable(snmp2::Error::AsnWrongType));
+    }
+    if pdu.req_id != req_id {
+        return Err(Failed::OtherRequest);
+    }
+    if pdu.community != community {
+        return Err(undecodable(snmp2::Error::CommunityMismatch));
+    }
+    convert(&pdu).map_err(Failed::Garbage)
+}
+
+/// Read one waiting datagram into the shared buffer and decode it; `None`
+/// when none is waiting after all. Synchronous, so the buffer is never held
+/// across an await.
+fn recv_answer(
+    socket: &tokio::net::UdpSocket,
+    req_id: i32,
+    community: &[u8],
+) -> Option<Result<Response, Failed>> {
+    let mut buf = RECV_BUF
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if buf.len() < MAX_DATAGRAM {
+        buf.resize(MAX_DATAGRAM, 0);
+    }
+    match socket.try_recv(&mut buf) {
+        Ok(n) => Some(take_answer(&buf[..n], req_id, community)),
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => None,
+        Err(_) => Some(Err(Failed::Refused)),
+    }
+}
+
+/// Send one request and wait for the datagram that comes back.
+async fn exchange(
+    socket: &tokio::net::UdpSocket,
+    request: &[u8],
+    req_id: i32,
+    community: &[u8],
+) -> Result<Response, Failed> {
+    socket.send(request).await.map_err(|_| Failed::Refused)?;
+    loop {
+        socket.readable().await.map_err(|_| Failed::Refused)?;
+        if let Some(answer) = recv_answer(socket, req_id, community) {
+            return answer;
+        }
+    }
+}
+
 /// One agent, one request at a time.
 struct Client {
     addr: SocketAddr,
     version: SnmpVersion,
     community: Vec<u8>,
     opts: Options,
-    session: Option<AsyncSession>,
+    /// A UDP socket connected to the agent (so the kernel drops datagrams
+    /// from anyone else, and reports an ICMP unreachable as an error).
+    socket: Option<tokio::net::UdpSocket>,
+    req_id: i32,
 }
 
 impl Client {
@@ -271,17 +457,18 @@ impl Client {
     }
 
     async fn open(&mut self) -> Result<(), SnmpError> {
-        if self.session.is_none() {
-            let req_id = rand_req_id();
-            let s = match self.version {
-                SnmpVersion::V1 => AsyncSession::new_v1(self.addr, &self.community, req_id).await,
-                SnmpVersion::V2c => AsyncSession::new_v2c(self.addr, &self.community, req_id).await,
-            }
-            .map_err(|source| SnmpError::Io {
+        if self.socket.is_none() {
+            let io = |source| SnmpError::Io {
                 addr: self.addr,
                 source,
-            })?;
-            self.session = Some(s);
+            };
+            let unspecified: SocketAddr = match self.addr {
+                SocketAddr::V4(_) => (std::net::Ipv4Addr::UNSPECIFIED, 0).into(),
+                SocketAddr::V6(_) => (std::net::Ipv6Addr::UNSPECIFIED, 0).into(),
+            };
+            let s = tokio::net::UdpSocket::bind(unspecified).await.map_err(io)?;
+            s.connect(self.addr).await.map_err(io)?;
+            self.socket = Some(s);
         }
         Ok(())
     }
@@ -291,29 +478,20 @@ impl Client {
         let attempts = self.opts.retries + 1;
         let timeout = self.opts.timeout;
         for attempt in 1..=attempts {
-            let oids = match &req {
-                Req::Get(oids) => oids.iter().map(|o| oid(o)).collect(),
-                Req::Next(from) | Req::Bulk(from) => oid(from).map(|o| vec![o]),
-            };
-            let oids: Vec<Oid<'static>> = oids.map_err(|g| self.garbage(g.0))?;
-            let refs: Vec<&Oid<'_>> = oids.iter().collect();
-            let Some(&first) = refs.first() else {
-                return Err(self.garbage("a request without OIDs"));
-            };
+            // A new id per attempt, so a late answer to an earlier one is
+            // told apart.
+            let req_id = self.req_id;
+            self.req_id = self.req_id.wrapping_add(1) & 0x3fff_ffff;
+            let request = encode_request(self.version, &self.community, req_id, &req)
+                .map_err(|g| self.garbage(g.0))?;
             self.open().await?;
-            let Some(s) = self.session.as_mut() else {
+            let Some(s) = self.socket.as_ref() else {
                 return Err(self.garbage("no session"));
             };
-            let answer = tokio::time::timeout(timeout, async {
-                match &req {
-                    Req::Get(_) => s.get_many(&refs).await.map(|p| convert(&p)),
-                    Req::Next(_) => s.getnext(first).await.map(|p| convert(&p)),
-                    Req::Bulk(_) => s.getbulk(&refs, 0, BULK).await.map(|p| convert(&p)),
-                }
-            })
-            .await;
+            let answer =
+                tokio::time::timeout(timeout, exchange(s, &request, req_id, &self.community)).await;
             match answer {
-                Ok(Ok(Ok(resp))) => {
+                Ok(Ok(resp)) => {
                     if resp.error_status != 0 {
                         return Err(SnmpError::Agent {
                             addr: self.addr,
@@ -324,22 +502,21 @@ impl Client {
                     }
                     return Ok(resp);
                 }
-                Ok(Ok(Err(g))) => return Err(self.garbage(g.0)),
-                Ok(Err(snmp2::Error::Send | snmp2::Error::Receive)) => {
+                Ok(Err(Failed::Garbage(g))) => return Err(self.garbage(g.0)),
+                Ok(Err(Failed::Refused)) => {
                     // On a connected UDP socket, an ICMP port unreachable.
                     refused = true;
                     debug!(addr = %self.addr, attempt, "SNMP request refused");
                     // Wait as a lost answer would: no burst at a closed port.
                     tokio::time::sleep(timeout).await;
                 }
-                Ok(Err(snmp2::Error::RequestIdMismatch)) => {
+                Ok(Err(Failed::OtherRequest)) => {
                     debug!(addr = %self.addr, attempt, "SNMP answer to another request");
                 }
-                Ok(Err(e)) => return Err(self.garbage(format!("undecodable answer: {e}"))),
                 Err(_) => debug!(addr = %self.addr, attempt, "SNMP request timed out"),
             }
             // A fresh socket for the next attempt.
-            self.session = None;
+            self.socket = None;
         }
         Err(SnmpError::NoAnswer {
             addr: self.addr,
@@ -451,7 +628,8 @@ pub async fn sample(device: &Device, opts: &Options) -> Result<Sample, SnmpError
         version: snmp.version,
         community: snmp.community.as_bytes().to_vec(),
         opts: opts.clone(),
-        session: None,
+        socket: None,
+        req_id: rand_req_id(),
     };
     let uptime_cs = match c.get(&[SYS_UPTIME.to_vec()]).await?.first() {
         Some(Val::Ticks(t)) => *t,
@@ -738,6 +916,50 @@ mod tests {
             }
         });
         port
+    }
+
+    #[test]
+    fn requests_decode_as_snmp2_reads_them() {
+        // 30 OIDs: the varbind list needs a long-form length.
+        let oids: Vec<Vec<u64>> = (1..=10)
+            .flat_map(|i| {
+                [
+                    col(IF_TABLE, 8, i),
+                    col(IFX_TABLE, 6, i),
+                    col(IFX_TABLE, 10, i),
+                ]
+            })
+            .collect();
+        let bytes =
+            encode_request(SnmpVersion::V2c, b"bench", 0x1234_5678, &Req::Get(&oids)).unwrap();
+        let pdu = Pdu::from_bytes(&bytes).unwrap();
+        assert_eq!(pdu.message_type, snmp2::MessageType::GetRequest);
+        assert_eq!(pdu.version().unwrap(), snmp2::Version::V2C);
+        assert_eq!((pdu.req_id, pdu.community), (0x1234_5678, &b"bench"[..]));
+        let got: Vec<Vec<u64>> = pdu
+            .varbinds
+            .clone()
+            .map(|(o, v)| {
+                assert!(matches!(v, Value::Null));
+                o.iter().unwrap().collect()
+            })
+            .collect();
+        assert_eq!(got, oids);
+        // Large arcs (several base-128 groups) and GETNEXT in v1.
+        let big = [1, 3, 6, 1, 4, 1, 2_000_000, u64::from(u32::MAX), 0];
+        let bytes = encode_request(SnmpVersion::V1, b"public", 1, &Req::Next(&big)).unwrap();
+        let pdu = Pdu::from_bytes(&bytes).unwrap();
+        assert_eq!(pdu.message_type, snmp2::MessageType::GetNextRequest);
+        assert_eq!(pdu.version().unwrap(), snmp2::Version::V1);
+        let (o, _) = pdu.varbinds.clone().next().unwrap();
+        assert_eq!(o.iter().unwrap().collect::<Vec<u64>>(), big.to_vec());
+        let bytes = encode_request(SnmpVersion::V2c, b"public", 9, &Req::Bulk(IF_INDEX)).unwrap();
+        let pdu = Pdu::from_bytes(&bytes).unwrap();
+        assert_eq!(pdu.message_type, snmp2::MessageType::GetBulkRequest);
+        // OIDs that cannot be encoded are refused, not sent.
+        for bad in [&[1u64][..], &[3, 1], &[1, 40], &[2, u64::MAX]] {
+            assert!(ber_oid(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[tokio::test]
