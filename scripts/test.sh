@@ -64,6 +64,8 @@ declare -A provides=(
   # crates/nuvol/tests/swarm_netns.rs, whose bridge needs FORWARD rules).
   [docker.io]=dockerd
   [iptables]=iptables
+  # Renders the generated man pages (crates/nuvol/tests/init_cmd.rs).
+  [groff-base]=groff
 )
 have() {
   case "$1" in
@@ -76,7 +78,7 @@ have() {
 }
 need=()
 for pkg in serf snmpd dnsutils iproute2 tcpdump procps psmisc bzip2 golang-go g++ python3 \
-  chromium-headless-shell chromium-driver busybox-static podman netavark aardvark-dns syncthing keepalived nftables docker.io iptables; do
+  chromium-headless-shell chromium-driver busybox-static podman netavark aardvark-dns syncthing keepalived nftables docker.io iptables groff-base; do
   have "${provides[$pkg]}" || need+=("$pkg")
 done
 # pip as a module of the python3 that runs the tests.

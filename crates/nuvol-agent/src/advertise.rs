@@ -286,6 +286,28 @@ pub fn from_system() -> Choice {
     choose(&gather())
 }
 
+/// The gossip address the agent advertises when bound to `bound` with
+/// `configured` as its `[gossip] advertise`: the configured one (port 0:
+/// the bound port), else the bound one, else (bound to 0.0.0.0)
+/// [`from_system`]'s choice with the bound port, returned too so the
+/// caller can say why. One function for the agent and for `nuvol init` /
+/// `nuvol join-cmd`, which print the address the next board joins.
+pub fn advertised(
+    bound: std::net::SocketAddr,
+    configured: Option<std::net::SocketAddr>,
+) -> (std::net::SocketAddr, Option<Choice>) {
+    use std::net::SocketAddr;
+    match configured {
+        Some(a) if a.port() == 0 => (SocketAddr::new(a.ip(), bound.port()), None),
+        Some(a) => (a, None),
+        None if bound.ip().is_unspecified() => {
+            let choice = from_system();
+            (SocketAddr::new(choice.addr, bound.port()), Some(choice))
+        }
+        None => (bound, None),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -665,6 +687,27 @@ eth0\t0002000A\t00000000\t0001\t0\t0\t100\t00FFFFFF\t0\t0\t0
              wlan0\t00000000\t0101A8C0\t0003\t0\t0\t600\t00000000\t0\t0\t0\n"
         );
         assert_eq!(default_route_from_proc(&t).as_deref(), Some("wlan0"));
+    }
+
+    #[test]
+    fn advertised_prefers_the_configured_then_the_bound_address() {
+        let sa = |s: &str| -> std::net::SocketAddr { s.parse().expect("test address") };
+        let bound = sa("10.0.0.5:5000");
+        assert_eq!(advertised(bound, None), (bound, None));
+        assert_eq!(
+            advertised(bound, Some(sa("10.9.9.9:7000"))).0,
+            sa("10.9.9.9:7000")
+        );
+        // Port 0: the bound port.
+        assert_eq!(
+            advertised(bound, Some(sa("10.9.9.9:0"))).0,
+            sa("10.9.9.9:5000")
+        );
+        let any = sa("0.0.0.0:5000");
+        let (a, choice) = advertised(any, None);
+        let choice = choice.expect("bound to 0.0.0.0: the system's choice");
+        assert_eq!(a, std::net::SocketAddr::new(choice.addr, 5000));
+        assert_eq!(advertised(any, Some(sa("10.9.9.9:0"))).1, None);
     }
 
     #[test]

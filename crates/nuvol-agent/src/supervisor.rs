@@ -791,14 +791,9 @@ fn load_keyring(g: &GossipSettings) -> Result<Option<Keyring>, StartError> {
 /// 0.0.0.0) the address of the interface that holds the default route (see
 /// [`crate::advertise`]), logged with why it was chosen.
 fn advertise_addr(g: &GossipSettings, bound: SocketAddr) -> SocketAddr {
-    match g.advertise {
-        Some(a) if a.0.port() == 0 => SocketAddr::new(a.0.ip(), bound.port()),
-        Some(a) => a.0,
-        None if bound.ip().is_unspecified() => {
-            let choice = crate::advertise::from_system();
-            tracing::info!("{choice}");
-            SocketAddr::new(choice.addr, bound.port())
-        }
-        None => bound,
+    let (addr, choice) = crate::advertise::advertised(bound, g.advertise.as_ref().map(|a| a.0));
+    if let Some(choice) = choice {
+        tracing::info!("{choice}");
     }
+    addr
 }

@@ -2,6 +2,8 @@
 
 mod agent_cmd;
 mod cli;
+mod docs_cmd;
+mod setup_cmd;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
@@ -22,14 +24,29 @@ struct Cli {
 enum Command {
     /// Run the nuvol agent.
     Agent(Box<agent_cmd::AgentArgs>),
+    /// Write a config file for this node (never over an existing one) and
+    /// print the command that adds the next board.
+    Init(setup_cmd::InitArgs),
+    /// Print the command that adds the next board, from this node's config.
+    JoinCmd(setup_cmd::JoinCmdArgs),
+    /// Check a config file as `nuvol agent --config FILE` would load it.
+    CheckConfig(setup_cmd::CheckConfigArgs),
     #[command(flatten)]
     Client(cli::ClientCommand),
+    /// Print shell completions (bash, zsh or fish).
+    Completions(docs_cmd::CompletionsArgs),
+    /// Print the man page, or write one per command into a directory.
+    Manpage(docs_cmd::ManpageArgs),
+}
+
+/// The whole command line: the agent's flags come from its components'
+/// config sections.
+fn command() -> clap::Command {
+    Cli::command().mut_subcommand("agent", |c| c.args(nuvol::components().args()))
 }
 
 fn main() {
-    // The agent's flags come from its components' config sections.
-    let command = Cli::command().mut_subcommand("agent", |c| c.args(nuvol::components().args()));
-    let parsed = command
+    let parsed = command()
         .try_get_matches()
         .and_then(|m| Cli::from_arg_matches(&m).map(|c| (c, m)));
     let (cli, matches) = match parsed {
@@ -77,6 +94,11 @@ fn main() {
                 None => Err(anyhow::anyhow!("no agent arguments")),
             },
             Command::Client(c) => cli::run(c).await,
+            Command::Init(a) => setup_cmd::init(a),
+            Command::JoinCmd(a) => setup_cmd::join_cmd(a),
+            Command::CheckConfig(a) => setup_cmd::check_config(a),
+            Command::Completions(a) => docs_cmd::completions(a, command()),
+            Command::Manpage(a) => docs_cmd::manpage(a, command()),
         }
     });
     match code {

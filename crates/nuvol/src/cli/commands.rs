@@ -289,13 +289,19 @@ pub async fn run(cmd: ClientCommand) -> Result<i32> {
     }
 }
 
-fn keygen(format: Format) -> Result<i32> {
+/// A new random gossip key: 32 bytes from the OS, base64 (`nuvol keygen`,
+/// and `nuvol init` without `--encrypt`).
+pub fn new_key() -> Result<String> {
     use rand::RngCore;
     let mut key = [0u8; 32];
     rand::rngs::OsRng
         .try_fill_bytes(&mut key)
         .map_err(|e| anyhow!("Error reading random data: {e}"))?;
-    let key = B64.encode(key);
+    Ok(B64.encode(key))
+}
+
+fn keygen(format: Format) -> Result<i32> {
+    let key = new_key()?;
     match format {
         Format::Text => emit(&key)?,
         Format::Json => print_json(&json!({ "key": key }))?,

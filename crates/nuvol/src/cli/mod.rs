@@ -56,6 +56,8 @@ mod vip;
 
 use clap::{ArgAction, Args, Subcommand, ValueEnum};
 
+pub use commands::new_key;
+
 /// Output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
 pub enum Format {
