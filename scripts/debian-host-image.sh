@@ -11,20 +11,25 @@
 # Running systemd as PID 1 in a container on this host (Docker 20.10,
 # cgroup v1 with the cgroupfs driver; systemd 252 still supports v1):
 #
-#   docker run -d --privileged --cgroupns=host \
+#   docker run -d --cap-add ALL --cap-drop SYS_RESOURCE \
+#       --security-opt seccomp=unconfined --cgroupns=host \
 #       -v /sys/fs/cgroup:/sys/fs/cgroup:rw --tmpfs /run --tmpfs /run/lock \
 #       --stop-signal SIGRTMIN+3 nuvol-host:bookworm
 #
-# --privileged and the host's cgroup tree let systemd create its own cgroups
-# for services; /run and /run/lock must be tmpfs or systemd refuses to boot;
-# SIGRTMIN+3 is systemd's "halt" signal (SIGTERM only re-executes it; Docker
-# 20.10's `import --change` does not take STOPSIGNAL, hence the flag). On a
-# cgroup v2 host the same flags work (`--cgroupns=host` is what lets systemd
-# see a writable unified hierarchy). The image's entrypoint is
-# /lib/systemd/systemd, so no command is needed.
+# `--privileged` is the usual way, but here the Docker daemon itself runs
+# without CAP_SYS_RESOURCE, so runc cannot grant every capability and
+# --privileged fails with "unable to apply caps: operation not permitted";
+# all capabilities but that one, no seccomp filter and the host's cgroup tree
+# mounted read-write let systemd create the cgroups of its services (tested:
+# `systemctl is-system-running --wait` says "running"). /run and /run/lock
+# must be tmpfs or systemd refuses to boot; SIGRTMIN+3 is systemd's "halt"
+# signal (SIGTERM only re-executes it; Docker 20.10's `import --change` does
+# not take STOPSIGNAL, hence the flag). Untested on a cgroup v2 host, where
+# `--cgroupns=host` with the same mount is the documented recipe. The
+# image's entrypoint is /lib/systemd/systemd, so no command is needed.
 #
-# The debootstrap takes a few minutes (measured here: see BENCHMARKS.md,
-# "Ansible (issue 13)"); the image is about 200 MB.
+# The debootstrap takes a few minutes (150-230 s measured here, see
+# BENCHMARKS.md, "Ansible (issue 13)"); the image is 247 MB.
 set -euo pipefail
 image=${NUVOL_HOST_IMAGE:-nuvol-host:bookworm}
 mirror=${NUVOL_DEBIAN_MIRROR:-http://deb.debian.org/debian}
