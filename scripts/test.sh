@@ -60,6 +60,11 @@ declare -A provides=(
   # drops multicast (crates/nuvol/tests/vip_netns.rs).
   [keepalived]=keepalived
   [nftables]=nft
+  # The Ansible playbook against three debootstrap'ed hosts
+  # (crates/nuvol/tests/ansible_hosts.rs).
+  [debootstrap]=debootstrap
+  [ansible]=ansible-playbook
+  [ansible-lint]=ansible-lint
   # Docker (the apps' tests, and three private daemons forming a Swarm in
   # crates/nuvol/tests/swarm_netns.rs, whose bridge needs FORWARD rules).
   [docker.io]=dockerd
@@ -78,7 +83,7 @@ have() {
 }
 need=()
 for pkg in serf snmpd dnsutils iproute2 tcpdump procps psmisc bzip2 golang-go g++ python3 \
-  chromium-headless-shell chromium-driver busybox-static podman netavark aardvark-dns syncthing keepalived nftables docker.io iptables groff-base; do
+  chromium-headless-shell chromium-driver busybox-static podman netavark aardvark-dns syncthing keepalived nftables docker.io iptables groff-base debootstrap ansible ansible-lint; do
   have "${provides[$pkg]}" || need+=("$pkg")
 done
 # pip as a module of the python3 that runs the tests.
