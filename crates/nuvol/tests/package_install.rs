@@ -110,7 +110,18 @@ impl Host {
                 &name,
                 "--hostname",
                 "pkghost",
-                "--privileged",
+                // systemd as PID 1 on this host: --privileged fails here
+                // ("unable to apply caps": the machine lacks
+                // CAP_SYS_RESOURCE to hand out), so every capability but
+                // that one, no seccomp filter, the host's cgroup tree.
+                "--cap-add",
+                "ALL",
+                "--cap-drop",
+                "SYS_RESOURCE",
+                "--security-opt",
+                "seccomp=unconfined",
+                "--stop-signal",
+                "SIGRTMIN+3",
                 "--cgroupns=host",
                 "-v",
                 "/sys/fs/cgroup:/sys/fs/cgroup:rw",
