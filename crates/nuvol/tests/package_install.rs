@@ -84,7 +84,7 @@ fn repack(deb: &Path, version: &str, out: &Path) -> PathBuf {
     std::fs::write(&control, c).expect("control");
     let new = out.join(format!("nuvol_{version}_amd64.deb"));
     let o = Command::new("dpkg-deb")
-        .args(["--root-owner-group", "-b"])
+        .args(["--root-owner-group", "-Zgzip", "-z1", "-b"])
         .arg(&tree)
         .arg(&new)
         .output()
