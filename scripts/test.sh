@@ -71,6 +71,14 @@ declare -A provides=(
   [iptables]=iptables
   # Renders the generated man pages (crates/nuvol/tests/init_cmd.rs).
   [groff-base]=groff
+  # Debian packages for the boards (scripts/package.sh, which also adds the
+  # arm64/armhf architectures and their libstd-rust-web-dev itself) and
+  # running their binaries (crates/nuvol/tests/board_qemu.rs).
+  [rustc-web]=/usr/bin/rustc
+  [cargo-web]=/usr/bin/cargo
+  [gcc-aarch64-linux-gnu]=aarch64-linux-gnu-gcc
+  [gcc-arm-linux-gnueabihf]=arm-linux-gnueabihf-gcc
+  [qemu-user-static]=qemu-aarch64-static
 )
 have() {
   case "$1" in
@@ -83,7 +91,8 @@ have() {
 }
 need=()
 for pkg in serf snmpd dnsutils iproute2 tcpdump procps psmisc bzip2 golang-go g++ python3 \
-  chromium-headless-shell chromium-driver busybox-static podman netavark aardvark-dns syncthing keepalived nftables docker.io iptables groff-base debootstrap ansible ansible-lint; do
+  chromium-headless-shell chromium-driver busybox-static podman netavark aardvark-dns syncthing keepalived nftables docker.io iptables \
+  groff-base debootstrap ansible ansible-lint rustc-web cargo-web gcc-aarch64-linux-gnu gcc-arm-linux-gnueabihf qemu-user-static; do
   have "${provides[$pkg]}" || need+=("$pkg")
 done
 # pip as a module of the python3 that runs the tests.
@@ -191,6 +200,17 @@ case "$NUVOL_RELEASE_BIN" in
 *) NUVOL_RELEASE_BIN="$PWD/$NUVOL_RELEASE_BIN" ;;
 esac
 export NUVOL_RELEASE_BIN
+
+echo "==> Debian packages (scripts/package.sh amd64 arm64 armhf)"
+# target/debian/nuvol_VERSION_ARCH.deb: the boards' binaries run under qemu
+# in crates/nuvol/tests/board_qemu.rs, the amd64 package is installed in a
+# systemd container (nuvol-host:bookworm) in package_install.rs. amd64
+# reuses the deployment build above; the boards' are built with
+# [profile.cross-test] (no fat LTO), since two fat-LTO cross builds would
+# cost CI more than the tests need (BENCHMARKS.md, "Packages (issue 13)").
+bash scripts/package.sh amd64
+NUVOL_PKG_PROFILE=cross-test bash scripts/package.sh arm64 armhf
+if [ -f scripts/debian-host-image.sh ]; then bash scripts/debian-host-image.sh; fi
 
 echo "==> fuzz targets: build, replay regression and seed inputs"
 # The fuzz crate is outside the workspace. Its libFuzzer targets build on
