@@ -138,6 +138,13 @@ fn boards(test: &str, dir: &Path) -> Option<Vec<(&'static str, PathBuf)>> {
         return None;
     }
     let wanted = std::env::var("NUVOL_BOARD_ARCHES").unwrap_or_else(|_| "arm64,armhf".into());
+    if wanted.trim() == "none" {
+        // Asked for explicitly (scripts/test.sh without NUVOL_TEST_BOARDS=1:
+        // the boards' cross builds do not fit CI's time yet), so a skip
+        // even under NUVOL_REQUIRE_SYSTEM.
+        eprintln!("{test}: SKIPPED: NUVOL_BOARD_ARCHES=none (no board binaries built)");
+        return None;
+    }
     let mut progs = Vec::new();
     for b in BOARDS
         .iter()
