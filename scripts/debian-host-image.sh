@@ -43,7 +43,18 @@ for tool in debootstrap docker; do
 done
 
 root=$(mktemp -d /tmp/nuvol-host-root.XXXXXX)
-trap 'rm -rf "$root"' EXIT
+# debootstrap mounts /proc (and may mount /sys, /dev/pts) inside the root:
+# an interrupted run can leave them mounted. Unmount everything under the
+# root before removing it, and never let rm cross into another file system
+# (the host's /proc or /dev).
+cleanup() {
+  local m
+  for m in $(awk -v r="$root" '$2 == r || index($2, r "/") == 1 { print $2 }' /proc/mounts | sort -r); do
+    umount -l "$m" 2>/dev/null || true
+  done
+  rm -rf --one-file-system "$root"
+}
+trap cleanup EXIT
 start=$(date +%s)
 # minbase has no init; the list adds what a board's Debian has and what the
 # role needs: systemd as init, dbus for systemctl, python3 for Ansible,
