@@ -225,6 +225,13 @@ else
   echo "==> NOTE: the arm64/armhf packages are not built (set NUVOL_TEST_BOARDS=1); board_qemu will skip"
   export NUVOL_BOARD_ARCHES=none
 fi
+# The playbook against three systemd hosts (crates/nuvol/tests/ansible_hosts.rs)
+# takes about 5 minutes, more than CI's 45 minutes leave: only with
+# NUVOL_TEST_ANSIBLE=1 for now.
+if [ "${NUVOL_TEST_ANSIBLE:-0}" != 1 ]; then
+  echo "==> NOTE: the Ansible playbook test is not run (set NUVOL_TEST_ANSIBLE=1); ansible_hosts will skip"
+  export NUVOL_SKIP_ANSIBLE=1
+fi
 
 echo "==> [${SECONDS}s] fuzz targets: build, replay regression and seed inputs"
 # The fuzz crate is outside the workspace. Its libFuzzer targets build on

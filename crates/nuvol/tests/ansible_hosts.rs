@@ -54,6 +54,13 @@ fn skip(test: &str) -> bool {
     if !netns::require_system(test, &[]) {
         return true;
     }
+    if std::env::var_os("NUVOL_SKIP_ANSIBLE").is_some() {
+        // Asked for explicitly (scripts/test.sh without NUVOL_TEST_ANSIBLE=1:
+        // about 5 minutes that CI's time does not hold yet), so a skip even
+        // under NUVOL_REQUIRE_SYSTEM.
+        eprintln!("{test}: SKIPPED: NUVOL_SKIP_ANSIBLE is set");
+        return true;
+    }
     for (cmd, pkg) in [
         ("docker", "docker.io"),
         ("debootstrap", "debootstrap"),
