@@ -181,6 +181,16 @@ fn write_groups(
     Ok(())
 }
 
+/// The id of `series` in a read transaction, if it has one.
+fn series_id(tx: &redb::ReadTransaction, series: &str) -> Result<Option<u32>, StoreError> {
+    Ok(tx
+        .open_table(SERIES)
+        .map_err(db_err)?
+        .get(series)
+        .map_err(db_err)?
+        .map(|v| v.value()))
+}
+
 pub struct RingStore {
     db: Database,
 }
@@ -258,13 +268,7 @@ impl RingStore {
             return Ok((Vec::new(), 0));
         };
         let tx = self.db.begin_read().map_err(db_err)?;
-        let Some(id) = tx
-            .open_table(SERIES)
-            .map_err(db_err)?
-            .get(series)
-            .map_err(db_err)?
-            .map(|v| v.value())
-        else {
+        let Some(id) = series_id(&tx, series)? else {
             return Ok((Vec::new(), 0));
         };
         let bucket = bucket_of(series);
@@ -287,13 +291,7 @@ impl RingStore {
     /// resolution: what an open point resumes from after a restart.
     pub fn open_rows(&self, series: &str, at: u64) -> Result<Vec<(u32, StoredPoint)>, StoreError> {
         let tx = self.db.begin_read().map_err(db_err)?;
-        let Some(id) = tx
-            .open_table(SERIES)
-            .map_err(db_err)?
-            .get(series)
-            .map_err(db_err)?
-            .map(|v| v.value())
-        else {
+        let Some(id) = series_id(&tx, series)? else {
             return Ok(Vec::new());
         };
         let bucket = bucket_of(series);
