@@ -35,6 +35,7 @@
 mod agent;
 pub mod browser;
 mod cli;
+pub mod debian;
 pub mod docker;
 pub mod lan;
 mod loopback;

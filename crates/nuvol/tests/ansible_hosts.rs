@@ -17,6 +17,7 @@
 //! skipped without them, failed instead under `NUVOL_REQUIRE_SYSTEM=1`.
 
 use anyhow::{ensure, Context, Result};
+use nuvol_testkit::debian::SYSTEMD_HOST_RUN_ARGS;
 use nuvol_testkit::netns;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -143,38 +144,22 @@ impl Hosts {
             let name = format!("nuvol-ansible-{tag}-{h}");
             let ip = format!("172.31.213.{}", 11 + i);
             hosts.names.push(name.clone());
-            // systemd as PID 1: see scripts/debian-host-image.sh.
-            ok(
-                "docker",
-                &[
-                    "run",
-                    "-d",
-                    "--name",
-                    &name,
-                    "--hostname",
-                    h,
-                    "--network",
-                    &hosts.net,
-                    "--ip",
-                    &ip,
-                    "--cap-add",
-                    "ALL",
-                    "--cap-drop",
-                    "SYS_RESOURCE",
-                    "--security-opt",
-                    "seccomp=unconfined",
-                    "--cgroupns=host",
-                    "-v",
-                    "/sys/fs/cgroup:/sys/fs/cgroup:rw",
-                    "--tmpfs",
-                    "/run",
-                    "--tmpfs",
-                    "/run/lock",
-                    "--stop-signal",
-                    "SIGRTMIN+3",
-                    IMAGE,
-                ],
-            )?;
+            // systemd as PID 1 (nuvol_testkit::debian::SYSTEMD_HOST_RUN_ARGS).
+            let mut args = vec![
+                "run",
+                "-d",
+                "--name",
+                &name,
+                "--hostname",
+                h,
+                "--network",
+                &hosts.net,
+                "--ip",
+                &ip,
+            ];
+            args.extend_from_slice(SYSTEMD_HOST_RUN_ARGS);
+            args.push(IMAGE);
+            ok("docker", &args)?;
         }
         for c in &hosts.names {
             // "degraded" is fine: a container lacks some of a board's units.

@@ -21,11 +21,12 @@
 //! board, for a machine that has built one package; the default, which CI
 //! uses, is both.
 
+use nuvol_testkit::debian::{deb_dir, newest_deb};
 use nuvol_testkit::netns::skip_or_fail;
 use nuvol_testkit::{wait_until_msg, MemberJson, NuvolAgent};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 const NUVOL: &str = env!("CARGO_BIN_EXE_nuvol");
 // Emulated agents start in about a second here; the limit leaves room for
@@ -61,29 +62,6 @@ fn on_path(cmd: &str) -> bool {
         .output()
         .map(|o| o.status.success())
         .unwrap_or(false)
-}
-
-/// target/debian of the workspace (where scripts/package.sh puts them).
-fn deb_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/debian")
-}
-
-/// The newest `nuvol_*_ARCH.deb`.
-fn newest_deb(arch: &str) -> Option<PathBuf> {
-    let suffix = format!("_{arch}.deb");
-    std::fs::read_dir(deb_dir())
-        .ok()?
-        .filter_map(|e| e.ok())
-        .filter(|e| {
-            let n = e.file_name().to_string_lossy().into_owned();
-            n.starts_with("nuvol_") && n.ends_with(&suffix)
-        })
-        .max_by_key(|e| {
-            e.metadata()
-                .and_then(|m| m.modified())
-                .unwrap_or(SystemTime::UNIX_EPOCH)
-        })
-        .map(|e| e.path())
 }
 
 /// Extracts usr/bin/nuvol from `deb` into `dir` and writes `dir/run`, a

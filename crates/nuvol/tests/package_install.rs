@@ -16,10 +16,11 @@
 //! Needs docker (a running daemon), dpkg-deb, the image and the package;
 //! skipped without them, failed instead under `NUVOL_REQUIRE_SYSTEM=1`.
 
+use nuvol_testkit::debian::{deb_dir, newest_deb, SYSTEMD_HOST_RUN_ARGS};
 use nuvol_testkit::netns::skip_or_fail;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 const IMAGE: &str = "nuvol-host:bookworm";
 const T: Duration = Duration::from_secs(60);
@@ -27,27 +28,6 @@ const POLL: Duration = Duration::from_millis(250);
 
 fn ok(cmd: &mut Command) -> bool {
     cmd.output().map(|o| o.status.success()).unwrap_or(false)
-}
-
-fn deb_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/debian")
-}
-
-fn newest_deb(arch: &str) -> Option<PathBuf> {
-    let suffix = format!("_{arch}.deb");
-    std::fs::read_dir(deb_dir())
-        .ok()?
-        .filter_map(|e| e.ok())
-        .filter(|e| {
-            let n = e.file_name().to_string_lossy().into_owned();
-            n.starts_with("nuvol_") && n.ends_with(&suffix)
-        })
-        .max_by_key(|e| {
-            e.metadata()
-                .and_then(|m| m.modified())
-                .unwrap_or(SystemTime::UNIX_EPOCH)
-        })
-        .map(|e| e.path())
 }
 
 fn text(o: &Output) -> String {
@@ -102,35 +82,11 @@ impl Host {
     fn start() -> Host {
         let name = format!("nuvol-pkgtest-{}", std::process::id());
         let _ = Command::new("docker").args(["rm", "-f", &name]).output();
+        // systemd as PID 1 (nuvol_testkit::debian::SYSTEMD_HOST_RUN_ARGS).
         let o = Command::new("docker")
-            .args([
-                "run",
-                "-d",
-                "--name",
-                &name,
-                "--hostname",
-                "pkghost",
-                // systemd as PID 1 on this host: --privileged fails here
-                // ("unable to apply caps": the machine lacks
-                // CAP_SYS_RESOURCE to hand out), so every capability but
-                // that one, no seccomp filter, the host's cgroup tree.
-                "--cap-add",
-                "ALL",
-                "--cap-drop",
-                "SYS_RESOURCE",
-                "--security-opt",
-                "seccomp=unconfined",
-                "--stop-signal",
-                "SIGRTMIN+3",
-                "--cgroupns=host",
-                "-v",
-                "/sys/fs/cgroup:/sys/fs/cgroup:rw",
-                "--tmpfs",
-                "/run",
-                "--tmpfs",
-                "/run/lock",
-                IMAGE,
-            ])
+            .args(["run", "-d", "--name", &name, "--hostname", "pkghost"])
+            .args(SYSTEMD_HOST_RUN_ARGS)
+            .arg(IMAGE)
             .output()
             .expect("docker run");
         assert!(o.status.success(), "docker run {IMAGE}: {}", text(&o));
